@@ -1,0 +1,81 @@
+using System.Linq;
+using PeftDsl.Generators.Model;
+using PeftDsl.Generators.Parsing;
+using static PeftDsl.Generators.Emit.TypeNames;
+
+namespace PeftDsl.Generators.Emit
+{
+    /// <summary>[TransformerBlock] → pre-norm residual sublayers, each followed by its adapter site.</summary>
+    internal static class BlockEmitter
+    {
+        public static string Emit(ModuleSpec spec)
+        {
+            var b = spec.Block!;
+            var norm = EmitHelpers.Norm(b.NormKind);
+            var w = EmitHelpers.Begin(spec.Namespace);
+            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, ForwardContext, Tensor)}, {IBlockModule}, {IPeftSiteOwner}");
+            foreach (var s in b.Sublayers)
+            {
+                w.Line($"public readonly {norm} {s.Norm.Field};");
+                w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
+            }
+            w.Line();
+            foreach (var s in b.Sublayers)
+            {
+                w.Line($"/// <summary>Adapter site after {s.Member.Name}, before the residual add.</summary>");
+                w.Line($"public readonly {AdapterSite} {Pascal(s.AdapterSite)};");
+                w.Line();
+            }
+            w.Line("/// <summary>This block's index in the stack.</summary>");
+            w.Line("public int Layer { get; }");
+            w.Line();
+
+            w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
+            w.Line("Layer = layer;");
+            w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
+            foreach (var s in b.Sublayers)
+            {
+                w.Line($"{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
+                w.Line($"{s.Member.Field} = new {s.Module.FullName}(config, layer);");
+                w.Line($"{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
+            }
+            EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }));
+            w.Close();
+            w.Line();
+
+            w.Line("/// <param name=\"x\">(B, T, C) hidden states.</param>");
+            w.Line("/// <returns>(B, T, C)</returns>");
+            w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
+            w.Line($"using var scope = {Torch}.NewDisposeScope();");
+            foreach (var s in b.Sublayers)
+            {
+                var call = s.IsAttention ? $"{s.Member.Field}.forward({s.Norm.Field}.forward(x), ctx)" : $"{s.Member.Field}.forward({s.Norm.Field}.forward(x))";
+                w.Line($"x = x + {Pascal(s.AdapterSite)}.Apply({call});");
+            }
+            w.Line("return x.MoveToOuterDisposeScope();");
+            w.Close();
+            w.Line();
+
+            w.Open($"public {SiteList} Sites(string path)");
+            foreach (var s in b.Sublayers)
+                w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, {Pascal(s.AdapterSite)}.Name, path + \".\" + {Pascal(s.AdapterSite)}.Name, Layer);");
+            w.Close();
+            w.Line();
+
+            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
+            w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
+            foreach (var s in b.Sublayers)
+            {
+                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.Norm.Name)}, {NormKind}.{b.NormKind}, dim);");
+                w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys);");
+            }
+            w.Close();
+            w.Close();
+            return w.ToString();
+        }
+
+        /// <summary>attention_adapter → AttentionAdapter: site fields are C# names, not checkpoint names.</summary>
+        public static string Pascal(string snake) =>
+            string.Concat(snake.Split('_').Where(p => p.Length > 0).Select(p => char.ToUpperInvariant(p[0]) + p.Substring(1)));
+    }
+}

@@ -1,0 +1,47 @@
+using System.Linq;
+using PeftDsl.Generators.Model;
+using PeftDsl.Generators.Parsing;
+using static PeftDsl.Generators.Emit.TypeNames;
+
+namespace PeftDsl.Generators.Emit
+{
+    /// <summary>[ModelConfig] → FromJson/Load: required keys in the initializer, optional ones through 'with',
+    /// so a missing optional key keeps the property's own initializer.</summary>
+    internal static class ConfigEmitter
+    {
+        public static string Emit(ConfigSpec spec)
+        {
+            var w = EmitHelpers.Begin(spec.Namespace);
+            w.Open($"partial record {spec.Name}");
+            w.Line($"/// <summary>Binds config.json; errors name the file, the key and the property.</summary>");
+            w.Open($"public static {spec.Name} FromJson({ConfigJson} json)");
+            var required = spec.Members.Where(m => m.Required).ToList();
+            if (required.Count == 0)
+            {
+                w.Line($"var config = new {spec.Name}();");
+            }
+            else
+            {
+                w.Line($"var config = new {spec.Name}");
+                w.Line("{");
+                foreach (var m in required)
+                    w.Line($"    {Names.Identifier(m.Name)} = json.Required<{m.Type}>({Keys(m)}, {Literals.String(spec.Name + "." + m.Name)}),");
+                w.Line("};");
+            }
+            foreach (var m in spec.Members.Where(m => !m.Required))
+            {
+                var type = m.Nullable && m.Type != "string" ? m.Type + "?" : m.Type;
+                w.Line($"if (json.Optional<{type}>({Keys(m)}, {Literals.String(spec.Name + "." + m.Name)}, out var v{m.Name}))");
+                w.Line($"    config = config with {{ {Names.Identifier(m.Name)} = v{m.Name} }};");
+            }
+            w.Line("return config;");
+            w.Close();
+            w.Line();
+            w.Line($"public static {spec.Name} Load(string path) => FromJson({ConfigJson}.Load(path));");
+            w.Close();
+            return w.ToString();
+        }
+
+        private static string Keys(ConfigMemberSpec m) => "new[] { " + string.Join(", ", m.Keys.Select(Literals.String)) + " }";
+    }
+}

@@ -1,0 +1,84 @@
+using PeftDsl.Generators.Model;
+using PeftDsl.Generators.Parsing;
+using static PeftDsl.Generators.Emit.TypeNames;
+
+namespace PeftDsl.Generators.Emit
+{
+    /// <summary>[TransformerStack] → embeddings (+ virtual-prompt site), positions, blocks, final norm.</summary>
+    internal static class StackEmitter
+    {
+        public static string Emit(ModuleSpec spec)
+        {
+            var s = spec.Stack!;
+            var norm = EmitHelpers.Norm(s.FinalNormKind);
+            var tokens = s.TokenEmbedding.Field;
+            var w = EmitHelpers.Begin(spec.Namespace);
+            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, $"{Tensor}?", Tensor)}, {IPeftSiteOwner}");
+            w.Line($"public readonly {Embedding} {tokens};");
+            if (s.Positions is { } pos) w.Line($"public readonly {Embedding} {pos.Field};");
+            w.Line($"public readonly {ModuleList}<{s.BlockType.FullName}> {s.Blocks.Field};");
+            w.Line($"public readonly {norm} {s.FinalNorm.Field};");
+            if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
+            w.Line();
+            w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output.</summary>");
+            w.Line($"public readonly {VirtualPromptSite} VirtualPrompts = new();");
+            w.Line();
+
+            w.Open($"public {spec.Name}({spec.ConfigType} config) : base(nameof({spec.Name}))");
+            w.Line("var (vocab, dim) = EmbeddingShape(config);");
+            w.Line($"{tokens} = new {Embedding}(vocab, dim);");
+            if (s.Positions is { } p) w.Line($"{p.Field} = new {Embedding}({EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
+            if (s.Rotary is { } r)
+                w.Line($"rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)});");
+            w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
+            w.Line($"var blocks = new {s.BlockType.FullName}[count];");
+            w.Line($"for (var i = 0; i < count; i++) blocks[i] = new {s.BlockType.FullName}(config, i);");
+            w.Line($"{s.Blocks.Field} = new {ModuleList}<{s.BlockType.FullName}>(blocks);");
+            w.Line($"{s.FinalNorm.Field} = new {norm}(dim, {s.FinalNormEps.Expression});");
+            var members = new System.Collections.Generic.List<Member> { s.TokenEmbedding };
+            if (s.Positions is not null) members.Add(s.Positions);
+            members.Add(s.Blocks);
+            members.Add(s.FinalNorm);
+            EmitHelpers.Register(w, members);
+            w.Close();
+            w.Line();
+
+            w.Line("/// <param name=\"inputIds\">(B, T) token ids.</param>");
+            w.Line("/// <param name=\"attentionMask\">(B, T), 1 for tokens and 0 for padding, or null.</param>");
+            w.Line("/// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>");
+            w.Open($"public override {Tensor} forward({Tensor} inputIds, {Tensor}? attentionMask)");
+            w.Line($"using var scope = {Torch}.NewDisposeScope();");
+            w.Line($"var x = {tokens}.forward(inputIds);  // (B, T, C)");
+            w.Line("(x, attentionMask) = VirtualPrompts.Prepend(x, attentionMask);");
+            w.Line($"var ctx = {ForwardContext}.Create(x, attentionMask, {(s.Rotary is null ? "null" : "rotary")});");
+            if (s.Positions is { } positions) w.Line($"x = x + {positions.Field}.Positions(x.shape[1]);  // (B, T, C) + (T, C)");
+            w.Line($"foreach (var block in {s.Blocks.Field}) x = block.forward(x, ctx);");
+            w.Line($"return {s.FinalNorm.Field}.forward(x).MoveToOuterDisposeScope();");
+            w.Close();
+            w.Line();
+
+            w.Open($"public {SiteList} Sites(string path)");
+            w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, path + {Literals.String("." + s.TokenEmbedding.Name)}, null);");
+            w.Close();
+            w.Line();
+
+            w.Line("/// <summary>(vocabulary, hidden size) of the token embedding, checked.</summary>");
+            w.Open($"internal static (long Vocab, long Dim) EmbeddingShape({spec.ConfigType} config)");
+            w.Line($"return ({EmitHelpers.Positive(s.Vocab, spec.Name)}, {EmitHelpers.Positive(s.Dim, spec.Name)});");
+            w.Close();
+            w.Line();
+
+            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
+            w.Line("var (vocab, dim) = EmbeddingShape(config);");
+            w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(s.TokenEmbedding.Name)}, vocab, dim);");
+            if (s.Positions is { } pp)
+                w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(pp.Name)}, {EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
+            w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
+            w.Line($"for (var i = 0; i < count; i++) {s.BlockType.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Blocks.Name + ".")} + i + \".\", keys);");
+            w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.FinalNorm.Name)}, {NormKind}.{s.FinalNormKind}, dim);");
+            w.Close();
+            w.Close();
+            return w.ToString();
+        }
+    }
+}

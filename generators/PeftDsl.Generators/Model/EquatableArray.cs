@@ -1,0 +1,45 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+
+namespace PeftDsl.Generators.Model
+{
+    /// <summary>An immutable array compared by its elements. ImmutableArray and List compare by reference, which
+    /// would make every spec look new on every compilation and defeat the incremental cache.</summary>
+    internal readonly struct EquatableArray<T> : IEquatable<EquatableArray<T>>, IEnumerable<T>
+        where T : IEquatable<T>
+    {
+        private readonly T[]? items;
+
+        public EquatableArray(IEnumerable<T> items) => this.items = items.ToArray();
+
+        public static readonly EquatableArray<T> Empty = new(Array.Empty<T>());
+
+        public int Count => items?.Length ?? 0;
+
+        public T this[int index] => items![index];
+
+        public bool Equals(EquatableArray<T> other) =>
+            (items ?? Array.Empty<T>()).SequenceEqual(other.items ?? Array.Empty<T>());
+
+        public override bool Equals(object? obj) => obj is EquatableArray<T> other && Equals(other);
+
+        public override int GetHashCode()
+        {
+            var hash = 17;
+            foreach (var item in items ?? Array.Empty<T>())
+                hash = unchecked(hash * 31 + (item?.GetHashCode() ?? 0));
+            return hash;
+        }
+
+        public IEnumerator<T> GetEnumerator() => ((IEnumerable<T>)(items ?? Array.Empty<T>())).GetEnumerator();
+
+        IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
+    internal static class EquatableArray
+    {
+        public static EquatableArray<T> ToEquatableArray<T>(this IEnumerable<T> items) where T : IEquatable<T> => new(items);
+    }
+}

@@ -1,0 +1,100 @@
+namespace PeftDsl.Generators.Model
+{
+    // Specs are what the parser hands the emitter. They hold only strings, numbers, enums and EquatableArray,
+    // never an ISymbol, SyntaxNode, Location or Compilation: the incremental pipeline compares them by value to
+    // decide whether to re-emit, and a symbol would keep old compilations alive and make every run look new.
+
+    internal enum ModuleKind
+    {
+        CausalLM,
+        TransformerStack,
+        TransformerBlock,
+        SelfAttention,
+        FeedForward,
+    }
+
+    /// <summary>A hyper-parameter: C# code that reads it, and how to name it in messages.</summary>
+    /// <param name="Expression">C#, e.g. <c>config.Hidden</c> or <c>32</c>.</param>
+    /// <param name="Display">The config.json key (or member, or literal) for runtime messages.</param>
+    /// <param name="Literal">The numeric value when the binding is a literal number, for compile-time checks.</param>
+    internal sealed record Binding(string Expression, string Display, double? Literal);
+
+    /// <summary>A class referenced by typeof in an attribute.</summary>
+    internal sealed record TypeRef(string FullName, string Name);
+
+    /// <summary>A checkpoint name and the C# field that holds the module.</summary>
+    internal sealed record Member(string Name, string Field);
+
+    internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias);
+
+    internal sealed record SublayerSpec(Member Member, TypeRef Module, bool IsAttention, Member Norm, string AdapterSite);
+
+    internal sealed record CausalLmSpec(
+        string ModelType,
+        EquatableArray<string> IgnoreKeys,
+        Member Body,
+        TypeRef BodyType,
+        Member Head,
+        Binding Tie,
+        string TokenEmbeddingField,
+        EquatableArray<TargetSpec> Targets);
+
+    /// <summary>A peft-style target-module name the model offers, with the C# constant that spells it.</summary>
+    internal sealed record TargetSpec(string Identifier, string Value);
+
+    internal sealed record StackSpec(
+        Binding Dim,
+        Member TokenEmbedding,
+        Binding Vocab,
+        Member? Positions,
+        Binding? MaxPositions,
+        RotarySpec? Rotary,
+        Member Blocks,
+        TypeRef BlockType,
+        Binding Count,
+        Member FinalNorm,
+        string FinalNormKind,
+        Binding FinalNormEps);
+
+    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType);
+
+    internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers);
+
+    internal sealed record AttentionSpec(
+        Binding Dim,
+        Binding Heads,
+        Binding? KvHeads,
+        Binding? HeadDim,
+        bool Causal,
+        bool Rotary,
+        bool Scaled,
+        EquatableArray<ProjectionSpec> Projections);
+
+    internal sealed record FeedForwardSpec(Binding Dim, Binding Inner, Binding Activation, EquatableArray<ProjectionSpec> Projections);
+
+    /// <summary>One DSL class; exactly one of the kind parts is set.</summary>
+    internal sealed record ModuleSpec(
+        string? Namespace,
+        string Name,
+        ModuleKind Kind,
+        string ConfigType,
+        CausalLmSpec? CausalLm = null,
+        StackSpec? Stack = null,
+        BlockSpec? Block = null,
+        AttentionSpec? Attention = null,
+        FeedForwardSpec? FeedForward = null)
+    {
+        public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
+    }
+
+    internal sealed record ConfigMemberSpec(string Name, string Type, bool Nullable, bool Required, EquatableArray<string> Keys);
+
+    internal sealed record ConfigSpec(string? Namespace, string Name, EquatableArray<ConfigMemberSpec> Members)
+    {
+        public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
+    }
+
+    /// <summary>What a transform produces: a spec to emit (null when the declaration is invalid) and the
+    /// diagnostics, which travel separately so a moved span re-reports without re-emitting source.</summary>
+    internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics) where T : class;
+}

@@ -1,0 +1,90 @@
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using PeftDsl.Generators.Diagnostics;
+using PeftDsl.Generators.Model;
+
+namespace PeftDsl.Generators.Parsing
+{
+    /// <summary>A [ModelConfig] record → the members config.json binds.</summary>
+    internal static class ConfigParser
+    {
+        public static ParseResult<ConfigSpec> Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        {
+            var type = (INamedTypeSymbol)context.TargetSymbol;
+            var diagnostics = new DiagnosticBag();
+            var location = type.Locations.FirstOrDefault();
+            var partial = type.DeclaringSyntaxReferences.All(r =>
+                r.GetSyntax(cancellationToken) is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
+            if (!type.IsRecord || type.IsValueType || !type.InstanceConstructors.Any(c => c.Parameters.Length == 0))
+                diagnostics.Add(DiagnosticDescriptors.ConfigNotRecord, location, type.Name);
+            else if (!partial)
+                diagnostics.Add(DiagnosticDescriptors.NotPartial, location, type.Name);
+            if (type.ContainingType is not null)
+                diagnostics.Add(DiagnosticDescriptors.NestedType, location, type.Name);
+
+            var members = new System.Collections.Generic.List<ConfigMemberSpec>();
+            foreach (var property in type.GetMembers().OfType<IPropertySymbol>().Where(p => !p.IsStatic))
+            {
+                var keyAttribute = property.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == AttributeNames.ConfigKey);
+                var propertyLocation = property.Locations.FirstOrDefault();
+                if (keyAttribute is null)
+                {
+                    if (property.IsRequired)
+                        diagnostics.Add(DiagnosticDescriptors.RequiredWithoutKey, propertyLocation, property.Name);
+                    continue;
+                }
+                var keys = keyAttribute.ConstructorArguments.SelectMany(Bindings.Strings).Where(k => k.Length > 0).ToList();
+                if (keys.Count == 0)
+                {
+                    diagnostics.Add(DiagnosticDescriptors.InvalidConfigKey, Bindings.Where(keyAttribute), property.Name);
+                    continue;
+                }
+                if (property.SetMethod is null)
+                {
+                    diagnostics.Add(DiagnosticDescriptors.ConfigKeyNotSettable, propertyLocation, property.Name);
+                    continue;
+                }
+                var (typeName, nullable) = Describe(property.Type);
+                if (typeName is null)
+                {
+                    diagnostics.Add(DiagnosticDescriptors.UnsupportedConfigType, propertyLocation, property.Name, property.Type.ToDisplayString());
+                    continue;
+                }
+                members.Add(new ConfigMemberSpec(property.Name, typeName, nullable, property.IsRequired, keys.ToEquatableArray()));
+            }
+            var spec = diagnostics.HasErrors
+                ? null
+                : new ConfigSpec(type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
+                    type.Name, members.ToEquatableArray());
+            return new ParseResult<ConfigSpec>(spec, diagnostics.ToArray());
+        }
+
+        private static (string? Name, bool Nullable) Describe(ITypeSymbol type)
+        {
+            var nullable = false;
+            if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } n)
+            {
+                type = n.TypeArguments[0];
+                nullable = true;
+            }
+            else if (type.IsReferenceType && type.NullableAnnotation == NullableAnnotation.Annotated)
+            {
+                nullable = true;
+            }
+            var name = type.SpecialType switch
+            {
+                SpecialType.System_Int32 => "int",
+                SpecialType.System_Int64 => "long",
+                SpecialType.System_Single => "float",
+                SpecialType.System_Double => "double",
+                SpecialType.System_Boolean => "bool",
+                SpecialType.System_String => "string",
+                _ => null,
+            };
+            return (name, nullable);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using PeftDsl.Generators.Diagnostics;
+using PeftDsl.Generators.Model;
+
+namespace PeftDsl.Generators.Parsing
+{
+    internal sealed partial class ModuleParser
+    {
+        // Values of PeftDsl.Dsl.ProjectionRole, in declaration order.
+        private static readonly string[] Roles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output", "Gate", "Up", "Down" };
+        private static readonly string[] Layouts = { "Linear", "Conv1D" };
+        private static readonly string[] AttentionRoles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output" };
+        private static readonly string[] FeedForwardRoles = { "Gate", "Up", "Down" };
+
+        private AttentionSpec? ParseAttention()
+        {
+            var a = kindAttribute;
+            var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
+            var heads = bindings.Required(a, "Heads", BindingKind.Size, type.Name);
+            var kvHeads = bindings.Optional(a, "KvHeads", BindingKind.Size);
+            var headDim = bindings.Optional(a, "HeadDim", BindingKind.Size);
+            if (headDim is null && dim?.Literal is { } d && heads?.Literal is { } h && d % h != 0)
+                diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(a, "Heads"), type.Name,
+                    $"Dim {d} is not divisible by Heads {h}; declare HeadDim or fix the sizes");
+            if (kvHeads?.Literal is { } kv && heads?.Literal is { } qh && qh % kv != 0)
+                diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(a, "KvHeads"), type.Name,
+                    $"Heads {qh} is not a multiple of KvHeads {kv}");
+            var projections = ParseProjections(AttentionRoles, "[SelfAttention]");
+            if (projections is not null) CheckAttentionForm(projections);
+            if (dim is null || heads is null || projections is null || diagnostics.HasErrors) return null;
+            return new AttentionSpec(dim, heads, kvHeads, headDim,
+                Bindings.NamedValue(a, "Causal", false), Bindings.NamedValue(a, "Rotary", false), Bindings.NamedValue(a, "Scaled", true),
+                projections.ToEquatableArray());
+        }
+
+        private FeedForwardSpec? ParseFeedForward()
+        {
+            var a = kindAttribute;
+            var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
+            var inner = bindings.Required(a, "Inner", BindingKind.Size, type.Name);
+            var activation = bindings.Required(a, "Activation", BindingKind.Activation, type.Name);
+            var projections = ParseProjections(FeedForwardRoles, "[FeedForward]");
+            if (projections is not null)
+            {
+                RequireRole(projections, "Up", "an Up projection");
+                RequireRole(projections, "Down", "a Down projection");
+                ForbidRepeat(projections, "Gate", "Up", "Down");
+            }
+            if (dim is null || inner is null || activation is null || projections is null || diagnostics.HasErrors) return null;
+            return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray());
+        }
+
+        private List<ProjectionSpec>? ParseProjections(string[] allowedRoles, string where)
+        {
+            var result = new List<ProjectionSpec>();
+            var named = new List<(Member?, AttributeData)>();
+            foreach (var attribute in Components(AttributeNames.Projection))
+            {
+                var member = NameArgument(attribute);
+                named.Add((member, attribute));
+                var role = EnumName(attribute.ConstructorArguments.ElementAtOrDefault(1).Value, Roles);
+                if (role is null || !allowedRoles.Contains(role))
+                {
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute), type.Name,
+                        $"role {role ?? "?"} does not belong in a {where} class (allowed: {string.Join(", ", allowedRoles)})");
+                    continue;
+                }
+                var layout = EnumName(Bindings.NamedValue<object?>(attribute, "Layout", 0), Layouts) ?? "Linear";
+                var bias = bindings.Optional(attribute, "Bias", BindingKind.Flag, "false");
+                if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias));
+            }
+            CheckUnique(named);
+            return diagnostics.HasErrors ? null : result;
+        }
+
+        private void CheckAttentionForm(List<ProjectionSpec> projections)
+        {
+            bool Has(string role) => projections.Any(p => p.Role == role);
+            ForbidRepeat(projections, AttentionRoles);
+            RequireRole(projections, "Output", "an Output projection");
+            if (Has("Qkv"))
+            {
+                if (Has("Query") || Has("Key") || Has("Value") || Has("KeyValue"))
+                    Conflict("a fused Qkv projection cannot be combined with separate Query/Key/Value/KeyValue projections");
+                return;
+            }
+            if (!Has("Query"))
+            {
+                Conflict("declare either one Qkv projection, or Query with Key and Value (or with KeyValue)");
+                return;
+            }
+            if (Has("KeyValue") && (Has("Key") || Has("Value")))
+                Conflict("a fused KeyValue projection cannot be combined with separate Key/Value projections");
+            else if (!Has("KeyValue") && !(Has("Key") && Has("Value")))
+                Conflict("Query needs both Key and Value projections (or one KeyValue)");
+        }
+
+        private void RequireRole(List<ProjectionSpec> projections, string role, string what)
+        {
+            if (!projections.Any(p => p.Role == role))
+                diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name, what);
+        }
+
+        private void ForbidRepeat(List<ProjectionSpec> projections, params string[] roles)
+        {
+            foreach (var role in roles.Where(r => projections.Count(p => p.Role == r) > 1))
+                Conflict($"the {role} role is declared more than once");
+        }
+
+        private void Conflict(string message) =>
+            diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, type.Locations.FirstOrDefault(), type.Name, message);
+
+        private static string? EnumName(object? value, string[] names) =>
+            value is int i && i >= 0 && i < names.Length ? names[i] : null;
+    }
+}

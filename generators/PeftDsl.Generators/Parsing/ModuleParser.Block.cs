@@ -1,0 +1,54 @@
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using PeftDsl.Generators.Diagnostics;
+using PeftDsl.Generators.Model;
+
+namespace PeftDsl.Generators.Parsing
+{
+    internal sealed partial class ModuleParser
+    {
+        private static readonly string[] NormKinds = { "LayerNorm", "RmsNorm" };
+
+        private BlockSpec? ParseBlock()
+        {
+            var a = kindAttribute;
+            var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
+            var normKind = EnumName(Bindings.NamedValue<object?>(a, "Norm", 0), NormKinds) ?? "LayerNorm";
+            var eps = bindings.Optional(a, "NormEps", BindingKind.Real, "1e-5");
+            var sublayers = new List<SublayerSpec>();
+            var named = new List<(Member?, AttributeData)>();
+            foreach (var attribute in Components(AttributeNames.Sublayer))
+            {
+                var member = NameArgument(attribute);
+                var module = ModuleArgument(attribute, 1, "[Sublayer]", ModuleKind.SelfAttention, ModuleKind.FeedForward);
+                var normName = Bindings.Named(attribute, "Norm");
+                var norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
+                named.Add((member, attribute));
+                named.Add((norm, attribute));
+                if (member is null || module is null || norm is null) continue;
+                var isAttention = KindsOf(TypeArgument(attribute, 1)!)[0] == ModuleKind.SelfAttention;
+                sublayers.Add(new SublayerSpec(member, module, isAttention, norm, isAttention ? "attention_adapter" : "mlp_adapter"));
+            }
+            CheckUnique(named);
+            if (sublayers.Count == 0 && !diagnostics.HasErrors)
+                diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name, "at least one [Sublayer]");
+            if (dim is null || eps is null || diagnostics.HasErrors) return null;
+            // The documented order: attention sublayers, then feed-forward; declaration order within each.
+            var ordered = sublayers.Where(s => s.IsAttention).Concat(sublayers.Where(s => !s.IsAttention));
+            return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray());
+        }
+
+        /// <summary>Two sublayers of one kind get numbered adapter sites (attention_adapter, attention_adapter_1).</summary>
+        private static IEnumerable<SublayerSpec> UniqueAdapterSites(IEnumerable<SublayerSpec> sublayers)
+        {
+            var counts = new Dictionary<string, int>();
+            foreach (var s in sublayers)
+            {
+                counts.TryGetValue(s.AdapterSite, out var n);
+                counts[s.AdapterSite] = n + 1;
+                yield return n == 0 ? s : s with { AdapterSite = s.AdapterSite + "_" + n };
+            }
+        }
+    }
+}

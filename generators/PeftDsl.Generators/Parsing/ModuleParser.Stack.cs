@@ -1,0 +1,88 @@
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+using PeftDsl.Generators.Diagnostics;
+using PeftDsl.Generators.Model;
+
+namespace PeftDsl.Generators.Parsing
+{
+    internal sealed partial class ModuleParser
+    {
+        private StackSpec? ParseStack()
+        {
+            var dim = bindings.Required(kindAttribute, "Dim", BindingKind.Size, type.Name);
+            var named = new List<(Member?, AttributeData)>();
+
+            var tokens = Single(AttributeNames.TokenEmbedding, required: true);
+            Member? tokenMember = null;
+            Binding? vocab = null;
+            if (tokens is not null)
+            {
+                tokenMember = NameArgument(tokens);
+                named.Add((tokenMember, tokens));
+                vocab = bindings.Required(tokens, "Vocab", BindingKind.Size, type.Name);
+            }
+
+            var positions = Single(AttributeNames.PositionEmbedding, required: false);
+            Member? positionMember = null;
+            Binding? maxPositions = null;
+            if (positions is not null)
+            {
+                positionMember = NameArgument(positions);
+                named.Add((positionMember, positions));
+                maxPositions = bindings.Required(positions, "MaxPositions", BindingKind.Size, type.Name);
+            }
+
+            var rotaryAttribute = Single(AttributeNames.RotaryEmbedding, required: false);
+            RotarySpec? rotary = null;
+            if (rotaryAttribute is not null)
+            {
+                var headDim = bindings.Required(rotaryAttribute, "HeadDim", BindingKind.Size, type.Name);
+                var theta = bindings.Optional(rotaryAttribute, "Theta", BindingKind.Real, "10000");
+                var ropeType = bindings.Optional(rotaryAttribute, "RopeType", BindingKind.RopeType, "default");
+                if (headDim is not null && theta is not null && ropeType is not null) rotary = new RotarySpec(headDim, theta, ropeType);
+            }
+
+            var blocks = Single(AttributeNames.Blocks, required: true);
+            Member? blocksMember = null;
+            TypeRef? blockType = null;
+            Binding? count = null;
+            if (blocks is not null)
+            {
+                blocksMember = NameArgument(blocks);
+                named.Add((blocksMember, blocks));
+                blockType = ModuleArgument(blocks, 1, "[Blocks]", ModuleKind.TransformerBlock);
+                count = bindings.Required(blocks, "Count", BindingKind.Size, type.Name);
+                if (blockType is not null && rotaryAttribute is null) CheckNoRotaryAttention(TypeArgument(blocks, 1)!, blocks);
+            }
+
+            var finalNorm = Single(AttributeNames.FinalNorm, required: true);
+            Member? normMember = null;
+            string normKind = "LayerNorm";
+            Binding? eps = null;
+            if (finalNorm is not null)
+            {
+                normMember = NameArgument(finalNorm);
+                named.Add((normMember, finalNorm));
+                normKind = EnumName(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, NormKinds) ?? "LayerNorm";
+                eps = bindings.Optional(finalNorm, "Eps", BindingKind.Real, "1e-5");
+            }
+            CheckUnique(named);
+            if (diagnostics.HasErrors) return null;
+            return new StackSpec(dim!, tokenMember!, vocab!, positionMember, maxPositions, rotary,
+                blocksMember!, blockType!, count!, normMember!, normKind, eps!);
+        }
+
+        /// <summary>A rotary attention layer needs tables the stack computes; catch the omission at compile time.</summary>
+        private void CheckNoRotaryAttention(INamedTypeSymbol block, AttributeData blocksAttribute)
+        {
+            foreach (var sublayer in AttributesOf(block, AttributeNames.Sublayer))
+            {
+                var module = TypeArgument(sublayer, 1);
+                var attention = module is null ? null : AttributesOf(module, AttributeNames.Kinds[ModuleKind.SelfAttention]).FirstOrDefault();
+                if (attention is not null && Bindings.NamedValue(attention, "Rotary", false))
+                    diagnostics.Add(DiagnosticDescriptors.RotaryMissing, Bindings.Where(blocksAttribute), type.Name, module!.Name);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using PeftDsl.Generators.Diagnostics;
+using PeftDsl.Generators.Model;
+
+namespace PeftDsl.Generators.Parsing
+{
+    /// <summary>Attributes of one DSL class → a <see cref="ModuleSpec"/>, or diagnostics. Never throws on bad
+    /// input: every problem becomes a diagnostic at the attribute that caused it.</summary>
+    internal sealed partial class ModuleParser
+    {
+        private readonly INamedTypeSymbol type;
+        private readonly ModuleKind kind;
+        private readonly DiagnosticBag diagnostics = new();
+        private readonly AttributeData kindAttribute;
+        private INamedTypeSymbol config = null!;
+        private Bindings bindings = null!;
+
+        private ModuleParser(INamedTypeSymbol type, ModuleKind kind, AttributeData kindAttribute)
+        {
+            this.type = type;
+            this.kind = kind;
+            this.kindAttribute = kindAttribute;
+        }
+
+        public static ParseResult<ModuleSpec> Parse(GeneratorAttributeSyntaxContext context, ModuleKind kind, CancellationToken cancellationToken)
+        {
+            var type = (INamedTypeSymbol)context.TargetSymbol;
+            var parser = new ModuleParser(type, kind, context.Attributes[0]);
+            var spec = parser.Run(cancellationToken);
+            return new ParseResult<ModuleSpec>(parser.diagnostics.HasErrors ? null : spec, parser.diagnostics.ToArray());
+        }
+
+        private ModuleSpec? Run(CancellationToken cancellationToken)
+        {
+            var kinds = KindsOf(type);
+            if (kinds.Count > 1)
+            {
+                // Every kind's pipeline sees the class; only the first reports, so the error appears once.
+                if (kinds[0] == kind)
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingKinds, type.Locations.FirstOrDefault(), type.Name,
+                        string.Join(", ", kinds.Select(k => "[" + k + "]")));
+                return null;
+            }
+            CheckDeclaration();
+            if (!ReadConfig()) return null;
+            cancellationToken.ThrowIfCancellationRequested();
+            CheckComponentsBelong();
+            var spec = new ModuleSpec(
+                type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
+                type.Name, kind, Names.FullName(config));
+            return kind switch
+            {
+                ModuleKind.CausalLM => ParseCausalLm() is { } p ? spec with { CausalLm = p } : null,
+                ModuleKind.TransformerStack => ParseStack() is { } p ? spec with { Stack = p } : null,
+                ModuleKind.TransformerBlock => ParseBlock() is { } p ? spec with { Block = p } : null,
+                ModuleKind.SelfAttention => ParseAttention() is { } p ? spec with { Attention = p } : null,
+                _ => ParseFeedForward() is { } p ? spec with { FeedForward = p } : null,
+            };
+        }
+
+        private void CheckDeclaration()
+        {
+            var location = type.Locations.FirstOrDefault();
+            var partial = type.DeclaringSyntaxReferences.All(r =>
+                r.GetSyntax() is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
+            if (!partial) diagnostics.Add(DiagnosticDescriptors.NotPartial, location, type.Name);
+            if (type.ContainingType is not null) diagnostics.Add(DiagnosticDescriptors.NestedType, location, type.Name);
+            if (type.BaseType is { SpecialType: not SpecialType.System_Object } baseType)
+                diagnostics.Add(DiagnosticDescriptors.BaseClassConflict, location, type.Name, baseType.ToDisplayString());
+        }
+
+        private bool ReadConfig()
+        {
+            var arg = kindAttribute.ConstructorArguments.FirstOrDefault();
+            if (arg.Value is INamedTypeSymbol c && c.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == AttributeNames.ModelConfig))
+            {
+                config = c;
+                bindings = new Bindings(config, diagnostics);
+                return true;
+            }
+            diagnostics.Add(DiagnosticDescriptors.WrongModuleKind, Bindings.Where(kindAttribute), "The config type", "ModelConfig",
+                (arg.Value as ITypeSymbol)?.Name ?? "null", "not marked [ModelConfig]");
+            return false;
+        }
+
+        private void CheckComponentsBelong()
+        {
+            var allowed = AttributeNames.Components[kind];
+            foreach (var a in type.GetAttributes())
+            {
+                var name = a.AttributeClass?.ToDisplayString();
+                if (name is not null && AttributeNames.AllComponents.Contains(name) && !allowed.Contains(name))
+                    diagnostics.Add(DiagnosticDescriptors.ComponentNotAllowed, Bindings.Where(a), AttributeNames.Short(name), kind.ToString());
+            }
+        }
+
+        private IEnumerable<AttributeData> Components(string metadataName) =>
+            type.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() == metadataName);
+
+        /// <summary>The single component of a kind, reporting PEFT003 if required and absent and PEFT005 if repeated.</summary>
+        private AttributeData? Single(string metadataName, bool required)
+        {
+            var found = Components(metadataName).ToList();
+            if (found.Count == 0 && required)
+                diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name,
+                    "[" + AttributeNames.Short(metadataName) + "]");
+            foreach (var extra in found.Skip(1))
+                diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(extra), type.Name, "[" + AttributeNames.Short(metadataName) + "]");
+            return found.FirstOrDefault();
+        }
+
+        private Member? NameArgument(AttributeData attribute, int index = 0) =>
+            Names.Member(attribute.ConstructorArguments.ElementAtOrDefault(index).Value as string, Bindings.Where(attribute), diagnostics);
+
+        /// <summary>A typeof(...) argument that must name a DSL class of <paramref name="expected"/> kind with the same config.</summary>
+        private TypeRef? ModuleArgument(AttributeData attribute, int index, string what, params ModuleKind[] expected)
+        {
+            var referenced = attribute.ConstructorArguments.ElementAtOrDefault(index).Value as INamedTypeSymbol;
+            var location = Bindings.Where(attribute);
+            if (referenced is null)
+            {
+                diagnostics.Add(DiagnosticDescriptors.WrongModuleKind, location, what, string.Join("] or [", expected), "null", "not a class");
+                return null;
+            }
+            var kinds = KindsOf(referenced);
+            if (kinds.Count != 1 || !expected.Contains(kinds[0]))
+            {
+                diagnostics.Add(DiagnosticDescriptors.WrongModuleKind, location, what, string.Join("] or [", expected), referenced.Name,
+                    kinds.Count == 0 ? "not a DSL class" : "[" + string.Join("], [", kinds) + "]");
+                return null;
+            }
+            var theirs = ConfigOf(referenced);
+            if (theirs is not null && !SymbolEqualityComparer.Default.Equals(theirs, config))
+            {
+                diagnostics.Add(DiagnosticDescriptors.ConfigMismatch, location, type.Name, config.Name, referenced.Name, theirs.Name);
+                return null;
+            }
+            return new TypeRef(Names.FullName(referenced), referenced.Name);
+        }
+
+        /// <summary>Reports PEFT005 for names declared twice in this class.</summary>
+        private void CheckUnique(IEnumerable<(Member? Member, AttributeData Attribute)> members)
+        {
+            var seen = new HashSet<string>();
+            foreach (var (member, attribute) in members)
+                if (member is not null && !seen.Add(member.Name))
+                    diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(attribute), type.Name, member.Name);
+        }
+
+        internal static List<ModuleKind> KindsOf(INamedTypeSymbol symbol)
+        {
+            var names = symbol.GetAttributes().Select(a => a.AttributeClass?.ToDisplayString()).ToList();
+            return AttributeNames.Kinds.Where(k => names.Contains(k.Value)).Select(k => k.Key).ToList();
+        }
+
+        internal static AttributeData? KindAttribute(INamedTypeSymbol symbol) =>
+            symbol.GetAttributes().FirstOrDefault(a => AttributeNames.Kinds.Values.Contains(a.AttributeClass?.ToDisplayString()));
+
+        private static INamedTypeSymbol? ConfigOf(INamedTypeSymbol symbol) =>
+            KindAttribute(symbol)?.ConstructorArguments.FirstOrDefault().Value as INamedTypeSymbol;
+
+        internal static IEnumerable<AttributeData> AttributesOf(INamedTypeSymbol symbol, string metadataName) =>
+            symbol.GetAttributes().Where(a => a.AttributeClass?.ToDisplayString() == metadataName);
+
+        internal static INamedTypeSymbol? TypeArgument(AttributeData attribute, int index) =>
+            attribute.ConstructorArguments.ElementAtOrDefault(index).Value as INamedTypeSymbol;
+    }
+}

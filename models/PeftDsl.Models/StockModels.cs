@@ -1,0 +1,39 @@
+using PeftDsl.Config;
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using PeftDsl.Runtime;
+
+namespace PeftDsl.Models;
+
+/// <summary>The stock model families, by config.json <c>model_type</c>.</summary>
+public static class StockModels
+{
+    private static readonly Dictionary<string, Func<string, ModelLoadOptions?, CausalLanguageModel>> CausalLoaders = new()
+    {
+        ["gpt2"] = Gpt2LMHeadModel.FromPretrained,
+        ["llama"] = LlamaForCausalLM.FromPretrained,
+    };
+
+    public static IReadOnlyCollection<string> CausalModelTypes => CausalLoaders.Keys;
+
+    /// <summary>The config.json <c>model_type</c> of a checkpoint folder.</summary>
+    public static string ModelTypeOf(string directory)
+    {
+        var config = Checkpoints.CheckpointFolder.ReadConfig(directory);
+        return config.GetString("model_type")
+            ?? throw new ConfigException($"{config.Source}: no \"model_type\", so the model family is unknown");
+    }
+
+    public static bool IsCausal(string modelType) => CausalLoaders.ContainsKey(modelType);
+
+    /// <summary>Loads a causal LM checkpoint whose family is one of <see cref="CausalModelTypes"/>.</summary>
+    public static CausalLanguageModel LoadCausal(string directory, ModelLoadOptions? options = null)
+    {
+        var modelType = ModelTypeOf(directory);
+        return CausalLoaders.TryGetValue(modelType, out var load)
+            ? load(directory, options)
+            : throw new ConfigException(
+                $"{directory}: model_type '{modelType}' is not a supported causal LM (supported: {string.Join(", ", CausalLoaders.Keys)})");
+    }
+}

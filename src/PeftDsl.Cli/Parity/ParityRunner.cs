@@ -1,0 +1,39 @@
+using PeftDsl.Errors;
+using PeftDsl.Models;
+
+namespace PeftDsl.Cli.Parity;
+
+/// <summary>Runs every case of a fixture folder that the project supports and reports the rest as SKIP with a
+/// reason. Nothing here knows the shipped fixtures' sizes, seeds, layers or targets.</summary>
+public static class ParityRunner
+{
+    public static IEnumerable<CaseResult> Run(string directory, Func<FixtureCase, bool>? filter = null)
+    {
+        var manifest = FixtureManifest.Load(directory);
+        foreach (var c in manifest.Cases.Where(c => filter?.Invoke(c) ?? true))
+            yield return RunCase(manifest, c);
+    }
+
+    private static CaseResult RunCase(FixtureManifest manifest, FixtureCase c)
+    {
+        try
+        {
+            var modelType = StockModels.ModelTypeOf(manifest.BaseModelDirectory(c));
+            if (c.Kind != "causal" || !StockModels.IsCausal(modelType))
+                return CaseResult.Skip(c.Name, $"{c.Kind} model_type '{modelType}' is not supported yet");
+            var peftTypes = manifest.PeftTypes(c);
+            if (peftTypes.Count > 0)
+                return CaseResult.Skip(c.Name, $"{string.Join(" + ", peftTypes)} adapters are not supported yet");
+            return CausalBaseCase.Run(manifest, c);
+        }
+        catch (PeftDslException e)
+        {
+            return CaseResult.Fail(c.Name, double.NaN, "error: " + e.Message.ReplaceLineEndings(" "));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // One broken case must not hide the report on the others.
+            return CaseResult.Fail(c.Name, double.NaN, $"unexpected {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+        }
+    }
+}

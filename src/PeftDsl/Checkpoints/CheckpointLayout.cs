@@ -1,0 +1,56 @@
+using PeftDsl.Modules;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Checkpoints;
+
+/// <summary>A state-dict key and its shape as the checkpoint stores it.</summary>
+public sealed record CheckpointKey(string Key, long[] Shape)
+{
+    public override string ToString() => $"{Key} [{string.Join(", ", Shape)}]";
+}
+
+/// <summary>A model tensor bound to its checkpoint key.</summary>
+/// <param name="Transposed">The checkpoint holds the transpose (GPT-2 Conv1D).</param>
+public sealed record CheckpointTensor(string Key, Tensor Target, long[] CheckpointShape, bool Transposed);
+
+/// <summary>Maps a built module to checkpoint keys. Registration names are the Hugging Face names, so the only
+/// translation is the per-module layout (transposes).</summary>
+public static class CheckpointLayout
+{
+    public static IReadOnlyList<CheckpointTensor> Tensors(nn.Module model)
+    {
+        var result = new List<CheckpointTensor>();
+        foreach (var (path, module) in ModulesWithRoot(model))
+        {
+            foreach (var (name, p) in module.named_parameters(recurse: false))
+                result.Add(Bind(path, name, module, p));
+            foreach (var (name, b) in module.named_buffers(recurse: false, include_nonpersistent: false))
+                result.Add(Bind(path, name, module, b));
+        }
+        return result;
+    }
+
+    /// <summary>The sorted <c>key [shape]</c> listing of a built model, in checkpoint layout.</summary>
+    public static string Describe(nn.Module model) =>
+        Describe(Tensors(model).Select(t => new CheckpointKey(t.Key, t.CheckpointShape)));
+
+    public static string Describe(IEnumerable<CheckpointKey> keys) =>
+        string.Join("\n", keys.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => k.ToString())) + "\n";
+
+    /// <summary>Every module with its dotted path, the root first with path "".</summary>
+    public static IEnumerable<(string Path, nn.Module Module)> ModulesWithRoot(nn.Module model)
+    {
+        yield return ("", model);
+        foreach (var (path, module) in model.named_modules())
+            if (path.Length > 0) yield return (path, module);
+    }
+
+    private static CheckpointTensor Bind(string path, string name, nn.Module owner, Tensor t)
+    {
+        var key = path.Length == 0 ? name : path + "." + name;
+        var transposed = owner is ICheckpointLayout layout && layout.IsTransposedInCheckpoint(name);
+        var shape = transposed ? t.shape.Reverse().ToArray() : t.shape;
+        return new CheckpointTensor(key, t, shape, transposed);
+    }
+}

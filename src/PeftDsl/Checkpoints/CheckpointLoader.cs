@@ -1,0 +1,94 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using PeftDsl.Errors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Checkpoints;
+
+/// <summary>How a model family's checkpoints may differ from its parameter list.</summary>
+/// <param name="TiedKeys">Keys that may be present but are not parameters (a tied LM head's weight).</param>
+/// <param name="IgnorePatterns">Regexes of stale keys to skip (old buffers such as GPT-2's <c>attn.bias</c>).</param>
+/// <param name="BasePrefix">The body's name (<c>transformer</c>): checkpoints saved from the bare body lack it.</param>
+public sealed record CheckpointRules(IReadOnlyList<string> TiedKeys, IReadOnlyList<string> IgnorePatterns, string? BasePrefix)
+{
+    public static readonly CheckpointRules Strict = new([], [], null);
+}
+
+/// <summary>Strict loading: every parameter must be in the file with its shape, and nothing else may be.</summary>
+public static class CheckpointLoader
+{
+    private const int ListedPerKind = 20;
+
+    public static void Load(nn.Module model, CheckpointFolder folder, CheckpointRules rules)
+    {
+        var tensors = CheckpointLayout.Tensors(model);
+        var fileKeys = folder.Keys.ToHashSet(StringComparer.Ordinal);
+        var resolve = KeyResolver(tensors, fileKeys, rules.BasePrefix);
+        var ignore = rules.IgnorePatterns.Select(p => new Regex(p, RegexOptions.CultureInvariant)).ToList();
+
+        var missing = new List<string>();
+        var wrongShape = new List<string>();
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in tensors)
+        {
+            var fileKey = resolve(t.Key);
+            if (!fileKeys.Contains(fileKey))
+            {
+                missing.Add(t.Key);
+                continue;
+            }
+            used.Add(fileKey);
+            var entry = folder.Entry(fileKey);
+            if (!entry.Shape.SequenceEqual(t.CheckpointShape))
+                wrongShape.Add($"{fileKey}: checkpoint {entry.ShapeText}, model expects [{string.Join(", ", t.CheckpointShape)}]");
+        }
+        foreach (var tied in rules.TiedKeys)
+        {
+            var fileKey = resolve(tied);
+            if (fileKeys.Contains(fileKey)) used.Add(fileKey);
+        }
+        var unexpected = fileKeys.Where(k => !used.Contains(k) && !ignore.Any(r => r.IsMatch(k)))
+            .OrderBy(k => k, StringComparer.Ordinal).ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+            throw Mismatch(folder.Directory, missing, unexpected, wrongShape);
+
+        using var noGrad = no_grad();
+        foreach (var t in tensors)
+        {
+            using var scope = NewDisposeScope();
+            var source = folder.Read(resolve(t.Key));
+            if (t.Transposed) source = source.t();
+            t.Target.copy_(source.to(t.Target.dtype, t.Target.device));
+        }
+    }
+
+    /// <summary>Model key → file key. A checkpoint saved from the bare body (the hub's <c>gpt2</c>) has keys
+    /// without the body prefix; it is accepted only when no key in the file carries the prefix.</summary>
+    private static Func<string, string> KeyResolver(IReadOnlyList<CheckpointTensor> tensors, HashSet<string> fileKeys, string? prefix)
+    {
+        if (prefix is null) return k => k;
+        var dotted = prefix + ".";
+        var fileHasPrefix = fileKeys.Any(k => k.StartsWith(dotted, StringComparison.Ordinal));
+        var modelHasPrefix = tensors.Any(t => t.Key.StartsWith(dotted, StringComparison.Ordinal));
+        if (fileHasPrefix || !modelHasPrefix) return k => k;
+        return k => k.StartsWith(dotted, StringComparison.Ordinal) ? k[dotted.Length..] : k;
+    }
+
+    private static CheckpointMismatchException Mismatch(string directory, List<string> missing, List<string> unexpected, List<string> wrongShape)
+    {
+        var text = new StringBuilder($"{directory}: checkpoint does not match the model");
+        Append(text, "missing keys", missing);
+        Append(text, "unexpected keys", unexpected);
+        Append(text, "wrong shapes", wrongShape);
+        return new CheckpointMismatchException(text.ToString(), missing, unexpected, wrongShape);
+    }
+
+    private static void Append(StringBuilder text, string title, List<string> items)
+    {
+        if (items.Count == 0) return;
+        text.Append($"\n  {title} ({items.Count}):");
+        foreach (var item in items.Take(ListedPerKind)) text.Append("\n    ").Append(item);
+        if (items.Count > ListedPerKind) text.Append($"\n    … and {items.Count - ListedPerKind} more");
+    }
+}

@@ -1,0 +1,134 @@
+using System.Globalization;
+using System.Text.Json;
+using PeftDsl.Errors;
+
+namespace PeftDsl.Config;
+
+/// <summary>
+/// A parsed config.json. Generated <c>FromJson</c> methods read through it so that every error names the
+/// file and the key, and so that dotted keys (<c>rope_parameters.rope_theta</c>) and fallbacks work the same way.
+/// </summary>
+public sealed class ConfigJson
+{
+    private readonly JsonElement root;
+
+    private ConfigJson(JsonElement root, string source)
+    {
+        this.root = root;
+        Source = source;
+    }
+
+    /// <summary>Where the JSON came from, for error messages.</summary>
+    public string Source { get; }
+
+    public static ConfigJson Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new ConfigException($"{path}: file not found");
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    public static ConfigJson Parse(string json, string source)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64, CommentHandling = JsonCommentHandling.Skip });
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{source}: not valid JSON ({e.Message})", e);
+        }
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new ConfigException($"{source}: expected a JSON object at the top level, found {doc.RootElement.ValueKind}");
+        return new ConfigJson(doc.RootElement.Clone(), source);
+    }
+
+    /// <summary>The first of <paramref name="keys"/> that is present (null counts as absent).</summary>
+    public bool TryGet(string[] keys, out JsonElement value, out string key)
+    {
+        foreach (var k in keys)
+        {
+            if (TryGetPath(k, out value) && value.ValueKind != JsonValueKind.Null)
+            {
+                key = k;
+                return true;
+            }
+        }
+        value = default;
+        key = keys[0];
+        return false;
+    }
+
+    /// <summary>A value that must be present; <paramref name="member"/> is the C# property it binds, for the message.</summary>
+    public T Required<T>(string[] keys, string member)
+    {
+        if (!TryGet(keys, out var value, out var key))
+            throw new ConfigException($"{Source}: missing required key '{string.Join("' or '", keys)}' (bound to {member})");
+        return Convert<T>(value, key, member);
+    }
+
+    /// <summary>A value that may be absent or null; then <paramref name="value"/> is left unset.</summary>
+    public bool Optional<T>(string[] keys, string member, out T value)
+    {
+        if (!TryGet(keys, out var element, out var key))
+        {
+            value = default!;
+            return false;
+        }
+        value = Convert<T>(element, key, member);
+        return true;
+    }
+
+    /// <summary>The raw top-level value of a key, if present; for callers that read beyond the typed record.</summary>
+    public string? GetString(string key) =>
+        TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    private bool TryGetPath(string dotted, out JsonElement value)
+    {
+        value = root;
+        foreach (var part in dotted.Split('.'))
+        {
+            if (value.ValueKind != JsonValueKind.Object || !value.TryGetProperty(part, out value))
+                return false;
+        }
+        return true;
+    }
+
+    private T Convert<T>(JsonElement e, string key, string member)
+    {
+        var target = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
+        object? result = target switch
+        {
+            _ when target == typeof(int) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) ? i : null,
+            _ when target == typeof(long) => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var l) ? l : null,
+            _ when target == typeof(double) => e.ValueKind == JsonValueKind.Number ? e.GetDouble() : null,
+            _ when target == typeof(float) => e.ValueKind == JsonValueKind.Number ? (float)e.GetDouble() : null,
+            _ when target == typeof(bool) => e.ValueKind is JsonValueKind.True or JsonValueKind.False ? e.GetBoolean() : null,
+            _ when target == typeof(string) => e.ValueKind == JsonValueKind.String ? e.GetString() : null,
+            _ => throw new ConfigException($"{Source}: key '{key}' is bound to {member} of unsupported type {typeof(T).Name}"),
+        };
+        if (result is null)
+        {
+            var shown = e.GetRawText();
+            if (shown.Length > 60) shown = shown[..60] + "…";
+            throw new ConfigException(
+                $"{Source}: key '{key}' (bound to {member}) must be {Describe(target)}, found {shown}");
+        }
+        return (T)result;
+    }
+
+    private static string Describe(Type t) => t == typeof(int) || t == typeof(long) ? "an integer"
+        : t == typeof(double) || t == typeof(float) ? "a number"
+        : t == typeof(bool) ? "true or false"
+        : "a string";
+
+    /// <summary>Formats a value the way config.json would spell it, for messages.</summary>
+    public static string Show(object value) => value switch
+    {
+        double d => d.ToString("R", CultureInfo.InvariantCulture),
+        float f => f.ToString("R", CultureInfo.InvariantCulture),
+        bool b => b ? "true" : "false",
+        _ => System.Convert.ToString(value, CultureInfo.InvariantCulture) ?? "null",
+    };
+}

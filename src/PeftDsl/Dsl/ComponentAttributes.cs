@@ -1,0 +1,98 @@
+namespace PeftDsl.Dsl;
+
+// Components: the submodules of a DSL class. The first argument is always the checkpoint name relative to
+// the module (state-dict keys are the contract: `transformer.h.0.attn.c_attn.weight`). Dotted names create
+// plain container nodes, so T5's `layer.0.SelfAttention` needs no extra classes.
+
+/// <summary>[CausalLM] The body stack, e.g. <c>transformer</c> or <c>model</c>.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class BodyAttribute(string name, Type module) : Attribute
+{
+    public string Name { get; } = name;
+    public Type Module { get; } = module;
+}
+
+/// <summary>[CausalLM] The output projection to the vocabulary.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class LmHeadAttribute(string name) : Attribute
+{
+    public string Name { get; } = name;
+    /// <summary>Checkpoint path of the embedding the head may share its weight with (<c>transformer.wte</c>).</summary>
+    public string? TiedTo { get; set; }
+    /// <summary>Binding: whether the weight is shared; defaults to "true" when <see cref="TiedTo"/> is set.</summary>
+    public string? Tie { get; set; }
+}
+
+/// <summary>[TransformerStack] Token embedding; also the virtual-prompt site where prompt learning prepends tokens.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class TokenEmbeddingAttribute(string name) : Attribute
+{
+    public string Name { get; } = name;
+    /// <summary>Binding: vocabulary size.</summary>
+    public string Vocab { get; set; } = "";
+}
+
+/// <summary>[TransformerStack] Learned absolute positions added to the token embedding (GPT-2's <c>wpe</c>).</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class PositionEmbeddingAttribute(string name) : Attribute
+{
+    public string Name { get; } = name;
+    /// <summary>Binding: the number of positions.</summary>
+    public string MaxPositions { get; set; } = "";
+}
+
+/// <summary>[TransformerStack] Rotary position embedding (RoPE), computed once per forward and shared by all
+/// attention layers declared with <c>Rotary = true</c>. It has no weights.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class RotaryEmbeddingAttribute : Attribute
+{
+    /// <summary>Binding: the rotated head size.</summary>
+    public string HeadDim { get; set; } = "";
+    /// <summary>Binding: the base θ.</summary>
+    public string Theta { get; set; } = "10000";
+    /// <summary>Binding: the scaling scheme; only "default" exists today.</summary>
+    public string RopeType { get; set; } = "default";
+}
+
+/// <summary>[TransformerStack] N copies of a block class in a list named <paramref name="name"/>.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class BlocksAttribute(string name, Type block) : Attribute
+{
+    public string Name { get; } = name;
+    public Type Block { get; } = block;
+    /// <summary>Binding: how many blocks.</summary>
+    public string Count { get; set; } = "";
+}
+
+/// <summary>[TransformerStack] The norm after the last block.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
+{
+    public string Name { get; } = name;
+    public NormKind Kind { get; } = kind;
+    /// <summary>Binding: epsilon.</summary>
+    public string Eps { get; set; } = "1e-5";
+}
+
+/// <summary>[TransformerBlock] A residual sublayer: x + Adapter(Sublayer(Norm(x))) in the pre-norm layout.
+/// Its kind (self-attention, feed-forward) comes from the referenced class.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
+public sealed class SublayerAttribute(string name, Type module) : Attribute
+{
+    public string Name { get; } = name;
+    public Type Module { get; } = module;
+    /// <summary>Checkpoint name of the norm in front of the sublayer.</summary>
+    public string Norm { get; set; } = "";
+}
+
+/// <summary>[SelfAttention, FeedForward] A linear layer. Every projection is a PEFT linear site, selectable by
+/// its checkpoint name (peft's <c>target_modules</c>) and by the NeMo name its role implies.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
+public sealed class ProjectionAttribute(string name, ProjectionRole role) : Attribute
+{
+    public string Name { get; } = name;
+    public ProjectionRole Role { get; } = role;
+    public WeightLayout Layout { get; set; } = WeightLayout.Linear;
+    /// <summary>Binding: whether the projection has a bias.</summary>
+    public string Bias { get; set; } = "false";
+}

@@ -1,0 +1,40 @@
+namespace PeftDsl.Dsl;
+
+/// <summary>What a projection computes inside its module; the generator derives shapes, the forward
+/// pass and the PEFT site names (NeMo's <c>attention_qkv</c>, <c>mlp_fc1</c>, …) from it.</summary>
+public enum ProjectionRole
+{
+    /// <summary>Fused query/key/value, as GPT-2's <c>c_attn</c>: out = (heads + 2 × kv heads) × head dim.</summary>
+    Qkv,
+    Query,
+    Key,
+    Value,
+    /// <summary>Fused key/value (T5-style cross-attention in some checkpoints).</summary>
+    KeyValue,
+    /// <summary>The attention output projection (NeMo: <c>attention_dense</c>).</summary>
+    Output,
+    /// <summary>The gate half of a gated MLP (SwiGLU/GeGLU): act(gate(x)) × up(x).</summary>
+    Gate,
+    /// <summary>The MLP input projection (NeMo: <c>mlp_fc1</c>).</summary>
+    Up,
+    /// <summary>The MLP output projection (NeMo: <c>mlp_fc2</c>).</summary>
+    Down,
+}
+
+/// <summary>How a checkpoint stores a projection's weight.</summary>
+public enum WeightLayout
+{
+    /// <summary><c>nn.Linear</c>: weight is [out, in].</summary>
+    Linear,
+    /// <summary>GPT-2's <c>Conv1D</c>: weight is [in, out]; transposed on load and back on save.</summary>
+    Conv1D,
+}
+
+/// <summary>The normalisation a block or stack uses.</summary>
+public enum NormKind
+{
+    /// <summary>LayerNorm with weight and bias (GPT-2).</summary>
+    LayerNorm,
+    /// <summary>RMSNorm: no mean, no bias, statistics in fp32 (Llama, T5).</summary>
+    RmsNorm,
+}

@@ -1,0 +1,28 @@
+using PeftDsl.Dsl;
+
+namespace PeftDsl.Peft;
+
+/// <summary>NeMo's site names. One place maps projection roles to them, so the generator only emits roles.</summary>
+public static class SiteNames
+{
+    public const string AttentionQkv = "attention_qkv";
+    public const string AttentionDense = "attention_dense";
+    public const string MlpFc1 = "mlp_fc1";
+    public const string MlpFc2 = "mlp_fc2";
+    public const string Ia3Key = "key_infused_adapter";
+    public const string Ia3Value = "value_infused_adapter";
+    public const string Ia3Mlp = "mlp_infused_adapter";
+    public const string AttentionAdapter = "attention_adapter";
+    public const string MlpAdapter = "mlp_adapter";
+    public const string VirtualPrompt = "virtual_prompt";
+
+    public static string ForRole(ProjectionRole role) => role switch
+    {
+        ProjectionRole.Qkv or ProjectionRole.Query or ProjectionRole.Key or ProjectionRole.Value
+            or ProjectionRole.KeyValue => AttentionQkv,
+        ProjectionRole.Output => AttentionDense,
+        ProjectionRole.Gate or ProjectionRole.Up => MlpFc1,
+        ProjectionRole.Down => MlpFc2,
+        _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
+    };
+}

@@ -1,0 +1,81 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Errors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Runtime;
+
+/// <summary>Logits (B, T, V) and, when labels were given, the mean loss. Dispose it to free both.</summary>
+public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
+{
+    public void Dispose()
+    {
+        Logits.Dispose();
+        Loss?.Dispose();
+    }
+}
+
+/// <summary>
+/// What every generated <c>[CausalLM]</c> root shares: the loss, loading, and the checkpoint rules. The generated
+/// part supplies the constructor and <c>forward(input_ids, attention_mask) → logits</c>.
+/// </summary>
+public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tensor?, Tensor>(name)
+{
+    /// <summary>config.json's <c>model_type</c> this class reads.</summary>
+    public abstract string ModelType { get; }
+
+    /// <summary>How checkpoints of this model may differ from its parameter list.</summary>
+    public abstract CheckpointRules CheckpointRules { get; }
+
+    /// <summary>Logits and, with <paramref name="labels"/>, the next-token loss.</summary>
+    /// <param name="inputIds">(B, T) int64 token ids.</param>
+    /// <param name="attentionMask">(B, T) with 1 for tokens and 0 for padding, or null.</param>
+    /// <param name="labels">(B, T) int64 targets (usually the input ids) with -100 where no loss is taken.</param>
+    public CausalLMOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null)
+    {
+        if (inputIds.dim() != 2)
+            throw new PeftDslException($"input_ids must be (batch, length), got shape [{string.Join(", ", inputIds.shape)}]");
+        if (labels is not null && !labels.shape.SequenceEqual(inputIds.shape))
+            throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
+        using var scope = NewDisposeScope();
+        var logits = forward(inputIds, attentionMask);
+        var loss = labels is null ? null : Losses.CausalLM(logits, labels);
+        return new CausalLMOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The sorted <c>key [shape]</c> listing of this model in checkpoint layout.</summary>
+    public string DescribeCheckpoint() => CheckpointLayout.Describe(this);
+
+    /// <summary>Loads weights from a Hugging Face folder into this model, strictly.</summary>
+    public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
+}
+
+/// <summary>The loading path shared by every generated <c>FromPretrained</c>.</summary>
+public static class PretrainedLoader
+{
+    /// <summary>Opens <paramref name="directory"/>, checks its <c>model_type</c>, builds the model uninitialised,
+    /// converts it to the requested dtype and loads the weights strictly. The model is disposed on any failure.</summary>
+    public static T Load<T>(string directory, ModelLoadOptions? options, string modelType, Func<Config.ConfigJson, T> create)
+        where T : CausalLanguageModel
+    {
+        options ??= ModelLoadOptions.Default;
+        using var folder = CheckpointFolder.Open(directory);
+        var actual = folder.Config.GetString("model_type");
+        if (modelType.Length > 0 && actual is not null && actual != modelType)
+            throw new CheckpointException(
+                $"{folder.Config.Source}: model_type is '{actual}', but {typeof(T).Name} reads '{modelType}' checkpoints");
+        var model = create(folder.Config);
+        try
+        {
+            model.to(options.DType);
+            model.LoadCheckpoint(folder);
+            if (options.Device is { } device) model.to(device);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,24 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Runtime;
+
+/// <summary>Language-model losses with transformers' conventions.</summary>
+public static class Losses
+{
+    public const long IgnoreIndex = -100;
+
+    /// <summary>Next-token cross-entropy: logits at t predict labels at t+1; labels of -100 are ignored and the
+    /// mean is over the rest. Computed in fp32 whatever the logits' dtype.</summary>
+    /// <param name="logits">(B, T, V)</param>
+    /// <param name="labels">(B, T) int64</param>
+    public static Tensor CausalLM(Tensor logits, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var length = logits.shape[1];
+        var vocab = logits.shape[2];
+        var shifted = logits.narrow(1, 0, length - 1).reshape(-1, vocab).to(ScalarType.Float32);
+        var targets = labels.narrow(1, 1, length - 1).reshape(-1).to(logits.device);
+        return nn.functional.cross_entropy(shifted, targets, ignore_index: IgnoreIndex).MoveToOuterDisposeScope();
+    }
+}

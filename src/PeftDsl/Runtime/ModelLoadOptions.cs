@@ -1,0 +1,11 @@
+using static TorchSharp.torch;
+
+namespace PeftDsl.Runtime;
+
+/// <summary>Options for <c>FromPretrained</c>.</summary>
+/// <param name="DType">Parameter dtype (Float32, BFloat16, Float16); checkpoint tensors are converted. Default fp32, as transformers.</param>
+/// <param name="Device">Where the model lives; default CPU.</param>
+public sealed record ModelLoadOptions(ScalarType DType = ScalarType.Float32, Device? Device = null)
+{
+    public static readonly ModelLoadOptions Default = new();
+}
