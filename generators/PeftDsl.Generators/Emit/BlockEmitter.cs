@@ -58,7 +58,7 @@ namespace PeftDsl.Generators.Emit
 
             w.Open($"public {SiteList} Sites(string path)");
             foreach (var s in b.Sublayers)
-                w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, {Pascal(s.AdapterSite)}.Name, path + \".\" + {Pascal(s.AdapterSite)}.Name, Layer);");
+                w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, {Pascal(s.AdapterSite)}.Name, {ModulePath}.Join(path, {Pascal(s.AdapterSite)}.Name), Layer);");
             w.Close();
             w.Line();
 

@@ -23,7 +23,7 @@ namespace PeftDsl.Generators.Emit
             w.Line($"public readonly {LmHead} {head};");
             w.Line();
 
-            w.Line($"/// <param name=\"init\">{WeightInit}.None leaves weights uninitialised for a checkpoint to fill.</param>");
+            w.Line($"/// <param name=\"init\"><see cref=\"{WeightInit}.None\"/> leaves weights uninitialised for a checkpoint to fill.</param>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, {WeightInit} init = {WeightInit}.Normal) : base(nameof({spec.Name}))");
             w.Line("Config = config;");
             w.Line($"{body} = new {c.BodyType.FullName}(config);");

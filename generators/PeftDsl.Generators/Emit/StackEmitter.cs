@@ -58,7 +58,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             w.Open($"public {SiteList} Sites(string path)");
-            w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, path + {Literals.String("." + s.TokenEmbedding.Name)}, null);");
+            w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, {ModulePath}.Join(path, {Literals.String(s.TokenEmbedding.Name)}), null);");
             w.Close();
             w.Line();
 

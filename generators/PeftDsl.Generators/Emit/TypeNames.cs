@@ -23,6 +23,7 @@ namespace PeftDsl.Generators.Emit
         public const string WeightInit = "global::PeftDsl.Modules.WeightInit";
         public const string WeightInitializer = "global::PeftDsl.Modules.WeightInitializer";
         public const string Modules = "global::PeftDsl.Modules.";
+        public const string ModulePath = "global::PeftDsl.Modules.ModulePath";
         public const string ProjectionRole = "global::PeftDsl.Dsl.ProjectionRole";
         public const string WeightLayout = "global::PeftDsl.Dsl.WeightLayout";
         public const string NormKind = "global::PeftDsl.Dsl.NormKind";

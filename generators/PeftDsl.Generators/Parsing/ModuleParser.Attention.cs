@@ -27,9 +27,9 @@ namespace PeftDsl.Generators.Parsing
             if (kvHeads?.Literal is { } kv && heads?.Literal is { } qh && qh % kv != 0)
                 diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(a, "KvHeads"), type.Name,
                     $"Heads {qh} is not a multiple of KvHeads {kv}");
-            var projections = ParseProjections(AttentionRoles, "[SelfAttention]");
-            if (projections is not null) CheckAttentionForm(projections);
-            if (dim is null || heads is null || projections is null || diagnostics.HasErrors) return null;
+            var (projections, roles) = ParseProjections(AttentionRoles, "[SelfAttention]");
+            CheckAttentionForm(roles);
+            if (dim is null || heads is null || diagnostics.HasErrors) return null;
             return new AttentionSpec(dim, heads, kvHeads, headDim,
                 Bindings.NamedValue(a, "Causal", false), Bindings.NamedValue(a, "Rotary", false), Bindings.NamedValue(a, "Scaled", true),
                 projections.ToEquatableArray());
@@ -41,20 +41,20 @@ namespace PeftDsl.Generators.Parsing
             var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
             var inner = bindings.Required(a, "Inner", BindingKind.Size, type.Name);
             var activation = bindings.Required(a, "Activation", BindingKind.Activation, type.Name);
-            var projections = ParseProjections(FeedForwardRoles, "[FeedForward]");
-            if (projections is not null)
-            {
-                RequireRole(projections, "Up", "an Up projection");
-                RequireRole(projections, "Down", "a Down projection");
-                ForbidRepeat(projections, "Gate", "Up", "Down");
-            }
-            if (dim is null || inner is null || activation is null || projections is null || diagnostics.HasErrors) return null;
+            var (projections, roles) = ParseProjections(FeedForwardRoles, "[FeedForward]");
+            RequireRole(roles, "Up", "an Up projection");
+            RequireRole(roles, "Down", "a Down projection");
+            ForbidRepeat(roles, "Gate", "Up", "Down");
+            if (dim is null || inner is null || activation is null || diagnostics.HasErrors) return null;
             return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray());
         }
 
-        private List<ProjectionSpec>? ParseProjections(string[] allowedRoles, string where)
+        /// <summary>The valid projections, and the roles declared with an allowed role whatever else is wrong with
+        /// them, so the form checks report only real omissions.</summary>
+        private (List<ProjectionSpec> Projections, List<string> Roles) ParseProjections(string[] allowedRoles, string where)
         {
             var result = new List<ProjectionSpec>();
+            var roles = new List<string>();
             var named = new List<(Member?, AttributeData)>();
             foreach (var attribute in Components(AttributeNames.Projection))
             {
@@ -67,19 +67,20 @@ namespace PeftDsl.Generators.Parsing
                         $"role {role ?? "?"} does not belong in a {where} class (allowed: {string.Join(", ", allowedRoles)})");
                     continue;
                 }
+                roles.Add(role);
                 var layout = EnumName(Bindings.NamedValue<object?>(attribute, "Layout", 0), Layouts) ?? "Linear";
                 var bias = bindings.Optional(attribute, "Bias", BindingKind.Flag, "false");
                 if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias));
             }
             CheckUnique(named);
-            return diagnostics.HasErrors ? null : result;
+            return (result, roles);
         }
 
-        private void CheckAttentionForm(List<ProjectionSpec> projections)
+        private void CheckAttentionForm(List<string> roles)
         {
-            bool Has(string role) => projections.Any(p => p.Role == role);
-            ForbidRepeat(projections, AttentionRoles);
-            RequireRole(projections, "Output", "an Output projection");
+            bool Has(string role) => roles.Contains(role);
+            ForbidRepeat(roles, AttentionRoles);
+            RequireRole(roles, "Output", "an Output projection");
             if (Has("Qkv"))
             {
                 if (Has("Query") || Has("Key") || Has("Value") || Has("KeyValue"))
@@ -97,15 +98,15 @@ namespace PeftDsl.Generators.Parsing
                 Conflict("Query needs both Key and Value projections (or one KeyValue)");
         }
 
-        private void RequireRole(List<ProjectionSpec> projections, string role, string what)
+        private void RequireRole(List<string> roles, string role, string what)
         {
-            if (!projections.Any(p => p.Role == role))
+            if (!roles.Contains(role))
                 diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name, what);
         }
 
-        private void ForbidRepeat(List<ProjectionSpec> projections, params string[] roles)
+        private void ForbidRepeat(List<string> declared, params string[] roles)
         {
-            foreach (var role in roles.Where(r => projections.Count(p => p.Role == r) > 1))
+            foreach (var role in roles.Where(r => declared.Count(d => d == r) > 1))
                 Conflict($"the {role} role is declared more than once");
         }
 

@@ -48,7 +48,7 @@ public static class CheckpointLayout
 
     private static CheckpointTensor Bind(string path, string name, nn.Module owner, Tensor t)
     {
-        var key = path.Length == 0 ? name : path + "." + name;
+        var key = ModulePath.Join(path, name);
         var transposed = owner is ICheckpointLayout layout && layout.IsTransposedInCheckpoint(name);
         var shape = transposed ? t.shape.Reverse().ToArray() : t.shape;
         return new CheckpointTensor(key, t, shape, transposed);

@@ -74,7 +74,7 @@ public static class ParameterSelection
             var site = module is IPeftSiteOwner owner ? owner.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear) : null;
             var layer = layers.LastOrDefault(l => (path + ".").StartsWith(l.Prefix, StringComparison.Ordinal));
             foreach (var (name, p) in module.named_parameters(recurse: false))
-                result.Add(new SelectedParameter(path.Length == 0 ? name : path + "." + name, p, PeftMethod.Base, site,
+                result.Add(new SelectedParameter(Modules.ModulePath.Join(path, name), p, PeftMethod.Base, site,
                     layer.Prefix is null ? null : layer.Layer));
         }
         return result;
