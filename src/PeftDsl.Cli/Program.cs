@@ -7,21 +7,30 @@ namespace PeftDsl.Cli;
 
 public static class Program
 {
+    /// <summary>Exit code for bad input (a missing folder, a malformed checkpoint): the message says what is wrong.</summary>
+    public const int BadInput = 2;
+
     public static int Main(string[] args)
     {
         var root = new RootCommand("peft: parameter-efficient fine-tuning of transformer language models with TorchSharp")
         {
             ParityCommand.Create(),
         };
+        return root.Parse(args).Invoke();
+    }
+
+    /// <summary>Runs a command body: bad input becomes one "error:" line and exit code 2, never a stack trace.</summary>
+    public static int Guard(Func<int> body)
+    {
         try
         {
             TorchRuntime.EnsureNativeLoaded();
-            return root.Parse(args).Invoke();
+            return body();
         }
         catch (PeftDslException e)
         {
             Console.Error.WriteLine("error: " + e.Message);
-            return 2;
+            return BadInput;
         }
     }
 }

@@ -14,7 +14,7 @@ public static class ParityCommand
         command.SetAction(parse =>
         {
             var names = parse.GetValue(only) ?? [];
-            return Run(parse.GetValue(dir)!.FullName, names.Length == 0 ? null : c => names.Contains(c.Name), Console.Out);
+            return Program.Guard(() => Run(parse.GetValue(dir)!.FullName, names.Length == 0 ? null : c => names.Contains(c.Name), Console.Out));
         });
         return command;
     }

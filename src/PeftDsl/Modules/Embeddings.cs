@@ -16,7 +16,7 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
         register_parameter("weight", weight);
     }
 
-    public Parameter weight { get; }
+    public readonly Parameter weight;
 
     public long Count { get; }
 
@@ -57,7 +57,7 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// <summary>A head that reuses <paramref name="embedding"/>'s weight; it owns no parameter.</summary>
     public static LmHead Tied(Embedding embedding) => new(embedding);
 
-    public Parameter? weight { get; }
+    public readonly Parameter? weight;
 
     public bool IsTied => tiedTo is not null;
 

@@ -19,9 +19,9 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
         register_parameter("bias", bias);
     }
 
-    public Parameter weight { get; }
+    public readonly Parameter weight;
 
-    public Parameter bias { get; }
+    public readonly Parameter bias;
 
     public double Eps { get; }
 
@@ -41,7 +41,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         register_parameter("weight", weight);
     }
 
-    public Parameter weight { get; }
+    public readonly Parameter weight;
 
     public double Eps { get; }
 

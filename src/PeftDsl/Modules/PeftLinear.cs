@@ -36,9 +36,9 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
         }
     }
 
-    public Parameter weight { get; }
+    public readonly Parameter weight;
 
-    public Parameter? bias { get; }
+    public readonly Parameter? bias;
 
     public long InFeatures { get; }
 

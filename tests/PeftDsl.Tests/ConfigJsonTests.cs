@@ -1,0 +1,75 @@
+using PeftDsl.Config;
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary>The generated binders, through the stock configs.</summary>
+public sealed class ConfigJsonTests
+{
+    private const string Gpt2Json = """{"vocab_size": 512, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": null}""";
+
+    [Fact]
+    public void RequiredKeysBindAndOptionalOnesKeepTheirDefaults()
+    {
+        var config = Gpt2Config.FromJson(ConfigJson.Parse(Gpt2Json, "config.json"));
+        Assert.Equal(32, config.Hidden);
+        Assert.Null(config.InnerOverride);
+        Assert.Equal(128, config.Inner);
+        Assert.Equal(1e-5, config.NormEps);
+        Assert.Equal("gelu_new", config.Activation);
+        Assert.True(config.TieEmbeddings);
+    }
+
+    [Fact]
+    public void MissingRequiredKeyNamesFileKeyAndProperty()
+    {
+        var e = Assert.Throws<ConfigException>(() =>
+            Gpt2Config.FromJson(ConfigJson.Parse("""{"vocab_size": 512, "n_positions": 64, "n_layer": 2, "n_head": 4}""", "/m/config.json")));
+        Assert.Equal("/m/config.json: missing required key 'n_embd' (bound to Gpt2Config.Hidden)", e.Message);
+    }
+
+    [Fact]
+    public void WrongTypeNamesTheKeyAndTheValue()
+    {
+        var e = Assert.Throws<ConfigException>(() =>
+            Gpt2Config.FromJson(ConfigJson.Parse(Gpt2Json.Replace("\"n_head\": 4", "\"n_head\": \"four\""), "config.json")));
+        Assert.Equal("config.json: key 'n_head' (bound to Gpt2Config.Heads) must be an integer, found \"four\"", e.Message);
+    }
+
+    [Fact]
+    public void FractionalSizeIsRejected()
+    {
+        var e = Assert.Throws<ConfigException>(() =>
+            Gpt2Config.FromJson(ConfigJson.Parse(Gpt2Json.Replace("\"n_head\": 4", "\"n_head\": 4.5"), "config.json")));
+        Assert.Contains("must be an integer", e.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}""", 500000.0)]
+    [InlineData("""{"rope_theta": 250000.0}""", 250000.0)]
+    [InlineData("""{}""", 10000.0)]
+    public void DottedKeysFallBackInOrder(string extra, double theta)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(extra)!.AsObject();
+        foreach (var (key, value) in new Dictionary<string, int>
+                 { ["vocab_size"] = 8, ["hidden_size"] = 8, ["intermediate_size"] = 8, ["num_hidden_layers"] = 1, ["num_attention_heads"] = 2 })
+            json[key] = value;
+        var config = LlamaConfig.FromJson(ConfigJson.Parse(json.ToJsonString(), "config.json"));
+        Assert.Equal(theta, config.RopeTheta);
+        Assert.Equal(2, config.KvHeads);
+        Assert.Equal(4, config.HeadDim);
+    }
+
+    [Theory]
+    [InlineData("not json", "not valid JSON")]
+    [InlineData("[1]", "expected a JSON object")]
+    public void MalformedJsonIsAClearError(string text, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigJson.Parse(text, "config.json"));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith("config.json: ", e.Message);
+    }
+}

@@ -1,0 +1,125 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using PeftDsl.Peft;
+using PeftDsl.Testing;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary>State-dict names and shapes, PEFT sites and the parameter filter of the generated models.</summary>
+public sealed class ModelStructureTests
+{
+    [Fact]
+    public void Gpt2ListingsAgreeAndMatchTheSnapshot()
+    {
+        var config = Gpt2Config.Load(Path.Combine(Fixtures.Base("gpt2"), "config.json"));
+        using var model = new Gpt2LMHeadModel(config);
+        var generated = CheckpointLayout.Describe(Gpt2LMHeadModel.CheckpointKeys(config));
+
+        Assert.Equal(generated, model.DescribeCheckpoint());
+        Assert.Equal(generated, FileListing(Fixtures.Base("gpt2")));
+        Snapshot.Verify(generated, "gpt2.keys", "txt");
+    }
+
+    [Fact]
+    public void LlamaListingsAgreeAndMatchTheSnapshot()
+    {
+        var config = LlamaConfig.Load(Path.Combine(Fixtures.Base("llama"), "config.json"));
+        using var model = new LlamaForCausalLM(config);
+        var generated = CheckpointLayout.Describe(LlamaForCausalLM.CheckpointKeys(config));
+
+        Assert.Equal(generated, model.DescribeCheckpoint());
+        Assert.Equal(generated, FileListing(Fixtures.Base("llama")));
+        Snapshot.Verify(generated, "llama.keys", "txt");
+    }
+
+    [Fact]
+    public void SitesCoverAllFourMethodKinds()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var sites = model.Sites();
+
+        Snapshot.Verify(string.Join("\n", sites) + "\n", "gpt2.sites", "txt");
+        Assert.Equal(8, sites.Count(s => s.Kind == SiteKind.Linear));   // 4 per layer
+        Assert.Equal(6, sites.Count(s => s.Kind == SiteKind.Ia3));      // key, value, MLP per layer
+        Assert.Equal(4, sites.Count(s => s.Kind == SiteKind.Adapter));  // after attention and MLP
+        Assert.Single(sites, s => s.Kind == SiteKind.VirtualPrompt);
+        var key = sites.Single(s => s.Name == SiteNames.Ia3Key && s.Layer == 1);
+        Assert.Equal(("transformer.h.1.attn.c_attn", (32L, 32L)), (key.ModulePath, key.Slice!.Value));
+    }
+
+    [Fact]
+    public void FilterSelectsByNemoSiteNameAndLayer()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var selected = model.SelectParameters(new ParameterQuery(PeftMethod.Base, [SiteNames.AttentionQkv], [0]));
+        Assert.Equal(["transformer.h.0.attn.c_attn.bias", "transformer.h.0.attn.c_attn.weight"], Names(selected));
+        Assert.All(selected, p => Assert.Equal(0, p.Layer));
+    }
+
+    [Fact]
+    public void FilterSelectsByPeftStyleModuleSuffix()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var selected = model.SelectParameters(new ParameterQuery(Sites: [Gpt2LMHeadModel.Targets.mlp_c_proj]));
+        Assert.Equal(["transformer.h.0.mlp.c_proj.bias", "transformer.h.0.mlp.c_proj.weight",
+            "transformer.h.1.mlp.c_proj.bias", "transformer.h.1.mlp.c_proj.weight"], Names(selected));
+    }
+
+    [Fact]
+    public void GroupedQuerySitesSelectQueryKeyAndValue()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        var selected = model.SelectParameters(new ParameterQuery(Sites: [SiteNames.AttentionQkv], Layers: [1]));
+        Assert.Equal(["model.layers.1.self_attn.k_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+            "model.layers.1.self_attn.v_proj.weight"], Names(selected));
+    }
+
+    [Fact]
+    public void LayerFilterAloneTakesTheWholeBlock()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        var selected = model.SelectParameters(new ParameterQuery(Layers: [0]));
+        Assert.Equal(9, selected.Count); // 7 projections + 2 norms
+        Assert.All(selected, p => Assert.StartsWith("model.layers.0.", p.Name));
+    }
+
+    [Fact]
+    public void UnknownSiteIsAnErrorThatListsTheKnownOnes()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var e = Assert.Throws<PeftDslException>(() => model.SelectParameters(new ParameterQuery(Sites: ["q_proj"])));
+        Assert.Contains("site 'q_proj' matches no site", e.Message);
+        Assert.Contains("attention_qkv", e.Message);
+        Assert.Contains("c_attn", e.Message);
+    }
+
+    [Fact]
+    public void NoMethodSelectionMatchesBeforeAnyAdapterIsAttached()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        Assert.Empty(model.SelectParameters(new ParameterQuery(PeftMethod.Lora)));
+    }
+
+    [Fact]
+    public void TrainOnlyFreezesEverythingElse()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        model.TrainOnly(model.SelectParameters(new ParameterQuery(Sites: [SiteNames.MlpFc1])));
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).Order().ToList();
+        Assert.Equal(["transformer.h.0.mlp.c_fc.bias", "transformer.h.0.mlp.c_fc.weight",
+            "transformer.h.1.mlp.c_fc.bias", "transformer.h.1.mlp.c_fc.weight"], trainable);
+    }
+
+    private static string[] Names(IEnumerable<SelectedParameter> selected) =>
+        selected.Select(p => p.Name).Order(StringComparer.Ordinal).ToArray();
+
+    private static string FileListing(string directory)
+    {
+        using var reader = SafetensorsReader.Open(Path.Combine(directory, "model.safetensors"));
+        return CheckpointLayout.Describe(reader.Entries.Values.Select(e => new CheckpointKey(e.Name, e.Shape)));
+    }
+}

@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Cli.Parity;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary>Numerical parity with Hugging Face transformers, through the runner and through the CLI.</summary>
+public sealed class ParityTests
+{
+    [Theory]
+    [InlineData("gpt2.base")]
+    [InlineData("llama.base")]
+    public void BaseModelsMatchTransformers(string name)
+    {
+        var result = ParityRunner.Run(Fixtures.Directory, c => c.Name == name).Single();
+        Assert.True(result.Outcome == Outcome.Pass, result.ToString());
+        Assert.InRange(result.MaxAbs, 0, Tolerance.OutputAbs);
+    }
+
+    [Fact]
+    public void UnsupportedCasesAreSkippedWithAReason()
+    {
+        var results = ParityRunner.Run(Fixtures.Directory, c => c.Name is "gpt2.lora" or "t5.base" or "gpt2.multi_lora").ToList();
+        Assert.All(results, r => Assert.Equal(Outcome.Skip, r.Outcome));
+        Assert.Contains(results, r => r.ToString() == "SKIP gpt2.lora (LORA adapters are not supported yet)");
+        Assert.Contains(results, r => r.ToString() == "SKIP t5.base (seq2seq model_type 't5' is not supported yet)");
+    }
+
+    /// <summary>The runner must be able to fail: a reference with one perturbed gradient fails that case.</summary>
+    [Fact]
+    public void PerturbedReferenceFails()
+    {
+        using var dir = CopyFixtures("gpt2");
+        var path = dir.File("gpt2.base.expected.safetensors");
+        var tensors = Fixtures.ReadAll(path);
+        tensors["grad::transformer.h.1.mlp.c_fc.weight"] = tensors["grad::transformer.h.1.mlp.c_fc.weight"] + 1e-2f;
+        SafetensorsWriter.Save(path, tensors);
+
+        var result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.base").Single();
+        Assert.Equal(Outcome.Fail, result.Outcome);
+        Assert.Contains("gradient of transformer.h.1.mlp.c_fc.weight differs", result.Detail);
+    }
+
+    [Fact]
+    public void CliPrintsOneLinePerCaseAndTotals()
+    {
+        var (code, stdout, _) = Peft("parity", Fixtures.Directory, "--case", "gpt2.base", "--case", "llama.base", "--case", "gpt2.ia3");
+        var lines = stdout.Trim().Split('\n');
+        Assert.Equal(0, code);
+        Assert.Matches(@"^PASS gpt2\.base max_abs=\d\.\d\de[-+]\d\d$", lines[0]);
+        Assert.Equal("SKIP gpt2.ia3 (IA3 adapters are not supported yet)", lines[1]);
+        Assert.Matches(@"^PASS llama\.base max_abs=", lines[2]);
+        Assert.Equal("2 passed, 0 failed, 1 skipped", lines[^1]);
+    }
+
+    [Fact]
+    public void CliExitsNonZeroWhenACaseFails()
+    {
+        using var dir = CopyFixtures("gpt2");
+        var path = dir.File("gpt2.base.expected.safetensors");
+        var tensors = Fixtures.ReadAll(path);
+        tensors["loss"] = tensors["loss"] + 1f;
+        SafetensorsWriter.Save(path, tensors);
+
+        var (code, stdout, _) = Peft("parity", dir.Path, "--case", "gpt2.base");
+        Assert.Equal(1, code);
+        Assert.Contains("FAIL gpt2.base", stdout);
+        Assert.Contains("0 passed, 1 failed, 0 skipped", stdout);
+    }
+
+    [Fact]
+    public void CliReportsAFolderWithoutManifestAsBadInput()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, stderr) = Peft("parity", dir.Path);
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith("error: ", stderr);
+        Assert.Contains("no manifest.json", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    /// <summary>A fixture folder with only one family's files, so a test can rewrite them.</summary>
+    private static TempDir CopyFixtures(string family)
+    {
+        var dir = new TempDir();
+        foreach (var file in Directory.GetFiles(Fixtures.Directory, family + ".*"))
+            File.Copy(file, dir.File(Path.GetFileName(file)));
+        Directory.CreateDirectory(dir.File(family + "-base"));
+        foreach (var file in Directory.GetFiles(Fixtures.Base(family)))
+            File.Copy(file, Path.Combine(dir.File(family + "-base"), Path.GetFileName(file)));
+        foreach (var sub in Directory.GetDirectories(Fixtures.Directory, family + ".*"))
+            CopyTree(sub, dir.File(Path.GetFileName(sub)));
+        File.Copy(Path.Combine(Fixtures.Directory, "manifest.json"), dir.File("manifest.json"));
+        return dir;
+    }
+
+    private static void CopyTree(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyTree(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
+    /// <summary>Runs the built CLI as a separate process, as a user would.</summary>
+    internal static (int Code, string Stdout, string Stderr) Peft(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "peft.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(dll);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        process.WaitForExit();
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
