@@ -196,3 +196,21 @@ public sealed class CheckpointLoadingTests
         return model.Forward(Ids).Logits;
     }
 }
+
+public sealed class CheckpointSavingTests
+{
+    [Fact]
+    public void SavedWeightsRoundTripInHuggingFaceLayout()
+    {
+        using var dir = new TempDir();
+        Fixtures.CopyBase("gpt2", dir);
+        using (var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
+            model.SaveWeights(dir.File("model.safetensors"));
+
+        var original = Fixtures.ReadAll(Path.Combine(Fixtures.Base("gpt2"), "model.safetensors"));
+        var saved = Fixtures.ReadAll(dir.File("model.safetensors"));
+        Assert.Equal(original.Keys.Order(), saved.Keys.Order());
+        foreach (var (key, tensor) in original)
+            Assert.True(tensor.equal(saved[key]).all().item<bool>(), key); // Conv1D transposed back exactly
+    }
+}

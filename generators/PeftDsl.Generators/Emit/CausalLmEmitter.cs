@@ -27,9 +27,19 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public {spec.Name}({spec.ConfigType} config, {WeightInit} init = {WeightInit}.Normal) : base(nameof({spec.Name}))");
             w.Line("Config = config;");
             w.Line($"{body} = new {c.BodyType.FullName}(config);");
-            w.Line($"{head} = {c.Tie.Expression}");
-            w.Line($"    ? {LmHead}.Tied({body}.{c.TokenEmbeddingField})");
-            w.Line($"    : new {LmHead}({body}.{c.TokenEmbeddingField}.Dim, {body}.{c.TokenEmbeddingField}.Count);");
+            var tied = $"{LmHead}.Tied({body}.{c.TokenEmbeddingField})";
+            var untied = $"new {LmHead}({body}.{c.TokenEmbeddingField}.Dim, {body}.{c.TokenEmbeddingField}.Count)";
+            // A literal tie is decided here, so consumers never compile constant conditions (CS0162).
+            switch (c.Tie.Expression)
+            {
+                case "true": w.Line($"{head} = {tied};"); break;
+                case "false": w.Line($"{head} = {untied};"); break;
+                default:
+                    w.Line($"{head} = {c.Tie.Expression}");
+                    w.Line($"    ? {tied}");
+                    w.Line($"    : {untied};");
+                    break;
+            }
             EmitHelpers.Register(w, new[] { c.Body });
             w.Line($"if (!{head}.IsTied) register_module({Literals.String(c.Head.Name)}, {head});");
             w.Line($"{WeightInitializer}.Apply(this, init);");
@@ -65,10 +75,13 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public static global::System.Collections.Generic.IReadOnlyList<{CheckpointKey}> CheckpointKeys({spec.ConfigType} config)");
             w.Line($"var keys = new {KeyList}();");
             w.Line($"{c.BodyType.FullName}.DescribeCheckpoint(config, {Literals.String(c.Body.Name + ".")}, keys);");
-            w.Open($"if (!({c.Tie.Expression}))");
-            w.Line($"var (vocab, dim) = {c.BodyType.FullName}.EmbeddingShape(config);");
-            w.Line($"keys.Add(new({Literals.String(c.Head.Name + ".weight")}, new[] {{ vocab, dim }}));");
-            w.Close();
+            if (c.Tie.Expression != "true")
+            {
+                if (c.Tie.Expression != "false") w.Open($"if (!{c.Tie.Expression})");
+                w.Line($"var (vocab, dim) = {c.BodyType.FullName}.EmbeddingShape(config);");
+                w.Line($"keys.Add(new({Literals.String(c.Head.Name + ".weight")}, new[] {{ vocab, dim }}));");
+                if (c.Tie.Expression != "false") w.Close();
+            }
             w.Line("return keys;");
             w.Close();
             w.Line();

@@ -7,6 +7,11 @@ namespace PeftDsl.Checkpoints;
 /// <summary>A state-dict key and its shape as the checkpoint stores it.</summary>
 public sealed record CheckpointKey(string Key, long[] Shape)
 {
+    /// <summary>Equal keys have equal shapes element by element (a record alone would compare the arrays by reference).</summary>
+    public bool Equals(CheckpointKey? other) => other is not null && Key == other.Key && Shape.SequenceEqual(other.Shape);
+
+    public override int GetHashCode() => Shape.Aggregate(Key.GetHashCode(), HashCode.Combine);
+
     public override string ToString() => $"{Key} [{string.Join(", ", Shape)}]";
 }
 

@@ -46,6 +46,9 @@ public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tenso
     /// <summary>The sorted <c>key [shape]</c> listing of this model in checkpoint layout.</summary>
     public string DescribeCheckpoint() => CheckpointLayout.Describe(this);
 
+    /// <summary>Writes model.safetensors in Hugging Face layout; <c>FromPretrained</c> reads it back.</summary>
+    public void SaveWeights(string path) => CheckpointWriter.SaveWeights(this, path);
+
     /// <summary>Loads weights from a Hugging Face folder into this model, strictly.</summary>
     public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
 }

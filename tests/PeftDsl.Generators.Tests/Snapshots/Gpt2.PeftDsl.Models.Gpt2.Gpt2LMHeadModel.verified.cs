@@ -52,7 +52,7 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     {
         var keys = new global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey>();
         global::PeftDsl.Models.Gpt2.Gpt2Model.DescribeCheckpoint(config, "transformer.", keys);
-        if (!(config.TieEmbeddings))
+        if (!config.TieEmbeddings)
         {
             var (vocab, dim) = global::PeftDsl.Models.Gpt2.Gpt2Model.EmbeddingShape(config);
             keys.Add(new("lm_head.weight", new[] { vocab, dim }));

@@ -52,7 +52,7 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     {
         var keys = new global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey>();
         global::PeftDsl.Models.Llama.LlamaModel.DescribeCheckpoint(config, "model.", keys);
-        if (!(config.TieEmbeddings))
+        if (!config.TieEmbeddings)
         {
             var (vocab, dim) = global::PeftDsl.Models.Llama.LlamaModel.EmbeddingShape(config);
             keys.Add(new("lm_head.weight", new[] { vocab, dim }));
