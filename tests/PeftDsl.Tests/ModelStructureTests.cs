@@ -12,28 +12,28 @@ namespace PeftDsl.Tests;
 /// <summary>State-dict names and shapes, PEFT sites and the parameter filter of the generated models.</summary>
 public sealed class ModelStructureTests
 {
-    [Fact]
-    public void Gpt2ListingsAgreeAndMatchTheSnapshot()
+    /// <summary>The generated static listing, the built model and the checkpoint file agree key for key.</summary>
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void ListingsAgreeAndMatchTheSnapshot(string family)
     {
-        var config = Gpt2Config.Load(Path.Combine(Fixtures.Base("gpt2"), "config.json"));
-        using var model = new Gpt2LMHeadModel(config);
-        var generated = CheckpointLayout.Describe(Gpt2LMHeadModel.CheckpointKeys(config));
+        var configPath = Path.Combine(Fixtures.Base(family), "config.json");
+        var (generated, built) = family == "gpt2"
+            ? Listings(Gpt2Config.Load(configPath), Gpt2LMHeadModel.CheckpointKeys, c => new Gpt2LMHeadModel(c))
+            : Listings(LlamaConfig.Load(configPath), LlamaForCausalLM.CheckpointKeys, c => new LlamaForCausalLM(c));
 
-        Assert.Equal(generated, model.DescribeCheckpoint());
-        Assert.Equal(generated, FileListing(Fixtures.Base("gpt2")));
-        Snapshot.Verify(generated, "gpt2.keys", "txt");
+        Assert.Equal(generated, built);
+        Assert.Equal(generated, FileListing(Fixtures.Base(family)));
+        Snapshot.Verify(generated, family + ".keys", "txt");
     }
 
-    [Fact]
-    public void LlamaListingsAgreeAndMatchTheSnapshot()
+    private static (string Generated, string Built) Listings<TConfig, TModel>(
+        TConfig config, Func<TConfig, IReadOnlyList<CheckpointKey>> keys, Func<TConfig, TModel> build)
+        where TModel : Runtime.CausalLanguageModel
     {
-        var config = LlamaConfig.Load(Path.Combine(Fixtures.Base("llama"), "config.json"));
-        using var model = new LlamaForCausalLM(config);
-        var generated = CheckpointLayout.Describe(LlamaForCausalLM.CheckpointKeys(config));
-
-        Assert.Equal(generated, model.DescribeCheckpoint());
-        Assert.Equal(generated, FileListing(Fixtures.Base("llama")));
-        Snapshot.Verify(generated, "llama.keys", "txt");
+        using var model = build(config);
+        return (CheckpointLayout.Describe(keys(config)), model.DescribeCheckpoint());
     }
 
     [Fact]
