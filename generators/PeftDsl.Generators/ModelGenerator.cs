@@ -51,9 +51,10 @@ namespace PeftDsl.Generators
         private static string EmitModule(ModuleSpec spec) => spec.Kind switch
         {
             ModuleKind.CausalLM => CausalLmEmitter.Emit(spec),
+            ModuleKind.Seq2SeqLM => Seq2SeqEmitter.Emit(spec),
             ModuleKind.TransformerStack => StackEmitter.Emit(spec),
             ModuleKind.TransformerBlock => BlockEmitter.Emit(spec),
-            ModuleKind.SelfAttention => AttentionEmitter.Emit(spec),
+            ModuleKind.SelfAttention or ModuleKind.CrossAttention => AttentionEmitter.Emit(spec),
             _ => FeedForwardEmitter.Emit(spec),
         };
     }

@@ -2,6 +2,7 @@ using PeftDsl.Config;
 using PeftDsl.Errors;
 using PeftDsl.Models.Gpt2;
 using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
 using PeftDsl.Runtime;
 
 namespace PeftDsl.Models;
@@ -15,7 +16,15 @@ public static class StockModels
         ["llama"] = LlamaForCausalLM.FromPretrained,
     };
 
+    private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()
+    {
+        ["t5"] = T5ForConditionalGeneration.FromPretrained,
+        ["mt5"] = MT5ForConditionalGeneration.FromPretrained,
+    };
+
     public static IReadOnlyCollection<string> CausalModelTypes => CausalLoaders.Keys;
+
+    public static IReadOnlyCollection<string> Seq2SeqModelTypes => Seq2SeqLoaders.Keys;
 
     /// <summary>The config.json <c>model_type</c> of a checkpoint folder.</summary>
     public static string ModelTypeOf(string directory)
@@ -26,6 +35,18 @@ public static class StockModels
     }
 
     public static bool IsCausal(string modelType) => CausalLoaders.ContainsKey(modelType);
+
+    public static bool IsSeq2Seq(string modelType) => Seq2SeqLoaders.ContainsKey(modelType);
+
+    /// <summary>Loads an encoder-decoder checkpoint whose family is one of <see cref="Seq2SeqModelTypes"/>.</summary>
+    public static Seq2SeqLanguageModel LoadSeq2Seq(string directory, ModelLoadOptions? options = null)
+    {
+        var modelType = ModelTypeOf(directory);
+        return Seq2SeqLoaders.TryGetValue(modelType, out var load)
+            ? load(directory, options)
+            : throw new ConfigException(
+                $"{directory}: model_type '{modelType}' is not a supported encoder-decoder model (supported: {string.Join(", ", Seq2SeqLoaders.Keys)})");
+    }
 
     /// <summary>Loads a causal LM checkpoint whose family is one of <see cref="CausalModelTypes"/>.</summary>
     public static CausalLanguageModel LoadCausal(string directory, ModelLoadOptions? options = null)

@@ -122,6 +122,16 @@ public sealed class DiagnosticTests
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("o", ProjectionRole.Output)] [Projection("up", ProjectionRole.Up)]
         public partial class MlpRoleInAttention;
         """)]
+    [InlineData("PEFT013", """
+        [CrossAttention(typeof(C), Dim = "Hidden", Heads = "Heads")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("o", ProjectionRole.Output)]
+        public partial class FusedCross;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads")]
+        [Projection("qkv", ProjectionRole.Qkv, When = "true")] [Projection("o", ProjectionRole.Output)]
+        public partial class ConditionalAttention;
+        """)]
     [InlineData("PEFT014", """
         [TransformerBlock(typeof(C), Dim = "Hidden")]
         [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
@@ -174,6 +184,20 @@ public sealed class DiagnosticTests
         [Blocks("h", typeof(RotaryBlock), Count = "2")]
         [FinalNorm("ln_f", NormKind.RmsNorm)]
         public partial class NoRotaryStack;
+        """)]
+    [InlineData("PEFT023", """
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class Block;
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Shared = true)]
+        [Blocks("h", typeof(Block), Count = "2")]
+        [FinalNorm("ln_f", NormKind.LayerNorm)]
+        public partial class SharedStack;
+        [CausalLM(typeof(C))]
+        [Body("transformer", typeof(SharedStack))]
+        [LmHead("lm_head")]
+        public partial class Lm;
         """)]
     [InlineData("PEFT022", """
         [ModelConfig] public sealed partial record EmptyKey { [ConfigKey("")] public int X { get; init; } }

@@ -7,16 +7,17 @@ namespace PeftDsl.Generators.Tests;
 public sealed class EmitterSnapshotTests
 {
     [Theory]
-    [InlineData("Gpt2")]
-    [InlineData("Llama")]
-    public void StockModelsGenerateCompilableSource(string family)
+    [InlineData("Gpt2", 6)]   // config, root, stack, block, attention, MLP
+    [InlineData("Llama", 6)]
+    [InlineData("T5", 11)]    // config, 2 roots, 2 stacks, 2 blocks, 3 attentions, MLP
+    public void StockModelsGenerateCompilableSource(string family, int fileCount)
     {
         var (run, output) = GeneratorHarness.Run(GeneratorHarness.ModelSources(family));
 
         Assert.Empty(run.Diagnostics);
         Assert.Empty(GeneratorHarness.Errors(output));
         var files = run.Results.Single().GeneratedSources;
-        Assert.Equal(6, files.Length); // config + root + stack + block + attention + MLP
+        Assert.Equal(fileCount, files.Length);
         foreach (var file in files.OrderBy(f => f.HintName, StringComparer.Ordinal))
             Snapshot.Verify(file.SourceText.ToString(), $"{family}.{file.HintName[..^".g.cs".Length]}");
     }

@@ -3,6 +3,7 @@ using PeftDsl.Checkpoints.Safetensors;
 using PeftDsl.Errors;
 using PeftDsl.Models.Gpt2;
 using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
 using PeftDsl.Peft;
 using PeftDsl.Testing;
 using Xunit;
@@ -16,12 +17,18 @@ public sealed class ModelStructureTests
     [Theory]
     [InlineData("gpt2")]
     [InlineData("llama")]
+    [InlineData("t5")]
+    [InlineData("mt5")]
     public void ListingsAgreeAndMatchTheSnapshot(string family)
     {
         var configPath = Path.Combine(Fixtures.Base(family), "config.json");
-        var (generated, built) = family == "gpt2"
-            ? Listings(Gpt2Config.Load(configPath), Gpt2LMHeadModel.CheckpointKeys, c => new Gpt2LMHeadModel(c))
-            : Listings(LlamaConfig.Load(configPath), LlamaForCausalLM.CheckpointKeys, c => new LlamaForCausalLM(c));
+        var (generated, built) = family switch
+        {
+            "gpt2" => Listings(Gpt2Config.Load(configPath), Gpt2LMHeadModel.CheckpointKeys, c => new Gpt2LMHeadModel(c)),
+            "llama" => Listings(LlamaConfig.Load(configPath), LlamaForCausalLM.CheckpointKeys, c => new LlamaForCausalLM(c)),
+            "t5" => Listings(T5Config.Load(configPath), T5ForConditionalGeneration.CheckpointKeys, c => new T5ForConditionalGeneration(c)),
+            _ => Listings(T5Config.Load(configPath), MT5ForConditionalGeneration.CheckpointKeys, c => new MT5ForConditionalGeneration(c)),
+        };
 
         Assert.Equal(generated, built);
         Assert.Equal(generated, FileListing(Fixtures.Base(family)));
@@ -30,10 +37,36 @@ public sealed class ModelStructureTests
 
     private static (string Generated, string Built) Listings<TConfig, TModel>(
         TConfig config, Func<TConfig, IReadOnlyList<CheckpointKey>> keys, Func<TConfig, TModel> build)
-        where TModel : Runtime.CausalLanguageModel
+        where TModel : TorchSharp.torch.nn.Module
     {
         using var model = build(config);
-        return (CheckpointLayout.Describe(keys(config)), model.DescribeCheckpoint());
+        return (CheckpointLayout.Describe(keys(config)), CheckpointLayout.Describe(model));
+    }
+
+    [Fact]
+    public void T5SitesNameTheCrossAttentionGroupsAsNemoDoes()
+    {
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        var sites = model.Sites();
+
+        Snapshot.Verify(string.Join("\n", sites) + "\n", "t5.sites", "txt");
+        Assert.Single(sites, s => s.Kind == SiteKind.VirtualPrompt && s.ModulePath == "encoder.embed_tokens");
+        var cross = model.SelectParameters(new ParameterQuery(Sites: [SiteNames.AttentionKv], Layers: [1]));
+        Assert.Equal(["decoder.block.1.layer.1.EncDecAttention.k.weight", "decoder.block.1.layer.1.EncDecAttention.v.weight"], Names(cross));
+        var query = model.SelectParameters(new ParameterQuery(Sites: [T5ForConditionalGeneration.Targets.EncDecAttention_q]));
+        Assert.Equal(2, query.Count);
+        Assert.All(query, p => Assert.Equal(SiteNames.AttentionQ, p.Site!.Name));
+    }
+
+    [Fact]
+    public void GatedAndPlainT5FeedForwardsLoadFromOneDeclaration()
+    {
+        using var plain = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        using var gated = MT5ForConditionalGeneration.FromPretrained(Fixtures.Base("mt5"));
+        Assert.NotNull(plain.encoder.block[0].layer_1_DenseReluDense.wi);
+        Assert.Null(plain.encoder.block[0].layer_1_DenseReluDense.wi_0);
+        Assert.NotNull(gated.decoder.block[1].layer_2_DenseReluDense.wi_0);
+        Assert.Null(gated.decoder.block[1].layer_2_DenseReluDense.wi);
     }
 
     [Fact]

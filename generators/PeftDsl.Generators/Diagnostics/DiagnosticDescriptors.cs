@@ -76,6 +76,9 @@ namespace PeftDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor InvalidConfigKey = Error("PEFT022", "Invalid config key",
             "[ConfigKey] on '{0}' needs at least one non-empty key");
 
+        public static readonly DiagnosticDescriptor SharedEmbeddingMissing = Error("PEFT023", "Shared token embedding without a provider",
+            "'{0}' uses a shared token embedding, but '{1}' has no [SharedEmbedding] to give it");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> All = typeof(DiagnosticDescriptors)
             .GetFields()
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))

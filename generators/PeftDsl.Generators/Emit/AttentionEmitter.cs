@@ -5,7 +5,8 @@ using static PeftDsl.Generators.Emit.TypeNames;
 
 namespace PeftDsl.Generators.Emit
 {
-    /// <summary>[SelfAttention] → projections, head split, optional RoPE, SDPA, output projection.</summary>
+    /// <summary>[SelfAttention] and [CrossAttention] → projections, head split, RoPE, KV cache, T5's relative
+    /// position bias, SDPA, output projection.</summary>
     internal static class AttentionEmitter
     {
         public static string Emit(ModuleSpec spec)
@@ -23,37 +24,54 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"public readonly {PeftLinear} {p.Member.Field};");
                 w.Line();
             }
+            if (a.RelativeBias is { } rb)
+            {
+                w.Line($"/// <summary>{rb.Member.Name}: the relative-position table, in the first layer only; later layers reuse its bias.</summary>");
+                w.Line($"public readonly {RelativePositionBias}? {rb.Member.Field};");
+                w.Line();
+            }
 
-            w.Open($"public {spec.Name}({spec.ConfigType} config, int? layer) : base(nameof({spec.Name}))");
-            w.Line("long dim;");
-            w.Line("(dim, nHead, nKvHead, headDim) = Sizes(config);");
+            w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
+            w.Line("var (dim, nHead, nKvHead, headDim) = Sizes(config);");
+            w.Line("(this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);");
             foreach (var p in a.Projections)
             {
                 var (inF, outF, split) = Shape(p.Role);
-                var splitArg = split is null ? "" : ", " + split;
-                w.Line($"{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout}{splitArg});");
+                var extra = (split is null ? "" : ", " + split) + (a.Cross ? (split is null ? ", null" : "") + ", crossAttention: true" : "");
+                w.Line($"this.{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout}{extra});");
             }
             EmitHelpers.Register(w, a.Projections.Select(p => p.Member));
+            if (a.RelativeBias is { } bias)
+            {
+                w.Open("if (layer == 0)");
+                w.Line($"this.{bias.Member.Field} = new {RelativePositionBias}({EmitHelpers.Positive(bias.Buckets, spec.Name)}, nHead, {EmitHelpers.Positive(bias.MaxDistance, spec.Name)}, bidirectional: {(a.Causal ? "false" : "true")});");
+                EmitHelpers.Register(w, new[] { bias.Member });
+                w.Close();
+            }
             w.Close();
             w.Line();
 
-            EmitForward(w, a);
+            if (a.Cross) EmitCrossForward(w, spec, a);
+            else EmitSelfForward(w, a);
             w.Line();
+            EmitHelpers.NoFieldRegistration(w);
             EmitSizes(w, spec, a);
             w.Line();
-            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
+            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys, int layer)");
             w.Line("var (dim, nHead, nKvHead, headDim) = Sizes(config);");
             foreach (var p in a.Projections)
             {
                 var (inF, outF, _) = Shape(p.Role);
                 w.Line($"{CheckpointKeys}.Linear(keys, prefix + {Literals.String(p.Member.Name)}, {inF}, {outF}, {p.Bias.Expression}, {WeightLayout}.{p.Layout});");
             }
+            if (a.RelativeBias is { } r)
+                w.Line($"if (layer == 0) {CheckpointKeys}.Embedding(keys, prefix + {Literals.String(r.Member.Name)}, {EmitHelpers.Positive(r.Buckets, spec.Name)}, nHead);");
             w.Close();
             w.Close();
             return w.ToString();
         }
 
-        private static void EmitForward(IndentedWriter w, AttentionSpec a)
+        private static void EmitSelfForward(IndentedWriter w, AttentionSpec a)
         {
             ProjectionSpec Role(string role) => a.Projections.First(p => p.Role == role);
             w.Line("/// <param name=\"x\">(B, T, C) hidden states.</param>");
@@ -62,25 +80,15 @@ namespace PeftDsl.Generators.Emit
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             if (a.Projections.Any(p => p.Role == "Qkv"))
             {
-                w.Line($"var qkv = {Role("Qkv").Member.Field}.forward(x).split(new[] {{ nHead * headDim, nKvHead * headDim, nKvHead * headDim }}, -1);");
+                w.Line($"var qkv = this.{Role("Qkv").Member.Field}.forward(x).split(new[] {{ nHead * headDim, nKvHead * headDim, nKvHead * headDim }}, -1);");
                 w.Line($"var q = {Attention}.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)");
                 w.Line($"var k = {Attention}.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)");
                 w.Line($"var v = {Attention}.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)");
             }
             else
             {
-                w.Line($"var q = {Attention}.SplitHeads({Role("Query").Member.Field}.forward(x), nHead, headDim);    // (B, nh, T, hs)");
-                if (a.Projections.Any(p => p.Role == "KeyValue"))
-                {
-                    w.Line($"var kv = {Role("KeyValue").Member.Field}.forward(x).split(new[] {{ nKvHead * headDim, nKvHead * headDim }}, -1);");
-                    w.Line($"var k = {Attention}.SplitHeads(kv[0], nKvHead, headDim);  // (B, nkv, T, hs)");
-                    w.Line($"var v = {Attention}.SplitHeads(kv[1], nKvHead, headDim);  // (B, nkv, T, hs)");
-                }
-                else
-                {
-                    w.Line($"var k = {Attention}.SplitHeads({Role("Key").Member.Field}.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)");
-                    w.Line($"var v = {Attention}.SplitHeads({Role("Value").Member.Field}.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)");
-                }
+                w.Line($"var q = {Attention}.SplitHeads(this.{Role("Query").Member.Field}.forward(x), nHead, headDim);    // (B, nh, T, hs)");
+                EmitKeysValues(w, a, "x");
             }
             if (a.Rotary)
             {
@@ -88,10 +96,58 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"q = {RotaryEmbedding}.Apply(q, cos, sin);");
                 w.Line($"k = {RotaryEmbedding}.Apply(k, cos, sin);");
             }
-            var flags = $"causal: {(a.Causal ? "true" : "false")}" + (a.Scaled ? "" : ", scaled: false");
-            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx, {flags});  // (B, nh, T, hs)");
-            w.Line($"return {Role("Output").Member.Field}.forward({Attention}.MergeHeads(y)).MoveToOuterDisposeScope();");
+            w.Line("if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)");
+            var bias = "";
+            if (a.RelativeBias is { } rb)
+            {
+                w.Line($"var bias = this.{rb.Member.Field} is {{ }} table  // (1, nh, T, past + T)");
+                w.Line("    ? ctx.SharePositionBias(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]))");
+                w.Line("    : ctx.PositionBias;");
+                bias = ", bias: bias";
+            }
+            var flags = (a.Scaled ? "" : ", scaled: false") + bias;
+            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}){flags});  // (B, nh, T, hs)");
+            w.Line($"return this.{Role("Output").Member.Field}.forward({Attention}.MergeHeads(y)).MoveToOuterDisposeScope();");
             w.Close();
+        }
+
+        private static void EmitCrossForward(IndentedWriter w, ModuleSpec spec, AttentionSpec a)
+        {
+            var query = a.Projections.First(p => p.Role == "Query").Member.Field;
+            var output = a.Projections.First(p => p.Role == "Output").Member.Field;
+            w.Line("/// <param name=\"x\">(B, T, C) decoder hidden states; keys and values come from the encoder output in <paramref name=\"ctx\"/>.</param>");
+            w.Line("/// <returns>(B, T, C)</returns>");
+            w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
+            w.Line($"using var scope = {Torch}.NewDisposeScope();");
+            w.Line($"var encoder = ctx.EncoderHidden ?? throw new global::System.InvalidOperationException({Literals.String(spec.Name + " needs the encoder output: use it in a decoder stack")});");
+            w.Line($"var q = {Attention}.SplitHeads(this.{query}.forward(x), nHead, headDim);  // (B, nh, T, hs)");
+            w.Line("// The encoder's keys and values do not change while decoding: compute them once per sequence.");
+            w.Line("var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder)) : EncoderKeysValues(encoder);");
+            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask{(a.Scaled ? "" : ", scaled: false")});  // (B, nh, T, hs)");
+            w.Line($"return this.{output}.forward({Attention}.MergeHeads(y)).MoveToOuterDisposeScope();");
+            w.Close();
+            w.Line();
+            w.Line("/// <returns>keys and values (B, nkv, S, hs) of the encoder output.</returns>");
+            w.Open($"private ({Tensor} K, {Tensor} V) EncoderKeysValues({Tensor} encoder)");
+            EmitKeysValues(w, a, "encoder");
+            w.Line("return (k, v);");
+            w.Close();
+        }
+
+        private static void EmitKeysValues(IndentedWriter w, AttentionSpec a, string source)
+        {
+            var keyValue = a.Projections.FirstOrDefault(p => p.Role == "KeyValue");
+            if (keyValue is not null)
+            {
+                w.Line($"var kv = this.{keyValue.Member.Field}.forward({source}).split(new[] {{ nKvHead * headDim, nKvHead * headDim }}, -1);");
+                w.Line($"var k = {Attention}.SplitHeads(kv[0], nKvHead, headDim);  // (B, nkv, T, hs)");
+                w.Line($"var v = {Attention}.SplitHeads(kv[1], nKvHead, headDim);  // (B, nkv, T, hs)");
+                return;
+            }
+            var key = a.Projections.First(p => p.Role == "Key").Member.Field;
+            var value = a.Projections.First(p => p.Role == "Value").Member.Field;
+            w.Line($"var k = {Attention}.SplitHeads(this.{key}.forward({source}), nKvHead, headDim);  // (B, nkv, T, hs)");
+            w.Line($"var v = {Attention}.SplitHeads(this.{value}.forward({source}), nKvHead, headDim);  // (B, nkv, T, hs)");
         }
 
         private static void EmitSizes(IndentedWriter w, ModuleSpec spec, AttentionSpec a)

@@ -31,13 +31,13 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
-            w.Line("Layer = layer;");
+            w.Line("this.Layer = layer;");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
             foreach (var s in b.Sublayers)
             {
-                w.Line($"{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
-                w.Line($"{s.Member.Field} = new {s.Module.FullName}(config, layer);");
-                w.Line($"{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
+                w.Line($"this.{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
+                w.Line($"this.{s.Member.Field} = new {s.Module.FullName}(config, layer);");
+                w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
             }
             EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }));
             w.Close();
@@ -49,25 +49,26 @@ namespace PeftDsl.Generators.Emit
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             foreach (var s in b.Sublayers)
             {
-                var call = s.IsAttention ? $"{s.Member.Field}.forward({s.Norm.Field}.forward(x), ctx)" : $"{s.Member.Field}.forward({s.Norm.Field}.forward(x))";
-                w.Line($"x = x + {Pascal(s.AdapterSite)}.Apply({call});");
+                var context = s.Kind == ModuleKind.FeedForward ? "" : ", ctx";
+                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.Apply(this.{s.Member.Field}.forward(this.{s.Norm.Field}.forward(x){context}));");
             }
             w.Line("return x.MoveToOuterDisposeScope();");
             w.Close();
             w.Line();
 
+            EmitHelpers.NoFieldRegistration(w);
             w.Open($"public {SiteList} Sites(string path)");
             foreach (var s in b.Sublayers)
-                w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, {Pascal(s.AdapterSite)}.Name, {ModulePath}.Join(path, {Pascal(s.AdapterSite)}.Name), Layer);");
+                w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, this.{Pascal(s.AdapterSite)}.Name, {ModulePath}.Join(path, this.{Pascal(s.AdapterSite)}.Name), this.Layer);");
             w.Close();
             w.Line();
 
-            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
+            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys, int layer)");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
             foreach (var s in b.Sublayers)
             {
                 w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.Norm.Name)}, {NormKind}.{b.NormKind}, dim);");
-                w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys);");
+                w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys, layer);");
             }
             w.Close();
             w.Close();

@@ -35,7 +35,7 @@ namespace PeftDsl.Generators.Emit
                     }
                     parent = node;
                 }
-                w.Line(AddChild(parent, parts[parts.Length - 1], member.Field));
+                w.Line(AddChild(parent, parts[parts.Length - 1], "this." + member.Field));
             }
         }
 
@@ -47,6 +47,15 @@ namespace PeftDsl.Generators.Emit
             $"{TypeNames.DslChecks}.Positive({b.Expression}, {Literals.String(b.Display)}, {Literals.String(module)})";
 
         public static string Norm(string kind) => TypeNames.Modules + kind;
+
+        /// <summary>TorchSharp would also register every module-typed field under its C# name (layer_0_SelfAttention,
+        /// a shared embedding, private role aliases); registration here is explicit, under checkpoint names.</summary>
+        public static void NoFieldRegistration(IndentedWriter w)
+        {
+            w.Line("/// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>");
+            w.Line("protected override void RegisterComponents() { }");
+            w.Line();
+        }
 
         public static string ModuleBase(params string[] types) => $"{TypeNames.NnModule}<{string.Join(", ", types)}>";
     }

@@ -5,34 +5,57 @@ using static PeftDsl.Generators.Emit.TypeNames;
 
 namespace PeftDsl.Generators.Emit
 {
-    /// <summary>[FeedForward] → down(act(up(x))) or, with a gate, down(act(gate(x)) × up(x)).</summary>
+    /// <summary>[FeedForward] → down(act(up(x))) or, with a gate, down(act(gate(x)) × up(x)). Projections declared
+    /// with <c>When</c> exist only when their flag holds; the constructor resolves which one fills each role.</summary>
     internal static class FeedForwardEmitter
     {
         public static string Emit(ModuleSpec spec)
         {
             var f = spec.FeedForward!;
-            var gate = f.Projections.FirstOrDefault(p => p.Role == "Gate");
-            var up = f.Projections.First(p => p.Role == "Up");
-            var down = f.Projections.First(p => p.Role == "Down");
+            var conditional = f.Projections.Any(p => p.When is not null);
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, Tensor)}");
             w.Line($"private readonly {Func}<{Tensor}, {Tensor}> act;");
+            if (conditional)
+            {
+                w.Line($"private readonly {PeftLinear}? gateProjection;");
+                w.Line($"private readonly {PeftLinear} upProjection;");
+                w.Line($"private readonly {PeftLinear} downProjection;");
+            }
             w.Line();
             foreach (var p in f.Projections)
             {
-                w.Line($"/// <summary>{p.Member.Name}: the {p.Role} projection ({p.Layout} layout in the checkpoint).</summary>");
-                w.Line($"public readonly {PeftLinear} {p.Member.Field};");
+                var when = p.When is null ? "" : $"; present when {p.When.Display}";
+                w.Line($"/// <summary>{p.Member.Name}: the {p.Role} projection ({p.Layout} layout in the checkpoint{when}).</summary>");
+                w.Line($"public readonly {PeftLinear}{(p.When is null ? "" : "?")} {p.Member.Field};");
                 w.Line();
             }
-            w.Open($"public {spec.Name}({spec.ConfigType} config, int? layer) : base(nameof({spec.Name}))");
+            w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, inner) = Sizes(config);");
-            w.Line($"act = {Activations}.Resolve({f.Activation.Expression}, {Literals.String(spec.Name + " (" + f.Activation.Display + ")")});");
+            w.Line($"this.act = {Activations}.Resolve({f.Activation.Expression}, {Literals.String(spec.Name + " (" + f.Activation.Display + ")")});");
             foreach (var p in f.Projections)
             {
                 var (inF, outF) = Shape(p.Role);
-                w.Line($"{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout});");
+                var create = $"this.{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout});";
+                if (p.When is null)
+                {
+                    w.Line(create);
+                    EmitHelpers.Register(w, new[] { p.Member });
+                }
+                else
+                {
+                    w.Open($"if ({p.When.Expression})");
+                    w.Line(create);
+                    EmitHelpers.Register(w, new[] { p.Member });
+                    w.Close();
+                }
             }
-            EmitHelpers.Register(w, f.Projections.Select(p => p.Member));
+            if (conditional)
+            {
+                w.Line($"this.gateProjection = {ConditionalProjections}.AtMostOne({Candidates(spec, f, "Gate")});");
+                w.Line($"this.upProjection = {ConditionalProjections}.One({Candidates(spec, f, "Up")});");
+                w.Line($"this.downProjection = {ConditionalProjections}.One({Candidates(spec, f, "Down")});");
+            }
             w.Close();
             w.Line();
 
@@ -40,28 +63,47 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <returns>(B, T, C)</returns>");
             w.Open($"public override {Tensor} forward({Tensor} x)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
-            w.Line(gate is null
-                ? $"var h = act({up.Member.Field}.forward(x));  // (B, T, inner)"
-                : $"var h = act({gate.Member.Field}.forward(x)) * {up.Member.Field}.forward(x);  // (B, T, inner)");
-            w.Line($"return {down.Member.Field}.forward(h).MoveToOuterDisposeScope();");
+            if (conditional)
+            {
+                w.Line("var h = this.gateProjection is { } gate  // (B, T, inner)");
+                w.Line("    ? this.act(gate.forward(x)) * this.upProjection.forward(x)");
+                w.Line("    : this.act(this.upProjection.forward(x));");
+                w.Line("return this.downProjection.forward(h).MoveToOuterDisposeScope();");
+            }
+            else
+            {
+                var gate = f.Projections.FirstOrDefault(p => p.Role == "Gate");
+                var up = f.Projections.First(p => p.Role == "Up").Member.Field;
+                var down = f.Projections.First(p => p.Role == "Down").Member.Field;
+                w.Line(gate is null
+                    ? $"var h = this.act(this.{up}.forward(x));  // (B, T, inner)"
+                    : $"var h = this.act(this.{gate.Member.Field}.forward(x)) * this.{up}.forward(x);  // (B, T, inner)");
+                w.Line($"return this.{down}.forward(h).MoveToOuterDisposeScope();");
+            }
             w.Close();
             w.Line();
 
+            EmitHelpers.NoFieldRegistration(w);
             w.Open($"private static (long Dim, long Inner) Sizes({spec.ConfigType} config)");
             w.Line($"return ({EmitHelpers.Positive(f.Dim, spec.Name)}, {EmitHelpers.Positive(f.Inner, spec.Name)});");
             w.Close();
             w.Line();
-            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
+            w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys, int layer)");
             w.Line("var (dim, inner) = Sizes(config);");
             foreach (var p in f.Projections)
             {
                 var (inF, outF) = Shape(p.Role);
-                w.Line($"{CheckpointKeys}.Linear(keys, prefix + {Literals.String(p.Member.Name)}, {inF}, {outF}, {p.Bias.Expression}, {WeightLayout}.{p.Layout});");
+                var condition = p.When is null ? "" : $"if ({p.When.Expression}) ";
+                w.Line($"{condition}{CheckpointKeys}.Linear(keys, prefix + {Literals.String(p.Member.Name)}, {inF}, {outF}, {p.Bias.Expression}, {WeightLayout}.{p.Layout});");
             }
             w.Close();
             w.Close();
             return w.ToString();
         }
+
+        private static string Candidates(ModuleSpec spec, FeedForwardSpec f, string role) =>
+            string.Join(", ", new[] { Literals.String(spec.Name), Literals.String(role) }
+                .Concat(f.Projections.Where(p => p.Role == role).Select(p => $"(this.{p.Member.Field}, {Literals.String(p.Member.Name)})")));
 
         private static (string In, string Out) Shape(string role) => role == "Down" ? ("inner", "dim") : ("dim", "inner");
     }

@@ -13,29 +13,43 @@ namespace PeftDsl.Generators.Emit
             var norm = EmitHelpers.Norm(s.FinalNormKind);
             var tokens = s.TokenEmbedding.Field;
             var w = EmitHelpers.Begin(spec.Namespace);
-            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, $"{Tensor}?", Tensor)}, {IPeftSiteOwner}");
+            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, StackInputs, Tensor)}, {IPeftSiteOwner}");
+            if (s.SharedTokens) w.Line($"/// <summary>The root's shared embedding; saved under the root's name, not under {s.TokenEmbedding.Name}.</summary>");
             w.Line($"public readonly {Embedding} {tokens};");
             if (s.Positions is { } pos) w.Line($"public readonly {Embedding} {pos.Field};");
             w.Line($"public readonly {ModuleList}<{s.BlockType.FullName}> {s.Blocks.Field};");
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
             w.Line();
-            w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output.</summary>");
-            w.Line($"public readonly {VirtualPromptSite} VirtualPrompts = new();");
-            w.Line();
+            if (s.VirtualPrompts)
+            {
+                w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output.</summary>");
+                w.Line($"public readonly {VirtualPromptSite} VirtualPrompts = new();");
+                w.Line();
+            }
 
-            w.Open($"public {spec.Name}({spec.ConfigType} config) : base(nameof({spec.Name}))");
-            w.Line("var (vocab, dim) = EmbeddingShape(config);");
-            w.Line($"{tokens} = new {Embedding}(vocab, dim);");
-            if (s.Positions is { } p) w.Line($"{p.Field} = new {Embedding}({EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
+            var sharedParameter = s.SharedTokens ? $", {Embedding} sharedEmbedding" : "";
+            w.Open($"public {spec.Name}({spec.ConfigType} config{sharedParameter}) : base(nameof({spec.Name}))");
+            if (s.SharedTokens)
+            {
+                w.Line($"this.{tokens} = sharedEmbedding;");
+                w.Line($"var dim = {EmitHelpers.Positive(s.Dim, spec.Name)};");
+            }
+            else
+            {
+                w.Line("var (vocab, dim) = EmbeddingShape(config);");
+                w.Line($"this.{tokens} = new {Embedding}(vocab, dim);");
+            }
+            if (s.Positions is { } p) w.Line($"this.{p.Field} = new {Embedding}({EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
             if (s.Rotary is { } r)
-                w.Line($"rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)});");
+                w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)});");
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
             w.Line($"var blocks = new {s.BlockType.FullName}[count];");
             w.Line($"for (var i = 0; i < count; i++) blocks[i] = new {s.BlockType.FullName}(config, i);");
-            w.Line($"{s.Blocks.Field} = new {ModuleList}<{s.BlockType.FullName}>(blocks);");
-            w.Line($"{s.FinalNorm.Field} = new {norm}(dim, {s.FinalNormEps.Expression});");
-            var members = new System.Collections.Generic.List<Member> { s.TokenEmbedding };
+            w.Line($"this.{s.Blocks.Field} = new {ModuleList}<{s.BlockType.FullName}>(blocks);");
+            w.Line($"this.{s.FinalNorm.Field} = new {norm}(dim, {s.FinalNormEps.Expression});");
+            var members = new System.Collections.Generic.List<Member>();
+            if (!s.SharedTokens) members.Add(s.TokenEmbedding);
             if (s.Positions is not null) members.Add(s.Positions);
             members.Add(s.Blocks);
             members.Add(s.FinalNorm);
@@ -44,37 +58,56 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             w.Line("/// <param name=\"inputIds\">(B, T) token ids.</param>");
-            w.Line("/// <param name=\"attentionMask\">(B, T), 1 for tokens and 0 for padding, or null.</param>");
+            w.Line("/// <param name=\"inputs\">Padding mask, encoder output (decoder stacks) and KV cache.</param>");
             w.Line("/// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>");
-            w.Open($"public override {Tensor} forward({Tensor} inputIds, {Tensor}? attentionMask)");
+            w.Open($"public override {Tensor} forward({Tensor} inputIds, {StackInputs} inputs)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
-            w.Line($"var x = {tokens}.forward(inputIds);  // (B, T, C)");
-            w.Line("(x, attentionMask) = VirtualPrompts.Prepend(x, attentionMask);");
-            w.Line($"var ctx = {ForwardContext}.Create(x, attentionMask, {(s.Rotary is null ? "null" : "rotary")});");
-            if (s.Positions is { } positions) w.Line($"x = x + {positions.Field}.Positions(x.shape[1]);  // (B, T, C) + (T, C)");
-            w.Line($"foreach (var block in {s.Blocks.Field}) x = block.forward(x, ctx);");
-            w.Line($"return {s.FinalNorm.Field}.forward(x).MoveToOuterDisposeScope();");
+            w.Line($"var x = this.{tokens}.forward(inputIds);  // (B, T, C)");
+            if (s.VirtualPrompts)
+            {
+                w.Line("var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);");
+                w.Line("(x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });");
+            }
+            w.Line($"using var ctx = {ForwardContext}.Create(x, inputs, {(s.Rotary is null ? "null" : "this.rotary")});");
+            if (s.Positions is { } positions)
+                w.Line($"x = x + this.{positions.Field}.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)");
+            w.Line($"foreach (var block in this.{s.Blocks.Field}) x = block.forward(x, ctx);");
+            w.Line($"return this.{s.FinalNorm.Field}.forward(x).MoveToOuterDisposeScope();");
             w.Close();
             w.Line();
 
+            EmitHelpers.NoFieldRegistration(w);
             w.Open($"public {SiteList} Sites(string path)");
-            w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, {ModulePath}.Join(path, {Literals.String(s.TokenEmbedding.Name)}), null);");
+            if (s.VirtualPrompts)
+                w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, {ModulePath}.Join(path, {Literals.String(s.TokenEmbedding.Name)}), null);");
+            else
+                w.Line("yield break;");
             w.Close();
             w.Line();
 
-            w.Line("/// <summary>(vocabulary, hidden size) of the token embedding, checked.</summary>");
-            w.Open($"internal static (long Vocab, long Dim) EmbeddingShape({spec.ConfigType} config)");
-            w.Line($"return ({EmitHelpers.Positive(s.Vocab, spec.Name)}, {EmitHelpers.Positive(s.Dim, spec.Name)});");
-            w.Close();
-            w.Line();
+            if (!s.SharedTokens)
+            {
+                w.Line("/// <summary>(vocabulary, hidden size) of the token embedding, checked.</summary>");
+                w.Open($"internal static (long Vocab, long Dim) EmbeddingShape({spec.ConfigType} config)");
+                w.Line($"return ({EmitHelpers.Positive(s.Vocab!, spec.Name)}, {EmitHelpers.Positive(s.Dim, spec.Name)});");
+                w.Close();
+                w.Line();
+            }
 
             w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys)");
-            w.Line("var (vocab, dim) = EmbeddingShape(config);");
-            w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(s.TokenEmbedding.Name)}, vocab, dim);");
+            if (s.SharedTokens)
+            {
+                w.Line($"var dim = {EmitHelpers.Positive(s.Dim, spec.Name)};");
+            }
+            else
+            {
+                w.Line("var (vocab, dim) = EmbeddingShape(config);");
+                w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(s.TokenEmbedding.Name)}, vocab, dim);");
+            }
             if (s.Positions is { } pp)
                 w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(pp.Name)}, {EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
-            w.Line($"for (var i = 0; i < count; i++) {s.BlockType.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Blocks.Name + ".")} + i + \".\", keys);");
+            w.Line($"for (var i = 0; i < count; i++) {s.BlockType.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Blocks.Name + ".")} + i + \".\", keys, i);");
             w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.FinalNorm.Name)}, {NormKind}.{s.FinalNormKind}, dim);");
             w.Close();
             w.Close();

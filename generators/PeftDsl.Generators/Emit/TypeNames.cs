@@ -8,6 +8,11 @@ namespace PeftDsl.Generators.Emit
         public const string NnModule = "global::TorchSharp.torch.nn.Module";
         public const string ModuleList = "global::TorchSharp.Modules.ModuleList";
         public const string ForwardContext = "global::PeftDsl.Runtime.ForwardContext";
+        public const string StackInputs = "global::PeftDsl.Runtime.StackInputs";
+        public const string KvCache = "global::PeftDsl.Runtime.KvCache";
+        public const string Seq2SeqLanguageModel = "global::PeftDsl.Runtime.Seq2SeqLanguageModel";
+        public const string ConditionalProjections = "global::PeftDsl.Runtime.ConditionalProjections";
+        public const string RelativePositionBias = "global::PeftDsl.Modules.RelativePositionBias";
         public const string CausalLanguageModel = "global::PeftDsl.Runtime.CausalLanguageModel";
         public const string IBlockModule = "global::PeftDsl.Runtime.IBlockModule";
         public const string DslChecks = "global::PeftDsl.Runtime.DslChecks";

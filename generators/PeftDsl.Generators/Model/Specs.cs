@@ -7,9 +7,11 @@ namespace PeftDsl.Generators.Model
     internal enum ModuleKind
     {
         CausalLM,
+        Seq2SeqLM,
         TransformerStack,
         TransformerBlock,
         SelfAttention,
+        CrossAttention,
         FeedForward,
     }
 
@@ -25,18 +27,35 @@ namespace PeftDsl.Generators.Model
     /// <summary>A checkpoint name and the C# field that holds the module.</summary>
     internal sealed record Member(string Name, string Field);
 
-    internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias);
+    /// <param name="When">The flag the projection's existence depends on, or null when it always exists.</param>
+    internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias, Binding? When);
 
-    internal sealed record SublayerSpec(Member Member, TypeRef Module, bool IsAttention, Member Norm, string AdapterSite);
+    /// <param name="Kind">SelfAttention, CrossAttention or FeedForward: fixes the call and its place in the block.</param>
+    internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite);
+
+    /// <summary>The LM head. <paramref name="TiedEmbedding"/> is the C# path of the embedding it may share.</summary>
+    internal sealed record HeadSpec(Member Head, Binding Tie, Binding Scale, string TiedEmbedding);
 
     internal sealed record CausalLmSpec(
         string ModelType,
         EquatableArray<string> IgnoreKeys,
         Member Body,
         TypeRef BodyType,
-        Member Head,
-        Binding Tie,
-        string TokenEmbeddingField,
+        HeadSpec Head,
+        EquatableArray<TargetSpec> Targets);
+
+    /// <summary>A stack referenced by a root, and whether it takes the root's shared embedding.</summary>
+    internal sealed record StackRef(Member Member, TypeRef Type, bool TakesSharedEmbedding);
+
+    internal sealed record Seq2SeqSpec(
+        string ModelType,
+        EquatableArray<string> IgnoreKeys,
+        Member Shared,
+        Binding Vocab,
+        Binding Dim,
+        StackRef Encoder,
+        StackRef Decoder,
+        HeadSpec Head,
         EquatableArray<TargetSpec> Targets);
 
     /// <summary>A peft-style target-module name the model offers, with the C# constant that spells it.</summary>
@@ -45,7 +64,9 @@ namespace PeftDsl.Generators.Model
     internal sealed record StackSpec(
         Binding Dim,
         Member TokenEmbedding,
-        Binding Vocab,
+        Binding? Vocab,
+        bool SharedTokens,
+        bool VirtualPrompts,
         Member? Positions,
         Binding? MaxPositions,
         RotarySpec? Rotary,
@@ -60,6 +81,7 @@ namespace PeftDsl.Generators.Model
 
     internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers);
 
+    /// <param name="Cross">Cross-attention: keys and values come from the encoder output.</param>
     internal sealed record AttentionSpec(
         Binding Dim,
         Binding Heads,
@@ -68,7 +90,11 @@ namespace PeftDsl.Generators.Model
         bool Causal,
         bool Rotary,
         bool Scaled,
+        bool Cross,
+        RelativeBiasSpec? RelativeBias,
         EquatableArray<ProjectionSpec> Projections);
+
+    internal sealed record RelativeBiasSpec(Member Member, Binding Buckets, Binding MaxDistance);
 
     internal sealed record FeedForwardSpec(Binding Dim, Binding Inner, Binding Activation, EquatableArray<ProjectionSpec> Projections);
 
@@ -79,6 +105,7 @@ namespace PeftDsl.Generators.Model
         ModuleKind Kind,
         string ConfigType,
         CausalLmSpec? CausalLm = null,
+        Seq2SeqSpec? Seq2Seq = null,
         StackSpec? Stack = null,
         BlockSpec? Block = null,
         AttentionSpec? Attention = null,

@@ -13,6 +13,9 @@ namespace PeftDsl.Generators.Parsing
         public const string ConfigKey = Ns + "ConfigKeyAttribute";
 
         public const string Body = Ns + "BodyAttribute";
+        public const string SharedEmbedding = Ns + "SharedEmbeddingAttribute";
+        public const string Encoder = Ns + "EncoderAttribute";
+        public const string Decoder = Ns + "DecoderAttribute";
         public const string LmHead = Ns + "LmHeadAttribute";
         public const string TokenEmbedding = Ns + "TokenEmbeddingAttribute";
         public const string PositionEmbedding = Ns + "PositionEmbeddingAttribute";
@@ -25,9 +28,11 @@ namespace PeftDsl.Generators.Parsing
         public static readonly IReadOnlyDictionary<ModuleKind, string> Kinds = new Dictionary<ModuleKind, string>
         {
             [ModuleKind.CausalLM] = Ns + "CausalLMAttribute",
+            [ModuleKind.Seq2SeqLM] = Ns + "Seq2SeqLMAttribute",
             [ModuleKind.TransformerStack] = Ns + "TransformerStackAttribute",
             [ModuleKind.TransformerBlock] = Ns + "TransformerBlockAttribute",
             [ModuleKind.SelfAttention] = Ns + "SelfAttentionAttribute",
+            [ModuleKind.CrossAttention] = Ns + "CrossAttentionAttribute",
             [ModuleKind.FeedForward] = Ns + "FeedForwardAttribute",
         };
 
@@ -35,15 +40,17 @@ namespace PeftDsl.Generators.Parsing
         public static readonly IReadOnlyDictionary<ModuleKind, string[]> Components = new Dictionary<ModuleKind, string[]>
         {
             [ModuleKind.CausalLM] = new[] { Body, LmHead },
+            [ModuleKind.Seq2SeqLM] = new[] { SharedEmbedding, Encoder, Decoder, LmHead },
             [ModuleKind.TransformerStack] = new[] { TokenEmbedding, PositionEmbedding, RotaryEmbedding, Blocks, FinalNorm },
             [ModuleKind.TransformerBlock] = new[] { Sublayer },
             [ModuleKind.SelfAttention] = new[] { Projection },
+            [ModuleKind.CrossAttention] = new[] { Projection },
             [ModuleKind.FeedForward] = new[] { Projection },
         };
 
         public static readonly HashSet<string> AllComponents = new()
         {
-            Body, LmHead, TokenEmbedding, PositionEmbedding, RotaryEmbedding, Blocks, FinalNorm, Sublayer, Projection,
+            Body, SharedEmbedding, Encoder, Decoder, LmHead, TokenEmbedding, PositionEmbedding, RotaryEmbedding, Blocks, FinalNorm, Sublayer, Projection,
         };
 
         /// <summary>"PeftDsl.Dsl.SublayerAttribute" → "Sublayer", for messages.</summary>

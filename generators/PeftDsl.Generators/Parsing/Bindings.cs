@@ -57,6 +57,13 @@ namespace PeftDsl.Generators.Parsing
 
         private Binding? Resolve(AttributeData attribute, string argument, string value, BindingKind kind)
         {
+            if (kind == BindingKind.Flag && value.StartsWith("!"))
+            {
+                var inner = Resolve(attribute, argument, value.Substring(1).Trim(), kind);
+                return inner is null ? null
+                    : inner.Expression is "true" or "false" ? new Binding(inner.Expression == "true" ? "false" : "true", value, null)
+                    : new Binding("!" + inner.Expression, "not " + inner.Display, null);
+            }
             var location = Where(attribute, argument);
             var member = FindMember(value);
             if (member is not null)

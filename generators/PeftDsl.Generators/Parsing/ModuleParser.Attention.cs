@@ -14,12 +14,14 @@ namespace PeftDsl.Generators.Parsing
         private static readonly string[] AttentionRoles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output" };
         private static readonly string[] FeedForwardRoles = { "Gate", "Up", "Down" };
 
-        private AttentionSpec? ParseAttention()
+        private static readonly string[] CrossAttentionRoles = { "Query", "Key", "Value", "KeyValue", "Output" };
+
+        private AttentionSpec? ParseAttention(bool cross)
         {
             var a = kindAttribute;
             var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
             var heads = bindings.Required(a, "Heads", BindingKind.Size, type.Name);
-            var kvHeads = bindings.Optional(a, "KvHeads", BindingKind.Size);
+            var kvHeads = cross ? null : bindings.Optional(a, "KvHeads", BindingKind.Size);
             var headDim = bindings.Optional(a, "HeadDim", BindingKind.Size);
             if (headDim is null && dim?.Literal is { } d && heads?.Literal is { } h && d % h != 0)
                 diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(a, "Heads"), type.Name,
@@ -27,12 +29,28 @@ namespace PeftDsl.Generators.Parsing
             if (kvHeads?.Literal is { } kv && heads?.Literal is { } qh && qh % kv != 0)
                 diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(a, "KvHeads"), type.Name,
                     $"Heads {qh} is not a multiple of KvHeads {kv}");
-            var (projections, roles) = ParseProjections(AttentionRoles, "[SelfAttention]");
-            CheckAttentionForm(roles);
+            var (projections, roles) = ParseProjections(cross ? CrossAttentionRoles : AttentionRoles,
+                cross ? "[CrossAttention]" : "[SelfAttention]", allowConditional: false);
+            // A projection with a misplaced role was reported already; judging the form without it would only
+            // add a second, misleading error.
+            if (roles.Count == Components(AttributeNames.Projection).Count()) CheckAttentionForm(roles);
+            var relativeBias = cross ? null : ParseRelativeBias(a);
             if (dim is null || heads is null || diagnostics.HasErrors) return null;
             return new AttentionSpec(dim, heads, kvHeads, headDim,
-                Bindings.NamedValue(a, "Causal", false), Bindings.NamedValue(a, "Rotary", false), Bindings.NamedValue(a, "Scaled", true),
-                projections.ToEquatableArray());
+                !cross && Bindings.NamedValue(a, "Causal", false), !cross && Bindings.NamedValue(a, "Rotary", false),
+                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray());
+        }
+
+        private RelativeBiasSpec? ParseRelativeBias(AttributeData a)
+        {
+            var name = Bindings.Named(a, "RelativeBias");
+            if (name is null) return null;
+            var member = Names.Member(name, Bindings.Where(a, "RelativeBias"), diagnostics);
+            var buckets = bindings.Required(a, "RelativeBuckets", BindingKind.Size, type.Name);
+            var distance = bindings.Required(a, "RelativeMaxDistance", BindingKind.Size, type.Name);
+            if (Components(AttributeNames.Projection).Any(p => p.ConstructorArguments.FirstOrDefault().Value as string == name))
+                diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(a, "RelativeBias"), type.Name, name);
+            return member is null || buckets is null || distance is null ? null : new RelativeBiasSpec(member, buckets, distance);
         }
 
         private FeedForwardSpec? ParseFeedForward()
@@ -41,17 +59,19 @@ namespace PeftDsl.Generators.Parsing
             var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
             var inner = bindings.Required(a, "Inner", BindingKind.Size, type.Name);
             var activation = bindings.Required(a, "Activation", BindingKind.Activation, type.Name);
-            var (projections, roles) = ParseProjections(FeedForwardRoles, "[FeedForward]");
+            var (projections, roles) = ParseProjections(FeedForwardRoles, "[FeedForward]", allowConditional: true);
             RequireRole(roles, "Up", "an Up projection");
             RequireRole(roles, "Down", "a Down projection");
-            ForbidRepeat(roles, "Gate", "Up", "Down");
+            // A role may repeat when every declaration of it is conditional (T5's wi / wi_1); the generated
+            // constructor checks at run time that exactly one is present.
+            ForbidRepeat(roles.Where(r => !projections.Any(p => p.Role == r && p.When is not null)).ToList(), "Gate", "Up", "Down");
             if (dim is null || inner is null || activation is null || diagnostics.HasErrors) return null;
             return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray());
         }
 
         /// <summary>The valid projections, and the roles declared with an allowed role whatever else is wrong with
         /// them, so the form checks report only real omissions.</summary>
-        private (List<ProjectionSpec> Projections, List<string> Roles) ParseProjections(string[] allowedRoles, string where)
+        private (List<ProjectionSpec> Projections, List<string> Roles) ParseProjections(string[] allowedRoles, string where, bool allowConditional)
         {
             var result = new List<ProjectionSpec>();
             var roles = new List<string>();
@@ -70,7 +90,11 @@ namespace PeftDsl.Generators.Parsing
                 roles.Add(role);
                 var layout = EnumName(Bindings.NamedValue<object?>(attribute, "Layout", 0), Layouts) ?? "Linear";
                 var bias = bindings.Optional(attribute, "Bias", BindingKind.Flag, "false");
-                if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias));
+                var when = bindings.Optional(attribute, "When", BindingKind.Flag);
+                if (when is not null && !allowConditional)
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute, "When"), type.Name,
+                        "When is only supported on [FeedForward] projections");
+                if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias, when));
             }
             CheckUnique(named);
             return (result, roles);
@@ -89,7 +113,9 @@ namespace PeftDsl.Generators.Parsing
             }
             if (!Has("Query"))
             {
-                Conflict("declare either one Qkv projection, or Query with Key and Value (or with KeyValue)");
+                Conflict(kind == ModuleKind.CrossAttention
+                    ? "declare Query with Key and Value (or with KeyValue)"
+                    : "declare either one Qkv projection, or Query with Key and Value (or with KeyValue)");
                 return;
             }
             if (Has("KeyValue") && (Has("Key") || Has("Value")))

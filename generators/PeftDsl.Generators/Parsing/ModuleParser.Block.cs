@@ -21,23 +21,33 @@ namespace PeftDsl.Generators.Parsing
             foreach (var attribute in Components(AttributeNames.Sublayer))
             {
                 var member = NameArgument(attribute);
-                var module = ModuleArgument(attribute, 1, "[Sublayer]", ModuleKind.SelfAttention, ModuleKind.FeedForward);
+                var module = ModuleArgument(attribute, 1, "[Sublayer]", ModuleKind.SelfAttention, ModuleKind.CrossAttention, ModuleKind.FeedForward);
                 var normName = Bindings.Named(attribute, "Norm");
                 var norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
                 named.Add((member, attribute));
                 named.Add((norm, attribute));
                 if (member is null || module is null || norm is null) continue;
-                var isAttention = KindsOf(TypeArgument(attribute, 1)!)[0] == ModuleKind.SelfAttention;
-                sublayers.Add(new SublayerSpec(member, module, isAttention, norm, isAttention ? "attention_adapter" : "mlp_adapter"));
+                var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
+                sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind]));
             }
             CheckUnique(named);
             if (sublayers.Count == 0 && !diagnostics.HasErrors)
                 diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name, "at least one [Sublayer]");
             if (dim is null || eps is null || diagnostics.HasErrors) return null;
-            // The documented order: attention sublayers, then feed-forward; declaration order within each.
-            var ordered = sublayers.Where(s => s.IsAttention).Concat(sublayers.Where(s => !s.IsAttention));
+            // The documented order: self-attention, cross-attention, feed-forward; declaration order within each.
+            var ordered = sublayers.OrderBy(s => System.Array.IndexOf(SublayerOrder, s.Kind));
             return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray());
         }
+
+        private static readonly ModuleKind[] SublayerOrder = { ModuleKind.SelfAttention, ModuleKind.CrossAttention, ModuleKind.FeedForward };
+
+        /// <summary>The adapter site after each kind of sublayer; the names are PeftDsl.Peft.SiteNames'.</summary>
+        private static readonly Dictionary<ModuleKind, string> AdapterSites = new()
+        {
+            [ModuleKind.SelfAttention] = "attention_adapter",
+            [ModuleKind.CrossAttention] = "cross_attention_adapter",
+            [ModuleKind.FeedForward] = "mlp_adapter",
+        };
 
         /// <summary>Two sublayers of one kind get numbered adapter sites (attention_adapter, attention_adapter_1).</summary>
         private static IEnumerable<SublayerSpec> UniqueAdapterSites(IEnumerable<SublayerSpec> sublayers)

@@ -16,11 +16,15 @@ namespace PeftDsl.Generators.Parsing
             var tokens = Single(AttributeNames.TokenEmbedding, required: true);
             Member? tokenMember = null;
             Binding? vocab = null;
+            var shared = false;
+            var virtualPrompts = true;
             if (tokens is not null)
             {
                 tokenMember = NameArgument(tokens);
                 named.Add((tokenMember, tokens));
-                vocab = bindings.Required(tokens, "Vocab", BindingKind.Size, type.Name);
+                shared = Bindings.NamedValue(tokens, "Shared", false);
+                virtualPrompts = Bindings.NamedValue(tokens, "VirtualPrompts", true);
+                if (!shared) vocab = bindings.Required(tokens, "Vocab", BindingKind.Size, type.Name);
             }
 
             var positions = Single(AttributeNames.PositionEmbedding, required: false);
@@ -69,7 +73,7 @@ namespace PeftDsl.Generators.Parsing
             }
             CheckUnique(named);
             if (diagnostics.HasErrors) return null;
-            return new StackSpec(dim!, tokenMember!, vocab!, positionMember, maxPositions, rotary,
+            return new StackSpec(dim!, tokenMember!, vocab, shared, virtualPrompts, positionMember, maxPositions, rotary,
                 blocksMember!, blockType!, count!, normMember!, normKind, eps!);
         }
 

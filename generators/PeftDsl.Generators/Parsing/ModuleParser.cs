@@ -56,9 +56,11 @@ namespace PeftDsl.Generators.Parsing
             return kind switch
             {
                 ModuleKind.CausalLM => ParseCausalLm() is { } p ? spec with { CausalLm = p } : null,
+                ModuleKind.Seq2SeqLM => ParseSeq2Seq() is { } p ? spec with { Seq2Seq = p } : null,
                 ModuleKind.TransformerStack => ParseStack() is { } p ? spec with { Stack = p } : null,
                 ModuleKind.TransformerBlock => ParseBlock() is { } p ? spec with { Block = p } : null,
-                ModuleKind.SelfAttention => ParseAttention() is { } p ? spec with { Attention = p } : null,
+                ModuleKind.SelfAttention => ParseAttention(cross: false) is { } p ? spec with { Attention = p } : null,
+                ModuleKind.CrossAttention => ParseAttention(cross: true) is { } p ? spec with { Attention = p } : null,
                 _ => ParseFeedForward() is { } p ? spec with { FeedForward = p } : null,
             };
         }

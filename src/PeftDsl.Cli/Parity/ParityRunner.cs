@@ -19,12 +19,18 @@ public static class ParityRunner
         try
         {
             var modelType = StockModels.ModelTypeOf(manifest.BaseModelDirectory(c));
-            if (c.Kind != "causal" || !StockModels.IsCausal(modelType))
+            var supported = c.Kind switch
+            {
+                "causal" => StockModels.IsCausal(modelType),
+                "seq2seq" => StockModels.IsSeq2Seq(modelType),
+                _ => false,
+            };
+            if (!supported)
                 return CaseResult.Skip(c.Name, $"{c.Kind} model_type '{modelType}' is not supported yet");
             var peftTypes = manifest.PeftTypes(c);
             if (peftTypes.Count > 0)
                 return CaseResult.Skip(c.Name, $"{string.Join(" + ", peftTypes)} adapters are not supported yet");
-            return CausalBaseCase.Run(manifest, c);
+            return c.Kind == "causal" ? BaseCase.RunCausal(manifest, c) : BaseCase.RunSeq2Seq(manifest, c);
         }
         catch (PeftDslException e)
         {

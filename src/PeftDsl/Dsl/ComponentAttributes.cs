@@ -12,7 +12,34 @@ public sealed class BodyAttribute(string name, Type module) : Attribute
     public Type Module { get; } = module;
 }
 
-/// <summary>[CausalLM] The output projection to the vocabulary.</summary>
+/// <summary>[Seq2SeqLM] The token embedding shared by the encoder, the decoder and (when tied) the head: T5's <c>shared</c>.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class SharedEmbeddingAttribute(string name) : Attribute
+{
+    public string Name { get; } = name;
+    /// <summary>Binding: vocabulary size.</summary>
+    public string Vocab { get; set; } = "";
+    /// <summary>Binding: hidden size.</summary>
+    public string Dim { get; set; } = "";
+}
+
+/// <summary>[Seq2SeqLM] The encoder stack.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class EncoderAttribute(string name, Type module) : Attribute
+{
+    public string Name { get; } = name;
+    public Type Module { get; } = module;
+}
+
+/// <summary>[Seq2SeqLM] The decoder stack (its blocks have cross-attention).</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class DecoderAttribute(string name, Type module) : Attribute
+{
+    public string Name { get; } = name;
+    public Type Module { get; } = module;
+}
+
+/// <summary>[CausalLM, Seq2SeqLM] The output projection to the vocabulary.</summary>
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class LmHeadAttribute(string name) : Attribute
 {
@@ -21,6 +48,8 @@ public sealed class LmHeadAttribute(string name) : Attribute
     public string? TiedTo { get; set; }
     /// <summary>Binding: whether the weight is shared; defaults to "true" when <see cref="TiedTo"/> is set.</summary>
     public string? Tie { get; set; }
+    /// <summary>Binding: multiply the hidden states by dim^-0.5 before the head (T5 with tied embeddings).</summary>
+    public string Scale { get; set; } = "false";
 }
 
 /// <summary>[TransformerStack] Token embedding; also the virtual-prompt site where prompt learning prepends tokens.</summary>
@@ -28,8 +57,12 @@ public sealed class LmHeadAttribute(string name) : Attribute
 public sealed class TokenEmbeddingAttribute(string name) : Attribute
 {
     public string Name { get; } = name;
-    /// <summary>Binding: vocabulary size.</summary>
+    /// <summary>Binding: vocabulary size (unused when <see cref="Shared"/>).</summary>
     public string Vocab { get; set; } = "";
+    /// <summary>Use the root's <c>[SharedEmbedding]</c> instead of an own table; it is not saved under this name.</summary>
+    public bool Shared { get; set; }
+    /// <summary>Whether prompt learning may prepend virtual tokens here (T5: the encoder yes, the decoder no).</summary>
+    public bool VirtualPrompts { get; set; } = true;
 }
 
 /// <summary>[TransformerStack] Learned absolute positions added to the token embedding (GPT-2's <c>wpe</c>).</summary>
@@ -75,7 +108,7 @@ public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
 }
 
 /// <summary>[TransformerBlock] A residual sublayer: x + Adapter(Sublayer(Norm(x))) in the pre-norm layout.
-/// Its kind (self-attention, feed-forward) comes from the referenced class.</summary>
+/// Its kind (self-attention, cross-attention, feed-forward) comes from the referenced class.</summary>
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
 public sealed class SublayerAttribute(string name, Type module) : Attribute
 {
@@ -95,4 +128,7 @@ public sealed class ProjectionAttribute(string name, ProjectionRole role) : Attr
     public WeightLayout Layout { get; set; } = WeightLayout.Linear;
     /// <summary>Binding: whether the projection has a bias.</summary>
     public string Bias { get; set; } = "false";
+    /// <summary>Binding: the projection exists only when this flag is true; prefix "!" to negate. T5 has
+    /// <c>wi</c> when not gated and <c>wi_0</c>/<c>wi_1</c> when gated, under one <c>model_type</c>.</summary>
+    public string? When { get; set; }
 }

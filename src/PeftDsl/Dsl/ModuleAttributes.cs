@@ -18,7 +18,21 @@ public sealed class CausalLMAttribute(Type config) : Attribute
     public string[]? IgnoreUnexpectedKeys { get; set; }
 }
 
-/// <summary>Embeddings, N stacked blocks, a final norm: GPT-2's <c>transformer</c>, Llama's <c>model</c>.</summary>
+/// <summary>The root of an encoder-decoder language model (T5, mT5): a shared embedding, an encoder stack, a
+/// decoder stack with cross-attention, and an LM head.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class Seq2SeqLMAttribute(Type config) : Attribute
+{
+    public Type Config { get; } = config;
+    /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>t5</c>, <c>mt5</c>).</summary>
+    public string? ModelType { get; set; }
+    /// <summary>Regexes of checkpoint keys to ignore when loading.</summary>
+    public string[]? IgnoreUnexpectedKeys { get; set; }
+}
+
+/// <summary>Embeddings, N stacked blocks, a final norm: GPT-2's <c>transformer</c>, Llama's <c>model</c>, T5's
+/// <c>encoder</c> and <c>decoder</c>. A stack whose blocks have a cross-attention sublayer is a decoder: it reads
+/// the encoder output from its inputs.</summary>
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class TransformerStackAttribute(Type config) : Attribute
 {
@@ -56,6 +70,29 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
     public bool Causal { get; set; }
     /// <summary>Apply the stack's rotary embedding to queries and keys.</summary>
     public bool Rotary { get; set; }
+    /// <summary>Scale scores by 1/√head_dim (T5 does not).</summary>
+    public bool Scaled { get; set; } = true;
+    /// <summary>Checkpoint name of a T5 relative-position-bias table. Only the first layer of a stack has the
+    /// table; its bias is shared by the later layers. Bidirectional unless <see cref="Causal"/>.</summary>
+    public string? RelativeBias { get; set; }
+    /// <summary>Binding: number of relative-position buckets.</summary>
+    public string? RelativeBuckets { get; set; }
+    /// <summary>Binding: the distance beyond which all positions share the last bucket.</summary>
+    public string? RelativeMaxDistance { get; set; }
+}
+
+/// <summary>Decoder cross-attention: queries from the decoder, keys and values from the encoder output
+/// (computed once per sequence when decoding with a cache).</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class CrossAttentionAttribute(Type config) : Attribute
+{
+    public Type Config { get; } = config;
+    /// <summary>Binding: the model size.</summary>
+    public string Dim { get; set; } = "";
+    /// <summary>Binding: heads.</summary>
+    public string Heads { get; set; } = "";
+    /// <summary>Binding: the head size; defaults to Dim / Heads.</summary>
+    public string? HeadDim { get; set; }
     /// <summary>Scale scores by 1/√head_dim (T5 does not).</summary>
     public bool Scaled { get; set; } = true;
 }

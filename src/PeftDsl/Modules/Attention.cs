@@ -18,13 +18,15 @@ public static class Attention
     /// <summary>
     /// Softmax attention over <c>scaled_dot_product_attention</c>, which picks flash or memory-efficient kernels
     /// where it can. Grouped-query keys/values (fewer heads) are repeated to the query heads. TorchSharp's SDPA has
-    /// no <c>scale</c> argument, so unscaled attention (T5) pre-multiplies the queries by √hd instead.
+    /// no <c>scale</c> argument, so unscaled attention (T5) pre-multiplies the queries by √hd instead. An additive
+    /// <paramref name="bias"/> (T5's relative positions) becomes a float mask with the boolean mask folded in.
     /// </summary>
     /// <param name="q">(B, h, Tq, hd)</param>
     /// <param name="k">(B, hkv, Tk, hd)</param>
     /// <param name="v">(B, hkv, Tk, hd)</param>
+    /// <param name="bias">(1 or B, h, Tq, Tk) added to the scores, or null.</param>
     /// <returns>(B, h, Tq, hd)</returns>
-    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, ForwardContext ctx, bool causal, bool scaled = true)
+    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null)
     {
         using var scope = NewDisposeScope();
         var repeats = q.shape[1] / k.shape[1];
@@ -34,10 +36,28 @@ public static class Attention
             v = v.repeat_interleave(repeats, dim: 1);
         }
         if (!scaled) q = q * Math.Sqrt(q.shape[^1]);
-        var mask = causal ? ctx.CausalMask : ctx.KeyMask;
-        var y = mask is null
-            ? nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, causal)
-            : nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+        Tensor y;
+        if (bias is null)
+        {
+            y = nn.functional.scaled_dot_product_attention(q, k, v, mask.Mask, 0.0, mask.IsCausal);
+        }
+        else
+        {
+            long tq = q.shape[2], tk = k.shape[2];
+            var allowed = mask.Mask ?? (mask.IsCausal ? ones(tq, tk, dtype: ScalarType.Bool, device: q.device).tril(tk - tq) : null);
+            var scores = allowed is null ? bias : bias.masked_fill(allowed.logical_not(), MinValue(bias.dtype));
+            y = nn.functional.scaled_dot_product_attention(q, k, v, scores.to(q.dtype), 0.0, false);
+        }
         return y.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The most negative finite value: masked scores get it (not −∞), as transformers does, so a
+    /// fully masked row stays finite.</summary>
+    private static double MinValue(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float16 => -65504.0,
+        ScalarType.BFloat16 => -3.3895313892515355e38,
+        ScalarType.Float64 => double.MinValue,
+        _ => float.MinValue,
+    };
 }

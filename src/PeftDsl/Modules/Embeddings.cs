@@ -30,36 +30,54 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
         return weight.index_select(0, ids.reshape(-1)).view(shape).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Learned positions 0..T-1 (+ offset), checked against the table size on the host.</summary>
-    public Tensor Positions(long length, long offset = 0)
+    /// <summary>Learned position embeddings for <paramref name="positions"/>, none of which reaches
+    /// <paramref name="end"/>; the bound is checked on the host, without reading the tensor.</summary>
+    public Tensor Positions(Tensor positions, long end)
     {
-        if (offset + length > Count)
-            throw new PeftDslException($"sequence of {offset + length} positions exceeds the model's {Count} learned positions");
-        using var positions = arange(offset, offset + length, dtype: ScalarType.Int64, device: weight.device);
+        if (end > Count)
+            throw new PeftDslException($"sequence of {end} positions exceeds the model's {Count} learned positions");
         return forward(positions);
     }
 }
 
-/// <summary>The output projection to the vocabulary, either with its own weight or sharing the token embedding's.</summary>
+/// <summary>The output projection to the vocabulary, either with its own weight or sharing the token embedding's.
+/// T5 scales the hidden states by dim^-0.5 first (the <c>scaled</c> constructor argument).</summary>
 public sealed class LmHead : nn.Module<Tensor, Tensor>
 {
     private readonly Embedding? tiedTo;
+    private readonly double scale;
 
     /// <summary>An untied head with its own [vocab, dim] weight.</summary>
-    public LmHead(long dim, long vocab) : base(nameof(LmHead))
+    public LmHead(long dim, long vocab, bool scaled = false) : base(nameof(LmHead))
     {
         weight = new Parameter(empty(vocab, dim));
         register_parameter("weight", weight);
+        scale = scaled ? Math.Pow(dim, -0.5) : 1.0;
     }
 
-    private LmHead(Embedding embedding) : base(nameof(LmHead)) => tiedTo = embedding;
+    private LmHead(Embedding embedding, bool scaled) : base(nameof(LmHead))
+    {
+        tiedTo = embedding;
+        scale = scaled ? Math.Pow(embedding.Dim, -0.5) : 1.0;
+    }
+
+    /// <summary>The tied embedding is a field, not a child: registering it would save its weight twice.</summary>
+    protected override void RegisterComponents()
+    {
+    }
 
     /// <summary>A head that reuses <paramref name="embedding"/>'s weight; it owns no parameter.</summary>
-    public static LmHead Tied(Embedding embedding) => new(embedding);
+    public static LmHead Tied(Embedding embedding, bool scaled = false) => new(embedding, scaled);
 
     public readonly Parameter? weight;
 
     public bool IsTied => tiedTo is not null;
 
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, tiedTo?.weight ?? weight!);
+    public override Tensor forward(Tensor x)
+    {
+        var w = tiedTo?.weight ?? weight!;
+        if (scale == 1.0) return nn.functional.linear(x, w);
+        using var scaled = x * scale;
+        return nn.functional.linear(scaled, w);
+    }
 }

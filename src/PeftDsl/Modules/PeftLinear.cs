@@ -17,10 +17,12 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
 
     /// <param name="outputSplit">For fused projections, the sizes of the parts of the output (q, k, v),
     /// so IA3 key/value sites can name their columns.</param>
+    /// <param name="crossAttention">The projection belongs to a cross-attention module (its site names differ).</param>
     public PeftLinear(long inFeatures, long outFeatures, bool hasBias, ProjectionRole role, int? layer,
-        WeightLayout layout = WeightLayout.Linear, long[]? outputSplit = null)
+        WeightLayout layout = WeightLayout.Linear, long[]? outputSplit = null, bool crossAttention = false)
         : base(nameof(PeftLinear))
     {
+        CrossAttention = crossAttention;
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
         Role = role;
@@ -50,6 +52,8 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
 
     public WeightLayout Layout { get; }
 
+    public bool CrossAttention { get; }
+
     public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
 
     public bool IsTransposedInCheckpoint(string parameterName) =>
@@ -57,7 +61,7 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
 
     public IEnumerable<PeftSite> Sites(string path)
     {
-        yield return new PeftSite(SiteKind.Linear, SiteNames.ForRole(Role), path, Layer);
+        yield return new PeftSite(SiteKind.Linear, SiteNames.ForRole(Role, CrossAttention), path, Layer);
         switch (Role)
         {
             case ProjectionRole.Key:

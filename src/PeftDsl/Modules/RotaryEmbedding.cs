@@ -23,19 +23,19 @@ public sealed class RotaryEmbedding
         this.theta = theta;
     }
 
-    /// <summary>cos and sin tables (T, head_dim) for <paramref name="positions"/>, computed in fp32 and cast to
-    /// <paramref name="dtype"/>.</summary>
+    /// <summary>cos and sin tables (…, head_dim) for <paramref name="positions"/> of any shape, computed in fp32
+    /// and cast to <paramref name="dtype"/>.</summary>
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var exponents = arange(0, headDim, 2, dtype: ScalarType.Float32, device: positions.device) / headDim;
-        var invFreq = pow(theta, exponents).reciprocal();                       // (hd/2)
-        var freqs = outer(positions.to(ScalarType.Float32), invFreq);            // (T, hd/2)
-        var emb = cat([freqs, freqs], dim: -1);                                  // (T, hd)
+        var invFreq = pow(theta, exponents).reciprocal();                                    // (hd/2)
+        var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * invFreq;                // (…, hd/2)
+        var emb = cat([freqs, freqs], dim: -1);                                              // (…, hd)
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates (B, h, T, hd) queries or keys by tables (T, hd).</summary>
+    /// <summary>Rotates (B, h, T, hd) queries or keys by tables that broadcast to them ((B or 1, 1, T, hd)).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();

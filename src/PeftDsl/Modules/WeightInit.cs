@@ -31,6 +31,9 @@ public static class WeightInitializer
                 case Embedding embedding:
                     nn.init.normal_(embedding.weight, 0, Std);
                     break;
+                case RelativePositionBias bias:
+                    nn.init.normal_(bias.weight, 0, Std);
+                    break;
                 case LmHead { weight: { } weight }:
                     nn.init.normal_(weight, 0, Std);
                     break;

@@ -6,6 +6,12 @@ namespace PeftDsl.Peft;
 public static class SiteNames
 {
     public const string AttentionQkv = "attention_qkv";
+    /// <summary>Cross-attention query (NeMo's LORA_Q group).</summary>
+    public const string AttentionQ = "attention_q";
+    /// <summary>Cross-attention keys and values over the encoder output (NeMo's LORA_KV group).</summary>
+    public const string AttentionKv = "attention_kv";
+    public const string CrossAttentionDense = "cross_attention_dense";
+    public const string CrossAttentionAdapter = "cross_attention_adapter";
     public const string AttentionDense = "attention_dense";
     public const string MlpFc1 = "mlp_fc1";
     public const string MlpFc2 = "mlp_fc2";
@@ -16,7 +22,16 @@ public static class SiteNames
     public const string MlpAdapter = "mlp_adapter";
     public const string VirtualPrompt = "virtual_prompt";
 
-    public static string ForRole(ProjectionRole role) => role switch
+    /// <summary>The site name of a projection; cross-attention's are NeMo's Q and KV groups.</summary>
+    public static string ForRole(ProjectionRole role, bool crossAttention = false) => crossAttention
+        ? role switch
+        {
+            ProjectionRole.Query => AttentionQ,
+            ProjectionRole.Key or ProjectionRole.Value or ProjectionRole.KeyValue => AttentionKv,
+            ProjectionRole.Output => CrossAttentionDense,
+            _ => throw new ArgumentOutOfRangeException(nameof(role), role, "not a cross-attention role"),
+        }
+        : role switch
     {
         ProjectionRole.Qkv or ProjectionRole.Query or ProjectionRole.Key or ProjectionRole.Value
             or ProjectionRole.KeyValue => AttentionQkv,

@@ -33,14 +33,26 @@ public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tenso
     /// <param name="labels">(B, T) int64 targets (usually the input ids) with -100 where no loss is taken.</param>
     public CausalLMOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null)
     {
-        if (inputIds.dim() != 2)
-            throw new PeftDslException($"input_ids must be (batch, length), got shape [{string.Join(", ", inputIds.shape)}]");
+        Seq2SeqLanguageModel.Require2D(inputIds, "input_ids");
         if (labels is not null && !labels.shape.SequenceEqual(inputIds.shape))
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
         using var scope = NewDisposeScope();
         var logits = forward(inputIds, attentionMask);
         var loss = labels is null ? null : Losses.CausalLM(logits, labels);
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Logits for <paramref name="inputIds"/> after the tokens already in <paramref name="cache"/>.</summary>
+    /// <param name="attentionMask">(B, past + T) or null.</param>
+    /// <returns>(B, T, V)</returns>
+    public abstract Tensor Logits(Tensor inputIds, Tensor? attentionMask, KvCache? cache);
+
+    public override Tensor forward(Tensor inputIds, Tensor? attentionMask) => Logits(inputIds, attentionMask, null);
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names; TorchSharp's field-name
+    /// registration would add a second name for each.</summary>
+    protected override void RegisterComponents()
+    {
     }
 
     /// <summary>The sorted <c>key [shape]</c> listing of this model in checkpoint layout.</summary>
@@ -59,7 +71,7 @@ public static class PretrainedLoader
     /// <summary>Opens <paramref name="directory"/>, checks its <c>model_type</c>, builds the model uninitialised,
     /// converts it to the requested dtype and loads the weights strictly. The model is disposed on any failure.</summary>
     public static T Load<T>(string directory, ModelLoadOptions? options, string modelType, Func<Config.ConfigJson, T> create)
-        where T : CausalLanguageModel
+        where T : nn.Module
     {
         options ??= ModelLoadOptions.Default;
         using var folder = CheckpointFolder.Open(directory);
@@ -71,7 +83,7 @@ public static class PretrainedLoader
         try
         {
             model.to(options.DType);
-            model.LoadCheckpoint(folder);
+            CheckpointLoader.Load(model, folder, RulesOf(model));
             if (options.Device is { } device) model.to(device);
             return model;
         }
@@ -81,4 +93,11 @@ public static class PretrainedLoader
             throw;
         }
     }
+
+    private static CheckpointRules RulesOf(nn.Module model) => model switch
+    {
+        CausalLanguageModel causal => causal.CheckpointRules,
+        Seq2SeqLanguageModel seq2seq => seq2seq.CheckpointRules,
+        _ => CheckpointRules.Strict,
+    };
 }

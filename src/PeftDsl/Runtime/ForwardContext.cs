@@ -6,55 +6,127 @@ using static TorchSharp.torch;
 namespace PeftDsl.Runtime;
 
 /// <summary>
-/// What every block of one forward pass shares: attention masks, positions and rotary tables. The stack builds
-/// it once, eagerly, inside its own dispose scope, so the tensors outlive every block that reads them; a lazily
-/// built tensor would die with the first block's scope.
+/// What every block of one stack's forward pass shares: masks, positions, rotary tables, the encoder output,
+/// the KV cache and T5's shared position bias. The stack builds it once, eagerly, inside its own dispose scope,
+/// so the tensors outlive every block that reads them; the position bias, made by the first layer, is owned here.
 /// </summary>
-public sealed class ForwardContext
+public sealed class ForwardContext : IDisposable
 {
-    private ForwardContext(Tensor positions, Tensor? keyMask, Tensor? causalMask, (Tensor Cos, Tensor Sin)? rotary)
+    private Tensor? positionBias;
+
+    private ForwardContext(long length, long pastLength, Tensor positions, Tensor? keyMask, Tensor? causalMask,
+        (Tensor Cos, Tensor Sin)? rotary, Tensor? encoderHidden, Tensor? encoderKeyMask, KvCache? cache)
     {
+        Length = length;
+        PastLength = pastLength;
         Positions = positions;
         KeyMask = keyMask;
         CausalMask = causalMask;
         Rotary = rotary;
+        EncoderHidden = encoderHidden;
+        EncoderKeyMask = encoderKeyMask;
+        Cache = cache;
     }
 
-    /// <summary>(T) int64 positions of the tokens.</summary>
+    /// <summary>Tokens in this pass (T).</summary>
+    public long Length { get; }
+
+    /// <summary>Tokens before this pass, held in <see cref="Cache"/>.</summary>
+    public long PastLength { get; }
+
+    /// <summary>(B or 1, T) int64 positions. With an attention mask they count real tokens only, so a left-padded
+    /// row gets the positions it would have alone.</summary>
     public Tensor Positions { get; }
 
-    /// <summary>(B, 1, 1, T) bool, true where a key is a real token; null when nothing is padded.</summary>
+    /// <summary>(B, 1, 1, past + T) bool, true where a key is a real token; null when nothing is padded.</summary>
     public Tensor? KeyMask { get; }
 
-    /// <summary>(B, 1, T, T) bool causal-and-padding mask; null when nothing is padded, so attention can take
-    /// <c>is_causal</c> and its fused kernels.</summary>
+    /// <summary>(B or 1, 1, T, past + T) bool causal mask (with padding); null when <c>is_causal</c> suffices.</summary>
     public Tensor? CausalMask { get; }
 
-    /// <summary>cos and sin (T, head_dim) when the stack declares rotary embeddings.</summary>
+    /// <summary>cos and sin (B or 1, 1, T, head_dim) when the stack declares rotary embeddings.</summary>
     public (Tensor Cos, Tensor Sin)? Rotary { get; }
 
+    /// <summary>(B, S, C) encoder output for cross-attention.</summary>
+    public Tensor? EncoderHidden { get; }
+
+    /// <summary>(B, 1, 1, S) bool encoder padding mask, or null.</summary>
+    public Tensor? EncoderKeyMask { get; }
+
+    public KvCache? Cache { get; }
+
+    /// <summary>The mask a self-attention layer passes to SDPA.</summary>
+    public AttentionMask SelfAttentionMask(bool causal) =>
+        !causal ? new(KeyMask, false)
+        : CausalMask is not null ? new(CausalMask, false)
+        // One new token after a cache sees every key; the first pass is plain causal.
+        : new(null, PastLength == 0 && Length > 1);
+
+    public AttentionMask CrossAttentionMask => new(EncoderKeyMask, false);
+
+    /// <summary>T5's relative position bias, computed by the first layer and reused by the rest of the stack.</summary>
+    public Tensor PositionBias =>
+        positionBias ?? throw new InvalidOperationException("no layer computed the relative position bias; the first attention layer must declare RelativeBias");
+
+    /// <summary>Keeps the first layer's position bias for the later layers and returns it.</summary>
+    public Tensor SharePositionBias(Tensor bias)
+    {
+        positionBias?.Dispose();
+        positionBias = bias.DetachFromDisposeScope();
+        return positionBias;
+    }
+
     /// <param name="hidden">(B, T, C) embeddings; fixes batch, length, device and dtype.</param>
-    /// <param name="attentionMask">(B, T) with 1 for real tokens and 0 for padding, or null.</param>
-    public static ForwardContext Create(Tensor hidden, Tensor? attentionMask, RotaryEmbedding? rotary)
+    public static ForwardContext Create(Tensor hidden, StackInputs inputs, RotaryEmbedding? rotary)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
+        var past = inputs.Cache?.PastLength ?? 0;
+        var total = past + length;
         var device = hidden.device;
-        var positions = arange(length, dtype: ScalarType.Int64, device: device);
+        Tensor positions;
         Tensor? keyMask = null, causalMask = null;
-        if (attentionMask is not null)
+        using var scope = NewDisposeScope();
+        if (inputs.AttentionMask is { } mask)
         {
-            if (attentionMask.dim() != 2 || attentionMask.shape[0] != batch || attentionMask.shape[1] != length)
+            if (mask.dim() != 2 || mask.shape[0] != batch || mask.shape[1] != total)
                 throw new PeftDslException(
-                    $"attention_mask has shape [{string.Join(", ", attentionMask.shape)}], expected [{batch}, {length}] to match the input");
-            keyMask = attentionMask.to(ScalarType.Bool, device).view(batch, 1, 1, length);
-            using var scope = NewDisposeScope();
-            var causal = ones(length, length, dtype: ScalarType.Bool, device: device).tril();
-            // A query always sees itself, so a fully padded row never makes softmax NaN (left padding);
-            // padded positions are never keys for real tokens, so real outputs are unchanged.
-            var diagonal = eye(length, dtype: ScalarType.Bool, device: device);
-            causalMask = ((causal & keyMask) | diagonal).MoveToOuterDisposeScope();   // (B, 1, T, T)
+                    $"attention_mask has shape [{string.Join(", ", mask.shape)}], expected [{batch}, {total}] to match the input" +
+                    (past > 0 ? $" and its {past} cached tokens" : ""));
+            var real = mask.to(ScalarType.Bool, device);
+            keyMask = real.view(batch, 1, 1, total);
+            positions = (real.to(ScalarType.Int64).cumsum(-1) - 1).clamp_min(0).narrow(1, past, length);
+        }
+        else
+        {
+            positions = arange(past, total, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        }
+        if (keyMask is not null || (past > 0 && length > 1))
+        {
+            // Query i sits at absolute position past + i and sees keys up to it. It always sees itself, so a fully
+            // padded row never makes softmax NaN; padding is never a key for real tokens, so their outputs hold.
+            var causal = ones(length, total, dtype: ScalarType.Bool, device: device).tril(past);
+            var self = eye(length, total, dtype: ScalarType.Bool, device: device).roll(past, 1);
+            causalMask = (keyMask is null ? causal : (causal & keyMask) | self).view(-1, 1, length, total);
         }
         var tables = rotary?.Tables(positions, hidden.dtype);
-        return new ForwardContext(positions, keyMask, causalMask, tables);
+        Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
+        var context = new ForwardContext(length, past, positions, keyMask, causalMask,
+            tables is { } t ? (t.Cos.unsqueeze(1), t.Sin.unsqueeze(1)) : null,
+            inputs.EncoderHidden, encoderKeyMask, inputs.Cache);
+        positions.MoveToOuterDisposeScope();
+        keyMask?.MoveToOuterDisposeScope();
+        causalMask?.MoveToOuterDisposeScope();
+        encoderKeyMask?.MoveToOuterDisposeScope();
+        if (context.Rotary is { } r)
+        {
+            r.Cos.MoveToOuterDisposeScope();
+            r.Sin.MoveToOuterDisposeScope();
+        }
+        return context;
     }
+
+    public void Dispose() => positionBias?.Dispose();
 }
+
+/// <summary>A boolean SDPA mask (true = may attend), or none with or without <c>is_causal</c>.</summary>
+public readonly record struct AttentionMask(Tensor? Mask, bool IsCausal);

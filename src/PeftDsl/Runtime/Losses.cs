@@ -21,4 +21,16 @@ public static class Losses
         var targets = labels.narrow(1, 1, length - 1).reshape(-1).to(logits.device);
         return nn.functional.cross_entropy(shifted, targets, ignore_index: IgnoreIndex).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Cross-entropy of decoder logits against labels aligned with them (no shift: the decoder input is
+    /// already the labels shifted right). Labels of -100 are ignored.</summary>
+    /// <param name="logits">(B, T, V)</param>
+    /// <param name="labels">(B, T) int64</param>
+    public static Tensor Aligned(Tensor logits, Tensor labels)
+    {
+        using var scope = NewDisposeScope();
+        var flat = logits.reshape(-1, logits.shape[2]).to(ScalarType.Float32);
+        return nn.functional.cross_entropy(flat, labels.reshape(-1).to(logits.device), ignore_index: IgnoreIndex)
+            .MoveToOuterDisposeScope();
+    }
 }

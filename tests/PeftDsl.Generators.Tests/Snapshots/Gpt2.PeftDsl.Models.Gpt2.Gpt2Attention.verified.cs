@@ -15,14 +15,14 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     /// <summary>c_proj: the Output projection (Conv1D layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear c_proj;
 
-    public Gpt2Attention(global::PeftDsl.Models.Gpt2.Gpt2Config config, int? layer) : base(nameof(Gpt2Attention))
+    public Gpt2Attention(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Attention))
     {
-        long dim;
-        (dim, nHead, nKvHead, headDim) = Sizes(config);
-        c_attn = new global::PeftDsl.Modules.PeftLinear(dim, (nHead + 2 * nKvHead) * headDim, true, global::PeftDsl.Dsl.ProjectionRole.Qkv, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D, new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim });
-        c_proj = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, true, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
-        register_module("c_attn", c_attn);
-        register_module("c_proj", c_proj);
+        var (dim, nHead, nKvHead, headDim) = Sizes(config);
+        (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.c_attn = new global::PeftDsl.Modules.PeftLinear(dim, (nHead + 2 * nKvHead) * headDim, true, global::PeftDsl.Dsl.ProjectionRole.Qkv, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D, new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim });
+        this.c_proj = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, true, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
+        register_module("c_attn", this.c_attn);
+        register_module("c_proj", this.c_proj);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -30,13 +30,17 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var qkv = c_attn.forward(x).split(new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim }, -1);
+        var qkv = this.c_attn.forward(x).split(new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim }, -1);
         var q = global::PeftDsl.Modules.Attention.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)
         var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx, causal: true);  // (B, nh, T, hs)
-        return c_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
+        return this.c_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     /// <summary>Model size, query heads, key/value heads and head size, checked.</summary>
     private static (long Dim, long Heads, long KvHeads, long HeadDim) Sizes(global::PeftDsl.Models.Gpt2.Gpt2Config config)
@@ -48,7 +52,7 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
         return (dim, heads, kvHeads, headDim);
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Linear(keys, prefix + "c_attn", dim, (nHead + 2 * nKvHead) * headDim, true, global::PeftDsl.Dsl.WeightLayout.Conv1D);

@@ -21,18 +21,18 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
 
     public Gpt2Block(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Block))
     {
-        Layer = layer;
+        this.Layer = layer;
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "n_embd", "Gpt2Block");
-        ln_1 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
-        attn = new global::PeftDsl.Models.Gpt2.Gpt2Attention(config, layer);
-        AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
-        ln_2 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
-        mlp = new global::PeftDsl.Models.Gpt2.Gpt2Mlp(config, layer);
-        MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
-        register_module("ln_1", ln_1);
-        register_module("attn", attn);
-        register_module("ln_2", ln_2);
-        register_module("mlp", mlp);
+        this.ln_1 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
+        this.attn = new global::PeftDsl.Models.Gpt2.Gpt2Attention(config, layer);
+        this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.ln_2 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
+        this.mlp = new global::PeftDsl.Models.Gpt2.Gpt2Mlp(config, layer);
+        this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        register_module("ln_1", this.ln_1);
+        register_module("attn", this.attn);
+        register_module("ln_2", this.ln_2);
+        register_module("mlp", this.mlp);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -40,23 +40,26 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + AttentionAdapter.Apply(attn.forward(ln_1.forward(x), ctx));
-        x = x + MlpAdapter.Apply(mlp.forward(ln_2.forward(x)));
+        x = x + this.AttentionAdapter.Apply(this.attn.forward(this.ln_1.forward(x), ctx));
+        x = x + this.MlpAdapter.Apply(this.mlp.forward(this.ln_2.forward(x)));
         return x.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
+
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
-        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, AttentionAdapter.Name), Layer);
-        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, MlpAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, MlpAdapter.Name), Layer);
+        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);
+        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.MlpAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.MlpAdapter.Name), this.Layer);
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "n_embd", "Gpt2Block");
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "ln_1", global::PeftDsl.Dsl.NormKind.LayerNorm, dim);
-        global::PeftDsl.Models.Gpt2.Gpt2Attention.DescribeCheckpoint(config, prefix + "attn.", keys);
+        global::PeftDsl.Models.Gpt2.Gpt2Attention.DescribeCheckpoint(config, prefix + "attn.", keys, layer);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "ln_2", global::PeftDsl.Dsl.NormKind.LayerNorm, dim);
-        global::PeftDsl.Models.Gpt2.Gpt2Mlp.DescribeCheckpoint(config, prefix + "mlp.", keys);
+        global::PeftDsl.Models.Gpt2.Gpt2Mlp.DescribeCheckpoint(config, prefix + "mlp.", keys, layer);
     }
 }

@@ -9,35 +9,35 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
 
     public readonly global::PeftDsl.Models.Gpt2.Gpt2Model transformer;
 
-    /// <summary>lm_head; shares transformer.wte's weight when tied.</summary>
+    /// <summary>lm_head; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead lm_head;
 
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public Gpt2LMHeadModel(global::PeftDsl.Models.Gpt2.Gpt2Config config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(Gpt2LMHeadModel))
     {
-        Config = config;
-        transformer = new global::PeftDsl.Models.Gpt2.Gpt2Model(config);
-        lm_head = config.TieEmbeddings
-            ? global::PeftDsl.Modules.LmHead.Tied(transformer.wte)
-            : new global::PeftDsl.Modules.LmHead(transformer.wte.Dim, transformer.wte.Count);
-        register_module("transformer", transformer);
-        if (!lm_head.IsTied) register_module("lm_head", lm_head);
+        this.Config = config;
+        this.transformer = new global::PeftDsl.Models.Gpt2.Gpt2Model(config);
+        this.lm_head = config.TieEmbeddings
+            ? global::PeftDsl.Modules.LmHead.Tied(this.transformer.wte, false)
+            : new global::PeftDsl.Modules.LmHead(this.transformer.wte.Dim, this.transformer.wte.Count, false);
+        register_module("transformer", this.transformer);
+        if (!this.lm_head.IsTied) register_module("lm_head", this.lm_head);
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
     public override string ModelType => "gpt2";
 
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
-        lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
+        this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "\\.attn\\.(masked_)?bias$" },
         "transformer");
 
     /// <returns>(B, T, vocab) logits.</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)
+    public override global::TorchSharp.torch.Tensor Logits(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask, global::PeftDsl.Runtime.KvCache? cache)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = transformer.forward(inputIds, attentionMask);  // (B, T, C)
-        return lm_head.forward(h).MoveToOuterDisposeScope();
+        var h = this.transformer.forward(inputIds, new global::PeftDsl.Runtime.StackInputs(attentionMask, Cache: cache));  // (B, T, C)
+        return this.lm_head.forward(h).MoveToOuterDisposeScope();
     }
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>

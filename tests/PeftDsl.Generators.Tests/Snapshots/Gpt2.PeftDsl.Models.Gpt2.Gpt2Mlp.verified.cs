@@ -13,14 +13,14 @@ partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.to
     /// <summary>c_proj: the Down projection (Conv1D layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear c_proj;
 
-    public Gpt2Mlp(global::PeftDsl.Models.Gpt2.Gpt2Config config, int? layer) : base(nameof(Gpt2Mlp))
+    public Gpt2Mlp(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Mlp))
     {
         var (dim, inner) = Sizes(config);
-        act = global::PeftDsl.Modules.Activations.Resolve(config.Activation, "Gpt2Mlp (activation_function)");
-        c_fc = new global::PeftDsl.Modules.PeftLinear(dim, inner, true, global::PeftDsl.Dsl.ProjectionRole.Up, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
-        c_proj = new global::PeftDsl.Modules.PeftLinear(inner, dim, true, global::PeftDsl.Dsl.ProjectionRole.Down, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
-        register_module("c_fc", c_fc);
-        register_module("c_proj", c_proj);
+        this.act = global::PeftDsl.Modules.Activations.Resolve(config.Activation, "Gpt2Mlp (activation_function)");
+        this.c_fc = new global::PeftDsl.Modules.PeftLinear(dim, inner, true, global::PeftDsl.Dsl.ProjectionRole.Up, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
+        register_module("c_fc", this.c_fc);
+        this.c_proj = new global::PeftDsl.Modules.PeftLinear(inner, dim, true, global::PeftDsl.Dsl.ProjectionRole.Down, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
+        register_module("c_proj", this.c_proj);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -28,16 +28,19 @@ partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.to
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = act(c_fc.forward(x));  // (B, T, inner)
-        return c_proj.forward(h).MoveToOuterDisposeScope();
+        var h = this.act(this.c_fc.forward(x));  // (B, T, inner)
+        return this.c_proj.forward(h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     private static (long Dim, long Inner) Sizes(global::PeftDsl.Models.Gpt2.Gpt2Config config)
     {
         return (global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "n_embd", "Gpt2Mlp"), global::PeftDsl.Runtime.DslChecks.Positive(config.Inner, "Inner", "Gpt2Mlp"));
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Gpt2.Gpt2Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var (dim, inner) = Sizes(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Linear(keys, prefix + "c_fc", dim, inner, true, global::PeftDsl.Dsl.WeightLayout.Conv1D);

@@ -3,7 +3,7 @@
 
 namespace PeftDsl.Models.Gpt2;
 
-partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor?, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
+partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.StackInputs, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
 {
     public readonly global::PeftDsl.Modules.Embedding wte;
     public readonly global::PeftDsl.Modules.Embedding wpe;
@@ -16,32 +16,36 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public Gpt2Model(global::PeftDsl.Models.Gpt2.Gpt2Config config) : base(nameof(Gpt2Model))
     {
         var (vocab, dim) = EmbeddingShape(config);
-        wte = new global::PeftDsl.Modules.Embedding(vocab, dim);
-        wpe = new global::PeftDsl.Modules.Embedding(global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "n_positions", "Gpt2Model"), dim);
+        this.wte = new global::PeftDsl.Modules.Embedding(vocab, dim);
+        this.wpe = new global::PeftDsl.Modules.Embedding(global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "n_positions", "Gpt2Model"), dim);
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "n_layer", "Gpt2Model");
         var blocks = new global::PeftDsl.Models.Gpt2.Gpt2Block[count];
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.Gpt2.Gpt2Block(config, i);
-        h = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block>(blocks);
-        ln_f = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
-        register_module("wte", wte);
-        register_module("wpe", wpe);
-        register_module("h", h);
-        register_module("ln_f", ln_f);
+        this.h = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block>(blocks);
+        this.ln_f = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
+        register_module("wte", this.wte);
+        register_module("wpe", this.wpe);
+        register_module("h", this.h);
+        register_module("ln_f", this.ln_f);
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="attentionMask">(B, T), 1 for tokens and 0 for padding, or null.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)
+    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var x = wte.forward(inputIds);  // (B, T, C)
-        (x, attentionMask) = VirtualPrompts.Prepend(x, attentionMask);
-        var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, attentionMask, null);
-        x = x + wpe.Positions(x.shape[1]);  // (B, T, C) + (T, C)
-        foreach (var block in h) x = block.forward(x, ctx);
-        return ln_f.forward(x).MoveToOuterDisposeScope();
+        var x = this.wte.forward(inputIds);  // (B, T, C)
+        var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);
+        (x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });
+        using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
+        x = x + this.wpe.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)
+        foreach (var block in this.h) x = block.forward(x, ctx);
+        return this.ln_f.forward(x).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
@@ -60,7 +64,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "wte", vocab, dim);
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "wpe", global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "n_positions", "Gpt2Model"), dim);
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "n_layer", "Gpt2Model");
-        for (var i = 0; i < count; i++) global::PeftDsl.Models.Gpt2.Gpt2Block.DescribeCheckpoint(config, prefix + "h." + i + ".", keys);
+        for (var i = 0; i < count; i++) global::PeftDsl.Models.Gpt2.Gpt2Block.DescribeCheckpoint(config, prefix + "h." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "ln_f", global::PeftDsl.Dsl.NormKind.LayerNorm, dim);
     }
 }

@@ -21,18 +21,18 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>o_proj: the Output projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear o_proj;
 
-    public LlamaAttention(global::PeftDsl.Models.Llama.LlamaConfig config, int? layer) : base(nameof(LlamaAttention))
+    public LlamaAttention(global::PeftDsl.Models.Llama.LlamaConfig config, int layer) : base(nameof(LlamaAttention))
     {
-        long dim;
-        (dim, nHead, nKvHead, headDim) = Sizes(config);
-        q_proj = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        k_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        v_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        o_proj = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        register_module("q_proj", q_proj);
-        register_module("k_proj", k_proj);
-        register_module("v_proj", v_proj);
-        register_module("o_proj", o_proj);
+        var (dim, nHead, nKvHead, headDim) = Sizes(config);
+        (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.q_proj = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        this.k_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        this.v_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        this.o_proj = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        register_module("q_proj", this.q_proj);
+        register_module("k_proj", this.k_proj);
+        register_module("v_proj", this.v_proj);
+        register_module("o_proj", this.o_proj);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -40,15 +40,19 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var q = global::PeftDsl.Modules.Attention.SplitHeads(q_proj.forward(x), nHead, headDim);    // (B, nh, T, hs)
-        var k = global::PeftDsl.Modules.Attention.SplitHeads(k_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
-        var v = global::PeftDsl.Modules.Attention.SplitHeads(v_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
+        var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q_proj.forward(x), nHead, headDim);    // (B, nh, T, hs)
+        var k = global::PeftDsl.Modules.Attention.SplitHeads(this.k_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
+        var v = global::PeftDsl.Modules.Attention.SplitHeads(this.v_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
         var (cos, sin) = ctx.Rotary ?? throw new global::System.InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx, causal: true);  // (B, nh, T, hs)
-        return o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
+        return this.o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     /// <summary>Model size, query heads, key/value heads and head size, checked.</summary>
     private static (long Dim, long Heads, long KvHeads, long HeadDim) Sizes(global::PeftDsl.Models.Llama.LlamaConfig config)
@@ -60,7 +64,7 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
         return (dim, heads, kvHeads, headDim);
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Linear(keys, prefix + "q_proj", dim, nHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.WeightLayout.Linear);

@@ -21,18 +21,18 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
 
     public LlamaDecoderLayer(global::PeftDsl.Models.Llama.LlamaConfig config, int layer) : base(nameof(LlamaDecoderLayer))
     {
-        Layer = layer;
+        this.Layer = layer;
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "hidden_size", "LlamaDecoderLayer");
-        input_layernorm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
-        self_attn = new global::PeftDsl.Models.Llama.LlamaAttention(config, layer);
-        AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
-        post_attention_layernorm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
-        mlp = new global::PeftDsl.Models.Llama.LlamaMlp(config, layer);
-        MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
-        register_module("input_layernorm", input_layernorm);
-        register_module("self_attn", self_attn);
-        register_module("post_attention_layernorm", post_attention_layernorm);
-        register_module("mlp", mlp);
+        this.input_layernorm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
+        this.self_attn = new global::PeftDsl.Models.Llama.LlamaAttention(config, layer);
+        this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.post_attention_layernorm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
+        this.mlp = new global::PeftDsl.Models.Llama.LlamaMlp(config, layer);
+        this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        register_module("input_layernorm", this.input_layernorm);
+        register_module("self_attn", this.self_attn);
+        register_module("post_attention_layernorm", this.post_attention_layernorm);
+        register_module("mlp", this.mlp);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -40,23 +40,26 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + AttentionAdapter.Apply(self_attn.forward(input_layernorm.forward(x), ctx));
-        x = x + MlpAdapter.Apply(mlp.forward(post_attention_layernorm.forward(x)));
+        x = x + this.AttentionAdapter.Apply(this.self_attn.forward(this.input_layernorm.forward(x), ctx));
+        x = x + this.MlpAdapter.Apply(this.mlp.forward(this.post_attention_layernorm.forward(x)));
         return x.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
+
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
-        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, AttentionAdapter.Name), Layer);
-        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, MlpAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, MlpAdapter.Name), Layer);
+        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);
+        yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.MlpAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.MlpAdapter.Name), this.Layer);
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "hidden_size", "LlamaDecoderLayer");
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "input_layernorm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
-        global::PeftDsl.Models.Llama.LlamaAttention.DescribeCheckpoint(config, prefix + "self_attn.", keys);
+        global::PeftDsl.Models.Llama.LlamaAttention.DescribeCheckpoint(config, prefix + "self_attn.", keys, layer);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "post_attention_layernorm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
-        global::PeftDsl.Models.Llama.LlamaMlp.DescribeCheckpoint(config, prefix + "mlp.", keys);
+        global::PeftDsl.Models.Llama.LlamaMlp.DescribeCheckpoint(config, prefix + "mlp.", keys, layer);
     }
 }

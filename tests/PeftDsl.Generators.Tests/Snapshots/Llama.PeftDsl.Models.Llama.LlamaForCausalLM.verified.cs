@@ -9,35 +9,35 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
 
     public readonly global::PeftDsl.Models.Llama.LlamaModel model;
 
-    /// <summary>lm_head; shares model.embed_tokens's weight when tied.</summary>
+    /// <summary>lm_head; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead lm_head;
 
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public LlamaForCausalLM(global::PeftDsl.Models.Llama.LlamaConfig config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(LlamaForCausalLM))
     {
-        Config = config;
-        model = new global::PeftDsl.Models.Llama.LlamaModel(config);
-        lm_head = config.TieEmbeddings
-            ? global::PeftDsl.Modules.LmHead.Tied(model.embed_tokens)
-            : new global::PeftDsl.Modules.LmHead(model.embed_tokens.Dim, model.embed_tokens.Count);
-        register_module("model", model);
-        if (!lm_head.IsTied) register_module("lm_head", lm_head);
+        this.Config = config;
+        this.model = new global::PeftDsl.Models.Llama.LlamaModel(config);
+        this.lm_head = config.TieEmbeddings
+            ? global::PeftDsl.Modules.LmHead.Tied(this.model.embed_tokens, false)
+            : new global::PeftDsl.Modules.LmHead(this.model.embed_tokens.Dim, this.model.embed_tokens.Count, false);
+        register_module("model", this.model);
+        if (!this.lm_head.IsTied) register_module("lm_head", this.lm_head);
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
     public override string ModelType => "llama";
 
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
-        lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
+        this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "rotary_emb\\.inv_freq$" },
         "model");
 
     /// <returns>(B, T, vocab) logits.</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)
+    public override global::TorchSharp.torch.Tensor Logits(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask, global::PeftDsl.Runtime.KvCache? cache)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = model.forward(inputIds, attentionMask);  // (B, T, C)
-        return lm_head.forward(h).MoveToOuterDisposeScope();
+        var h = this.model.forward(inputIds, new global::PeftDsl.Runtime.StackInputs(attentionMask, Cache: cache));  // (B, T, C)
+        return this.lm_head.forward(h).MoveToOuterDisposeScope();
     }
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>

@@ -16,16 +16,16 @@ partial class LlamaMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.t
     /// <summary>down_proj: the Down projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear down_proj;
 
-    public LlamaMlp(global::PeftDsl.Models.Llama.LlamaConfig config, int? layer) : base(nameof(LlamaMlp))
+    public LlamaMlp(global::PeftDsl.Models.Llama.LlamaConfig config, int layer) : base(nameof(LlamaMlp))
     {
         var (dim, inner) = Sizes(config);
-        act = global::PeftDsl.Modules.Activations.Resolve(config.HiddenAct, "LlamaMlp (hidden_act)");
-        gate_proj = new global::PeftDsl.Modules.PeftLinear(dim, inner, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Gate, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        up_proj = new global::PeftDsl.Modules.PeftLinear(dim, inner, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Up, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        down_proj = new global::PeftDsl.Modules.PeftLinear(inner, dim, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Down, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
-        register_module("gate_proj", gate_proj);
-        register_module("up_proj", up_proj);
-        register_module("down_proj", down_proj);
+        this.act = global::PeftDsl.Modules.Activations.Resolve(config.HiddenAct, "LlamaMlp (hidden_act)");
+        this.gate_proj = new global::PeftDsl.Modules.PeftLinear(dim, inner, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Gate, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        register_module("gate_proj", this.gate_proj);
+        this.up_proj = new global::PeftDsl.Modules.PeftLinear(dim, inner, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Up, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        register_module("up_proj", this.up_proj);
+        this.down_proj = new global::PeftDsl.Modules.PeftLinear(inner, dim, config.MlpBias, global::PeftDsl.Dsl.ProjectionRole.Down, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
+        register_module("down_proj", this.down_proj);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -33,16 +33,19 @@ partial class LlamaMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.t
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = act(gate_proj.forward(x)) * up_proj.forward(x);  // (B, T, inner)
-        return down_proj.forward(h).MoveToOuterDisposeScope();
+        var h = this.act(this.gate_proj.forward(x)) * this.up_proj.forward(x);  // (B, T, inner)
+        return this.down_proj.forward(h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     private static (long Dim, long Inner) Sizes(global::PeftDsl.Models.Llama.LlamaConfig config)
     {
         return (global::PeftDsl.Runtime.DslChecks.Positive(config.Hidden, "hidden_size", "LlamaMlp"), global::PeftDsl.Runtime.DslChecks.Positive(config.Intermediate, "intermediate_size", "LlamaMlp"));
     }
 
-    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
+    internal static void DescribeCheckpoint(global::PeftDsl.Models.Llama.LlamaConfig config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys, int layer)
     {
         var (dim, inner) = Sizes(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Linear(keys, prefix + "gate_proj", dim, inner, config.MlpBias, global::PeftDsl.Dsl.WeightLayout.Linear);

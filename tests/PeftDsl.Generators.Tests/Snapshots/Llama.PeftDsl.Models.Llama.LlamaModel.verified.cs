@@ -3,7 +3,7 @@
 
 namespace PeftDsl.Models.Llama;
 
-partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor?, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
+partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.StackInputs, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
 {
     public readonly global::PeftDsl.Modules.Embedding embed_tokens;
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Llama.LlamaDecoderLayer> layers;
@@ -16,30 +16,34 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     public LlamaModel(global::PeftDsl.Models.Llama.LlamaConfig config) : base(nameof(LlamaModel))
     {
         var (vocab, dim) = EmbeddingShape(config);
-        embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim);
-        rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel");
+        this.embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim);
+        this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel");
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "LlamaModel");
         var blocks = new global::PeftDsl.Models.Llama.LlamaDecoderLayer[count];
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.Llama.LlamaDecoderLayer(config, i);
-        layers = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Llama.LlamaDecoderLayer>(blocks);
-        norm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
-        register_module("embed_tokens", embed_tokens);
-        register_module("layers", layers);
-        register_module("norm", norm);
+        this.layers = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Llama.LlamaDecoderLayer>(blocks);
+        this.norm = new global::PeftDsl.Modules.RmsNorm(dim, config.RmsNormEps);
+        register_module("embed_tokens", this.embed_tokens);
+        register_module("layers", this.layers);
+        register_module("norm", this.norm);
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="attentionMask">(B, T), 1 for tokens and 0 for padding, or null.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)
+    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var x = embed_tokens.forward(inputIds);  // (B, T, C)
-        (x, attentionMask) = VirtualPrompts.Prepend(x, attentionMask);
-        var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, attentionMask, rotary);
-        foreach (var block in layers) x = block.forward(x, ctx);
-        return norm.forward(x).MoveToOuterDisposeScope();
+        var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
+        var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);
+        (x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });
+        using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
+        foreach (var block in this.layers) x = block.forward(x, ctx);
+        return this.norm.forward(x).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
+    protected override void RegisterComponents() { }
 
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
@@ -57,7 +61,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
         var (vocab, dim) = EmbeddingShape(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "embed_tokens", vocab, dim);
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "LlamaModel");
-        for (var i = 0; i < count; i++) global::PeftDsl.Models.Llama.LlamaDecoderLayer.DescribeCheckpoint(config, prefix + "layers." + i + ".", keys);
+        for (var i = 0; i < count; i++) global::PeftDsl.Models.Llama.LlamaDecoderLayer.DescribeCheckpoint(config, prefix + "layers." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "norm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
     }
 }

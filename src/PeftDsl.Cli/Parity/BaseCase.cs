@@ -9,37 +9,59 @@ using static TorchSharp.torch;
 namespace PeftDsl.Cli.Parity;
 
 /// <summary>
-/// A base causal-LM case: eval-mode logits where the attention mask is 1, then one training forward and backward
-/// with labels = input_ids (padding → -100), comparing the loss and the gradient of every parameter both ways
-/// (no reference gradient may be unmatched, and no trainable parameter may lack one).
+/// A base-model case: eval-mode logits, then one training forward and backward, comparing the loss and the
+/// gradient of every parameter both ways (no reference gradient may be unmatched, and no trainable parameter may
+/// lack one). Causal: logits where the attention mask is 1, labels = input_ids with padding → -100. Seq2seq: the
+/// decoder is fed decoder_input_ids[:, :-1] against the reference's labels.
 /// </summary>
-public static class CausalBaseCase
+public static class BaseCase
 {
-    public static CaseResult Run(FixtureManifest manifest, FixtureCase c)
+    public static CaseResult RunCausal(FixtureManifest manifest, FixtureCase c)
     {
         using var expected = SafetensorsReader.Open(manifest.ExpectedFile(c));
         using var model = StockModels.LoadCausal(manifest.BaseModelDirectory(c));
         using var scope = NewDisposeScope();
         var ids = expected.Read("input_ids");
         var mask = expected.Read("attention_mask");
-        var real = (mask != 0).unsqueeze(-1);                              // (B, T, 1): compare real tokens only
+        return Compare(c, model, expected,
+            evalLogits: () => model.Forward(ids, mask).Logits,
+            realPositions: (mask != 0).unsqueeze(-1),
+            trainLoss: () => model.Forward(ids, mask, ids.masked_fill(mask == 0, Losses.IgnoreIndex)).Loss!);
+    }
 
+    public static CaseResult RunSeq2Seq(FixtureManifest manifest, FixtureCase c)
+    {
+        using var expected = SafetensorsReader.Open(manifest.ExpectedFile(c));
+        using var model = StockModels.LoadSeq2Seq(manifest.BaseModelDirectory(c));
+        using var scope = NewDisposeScope();
+        var ids = expected.Read("input_ids");
+        var mask = expected.Read("attention_mask");
+        var decoderIds = expected.Read("decoder_input_ids");
+        var teacherForced = decoderIds.narrow(1, 0, decoderIds.shape[1] - 1);
+        return Compare(c, model, expected,
+            evalLogits: () => model.Forward(ids, mask, decoderIds).Logits,
+            realPositions: null,
+            trainLoss: () => model.Forward(ids, mask, teacherForced, expected.Read("labels")).Loss!);
+    }
+
+    private static CaseResult Compare(FixtureCase c, nn.Module model, SafetensorsReader expected,
+        Func<Tensor> evalLogits, Tensor? realPositions, Func<Tensor> trainLoss)
+    {
         model.eval();
         Tensor logits;
-        using (no_grad()) logits = model.Forward(ids, mask).Logits;
+        using (no_grad()) logits = evalLogits();
         var reference = expected.Read("logits");
         if (!logits.shape.SequenceEqual(reference.shape))
             return CaseResult.Fail(c.Name, double.NaN, $"logits shape [{string.Join(", ", logits.shape)}] vs reference [{string.Join(", ", reference.shape)}]");
-        var logitsDiff = Tolerance.MaxAbs(logits, reference, real.expand_as(logits));
+        var logitsDiff = Tolerance.MaxAbs(logits, reference, realPositions?.expand_as(logits));
         if (!(logitsDiff <= Tolerance.OutputAbs))
             return CaseResult.Fail(c.Name, logitsDiff, $"logits differ beyond {Tolerance.OutputAbs}");
 
         model.train();
         model.zero_grad();
-        var labels = ids.masked_fill(mask == 0, Losses.IgnoreIndex);
-        var output = model.Forward(ids, mask, labels);
-        output.Loss!.backward();
-        var lossDiff = Tolerance.MaxAbs(output.Loss, expected.Read("loss").reshape([]));
+        var loss = trainLoss();
+        loss.backward();
+        var lossDiff = Tolerance.MaxAbs(loss, expected.Read("loss").reshape([]));
         var worst = Math.Max(logitsDiff, lossDiff);
         if (!(lossDiff <= Tolerance.OutputAbs))
             return CaseResult.Fail(c.Name, worst, $"loss differs beyond {Tolerance.OutputAbs}");

@@ -1,0 +1,76 @@
+using System.Collections.Generic;
+using PeftDsl.Generators.Model;
+using PeftDsl.Generators.Parsing;
+using static PeftDsl.Generators.Emit.TypeNames;
+
+namespace PeftDsl.Generators.Emit
+{
+    /// <summary>[Seq2SeqLM] → shared embedding, encoder, decoder, LM head; Encode/Decode, loading, listing.</summary>
+    internal static class Seq2SeqEmitter
+    {
+        public static string Emit(ModuleSpec spec)
+        {
+            var s = spec.Seq2Seq!;
+            var w = EmitHelpers.Begin(spec.Namespace);
+            w.Open($"partial class {spec.Name} : {Seq2SeqLanguageModel}");
+            w.Line($"public {spec.ConfigType} Config {{ get; }}");
+            w.Line();
+            w.Line($"/// <summary>{s.Shared.Name}: the token embedding of both stacks and, when tied, of the head.</summary>");
+            w.Line($"public readonly {Embedding} {s.Shared.Field};");
+            w.Line($"public readonly {s.Encoder.Type.FullName} {s.Encoder.Member.Field};");
+            w.Line($"public readonly {s.Decoder.Type.FullName} {s.Decoder.Member.Field};");
+            w.Line($"public readonly {LmHead} {s.Head.Head.Field};");
+            w.Line();
+
+            w.Line($"/// <param name=\"init\"><see cref=\"{WeightInit}.None\"/> leaves weights uninitialised for a checkpoint to fill.</param>");
+            w.Open($"public {spec.Name}({spec.ConfigType} config, {WeightInit} init = {WeightInit}.Normal) : base(nameof({spec.Name}))");
+            w.Line("this.Config = config;");
+            w.Line("var (vocab, dim) = SharedShape(config);");
+            w.Line($"this.{s.Shared.Field} = new {Embedding}(vocab, dim);");
+            foreach (var stack in new[] { s.Encoder, s.Decoder })
+                w.Line($"this.{stack.Member.Field} = new {stack.Type.FullName}(config{(stack.TakesSharedEmbedding ? ", this." + s.Shared.Field : "")});");
+            RootEmitter.ConstructHead(w, s.Head);
+            EmitHelpers.Register(w, new[] { s.Shared, s.Encoder.Member, s.Decoder.Member });
+            RootEmitter.RegisterHead(w, s.Head);
+            w.Line($"{WeightInitializer}.Apply(this, init);");
+            w.Close();
+            w.Line();
+
+            // Older checkpoints also save the stacks' views of the shared table.
+            var copies = new List<string>();
+            foreach (var stack in new[] { s.Encoder, s.Decoder })
+                if (stack.TakesSharedEmbedding) copies.Add(stack.Member.Name + "." + "embed_tokens.weight");
+            RootEmitter.Rules(w, s.ModelType, s.Head, s.IgnoreKeys, copies, null);
+
+            w.Line("/// <returns>(B, S, C) encoder states.</returns>");
+            w.Open($"public override {Tensor} Encode({Tensor} inputIds, {Tensor}? attentionMask)");
+            w.Line($"return this.{s.Encoder.Member.Field}.forward(inputIds, new {StackInputs}(attentionMask));");
+            w.Close();
+            w.Line();
+            w.Line("/// <returns>(B, T, vocab) logits.</returns>");
+            w.Open($"public override {Tensor} Decode({Tensor} decoderIds, {Tensor} encoderHidden, {Tensor}? encoderMask, {Tensor}? decoderMask = null, {KvCache}? cache = null)");
+            w.Line($"using var scope = {Torch}.NewDisposeScope();");
+            w.Line($"var h = this.{s.Decoder.Member.Field}.forward(decoderIds, new {StackInputs}(decoderMask, encoderHidden, encoderMask, cache));  // (B, T, C)");
+            w.Line($"return this.{s.Head.Head.Field}.forward(h).MoveToOuterDisposeScope();");
+            w.Close();
+            w.Line();
+
+            RootEmitter.FromPretrained(w, spec, s.ModelType);
+            RootEmitter.CheckpointKeys(w, spec, s.Head, "SharedShape(config)", () =>
+            {
+                w.Line("var (sharedVocab, sharedDim) = SharedShape(config);");
+                w.Line($"keys.Add(new({Literals.String(s.Shared.Name + ".weight")}, new[] {{ sharedVocab, sharedDim }}));");
+                w.Line($"{s.Encoder.Type.FullName}.DescribeCheckpoint(config, {Literals.String(s.Encoder.Member.Name + ".")}, keys);");
+                w.Line($"{s.Decoder.Type.FullName}.DescribeCheckpoint(config, {Literals.String(s.Decoder.Member.Name + ".")}, keys);");
+            });
+            w.Line("/// <summary>(vocabulary, hidden size) of the shared embedding, checked.</summary>");
+            w.Open($"private static (long Vocab, long Dim) SharedShape({spec.ConfigType} config)");
+            w.Line($"return ({EmitHelpers.Positive(s.Vocab, spec.Name)}, {EmitHelpers.Positive(s.Dim, spec.Name)});");
+            w.Close();
+            w.Line();
+            RootEmitter.Targets(w, s.Targets);
+            w.Close();
+            return w.ToString();
+        }
+    }
+}

@@ -1,0 +1,10 @@
+using static TorchSharp.torch;
+
+namespace PeftDsl.Runtime;
+
+/// <summary>What a stack's forward takes besides its token ids.</summary>
+/// <param name="AttentionMask">(B, past + T): 1 for tokens and 0 for padding, covering cached tokens too; or null.</param>
+/// <param name="EncoderHidden">(B, S, C) encoder output, for a decoder stack's cross-attention.</param>
+/// <param name="EncoderMask">(B, S) encoder padding mask, or null.</param>
+/// <param name="Cache">Keys and values of earlier steps, extended in place; null to recompute everything.</param>
+public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null, KvCache? Cache = null);
