@@ -37,6 +37,8 @@ namespace PeftDsl.Generators.Emit
         {
             w.Line($"public override string ModelType => {Literals.String(modelType)};");
             w.Line();
+            w.Line($"public override long VocabSize => this.{h.Head.Field}.VocabSize;");
+            w.Line();
             var copies = string.Join(", ", tiedCopies.Select(Literals.String));
             var headKey = Literals.String(h.Head.Name + ".weight");
             w.Line($"public override {CheckpointRules} CheckpointRules => new(");

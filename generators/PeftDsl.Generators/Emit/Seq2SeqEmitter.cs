@@ -42,6 +42,10 @@ namespace PeftDsl.Generators.Emit
                 if (stack.TakesSharedEmbedding) copies.Add(stack.Member.Name + "." + "embed_tokens.weight");
             RootEmitter.Rules(w, s.ModelType, s.Head, s.IgnoreKeys, copies, null);
 
+            w.Line($"public override long DecoderStartTokenId => Start(this.Config);");
+            w.Line();
+            w.Line($"private static long Start({spec.ConfigType} config) => {s.DecoderStart.Expression};");
+            w.Line();
             w.Line("/// <returns>(B, S, C) encoder states.</returns>");
             w.Open($"public override {Tensor} Encode({Tensor} inputIds, {Tensor}? attentionMask)");
             w.Line($"return this.{s.Encoder.Member.Field}.forward(inputIds, new {StackInputs}(attentionMask));");

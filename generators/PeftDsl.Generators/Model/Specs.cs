@@ -49,6 +49,7 @@ namespace PeftDsl.Generators.Model
 
     internal sealed record Seq2SeqSpec(
         string ModelType,
+        Binding DecoderStart,
         EquatableArray<string> IgnoreKeys,
         Member Shared,
         Binding Vocab,

@@ -16,6 +16,8 @@ namespace PeftDsl.Generators.Parsing
         Flag,
         Activation,
         RopeType,
+        /// <summary>A token id: a non-negative integer.</summary>
+        TokenId,
     }
 
     /// <summary>Resolves binding strings: a config member name, else a literal of the expected kind.</summary>
@@ -78,6 +80,14 @@ namespace PeftDsl.Generators.Parsing
                         return null;
                     }
                     break;
+                case BindingKind.TokenId:
+                    if (long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var id))
+                    {
+                        if (id >= 0) return new Binding(id.ToString(CultureInfo.InvariantCulture), value, id);
+                        diagnostics.Add(DiagnosticDescriptors.BindingType, location, argument, value, "a token id must not be negative");
+                        return null;
+                    }
+                    break;
                 case BindingKind.Real:
                     if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var real))
                         return new Binding(Literals.Double(real), value, real);
@@ -109,7 +119,7 @@ namespace PeftDsl.Generators.Parsing
             }
             var ok = kind switch
             {
-                BindingKind.Size => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
+                BindingKind.Size or BindingKind.TokenId => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
                 BindingKind.Real => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
                     or SpecialType.System_Single or SpecialType.System_Double,
                 BindingKind.Flag => type.SpecialType == SpecialType.System_Boolean,
@@ -144,6 +154,7 @@ namespace PeftDsl.Generators.Parsing
         private static string Describe(BindingKind kind) => kind switch
         {
             BindingKind.Size => "positive integer",
+            BindingKind.TokenId => "token id",
             BindingKind.Real => "number",
             BindingKind.Flag => "true/false",
             BindingKind.Activation => "activation",

@@ -56,8 +56,9 @@ namespace PeftDsl.Generators.Parsing
             CheckUnique(new[] { (shared, sharedAttribute), (encoder?.Member, encoderAttribute), (decoder?.Member, decoderAttribute), (headMember, headAttribute) });
             if (shared is null || vocab is null || dim is null || encoder is null || decoder is null || headMember is null) return null;
             var head = ParseHead(headAttribute, headMember, shared.Name, "this." + shared.Field);
-            if (head is null || diagnostics.HasErrors) return null;
-            return new Seq2SeqSpec(modelType, ignore.ToEquatableArray(), shared, vocab, dim, encoder, decoder, head,
+            var start = bindings.Optional(kindAttribute, "DecoderStartToken", BindingKind.TokenId, "0");
+            if (head is null || start is null || diagnostics.HasErrors) return null;
+            return new Seq2SeqSpec(modelType, start, ignore.ToEquatableArray(), shared, vocab, dim, encoder, decoder, head,
                 Targets(new[] { TypeArgument(encoderAttribute, 1)!, TypeArgument(decoderAttribute, 1)! }).ToEquatableArray());
         }
 

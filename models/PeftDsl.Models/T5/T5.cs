@@ -6,7 +6,7 @@ namespace PeftDsl.Models.T5;
 // (`encoder.block.0.layer.0.SelfAttention.q`) come from dotted sublayer names; the relative position bias lives
 // in the first block of each stack and is shared by the rest.
 
-[Seq2SeqLM(typeof(T5Config), ModelType = "t5")]
+[Seq2SeqLM(typeof(T5Config), ModelType = "t5", DecoderStartToken = nameof(T5Config.DecoderStartTokenId))]
 [SharedEmbedding("shared", Vocab = nameof(T5Config.VocabSize), Dim = nameof(T5Config.DModel))]
 [Encoder("encoder", typeof(T5EncoderStack))]
 [Decoder("decoder", typeof(T5DecoderStack))]
@@ -14,7 +14,7 @@ namespace PeftDsl.Models.T5;
 public partial class T5ForConditionalGeneration;
 
 /// <summary>mT5: the same network under its own <c>model_type</c>.</summary>
-[Seq2SeqLM(typeof(T5Config), ModelType = "mt5")]
+[Seq2SeqLM(typeof(T5Config), ModelType = "mt5", DecoderStartToken = nameof(T5Config.DecoderStartTokenId))]
 [SharedEmbedding("shared", Vocab = nameof(T5Config.VocabSize), Dim = nameof(T5Config.DModel))]
 [Encoder("encoder", typeof(T5EncoderStack))]
 [Decoder("decoder", typeof(T5DecoderStack))]

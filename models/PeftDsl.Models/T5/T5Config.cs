@@ -21,6 +21,7 @@ public sealed partial record T5Config
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; } = true;
     [ConfigKey("scale_decoder_outputs")] public bool? ScaleDecoderOutputsOverride { get; init; }
     [ConfigKey("transformers_version")] public string? TransformersVersion { get; init; }
+    [ConfigKey("decoder_start_token_id")] public int DecoderStartTokenId { get; init; }
 
     public int DecoderLayers => DecoderLayersOverride ?? Layers;
 

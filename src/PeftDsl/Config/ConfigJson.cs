@@ -84,6 +84,16 @@ public sealed class ConfigJson
     public string? GetString(string key) =>
         TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
+    /// <summary>A token-id key that may be one integer or a list (eos_token_id); empty when absent or null.</summary>
+    public IReadOnlyList<long> TokenIds(string key)
+    {
+        if (!TryGet([key], out var value, out _)) return [];
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var one)) return [one];
+        if (value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out _)))
+            return value.EnumerateArray().Select(e => e.GetInt64()).ToList();
+        throw new ConfigException($"{Source}: key '{key}' must be a token id or a list of token ids, found {value.GetRawText()}");
+    }
+
     private bool TryGetPath(string dotted, out JsonElement value)
     {
         value = root;

@@ -26,6 +26,8 @@ public sealed class Seq2SeqLMAttribute(Type config) : Attribute
     public Type Config { get; } = config;
     /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>t5</c>, <c>mt5</c>).</summary>
     public string? ModelType { get; set; }
+    /// <summary>Binding: the decoder's first token when generating (T5: decoder_start_token_id, the pad token 0).</summary>
+    public string DecoderStartToken { get; set; } = "0";
     /// <summary>Regexes of checkpoint keys to ignore when loading.</summary>
     public string[]? IgnoreUnexpectedKeys { get; set; }
 }

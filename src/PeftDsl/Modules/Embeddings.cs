@@ -73,6 +73,9 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
 
     public bool IsTied => tiedTo is not null;
 
+    /// <summary>Number of output classes (vocabulary entries).</summary>
+    public long VocabSize => tiedTo?.Count ?? weight!.shape[0];
+
     public override Tensor forward(Tensor x)
     {
         var w = tiedTo?.weight ?? weight!;

@@ -19,8 +19,14 @@ public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
 /// What every generated <c>[CausalLM]</c> root shares: the loss, loading, and the checkpoint rules. The generated
 /// part supplies the constructor and <c>forward(input_ids, attention_mask) → logits</c>.
 /// </summary>
-public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tensor?, Tensor>(name)
+public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tensor?, Tensor>(name), Generation.IGenerativeModel
 {
+    /// <summary>Size of the output vocabulary.</summary>
+    public abstract long VocabSize { get; }
+
+    public Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
+        new Generation.CausalDecodingSession(this, prompts, mask, options.UseCache);
+
     /// <summary>config.json's <c>model_type</c> this class reads.</summary>
     public abstract string ModelType { get; }
 

@@ -9,8 +9,17 @@ namespace PeftDsl.Runtime;
 /// What every generated <c>[Seq2SeqLM]</c> root shares (T5, mT5): the loss, loading and checkpoint rules. The
 /// generated part supplies <see cref="Encode"/> and <see cref="Decode"/>.
 /// </summary>
-public abstract class Seq2SeqLanguageModel(string name) : nn.Module(name)
+public abstract class Seq2SeqLanguageModel(string name) : nn.Module(name), Generation.IGenerativeModel
 {
+    /// <summary>Size of the output vocabulary.</summary>
+    public abstract long VocabSize { get; }
+
+    /// <summary>The decoder's first token unless the options name one (config.json's decoder_start_token_id).</summary>
+    public abstract long DecoderStartTokenId { get; }
+
+    public Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
+        new Generation.Seq2SeqDecodingSession(this, prompts, mask, options.DecoderStartTokenId ?? DecoderStartTokenId, options.UseCache);
+
     public abstract string ModelType { get; }
 
     public abstract CheckpointRules CheckpointRules { get; }

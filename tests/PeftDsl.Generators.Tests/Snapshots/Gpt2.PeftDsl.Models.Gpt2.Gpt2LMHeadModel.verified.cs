@@ -27,6 +27,8 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
 
     public override string ModelType => "gpt2";
 
+    public override long VocabSize => this.lm_head.VocabSize;
+
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "\\.attn\\.(masked_)?bias$" },

@@ -27,6 +27,8 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
 
     public override string ModelType => "llama";
 
+    public override long VocabSize => this.lm_head.VocabSize;
+
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "rotary_emb\\.inv_freq$" },

@@ -33,10 +33,16 @@ partial class MT5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangu
 
     public override string ModelType => "mt5";
 
+    public override long VocabSize => this.lm_head.VocabSize;
+
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight" } : new[] { "encoder.embed_tokens.weight", "decoder.embed_tokens.weight" },
         global::System.Array.Empty<string>(),
         null);
+
+    public override long DecoderStartTokenId => Start(this.Config);
+
+    private static long Start(global::PeftDsl.Models.T5.T5Config config) => config.DecoderStartTokenId;
 
     /// <returns>(B, S, C) encoder states.</returns>
     public override global::TorchSharp.torch.Tensor Encode(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)

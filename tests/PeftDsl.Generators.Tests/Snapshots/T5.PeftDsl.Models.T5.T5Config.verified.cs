@@ -33,6 +33,8 @@ partial record T5Config
             config = config with { ScaleDecoderOutputsOverride = vScaleDecoderOutputsOverride };
         if (json.Optional<string>(new[] { "transformers_version" }, "T5Config.TransformersVersion", out var vTransformersVersion))
             config = config with { TransformersVersion = vTransformersVersion };
+        if (json.Optional<int>(new[] { "decoder_start_token_id" }, "T5Config.DecoderStartTokenId", out var vDecoderStartTokenId))
+            config = config with { DecoderStartTokenId = vDecoderStartTokenId };
         return config;
     }
 

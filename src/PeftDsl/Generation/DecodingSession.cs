@@ -1,0 +1,139 @@
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Generation;
+
+/// <summary>A model that can continue a batch of prompts one token at a time.</summary>
+public interface IGenerativeModel
+{
+    long VocabSize { get; }
+
+    /// <summary>Prompt ids are padded the way the model kind expects; <paramref name="prompts"/> is (B, T) with its mask.</summary>
+    DecodingSession BeginDecoding(Tensor prompts, Tensor mask, GenerationOptions options);
+
+    void eval();
+}
+
+/// <summary>
+/// The state of one batch being decoded: <see cref="Next"/> returns the logits (B, V) of the next position,
+/// first after the prompts, then after each appended column of tokens. State tensors live outside every dispose
+/// scope and are freed on Dispose.
+/// </summary>
+public abstract class DecodingSession : IDisposable
+{
+    private readonly List<Tensor> owned = [];
+
+    /// <param name="appended">(B) tokens chosen at the previous step; null on the first call.</param>
+    public abstract Tensor Next(Tensor? appended);
+
+    /// <summary>Takes a tensor out of the dispose scopes and frees <paramref name="previous"/>.</summary>
+    protected Tensor Keep(Tensor value, Tensor? previous = null)
+    {
+        if (previous is not null)
+        {
+            owned.Remove(previous);
+            previous.Dispose();
+        }
+        owned.Add(value.DetachFromDisposeScope());
+        return value;
+    }
+
+    public virtual void Dispose()
+    {
+        foreach (var t in owned) t.Dispose();
+        owned.Clear();
+    }
+}
+
+/// <summary>Decoder-only: the prompts (left-padded) run once, then one token per step through the cache.</summary>
+internal sealed class CausalDecodingSession : DecodingSession
+{
+    private readonly CausalLanguageModel model;
+    private readonly KvCache? cache;
+    private Tensor ids;
+    private Tensor mask;
+    private bool started;
+
+    public CausalDecodingSession(CausalLanguageModel model, Tensor prompts, Tensor mask, bool useCache)
+    {
+        this.model = model;
+        cache = useCache ? new KvCache() : null;
+        ids = Keep(prompts.alias());
+        this.mask = Keep(mask.alias());
+    }
+
+    public override Tensor Next(Tensor? appended)
+    {
+        using var scope = NewDisposeScope();
+        Tensor input;
+        if (!started)
+        {
+            started = true;
+            input = ids;
+        }
+        else
+        {
+            var column = appended!.view(-1, 1);
+            mask = Keep(cat([mask, ones_like(column)], 1), mask);
+            if (cache is null) ids = Keep(cat([ids, column], 1), ids);
+            input = cache is null ? ids : column;
+        }
+        var logits = model.Logits(input, mask, cache);                             // (B, T, V)
+        cache?.Advance(input.shape[1]);
+        return logits.select(1, -1).MoveToOuterDisposeScope();
+    }
+
+    public override void Dispose()
+    {
+        cache?.Dispose();
+        base.Dispose();
+    }
+}
+
+/// <summary>Encoder-decoder: the encoder runs once; the decoder starts from its start token and, with a cache,
+/// computes each layer's cross-attention keys and values once.</summary>
+internal sealed class Seq2SeqDecodingSession : DecodingSession
+{
+    private readonly Seq2SeqLanguageModel model;
+    private readonly KvCache? cache;
+    private readonly Tensor encoded;
+    private readonly Tensor encoderMask;
+    private Tensor decoderIds;
+    private bool started;
+
+    public Seq2SeqDecodingSession(Seq2SeqLanguageModel model, Tensor prompts, Tensor mask, long startToken, bool useCache)
+    {
+        this.model = model;
+        cache = useCache ? new KvCache() : null;
+        encoderMask = Keep(mask.alias());
+        encoded = Keep(model.Encode(prompts, mask));                                // (B, S, C)
+        decoderIds = Keep(full(prompts.shape[0], 1, startToken, dtype: ScalarType.Int64, device: prompts.device));
+    }
+
+    public override Tensor Next(Tensor? appended)
+    {
+        using var scope = NewDisposeScope();
+        Tensor input;
+        if (!started)
+        {
+            started = true;
+            input = decoderIds;
+        }
+        else
+        {
+            var column = appended!.view(-1, 1);
+            if (cache is null) decoderIds = Keep(cat([decoderIds, column], 1), decoderIds);
+            input = cache is null ? decoderIds : column;
+        }
+        var logits = model.Decode(input, encoded, encoderMask, null, cache);       // (B, T, V)
+        cache?.Advance(input.shape[1]);
+        return logits.select(1, -1).MoveToOuterDisposeScope();
+    }
+
+    public override void Dispose()
+    {
+        cache?.Dispose();
+        base.Dispose();
+    }
+}

@@ -1,0 +1,92 @@
+using PeftDsl.Errors;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Generation;
+
+/// <summary>One generation API for decoder-only and encoder-decoder models.</summary>
+public static class TextGenerator
+{
+    /// <summary>
+    /// Continues every prompt. Prompts of different lengths are padded and masked; a prompt's output is the same
+    /// as when it runs alone. Returns the new tokens per prompt, ending with a stop token when one was produced.
+    /// </summary>
+    public static IReadOnlyList<long[]> Generate(IGenerativeModel model, IReadOnlyList<long[]> prompts, GenerationOptions options)
+    {
+        options.Validate();
+        CheckPrompts(prompts, model.VocabSize);
+        var results = prompts.Select(_ => new List<long>()).ToArray();
+        if (options.MaxNewTokens == 0) return results.Select(r => r.ToArray()).ToList();
+
+        model.eval();
+        using var noGrad = no_grad();
+        var device = ((nn.Module)model).parameters().First().device;
+        // Padding is masked, so its id only has to index the embedding: an out-of-vocabulary pad (the tiny
+        // GPT-2 test model's EOS 50256) falls back to 0.
+        var fill = options.PadTokenId < model.VocabSize ? options.PadTokenId : 0;
+        var (ids, mask) = Pad(prompts, fill, left: model is Runtime.CausalLanguageModel, device);
+        using var session = model.BeginDecoding(ids, mask, options);
+        using var sampler = new TokenSampler(options, device);
+        var stops = options.StopTokens.ToHashSet();
+        var finished = new bool[prompts.Count];
+        Tensor? chosen = null;
+        try
+        {
+            for (var step = 0; step < options.MaxNewTokens && !finished.All(f => f); step++)
+            {
+                using var scope = NewDisposeScope();
+                var tokens = sampler.Pick(session.Next(chosen)).cpu().data<long>().ToArray();   // one sync per step
+                for (var row = 0; row < tokens.Length; row++)
+                {
+                    if (finished[row])
+                    {
+                        tokens[row] = fill;
+                        continue;
+                    }
+                    results[row].Add(tokens[row]);
+                    finished[row] = stops.Contains(tokens[row]);
+                }
+                chosen?.Dispose();
+                chosen = tensor(tokens, dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
+            }
+        }
+        finally
+        {
+            chosen?.Dispose();
+            ids.Dispose();
+            mask.Dispose();
+        }
+        return results.Select(r => r.ToArray()).ToList();
+    }
+
+    private static void CheckPrompts(IReadOnlyList<long[]> prompts, long vocab)
+    {
+        if (prompts.Count == 0) throw new PeftDslException("generation: no prompts given");
+        for (var i = 0; i < prompts.Count; i++)
+        {
+            if (prompts[i].Length == 0) throw new PeftDslException($"generation: prompt {i + 1} is empty");
+            var bad = prompts[i].FirstOrDefault(t => t < 0 || t >= vocab, -1);
+            if (bad != -1 || prompts[i].Contains(-1))
+                throw new PeftDslException($"generation: prompt {i + 1} has token id {(bad != -1 ? bad : -1)} outside the model's vocabulary of {vocab}");
+        }
+    }
+
+    /// <summary>(B, T) ids and mask; causal prompts are padded on the left so every row ends at the last column.</summary>
+    private static (Tensor Ids, Tensor Mask) Pad(IReadOnlyList<long[]> prompts, long pad, bool left, Device device)
+    {
+        var length = prompts.Max(p => p.Length);
+        var ids = new long[prompts.Count, length];
+        var mask = new long[prompts.Count, length];
+        for (var row = 0; row < prompts.Count; row++)
+        {
+            var offset = left ? length - prompts[row].Length : 0;
+            for (var col = 0; col < length; col++)
+            {
+                var inside = col >= offset && col < offset + prompts[row].Length;
+                ids[row, col] = inside ? prompts[row][col - offset] : pad;
+                mask[row, col] = inside ? 1 : 0;
+            }
+        }
+        return (tensor(ids, device: device), tensor(mask, device: device));
+    }
+}
