@@ -38,6 +38,16 @@ public static class StockModels
 
     public static bool IsSeq2Seq(string modelType) => Seq2SeqLoaders.ContainsKey(modelType);
 
+    /// <summary>Loads any supported checkpoint for generation, decoder-only or encoder-decoder.</summary>
+    public static Generation.IGenerativeModel LoadGenerative(string directory, ModelLoadOptions? options = null)
+    {
+        var modelType = ModelTypeOf(directory);
+        if (CausalLoaders.TryGetValue(modelType, out var causal)) return causal(directory, options);
+        if (Seq2SeqLoaders.TryGetValue(modelType, out var seq2seq)) return seq2seq(directory, options);
+        throw new ConfigException(
+            $"{directory}: model_type '{modelType}' is not supported (supported: {string.Join(", ", CausalLoaders.Keys.Concat(Seq2SeqLoaders.Keys))})");
+    }
+
     /// <summary>Loads an encoder-decoder checkpoint whose family is one of <see cref="Seq2SeqModelTypes"/>.</summary>
     public static Seq2SeqLanguageModel LoadSeq2Seq(string directory, ModelLoadOptions? options = null)
     {

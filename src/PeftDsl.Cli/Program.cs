@@ -15,6 +15,7 @@ public static class Program
         var root = new RootCommand("peft: parameter-efficient fine-tuning of transformer language models with TorchSharp")
         {
             ParityCommand.Create(),
+            GenerateCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

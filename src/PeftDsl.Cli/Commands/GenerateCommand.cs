@@ -1,0 +1,83 @@
+using System.CommandLine;
+using System.Globalization;
+using PeftDsl.Errors;
+using PeftDsl.Generation;
+using PeftDsl.Models;
+using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary><c>peft generate --model DIR --prompt TEXT</c>: prints each prompt's continuation on its own line.</summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var prompts = new Option<string[]>("--prompt") { Description = "Prompt text; repeat for a batch", AllowMultipleArgumentsPerToken = false };
+        var promptIds = new Option<string[]>("--prompt-ids") { Description = "A prompt as space-separated token ids (no tokenizer needed); repeat for a batch" };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens per prompt", DefaultValueFactory = _ => 32 };
+        var sample = new Option<bool>("--sample") { Description = "Sample instead of greedy decoding" };
+        var temperature = new Option<double?>("--temperature") { Description = "Sampling temperature (> 0); implies --sample" };
+        var topK = new Option<int?>("--top-k") { Description = "Sample from the k most likely tokens; implies --sample" };
+        var topP = new Option<double?>("--top-p") { Description = "Sample from the smallest set reaching probability p, in (0, 1]; implies --sample" };
+        var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling; implies --sample" };
+        var stop = new Option<long[]>("--stop") { Description = "Stop token id(s); default: the checkpoint's EOS", AllowMultipleArgumentsPerToken = true };
+        var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence at every step (slow; for checking)" };
+        var ids = new Option<bool>("--ids") { Description = "Print token ids instead of text" };
+        var command = new Command("generate", "Continue prompts with a checkpoint")
+        {
+            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids,
+        };
+        command.SetAction(parse => Program.Guard(() =>
+        {
+            var sampling = parse.GetValue(sample) || parse.GetValue(temperature) is not null || parse.GetValue(topK) is not null
+                           || parse.GetValue(topP) is not null || parse.GetValue(seed) is not null;
+            var options = new GenerationOptions
+            {
+                MaxNewTokens = parse.GetValue(maxNew),
+                DoSample = sampling,
+                Temperature = parse.GetValue(temperature) ?? 1.0,
+                TopK = parse.GetValue(topK) ?? 0,
+                TopP = parse.GetValue(topP) ?? 1.0,
+                Seed = parse.GetValue(seed),
+                StopTokens = parse.GetValue(stop) ?? [],
+                UseCache = !parse.GetValue(noCache),
+            };
+            return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
+                options, parse.GetValue(ids), Console.Out);
+        }));
+        return command;
+    }
+
+    public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output)
+    {
+        if (texts.Length > 0 && idLists.Length > 0)
+            throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
+        if (texts.Length + idLists.Length == 0)
+            throw new PeftDslException("no prompt: give --prompt TEXT or --prompt-ids \"1 2 3\"");
+        options.Validate();
+        using var scope = NewDisposeScope();
+        var model = StockModels.LoadGenerative(directory);
+        using var _ = (nn.Module)model;
+        var tokenizer = texts.Length > 0 || !printIds
+            ? TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), model.VocabSize)
+            : null;
+        var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
+        var defaults = GenerationDefaults.FromFolder(directory);
+        var outputs = TextGenerator.Generate(model, prompts, defaults.ApplyTo(options, padGiven: false));
+        foreach (var tokens in outputs)
+            output.WriteLine(printIds || tokenizer is null ? string.Join(" ", tokens) : tokenizer.Decode(tokens));
+        return 0;
+    }
+
+    private static long[] ParseIds(string text)
+    {
+        var parts = text.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries);
+        return parts.Select(p => long.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var id)
+            ? id
+            : throw new PeftDslException($"--prompt-ids: '{p}' is not a token id")).ToArray();
+    }
+}

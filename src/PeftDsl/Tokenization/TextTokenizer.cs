@@ -1,0 +1,43 @@
+using Microsoft.ML.Tokenizers;
+
+namespace PeftDsl.Tokenization;
+
+/// <summary>Which tokenizer a checkpoint folder provided.</summary>
+public enum TokenizerKind
+{
+    /// <summary>GPT-2 byte-level BPE from tiktoken's gpt2 data package.</summary>
+    Gpt2Tiktoken,
+    /// <summary>GPT-2 byte-level BPE from the folder's vocab.json and merges.txt.</summary>
+    Gpt2VocabMerges,
+    /// <summary>SentencePiece BPE (Llama's tokenizer.model); encoding adds BOS.</summary>
+    SentencePieceBpe,
+    /// <summary>SentencePiece Unigram (T5/mT5's spiece.model); encoding appends EOS.</summary>
+    SentencePieceUnigram,
+}
+
+/// <summary>A Microsoft.ML.Tokenizers tokenizer with the special-token conventions of its model family.</summary>
+public sealed class TextTokenizer
+{
+    private readonly Tokenizer inner;
+    private readonly HashSet<long> special;
+
+    internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, IEnumerable<long> specialIds)
+    {
+        this.inner = inner;
+        Kind = kind;
+        Source = source;
+        special = specialIds.ToHashSet();
+    }
+
+    public TokenizerKind Kind { get; }
+
+    /// <summary>The file (or data package) the vocabulary came from.</summary>
+    public string Source { get; }
+
+    /// <summary>Text → ids, with the family's special tokens (Llama: BOS first; T5: EOS last).</summary>
+    public long[] Encode(string text) => inner.EncodeToIds(text).Select(id => (long)id).ToArray();
+
+    /// <summary>Ids → text; special tokens (BOS, EOS, padding) are left out.</summary>
+    public string Decode(IEnumerable<long> ids) =>
+        inner.Decode(ids.Where(id => !special.Contains(id) && id >= 0 && id <= int.MaxValue).Select(id => (int)id)) ?? "";
+}

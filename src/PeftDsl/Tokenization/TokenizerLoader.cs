@@ -1,0 +1,66 @@
+using Microsoft.ML.Tokenizers;
+using PeftDsl.Errors;
+
+namespace PeftDsl.Tokenization;
+
+/// <summary>Chooses a tokenizer from what a checkpoint folder holds; never guesses one that does not fit.</summary>
+public static class TokenizerLoader
+{
+    /// <summary>GPT-2's vocabulary size; tiktoken's gpt2 data only fits a model with at least this many entries.</summary>
+    public const long Gpt2VocabSize = 50257;
+
+    /// <param name="modelType">config.json's model_type, used only to allow tiktoken's gpt2 data for GPT-2.</param>
+    /// <param name="vocabSize">The model's vocabulary size, to refuse GPT-2's data for a model it cannot fit.</param>
+    public static TextTokenizer FromFolder(string directory, string? modelType, long vocabSize)
+    {
+        if (!Directory.Exists(directory))
+            throw new PeftDslException($"{directory}: folder not found");
+        string At(string name) => Path.Combine(directory, name);
+        if (File.Exists(At("vocab.json")) && File.Exists(At("merges.txt")))
+            return Wrap(At("vocab.json"), () =>
+            {
+                using var vocab = File.OpenRead(At("vocab.json"));
+                using var merges = File.OpenRead(At("merges.txt"));
+                var tokenizer = CodeGenTokenizer.Create(vocab, merges, false, false, false);
+                return new TextTokenizer(tokenizer, TokenizerKind.Gpt2VocabMerges, At("vocab.json"), EndOfText(tokenizer));
+            });
+        if (File.Exists(At("tokenizer.model")))
+            return SentencePiece(At("tokenizer.model"), TokenizerKind.SentencePieceBpe, addBos: true, addEos: false);
+        if (File.Exists(At("spiece.model")))
+            return SentencePiece(At("spiece.model"), TokenizerKind.SentencePieceUnigram, addBos: false, addEos: true);
+        if (modelType == "gpt2" && vocabSize >= Gpt2VocabSize)
+        {
+            var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
+            return new TextTokenizer(tiktoken, TokenizerKind.Gpt2Tiktoken, "tiktoken gpt2 data", [Gpt2VocabSize - 1]);
+        }
+        var why = $"{directory}: no usable tokenizer: expected vocab.json + merges.txt (GPT-2 BPE), tokenizer.model (SentencePiece BPE, Llama) or spiece.model (SentencePiece Unigram, T5/mT5)";
+        if (File.Exists(At("tokenizer.json"))) why += "; tokenizer.json alone is not read";
+        if (modelType == "gpt2") why += $"; tiktoken's gpt2 data needs a vocabulary of {Gpt2VocabSize}, but config.json has {vocabSize}";
+        throw new PeftDslException(why);
+    }
+
+    private static TextTokenizer SentencePiece(string path, TokenizerKind kind, bool addBos, bool addEos) => Wrap(path, () =>
+    {
+        using var stream = new MemoryStream(SentencePieceModelPatch.WithoutNegativeBos(File.ReadAllBytes(path)));
+        var tokenizer = SentencePieceTokenizer.Create(stream, addBos, addEos);
+        return new TextTokenizer(tokenizer, kind, path,
+            (addBos ? [tokenizer.BeginningOfSentenceId] : Array.Empty<int>()).Append(tokenizer.EndOfSentenceId).Select(id => (long)id)
+                .Concat(kind == TokenizerKind.SentencePieceUnigram ? [0L] : []));   // T5 pads with id 0
+    });
+
+    private static IEnumerable<long> EndOfText(CodeGenTokenizer tokenizer) =>
+        tokenizer.Vocabulary.TryGetValue("<|endoftext|>", out var id) ? [id] : [];
+
+    /// <summary>A file the library cannot parse is an error that names it, not a library stack trace.</summary>
+    private static TextTokenizer Wrap(string path, Func<TextTokenizer> load)
+    {
+        try
+        {
+            return load();
+        }
+        catch (Exception e) when (e is not PeftDslException and not OutOfMemoryException)
+        {
+            throw new PeftDslException($"{path}: not a valid tokenizer file ({e.GetType().Name}: {e.Message})", e);
+        }
+    }
+}

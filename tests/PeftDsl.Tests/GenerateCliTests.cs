@@ -1,0 +1,68 @@
+using PeftDsl.Generation;
+using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
+using PeftDsl.Testing;
+using PeftDsl.Tokenization;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary><c>peft generate</c> as a user runs it, compared with the library.</summary>
+public sealed class GenerateCliTests
+{
+    [Fact]
+    public void PromptIdsGiveTheLibrarysTokens()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("t5"),
+            "--prompt-ids", "5 17 301", "--prompt-ids", "42 7", "--max-new-tokens", "6", "--ids");
+        Assert.True(code == 0, stderr);
+
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        var options = GenerationDefaults.FromFolder(Fixtures.Base("t5")).ApplyTo(new GenerationOptions { MaxNewTokens = 6 }, padGiven: false);
+        var expected = TextGenerator.Generate(model, [[5, 17, 301], [42, 7]], options);
+        Assert.Equal(expected.Select(t => string.Join(" ", t)), stdout.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void TextPromptsGoThroughTheFoldersTokenizer()
+    {
+        using var dir = new TempDir();
+        Fixtures.CopyBase("llama", dir);
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "llama-bpe.model"), dir.File("tokenizer.model"));
+        var (code, stdout, stderr) = ParityTests.Peft("generate", "--model", dir.Path, "--prompt", "Hello world", "--max-new-tokens", "5");
+        Assert.True(code == 0, stderr);
+
+        using var model = LlamaForCausalLM.FromPretrained(dir.Path);
+        var tokenizer = TokenizerLoader.FromFolder(dir.Path, "llama", model.VocabSize);
+        var options = GenerationDefaults.FromFolder(dir.Path).ApplyTo(new GenerationOptions { MaxNewTokens = 5 }, padGiven: false);
+        var tokens = TextGenerator.Generate(model, [tokenizer.Encode("Hello world")], options)[0];
+        Assert.Equal(tokenizer.Decode(tokens), stdout.TrimEnd('\n'));
+    }
+
+    [Theory]
+    [InlineData("--top-p", "0", "generation: top-p must be in (0, 1], got 0")]
+    [InlineData("--max-new-tokens", "-3", "generation: max new tokens must be 0 or more, got -3")]
+    [InlineData("--temperature", "-1", "generation: temperature must be a positive number, got -1")]
+    public void BadArgumentsAreOneErrorLine(string option, string value, string message)
+    {
+        var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--prompt-ids", "1 2", "--ids", option, value);
+        Assert.Equal(2, code);
+        Assert.Equal("error: " + message, stderr.Trim());
+    }
+
+    [Fact]
+    public void TextPromptWithoutATokenizerSaysWhatIsMissing()
+    {
+        var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--prompt", "Hello");
+        Assert.Equal(2, code);
+        Assert.Contains("no usable tokenizer", stderr);
+    }
+
+    [Fact]
+    public void MissingPromptIsAnError()
+    {
+        var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"));
+        Assert.Equal(2, code);
+        Assert.Contains("no prompt", stderr);
+    }
+}
