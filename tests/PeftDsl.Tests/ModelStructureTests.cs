@@ -56,6 +56,10 @@ public sealed class ModelStructureTests
         var query = model.SelectParameters(new ParameterQuery(Sites: [T5ForConditionalGeneration.Targets.EncDecAttention_q]));
         Assert.Equal(2, query.Count);
         Assert.All(query, p => Assert.Equal(SiteNames.AttentionQ, p.Site!.Name));
+        // NeMo's group names select the same sites.
+        Assert.Equal(Names(query), Names(model.SelectParameters(new ParameterQuery(Sites: ["LORA_Q"]))));
+        Assert.Equal(Names(cross), Names(model.SelectParameters(new ParameterQuery(Sites: ["LORA_KV"], Layers: [1]))));
+        Assert.Equal(12, model.SelectParameters(new ParameterQuery(Sites: ["LORA_KQV"])).Count); // self-attention q, k, v × 2 layers × 2 stacks, no biases
     }
 
     [Fact]

@@ -26,7 +26,8 @@ public sealed record PeftSite(SiteKind Kind, string Name, string ModulePath, int
     /// <summary>peft's <c>target_modules</c> rule, extended with NeMo names: <paramref name="target"/> selects the
     /// site if it is the NeMo name, the full module path, or a dot-separated suffix of the path.</summary>
     public bool Matches(string target) =>
-        target == Name || target == ModulePath || ModulePath.EndsWith("." + target, StringComparison.Ordinal);
+        target == Name || target == ModulePath || ModulePath.EndsWith("." + target, StringComparison.Ordinal)
+        || (SiteNames.Aliases.TryGetValue(target, out var canonical) && canonical == Name);
 
     public override string ToString() =>
         $"{Kind} {Name} {ModulePath}" + (Slice is { } s ? $" [{s.Start}:{s.Start + s.Length}]" : "");

@@ -23,6 +23,17 @@ public static class SiteNames
     public const string VirtualPrompt = "virtual_prompt";
 
     /// <summary>The site name of a projection; cross-attention's are NeMo's Q and KV groups.</summary>
+    /// <summary>NeMo's group and adapter names for the attention linear sites, accepted wherever a site name is.</summary>
+    public static readonly IReadOnlyDictionary<string, string> Aliases = new Dictionary<string, string>
+    {
+        ["LORA_KQV"] = AttentionQkv,
+        ["lora_kqv_adapter"] = AttentionQkv,
+        ["LORA_KV"] = AttentionKv,
+        ["lora_kv_adapter"] = AttentionKv,
+        ["LORA_Q"] = AttentionQ,
+        ["lora_q_adapter"] = AttentionQ,
+    };
+
     public static string ForRole(ProjectionRole role, bool crossAttention = false) => crossAttention
         ? role switch
         {
