@@ -16,6 +16,7 @@ public static class Program
         {
             ParityCommand.Create(),
             GenerateCommand.Create(),
+            BenchCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

@@ -66,3 +66,25 @@ public sealed class GenerateCliTests
         Assert.Contains("no prompt", stderr);
     }
 }
+
+public sealed class BenchTests
+{
+    /// <summary>The bench runs end to end and reports each measurement; it asserts no timing.</summary>
+    [Fact]
+    public void BenchReportsEveryMeasurement()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, Cli.Commands.BenchCommand.Run("llama-tiny", null, batch: 1, length: 8, steps: 1, newTokens: 2, output));
+        var text = output.ToString();
+        Assert.Contains("model llama-tiny: 4.9M parameters, batch 1 x 8 tokens", text);
+        foreach (var line in new[] { "forward ", "forward+backward", "generate (cache)", "generate (no cache)" })
+            Assert.Contains(line, text);
+    }
+
+    [Fact]
+    public void UnknownShapeIsAnError()
+    {
+        var e = Assert.Throws<Errors.PeftDslException>(() => Cli.Commands.BenchCommand.Run("gpt5", null, 1, 8, 1, 0, TextWriter.Null));
+        Assert.Contains("unknown shape 'gpt5'", e.Message);
+    }
+}

@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using PeftDsl.Config;
+using PeftDsl.Errors;
+using PeftDsl.Generation;
+using PeftDsl.Models;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary>
+/// <c>peft bench</c>: throughput of a forward pass, a training step (forward + backward) and greedy generation with
+/// and without the KV cache, on a built-in random model shape or a checkpoint. Numbers are for the machine it runs on;
+/// docs/bench.md records measured ones.
+/// </summary>
+public static class BenchCommand
+{
+    /// <summary>Random-weight shapes; the names say what they imitate.</summary>
+    private static readonly Dictionary<string, (string ModelType, string Json)> Shapes = new()
+    {
+        ["gpt2-small"] = ("gpt2", """{"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}"""),
+        ["gpt2-tiny"] = ("gpt2", """{"vocab_size": 4096, "n_positions": 512, "n_embd": 256, "n_layer": 4, "n_head": 4}"""),
+        ["llama-tiny"] = ("llama", """{"vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2}"""),
+        ["t5-small"] = ("t5", """{"vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_heads": 8}"""),
+    };
+
+    public static Command Create()
+    {
+        var shape = new Option<string>("--shape") { Description = "Built-in random model: " + string.Join(", ", Shapes.Keys), DefaultValueFactory = _ => "gpt2-tiny" };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Benchmark a checkpoint folder instead of a built-in shape" };
+        var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 4 };
+        var length = new Option<int>("--length") { Description = "Tokens per sequence (decoder length 1/4 of it for T5)", DefaultValueFactory = _ => 128 };
+        var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
+        var newTokens = new Option<int>("--new-tokens") { Description = "Tokens to generate per sequence", DefaultValueFactory = _ => 32 };
+        var command = new Command("bench", "Measure forward, training-step and generation throughput") { shape, model, batch, length, steps, newTokens };
+        command.SetAction(parse => Program.Guard(() => Run(parse.GetValue(shape)!, parse.GetValue(model)?.FullName,
+            parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out)));
+        return command;
+    }
+
+    public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output)
+    {
+        if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
+            throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
+        manual_seed(0);
+        using var scope = NewDisposeScope();
+        var model = directory is not null ? StockModels.LoadGenerative(directory) : Build(shape);
+        using var _ = (nn.Module)model;
+        var vocab = model.VocabSize;
+        var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64);
+        var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64);
+        var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);
+        output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, batch {batch} x {length} tokens, {get_num_threads()} threads");
+
+        Tensor Loss() => model switch
+        {
+            CausalLanguageModel causal => causal.Forward(ids, labels: ids).Loss!,
+            Seq2SeqLanguageModel seq2seq => seq2seq.Forward(ids, null, decoderIds, decoderIds).Loss!,
+            _ => throw new InvalidOperationException(),
+        };
+        var tokens = (double)batch * length;
+        model.eval();
+        var forward = Time(steps, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
+        ((nn.Module)model).train();
+        var train = Time(steps, () => { using var s = NewDisposeScope(); ((nn.Module)model).zero_grad(); Loss().backward(); });
+        output.WriteLine($"forward        {tokens / forward,12:N0} tokens/s  {forward * 1000,9:F1} ms/step");
+        output.WriteLine($"forward+backward {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step");
+        if (newTokens > 0)
+        {
+            var prompts = Enumerable.Range(0, batch).Select(i => ids[i].narrow(0, 0, Math.Min(length, 32)).data<long>().ToArray()).ToList();
+            foreach (var cache in new[] { true, false })
+            {
+                var options = new GenerationOptions { MaxNewTokens = newTokens, UseCache = cache };
+                var seconds = Time(1, () => TextGenerator.Generate(model, prompts, options));
+                output.WriteLine($"generate ({(cache ? "cache" : "no cache")}) {batch * newTokens / seconds,8:N0} new tokens/s  ({newTokens} per sequence, {prompts[0].Length}-token prompts)");
+            }
+        }
+        return 0;
+    }
+
+    private static IGenerativeModel Build(string shape)
+    {
+        if (!Shapes.TryGetValue(shape, out var s))
+            throw new PeftDslException($"bench: unknown shape '{shape}' (known: {string.Join(", ", Shapes.Keys)})");
+        var json = ConfigJson.Parse(s.Json, "bench shape " + shape);
+        return s.ModelType switch
+        {
+            "gpt2" => new Gpt2LMHeadModel(Gpt2Config.FromJson(json)),
+            "llama" => new LlamaForCausalLM(LlamaConfig.FromJson(json)),
+            _ => new T5ForConditionalGeneration(T5Config.FromJson(json)),
+        };
+    }
+
+    /// <summary>Mean seconds per call over <paramref name="steps"/> calls, after one untimed warm-up.</summary>
+    private static double Time(int steps, Action step)
+    {
+        step();
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < steps; i++) step();
+        return clock.Elapsed.TotalSeconds / steps;
+    }
+}
