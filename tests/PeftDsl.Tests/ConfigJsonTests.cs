@@ -39,6 +39,15 @@ public sealed class ConfigJsonTests
         Assert.Equal("config.json: key 'n_head' (bound to Gpt2Config.Heads) must be an integer, found \"four\"", e.Message);
     }
 
+    [Theory]
+    [InlineData("scale_attn_by_inverse_layer_idx", "true", "config.json: scale_attn_by_inverse_layer_idx = true is not supported")]
+    [InlineData("scale_attn_weights", "false", "config.json: scale_attn_weights = false is not supported (GPT-2 attention here is scaled by 1/sqrt(head_dim))")]
+    public void UnsupportedAttentionVariantsAreRefused(string key, string value, string message)
+    {
+        var json = Gpt2Json.TrimEnd('}') + $", \"{key}\": {value}}}";
+        Assert.Equal(message, Assert.Throws<ConfigException>(() => Gpt2Config.FromJson(ConfigJson.Parse(json, "config.json"))).Message);
+    }
+
     [Fact]
     public void FractionalSizeIsRejected()
     {

@@ -34,10 +34,14 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"if (json.Optional<{type}>({Keys(m)}, {Literals.String(spec.Name + "." + m.Name)}, out var v{m.Name}))");
                 w.Line($"    config = config with {{ {Names.Identifier(m.Name)} = v{m.Name} }};");
             }
+            w.Line("config.OnBound(json);");
             w.Line("return config;");
             w.Close();
             w.Line();
             w.Line($"public static {spec.Name} Load(string path) => FromJson({ConfigJson}.Load(path));");
+            w.Line();
+            w.Line("/// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>");
+            w.Line($"partial void OnBound({ConfigJson} json);");
             w.Close();
             return w.ToString();
         }

@@ -24,8 +24,16 @@ partial record Gpt2Config
             config = config with { NormEps = vNormEps };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "Gpt2Config.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
+        if (json.Optional<bool>(new[] { "scale_attn_weights" }, "Gpt2Config.ScaleAttentionWeights", out var vScaleAttentionWeights))
+            config = config with { ScaleAttentionWeights = vScaleAttentionWeights };
+        if (json.Optional<bool>(new[] { "scale_attn_by_inverse_layer_idx" }, "Gpt2Config.ScaleAttentionByLayer", out var vScaleAttentionByLayer))
+            config = config with { ScaleAttentionByLayer = vScaleAttentionByLayer };
+        config.OnBound(json);
         return config;
     }
 
     public static Gpt2Config Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
+
+    /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>
+    partial void OnBound(global::PeftDsl.Config.ConfigJson json);
 }

@@ -34,8 +34,12 @@ partial record LlamaConfig
             config = config with { MlpBias = vMlpBias };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "LlamaConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
+        config.OnBound(json);
         return config;
     }
 
     public static LlamaConfig Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
+
+    /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>
+    partial void OnBound(global::PeftDsl.Config.ConfigJson json);
 }

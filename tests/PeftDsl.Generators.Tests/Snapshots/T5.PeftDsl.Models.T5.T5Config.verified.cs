@@ -35,8 +35,12 @@ partial record T5Config
             config = config with { TransformersVersion = vTransformersVersion };
         if (json.Optional<int>(new[] { "decoder_start_token_id" }, "T5Config.DecoderStartTokenId", out var vDecoderStartTokenId))
             config = config with { DecoderStartTokenId = vDecoderStartTokenId };
+        config.OnBound(json);
         return config;
     }
 
     public static T5Config Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
+
+    /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>
+    partial void OnBound(global::PeftDsl.Config.ConfigJson json);
 }
