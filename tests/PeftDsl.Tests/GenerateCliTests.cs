@@ -58,6 +58,25 @@ public sealed class GenerateCliTests
         Assert.Contains("no usable tokenizer", stderr);
     }
 
+    [Theory]
+    [InlineData("--device", "cuda", "--device cuda: CUDA is not available here")]
+    [InlineData("--device", "tpu", "--device: 'tpu' is not a device")]
+    [InlineData("--dtype", "int8", "--dtype: 'int8' is not one of fp32, bf16, fp16")]
+    public void BadPlacementIsAnError(string option, string value, string message)
+    {
+        var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--prompt-ids", "1 2", "--ids", option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(message, stderr);
+    }
+
+    [Fact]
+    public void Bf16GenerationRuns()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--prompt-ids", "5 17 301", "--ids", "--dtype", "bf16", "--max-new-tokens", "4");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(4, stdout.Trim().Split(' ').Length);
+    }
+
     [Fact]
     public void MissingPromptIsAnError()
     {
@@ -76,7 +95,7 @@ public sealed class BenchTests
         var output = new StringWriter();
         Assert.Equal(0, Cli.Commands.BenchCommand.Run("llama-tiny", null, batch: 1, length: 8, steps: 1, newTokens: 2, output));
         var text = output.ToString();
-        Assert.Contains("model llama-tiny: 4.9M parameters, batch 1 x 8 tokens", text);
+        Assert.Contains("model llama-tiny: 4.9M parameters, Float32 on cpu, batch 1 x 8 tokens", text);
         foreach (var line in new[] { "forward ", "forward+backward", "generate (cache)", "generate (no cache)" })
             Assert.Contains(line, text);
     }

@@ -39,24 +39,34 @@ public static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens to generate per sequence", DefaultValueFactory = _ => 32 };
         var command = new Command("bench", "Measure forward, training-step and generation throughput") { shape, model, batch, length, steps, newTokens };
+        var placement = new ModelOptions();
+        placement.AddTo(command);
         command.SetAction(parse => Program.Guard(() => Run(parse.GetValue(shape)!, parse.GetValue(model)?.FullName,
-            parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out)));
+            parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse))));
         return command;
     }
 
-    public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output)
+    public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
+        ModelLoadOptions? placement = null)
     {
+        placement ??= ModelLoadOptions.Default;
         if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
             throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
         manual_seed(0);
         using var scope = NewDisposeScope();
-        var model = directory is not null ? StockModels.LoadGenerative(directory) : Build(shape);
+        var model = directory is not null ? StockModels.LoadGenerative(directory, placement) : Build(shape);
         using var _ = (nn.Module)model;
+        if (directory is null)
+        {
+            ((nn.Module)model).to(placement.DType);
+            if (placement.Device is { } d) ((nn.Module)model).to(d);
+        }
+        var device = placement.Device ?? CPU;
         var vocab = model.VocabSize;
-        var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64);
-        var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64);
+        var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64, device: device);
+        var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
         var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);
-        output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, batch {batch} x {length} tokens, {get_num_threads()} threads");
+        output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads");
 
         Tensor Loss() => model switch
         {
@@ -66,18 +76,18 @@ public static class BenchCommand
         };
         var tokens = (double)batch * length;
         model.eval();
-        var forward = Time(steps, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
+        var forward = Time(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
-        var train = Time(steps, () => { using var s = NewDisposeScope(); ((nn.Module)model).zero_grad(); Loss().backward(); });
+        var train = Time(steps, device, () => { using var s = NewDisposeScope(); ((nn.Module)model).zero_grad(); Loss().backward(); });
         output.WriteLine($"forward        {tokens / forward,12:N0} tokens/s  {forward * 1000,9:F1} ms/step");
         output.WriteLine($"forward+backward {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step");
         if (newTokens > 0)
         {
-            var prompts = Enumerable.Range(0, batch).Select(i => ids[i].narrow(0, 0, Math.Min(length, 32)).data<long>().ToArray()).ToList();
+            var prompts = Enumerable.Range(0, batch).Select(i => ids[i].narrow(0, 0, Math.Min(length, 32)).cpu().data<long>().ToArray()).ToList();
             foreach (var cache in new[] { true, false })
             {
                 var options = new GenerationOptions { MaxNewTokens = newTokens, UseCache = cache };
-                var seconds = Time(1, () => TextGenerator.Generate(model, prompts, options));
+                var seconds = Time(1, device, () => TextGenerator.Generate(model, prompts, options));
                 output.WriteLine($"generate ({(cache ? "cache" : "no cache")}) {batch * newTokens / seconds,8:N0} new tokens/s  ({newTokens} per sequence, {prompts[0].Length}-token prompts)");
             }
         }
@@ -97,12 +107,20 @@ public static class BenchCommand
         };
     }
 
-    /// <summary>Mean seconds per call over <paramref name="steps"/> calls, after one untimed warm-up.</summary>
-    private static double Time(int steps, Action step)
+    /// <summary>Mean seconds per call over <paramref name="steps"/> calls, after one untimed warm-up. On a GPU the
+    /// clock stops only after the device has finished the queued work.</summary>
+    private static double Time(int steps, Device device, Action step)
     {
         step();
+        Synchronize(device);
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < steps; i++) step();
+        Synchronize(device);
         return clock.Elapsed.TotalSeconds / steps;
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
     }
 }

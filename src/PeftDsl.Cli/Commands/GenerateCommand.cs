@@ -31,6 +31,8 @@ public static class GenerateCommand
         {
             model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids,
         };
+        var placement = new ModelOptions();
+        placement.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
             var sampling = parse.GetValue(sample) || parse.GetValue(temperature) is not null || parse.GetValue(topK) is not null
@@ -47,12 +49,13 @@ public static class GenerateCommand
                 UseCache = !parse.GetValue(noCache),
             };
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
-                options, parse.GetValue(ids), Console.Out);
+                options, parse.GetValue(ids), Console.Out, placement.Read(parse));
         }));
         return command;
     }
 
-    public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output)
+    public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output,
+        ModelLoadOptions? placement = null)
     {
         if (texts.Length > 0 && idLists.Length > 0)
             throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
@@ -60,7 +63,7 @@ public static class GenerateCommand
             throw new PeftDslException("no prompt: give --prompt TEXT or --prompt-ids \"1 2 3\"");
         options.Validate();
         using var scope = NewDisposeScope();
-        var model = StockModels.LoadGenerative(directory);
+        var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
         var tokenizer = texts.Length > 0 || !printIds
             ? TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), model.VocabSize)
