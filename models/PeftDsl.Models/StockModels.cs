@@ -19,7 +19,7 @@ public static class StockModels
     private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()
     {
         ["t5"] = T5ForConditionalGeneration.FromPretrained,
-        ["mt5"] = MT5ForConditionalGeneration.FromPretrained,
+        ["mt5"] = T5ForConditionalGeneration.FromPretrained,
     };
 
     public static IReadOnlyCollection<string> CausalModelTypes => CausalLoaders.Keys;

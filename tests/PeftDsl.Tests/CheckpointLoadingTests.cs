@@ -143,6 +143,8 @@ public sealed class CheckpointLoadingTests
     {
         var e = Assert.Throws<CheckpointException>(() => Gpt2LMHeadModel.FromPretrained(Fixtures.Base("llama")));
         Assert.Contains("model_type is 'llama', but Gpt2LMHeadModel reads 'gpt2' checkpoints", e.Message);
+        var t5 = Assert.Throws<CheckpointException>(() => Models.T5.T5ForConditionalGeneration.FromPretrained(Fixtures.Base("gpt2")));
+        Assert.Contains("model_type is 'gpt2', but T5ForConditionalGeneration reads 't5' or 'mt5' checkpoints", t5.Message);
     }
 
     [Fact]

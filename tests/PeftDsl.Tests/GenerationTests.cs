@@ -145,6 +145,6 @@ public sealed class GenerationTests
         "gpt2" => Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")),
         "llama" => LlamaForCausalLM.FromPretrained(Fixtures.Base("llama")),
         "t5" => T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5")),
-        _ => MT5ForConditionalGeneration.FromPretrained(Fixtures.Base("mt5")),
+        _ => T5ForConditionalGeneration.FromPretrained(Fixtures.Base("mt5")),
     };
 }

@@ -42,7 +42,7 @@ namespace PeftDsl.Generators.Emit
             w.Close();
             w.Line();
 
-            RootEmitter.FromPretrained(w, spec, c.ModelType);
+            RootEmitter.FromPretrained(w, spec, c.ModelType, c.AlsoReads);
             RootEmitter.CheckpointKeys(w, spec, c.Head, $"{c.BodyType.FullName}.EmbeddingShape(config)",
                 () => w.Line($"{c.BodyType.FullName}.DescribeCheckpoint(config, {Literals.String(c.Body.Name + ".")}, keys);"));
             RootEmitter.Targets(w, c.Targets);

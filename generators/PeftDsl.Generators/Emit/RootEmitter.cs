@@ -50,11 +50,12 @@ namespace PeftDsl.Generators.Emit
             w.Line();
         }
 
-        public static void FromPretrained(IndentedWriter w, ModuleSpec spec, string modelType)
+        public static void FromPretrained(IndentedWriter w, ModuleSpec spec, string modelType, EquatableArray<string> alsoReads)
         {
+            var accepted = modelType.Length == 0 ? new string[0] : new[] { modelType }.Concat(alsoReads);
             w.Line("/// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>");
             w.Open($"public static {spec.Name} FromPretrained(string directory, {ModelLoadOptions}? options = null)");
-            w.Line($"return {PretrainedLoader}.Load(directory, options, {Literals.String(modelType)},");
+            w.Line($"return {PretrainedLoader}.Load(directory, options, new string[] {{ {string.Join(", ", accepted.Select(Literals.String))} }},");
             w.Line($"    json => new {spec.Name}({spec.ConfigType}.FromJson(json), {WeightInit}.None));");
             w.Close();
             w.Line();

@@ -59,7 +59,7 @@ namespace PeftDsl.Generators.Emit
             w.Close();
             w.Line();
 
-            RootEmitter.FromPretrained(w, spec, s.ModelType);
+            RootEmitter.FromPretrained(w, spec, s.ModelType, s.AlsoReads);
             RootEmitter.CheckpointKeys(w, spec, s.Head, "SharedShape(config)", () =>
             {
                 w.Line("var (sharedVocab, sharedDim) = SharedShape(config);");

@@ -36,8 +36,10 @@ namespace PeftDsl.Generators.Model
     /// <summary>The LM head. <paramref name="TiedEmbedding"/> is the C# path of the embedding it may share.</summary>
     internal sealed record HeadSpec(Member Head, Binding Tie, Binding Scale, string TiedEmbedding);
 
+    /// <param name="AlsoReads">Further config.json model_type values the class accepts.</param>
     internal sealed record CausalLmSpec(
         string ModelType,
+        EquatableArray<string> AlsoReads,
         EquatableArray<string> IgnoreKeys,
         Member Body,
         TypeRef BodyType,
@@ -49,6 +51,7 @@ namespace PeftDsl.Generators.Model
 
     internal sealed record Seq2SeqSpec(
         string ModelType,
+        EquatableArray<string> AlsoReads,
         Binding DecoderStart,
         EquatableArray<string> IgnoreKeys,
         Member Shared,

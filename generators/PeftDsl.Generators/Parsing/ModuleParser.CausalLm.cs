@@ -13,7 +13,7 @@ namespace PeftDsl.Generators.Parsing
     {
         private CausalLmSpec? ParseCausalLm()
         {
-            var (modelType, ignore) = ParseRootArguments();
+            var (modelType, alsoReads, ignore) = ParseRootArguments();
             var body = Single(AttributeNames.Body, required: true);
             var headAttribute = Single(AttributeNames.LmHead, required: true);
             if (body is null || headAttribute is null) return null;
@@ -31,12 +31,12 @@ namespace PeftDsl.Generators.Parsing
             var head = ParseHead(headAttribute, headMember, bodyMember.Name + "." + tokenName,
                 "this." + bodyMember.Field + "." + Names.Identifier(tokenName.Replace('.', '_')));
             if (head is null || diagnostics.HasErrors) return null;
-            return new CausalLmSpec(modelType, ignore.ToEquatableArray(), bodyMember, bodyType, head, Targets(new[] { bodySymbol }).ToEquatableArray());
+            return new CausalLmSpec(modelType, alsoReads.ToEquatableArray(), ignore.ToEquatableArray(), bodyMember, bodyType, head, Targets(new[] { bodySymbol }).ToEquatableArray());
         }
 
         private Seq2SeqSpec? ParseSeq2Seq()
         {
-            var (modelType, ignore) = ParseRootArguments();
+            var (modelType, alsoReads, ignore) = ParseRootArguments();
             var sharedAttribute = Single(AttributeNames.SharedEmbedding, required: false);
             var encoderAttribute = Single(AttributeNames.Encoder, required: true);
             var decoderAttribute = Single(AttributeNames.Decoder, required: true);
@@ -58,7 +58,7 @@ namespace PeftDsl.Generators.Parsing
             var head = ParseHead(headAttribute, headMember, shared.Name, "this." + shared.Field);
             var start = bindings.Optional(kindAttribute, "DecoderStartToken", BindingKind.TokenId, "0");
             if (head is null || start is null || diagnostics.HasErrors) return null;
-            return new Seq2SeqSpec(modelType, start, ignore.ToEquatableArray(), shared, vocab, dim, encoder, decoder, head,
+            return new Seq2SeqSpec(modelType, alsoReads.ToEquatableArray(), start, ignore.ToEquatableArray(), shared, vocab, dim, encoder, decoder, head,
                 Targets(new[] { TypeArgument(encoderAttribute, 1)!, TypeArgument(decoderAttribute, 1)! }).ToEquatableArray());
         }
 
@@ -71,9 +71,14 @@ namespace PeftDsl.Generators.Parsing
             return new StackRef(member, stack, tokens is not null && Bindings.NamedValue(tokens, "Shared", false));
         }
 
-        private (string ModelType, List<string> Ignore) ParseRootArguments()
+        private (string ModelType, List<string> AlsoReads, List<string> Ignore) ParseRootArguments()
         {
             var modelType = Bindings.NamedValue(kindAttribute, "ModelType", "");
+            var alsoReads = kindAttribute.NamedArguments.Where(p => p.Key == "AlsoReads")
+                .SelectMany(p => Bindings.Strings(p.Value)).ToList();
+            if (alsoReads.Count > 0 && modelType.Length == 0)
+                diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(kindAttribute, "AlsoReads"), type.Name,
+                    "ModelType = \"…\" when AlsoReads is set");
             var ignore = kindAttribute.NamedArguments.Where(p => p.Key == "IgnoreUnexpectedKeys")
                 .SelectMany(p => Bindings.Strings(p.Value)).ToList();
             foreach (var pattern in ignore)
@@ -85,7 +90,7 @@ namespace PeftDsl.Generators.Parsing
                         "IgnoreUnexpectedKeys", pattern, "not a valid regular expression: " + e.Message);
                 }
             }
-            return (modelType, ignore);
+            return (modelType, alsoReads, ignore);
         }
 
         /// <param name="tieTarget">The checkpoint path TiedTo must name.</param>

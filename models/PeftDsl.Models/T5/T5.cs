@@ -2,24 +2,17 @@ using PeftDsl.Dsl;
 
 namespace PeftDsl.Models.T5;
 
-// T5 and mT5 as transformers' T5ForConditionalGeneration lays them out. The nested names
+// T5 and mT5 as transformers' T5ForConditionalGeneration and MT5ForConditionalGeneration lay them out. The nested names
 // (`encoder.block.0.layer.0.SelfAttention.q`) come from dotted sublayer names; the relative position bias lives
 // in the first block of each stack and is shared by the rest.
 
-[Seq2SeqLM(typeof(T5Config), ModelType = "t5", DecoderStartToken = nameof(T5Config.DecoderStartTokenId))]
+// mT5 is the same network (gated-GELU feed-forward, untied or v5-tied head) under its own model_type.
+[Seq2SeqLM(typeof(T5Config), ModelType = "t5", AlsoReads = ["mt5"], DecoderStartToken = nameof(T5Config.DecoderStartTokenId))]
 [SharedEmbedding("shared", Vocab = nameof(T5Config.VocabSize), Dim = nameof(T5Config.DModel))]
 [Encoder("encoder", typeof(T5EncoderStack))]
 [Decoder("decoder", typeof(T5DecoderStack))]
 [LmHead("lm_head", TiedTo = "shared", Tie = nameof(T5Config.TieEmbeddings), Scale = nameof(T5Config.ScaleDecoderOutputs))]
 public partial class T5ForConditionalGeneration;
-
-/// <summary>mT5: the same network under its own <c>model_type</c>.</summary>
-[Seq2SeqLM(typeof(T5Config), ModelType = "mt5", DecoderStartToken = nameof(T5Config.DecoderStartTokenId))]
-[SharedEmbedding("shared", Vocab = nameof(T5Config.VocabSize), Dim = nameof(T5Config.DModel))]
-[Encoder("encoder", typeof(T5EncoderStack))]
-[Decoder("decoder", typeof(T5DecoderStack))]
-[LmHead("lm_head", TiedTo = "shared", Tie = nameof(T5Config.TieEmbeddings), Scale = nameof(T5Config.ScaleDecoderOutputs))]
-public partial class MT5ForConditionalGeneration;
 
 [TransformerStack(typeof(T5Config), Dim = nameof(T5Config.DModel))]
 [TokenEmbedding("embed_tokens", Shared = true)]

@@ -14,6 +14,8 @@ public sealed class CausalLMAttribute(Type config) : Attribute
     public Type Config { get; } = config;
     /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>gpt2</c>, <c>llama</c>).</summary>
     public string? ModelType { get; set; }
+    /// <summary>Other <c>model_type</c> values with the same network that this class also reads.</summary>
+    public string[]? AlsoReads { get; set; }
     /// <summary>Regexes of checkpoint keys to ignore when loading (stale buffers such as GPT-2's <c>attn.bias</c>).</summary>
     public string[]? IgnoreUnexpectedKeys { get; set; }
 }
@@ -24,8 +26,10 @@ public sealed class CausalLMAttribute(Type config) : Attribute
 public sealed class Seq2SeqLMAttribute(Type config) : Attribute
 {
     public Type Config { get; } = config;
-    /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>t5</c>, <c>mt5</c>).</summary>
+    /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>t5</c>).</summary>
     public string? ModelType { get; set; }
+    /// <summary>Other <c>model_type</c> values with the same network that this class also reads (<c>mt5</c>).</summary>
+    public string[]? AlsoReads { get; set; }
     /// <summary>Binding: the decoder's first token when generating (T5: decoder_start_token_id, the pad token 0).</summary>
     public string DecoderStartToken { get; set; } = "0";
     /// <summary>Regexes of checkpoint keys to ignore when loading.</summary>

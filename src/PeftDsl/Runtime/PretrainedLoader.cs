@@ -10,15 +10,16 @@ public static class PretrainedLoader
 {
     /// <summary>Opens <paramref name="directory"/>, checks its <c>model_type</c>, builds the model uninitialised,
     /// converts it to the requested dtype and loads the weights strictly. The model is disposed on any failure.</summary>
-    public static T Load<T>(string directory, ModelLoadOptions? options, string modelType, Func<Config.ConfigJson, T> create)
+    /// <param name="modelTypes">config.json model_type values the class reads; empty accepts any.</param>
+    public static T Load<T>(string directory, ModelLoadOptions? options, IReadOnlyList<string> modelTypes, Func<Config.ConfigJson, T> create)
         where T : nn.Module
     {
         options ??= ModelLoadOptions.Default;
         using var folder = CheckpointFolder.Open(directory);
         var actual = folder.Config.GetString("model_type");
-        if (modelType.Length > 0 && actual is not null && actual != modelType)
+        if (modelTypes.Count > 0 && actual is not null && !modelTypes.Contains(actual))
             throw new CheckpointException(
-                $"{folder.Config.Source}: model_type is '{actual}', but {typeof(T).Name} reads '{modelType}' checkpoints");
+                $"{folder.Config.Source}: model_type is '{actual}', but {typeof(T).Name} reads '{string.Join("' or '", modelTypes)}' checkpoints");
         var model = create(folder.Config);
         try
         {

@@ -45,7 +45,7 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static Gpt2LMHeadModel FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
-        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, "gpt2",
+        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "gpt2" },
             json => new Gpt2LMHeadModel(global::PeftDsl.Models.Gpt2.Gpt2Config.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
     }
 

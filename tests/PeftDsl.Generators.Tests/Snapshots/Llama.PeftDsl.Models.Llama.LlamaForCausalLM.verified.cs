@@ -45,7 +45,7 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static LlamaForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
-        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, "llama",
+        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "llama" },
             json => new LlamaForCausalLM(global::PeftDsl.Models.Llama.LlamaConfig.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
     }
 

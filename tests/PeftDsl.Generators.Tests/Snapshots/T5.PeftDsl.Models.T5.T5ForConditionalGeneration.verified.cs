@@ -61,7 +61,7 @@ partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangua
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static T5ForConditionalGeneration FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
-        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, "t5",
+        return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "t5", "mt5" },
             json => new T5ForConditionalGeneration(global::PeftDsl.Models.T5.T5Config.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
     }
 
