@@ -1,4 +1,5 @@
 using System.Collections.Generic;
+using System.Linq;
 using PeftDsl.Generators.Model;
 
 namespace PeftDsl.Generators.Parsing
@@ -48,10 +49,7 @@ namespace PeftDsl.Generators.Parsing
             [ModuleKind.FeedForward] = new[] { Projection },
         };
 
-        public static readonly HashSet<string> AllComponents = new()
-        {
-            Body, SharedEmbedding, Encoder, Decoder, LmHead, TokenEmbedding, PositionEmbedding, RotaryEmbedding, Blocks, FinalNorm, Sublayer, Projection,
-        };
+        public static readonly HashSet<string> AllComponents = new(Components.Values.SelectMany(c => c));
 
         /// <summary>"PeftDsl.Dsl.SublayerAttribute" → "Sublayer", for messages.</summary>
         public static string Short(string metadataName)

@@ -61,7 +61,7 @@ public static class GenerateCommand
             throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
         if (texts.Length + idLists.Length == 0)
             throw new PeftDslException("no prompt: give --prompt TEXT or --prompt-ids \"1 2 3\"");
-        options.Validate();
+        options.Validate();   // before loading a model that could take minutes; TextGenerator checks again for library callers
         using var scope = NewDisposeScope();
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;

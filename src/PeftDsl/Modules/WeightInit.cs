@@ -20,7 +20,7 @@ public static class WeightInitializer
     {
         if (init == WeightInit.None) return;
         using var noGrad = no_grad();
-        foreach (var (_, module) in model.named_modules().Prepend(("", model)))
+        foreach (var (_, module) in Checkpoints.CheckpointLayout.ModulesWithRoot(model))
         {
             switch (module)
             {

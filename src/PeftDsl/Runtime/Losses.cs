@@ -16,10 +16,7 @@ public static class Losses
     {
         using var scope = NewDisposeScope();
         var length = logits.shape[1];
-        var vocab = logits.shape[2];
-        var shifted = logits.narrow(1, 0, length - 1).reshape(-1, vocab).to(ScalarType.Float32);
-        var targets = labels.narrow(1, 1, length - 1).reshape(-1).to(logits.device);
-        return nn.functional.cross_entropy(shifted, targets, ignore_index: IgnoreIndex).MoveToOuterDisposeScope();
+        return Aligned(logits.narrow(1, 0, length - 1), labels.narrow(1, 1, length - 1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Cross-entropy of decoder logits against labels aligned with them (no shift: the decoder input is

@@ -50,5 +50,4 @@ public static class SafetensorsWriter
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, string>? metadata = null) =>
         Save(path, tensors.AsEnumerable(), metadata);
-
 }
