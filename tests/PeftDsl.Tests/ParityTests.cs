@@ -13,7 +13,17 @@ public sealed class ParityTests
     [InlineData("llama.base")]
     [InlineData("t5.base")]
     [InlineData("mt5.base")]
-    public void BaseModelsMatchTransformers(string name)
+    [InlineData("gpt2.lora")]
+    [InlineData("llama.lora")]
+    [InlineData("t5.lora")]
+    [InlineData("mt5.lora")]
+    [InlineData("gpt2.dora")]
+    [InlineData("llama.dora")]
+    [InlineData("gpt2.rslora")]
+    [InlineData("llama.rslora")]
+    [InlineData("gpt2.multi_lora")]
+    [InlineData("gpt2.lora_generate")]
+    public void CasesMatchTransformersAndPeft(string name)
     {
         var result = ParityRunner.Run(Fixtures.Directory, c => c.Name == name).Single();
         Assert.True(result.Outcome == Outcome.Pass, result.ToString());
@@ -23,9 +33,10 @@ public sealed class ParityTests
     [Fact]
     public void UnsupportedCasesAreSkippedWithAReason()
     {
-        var results = ParityRunner.Run(Fixtures.Directory, c => c.Name is "gpt2.lora" or "mt5.prompt" or "gpt2.multi_lora").ToList();
+        var results = ParityRunner.Run(Fixtures.Directory, c => c.Name is "gpt2.ia3" or "mt5.prompt" or "gpt2.prefix").ToList();
+        Assert.Equal(3, results.Count);
         Assert.All(results, r => Assert.Equal(Outcome.Skip, r.Outcome));
-        Assert.Contains(results, r => r.ToString() == "SKIP gpt2.lora (LORA adapters are not supported yet)");
+        Assert.Contains(results, r => r.ToString() == "SKIP gpt2.ia3 (IA3 adapters are not supported yet)");
         Assert.Contains(results, r => r.ToString() == "SKIP mt5.prompt (PROMPT_TUNING adapters are not supported yet)");
     }
 
@@ -69,6 +80,44 @@ public sealed class ParityTests
         Assert.Equal(1, code);
         Assert.Contains("FAIL gpt2.base", stdout);
         Assert.Contains("0 passed, 1 failed, 0 skipped", stdout);
+    }
+
+    /// <summary>A perturbed merged reference fails: the merged path is really compared.</summary>
+    [Fact]
+    public void PerturbedMergedLogitsFail()
+    {
+        using var dir = CopyFixtures("llama");
+        var path = dir.File("llama.lora.merged.safetensors");
+        var tensors = Fixtures.ReadAll(path);
+        tensors["merged_logits"] = tensors["merged_logits"] + 1e-3f;
+        SafetensorsWriter.Save(path, tensors);
+
+        var result = ParityRunner.Run(dir.Path, c => c.Name == "llama.lora").Single();
+        Assert.Equal(Outcome.Fail, result.Outcome);
+        Assert.Contains("merged logits differ", result.Detail);
+    }
+
+    /// <summary>A mixed batch whose third row names adapter a instead of the base model no longer matches.</summary>
+    [Fact]
+    public void MixedBatchRoutingIsChecked()
+    {
+        using var dir = CopyFixtures("gpt2");
+        var manifest = File.ReadAllText(dir.File("manifest.json")).Replace("\"__base__\"", "\"a\"");
+        File.WriteAllText(dir.File("manifest.json"), manifest);
+
+        var result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.multi_lora").Single();
+        Assert.Equal(Outcome.Fail, result.Outcome);
+        Assert.Contains("mixed-batch logits differ", result.Detail);
+    }
+
+    [Fact]
+    public void CliRefusesACaseNameThatMatchesNothing()
+    {
+        var (code, stdout, stderr) = Peft("parity", Fixtures.Directory, "--case", "gpt2.lora", "--case", "gpt2.lroa");
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith("error: --case 'gpt2.lroa' matches no case", stderr);
+        Assert.Contains("gpt2.lora", stderr);
     }
 
     [Fact]

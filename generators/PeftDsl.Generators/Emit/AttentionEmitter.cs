@@ -80,15 +80,18 @@ namespace PeftDsl.Generators.Emit
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             if (a.Projections.Any(p => p.Role == "Qkv"))
             {
-                w.Line($"var qkv = this.{Role("Qkv").Member.Field}.forward(x).split(new[] {{ nHead * headDim, nKvHead * headDim, nKvHead * headDim }}, -1);");
+                w.Line($"var qkv = this.{Role("Qkv").Member.Field}.forward(x, ctx.Routing).split(new[] {{ nHead * headDim, nKvHead * headDim, nKvHead * headDim }}, -1);");
                 w.Line($"var q = {Attention}.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)");
                 w.Line($"var k = {Attention}.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)");
                 w.Line($"var v = {Attention}.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)");
             }
             else
             {
-                w.Line($"var q = {Attention}.SplitHeads(this.{Role("Query").Member.Field}.forward(x), nHead, headDim);    // (B, nh, T, hs)");
-                EmitKeysValues(w, a, "x");
+                // Query, key and value read the same input: one call lets their LoRA A matrices run as one matmul.
+                var shared = new[] { Role("Query") }.Concat(KeyValueProjections(a)).Select(p => "this." + p.Member.Field);
+                w.Line($"var qkv = {PeftLinear}.ProjectShared(x, ctx.Routing, {string.Join(", ", shared)});");
+                w.Line($"var q = {Attention}.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)");
+                EmitKeysValues(w, a, "qkv", 1);
             }
             if (a.Rotary)
             {
@@ -107,7 +110,7 @@ namespace PeftDsl.Generators.Emit
             }
             var flags = (a.Scaled ? "" : ", scaled: false") + bias;
             w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}){flags});  // (B, nh, T, hs)");
-            w.Line($"return this.{Role("Output").Member.Field}.forward({Attention}.MergeHeads(y)).MoveToOuterDisposeScope();");
+            w.Line($"return this.{Role("Output").Member.Field}.forward({Attention}.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();");
             w.Close();
         }
 
@@ -120,34 +123,40 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             w.Line($"var encoder = ctx.EncoderHidden ?? throw new global::System.InvalidOperationException({Literals.String(spec.Name + " needs the encoder output: use it in a decoder stack")});");
-            w.Line($"var q = {Attention}.SplitHeads(this.{query}.forward(x), nHead, headDim);  // (B, nh, T, hs)");
+            w.Line($"var q = {Attention}.SplitHeads(this.{query}.forward(x, ctx.Routing), nHead, headDim);  // (B, nh, T, hs)");
             w.Line("// The encoder's keys and values do not change while decoding: compute them once per sequence.");
-            w.Line("var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder)) : EncoderKeysValues(encoder);");
+            w.Line("var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder, ctx.Routing)) : EncoderKeysValues(encoder, ctx.Routing);");
             w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask{(a.Scaled ? "" : ", scaled: false")});  // (B, nh, T, hs)");
-            w.Line($"return this.{output}.forward({Attention}.MergeHeads(y)).MoveToOuterDisposeScope();");
+            w.Line($"return this.{output}.forward({Attention}.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();");
             w.Close();
             w.Line();
             w.Line("/// <returns>keys and values (B, nkv, S, hs) of the encoder output.</returns>");
-            w.Open($"private ({Tensor} K, {Tensor} V) EncoderKeysValues({Tensor} encoder)");
-            EmitKeysValues(w, a, "encoder");
+            w.Open($"private ({Tensor} K, {Tensor} V) EncoderKeysValues({Tensor} encoder, {AdapterRouting} routing)");
+            var keyValues = KeyValueProjections(a).Select(p => "this." + p.Member.Field);
+            w.Line($"var kv = {PeftLinear}.ProjectShared(encoder, routing, {string.Join(", ", keyValues)});");
+            EmitKeysValues(w, a, "kv", 0);
             w.Line("return (k, v);");
             w.Close();
         }
 
-        private static void EmitKeysValues(IndentedWriter w, AttentionSpec a, string source)
+        /// <summary>The key/value projections in output order: one fused KeyValue, or Key then Value.</summary>
+        private static ProjectionSpec[] KeyValueProjections(AttentionSpec a) =>
+            a.Projections.FirstOrDefault(p => p.Role == "KeyValue") is { } kv
+                ? new[] { kv }
+                : new[] { a.Projections.First(p => p.Role == "Key"), a.Projections.First(p => p.Role == "Value") };
+
+        /// <summary>k and v from the projected outputs <c>{outputs}[first…]</c>.</summary>
+        private static void EmitKeysValues(IndentedWriter w, AttentionSpec a, string outputs, int first)
         {
-            var keyValue = a.Projections.FirstOrDefault(p => p.Role == "KeyValue");
-            if (keyValue is not null)
+            if (a.Projections.Any(p => p.Role == "KeyValue"))
             {
-                w.Line($"var kv = this.{keyValue.Member.Field}.forward({source}).split(new[] {{ nKvHead * headDim, nKvHead * headDim }}, -1);");
-                w.Line($"var k = {Attention}.SplitHeads(kv[0], nKvHead, headDim);  // (B, nkv, T, hs)");
-                w.Line($"var v = {Attention}.SplitHeads(kv[1], nKvHead, headDim);  // (B, nkv, T, hs)");
+                w.Line($"var kvParts = {outputs}[{first}].split(new[] {{ nKvHead * headDim, nKvHead * headDim }}, -1);");
+                w.Line($"var k = {Attention}.SplitHeads(kvParts[0], nKvHead, headDim);  // (B, nkv, T, hs)");
+                w.Line($"var v = {Attention}.SplitHeads(kvParts[1], nKvHead, headDim);  // (B, nkv, T, hs)");
                 return;
             }
-            var key = a.Projections.First(p => p.Role == "Key").Member.Field;
-            var value = a.Projections.First(p => p.Role == "Value").Member.Field;
-            w.Line($"var k = {Attention}.SplitHeads(this.{key}.forward({source}), nKvHead, headDim);  // (B, nkv, T, hs)");
-            w.Line($"var v = {Attention}.SplitHeads(this.{value}.forward({source}), nKvHead, headDim);  // (B, nkv, T, hs)");
+            w.Line($"var k = {Attention}.SplitHeads({outputs}[{first}], nKvHead, headDim);  // (B, nkv, T, hs)");
+            w.Line($"var v = {Attention}.SplitHeads({outputs}[{first + 1}], nKvHead, headDim);  // (B, nkv, T, hs)");
         }
 
         private static void EmitSizes(IndentedWriter w, ModuleSpec spec, AttentionSpec a)

@@ -22,7 +22,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
             foreach (var s in b.Sublayers)
             {
-                w.Line($"/// <summary>Adapter site after {s.Member.Name}, before the residual add.</summary>");
+                w.Line($"/// <summary>Adapter site after {s.Member.Name}, before the residual add (registered as {s.AdapterSite}).</summary>");
                 w.Line($"public readonly {AdapterSite} {Pascal(s.AdapterSite)};");
                 w.Line();
             }
@@ -40,6 +40,8 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
             }
             EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }));
+            foreach (var s in b.Sublayers)
+                w.Line($"register_module({Literals.String(s.AdapterSite)}, this.{Pascal(s.AdapterSite)});");
             w.Close();
             w.Line();
 
@@ -48,10 +50,7 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             foreach (var s in b.Sublayers)
-            {
-                var context = s.Kind == ModuleKind.FeedForward ? "" : ", ctx";
-                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.Apply(this.{s.Member.Field}.forward(this.{s.Norm.Field}.forward(x){context}));");
-            }
+                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(this.{s.Norm.Field}.forward(x), ctx), ctx);");
             w.Line("return x.MoveToOuterDisposeScope();");
             w.Close();
             w.Line();

@@ -34,12 +34,10 @@ namespace PeftDsl.Generators.Emit
 
             RootEmitter.Rules(w, c.ModelType, c.Head, c.IgnoreKeys, new string[0], c.Body.Name);
 
-            w.Line("/// <returns>(B, T, vocab) logits.</returns>");
-            w.Open($"public override {Tensor} Logits({Tensor} inputIds, {Tensor}? attentionMask, {KvCache}? cache)");
-            w.Line($"using var scope = {Torch}.NewDisposeScope();");
-            w.Line($"var h = this.{body}.forward(inputIds, new {StackInputs}(attentionMask, Cache: cache));  // (B, T, C)");
-            w.Line($"return this.{c.Head.Head.Field}.forward(h).MoveToOuterDisposeScope();");
-            w.Close();
+            w.Line($"protected override {LmHead} Head => this.{c.Head.Head.Field};");
+            w.Line();
+            w.Line("/// <returns>(B, T, C) final hidden states of the body.</returns>");
+            w.Line($"protected override {Tensor} Hidden({Tensor} inputIds, {StackInputs} inputs) => this.{body}.forward(inputIds, inputs);");
             w.Line();
 
             RootEmitter.FromPretrained(w, spec, c.ModelType, c.AlsoReads);

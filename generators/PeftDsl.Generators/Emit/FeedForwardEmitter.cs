@@ -14,7 +14,7 @@ namespace PeftDsl.Generators.Emit
             var f = spec.FeedForward!;
             var conditional = f.Projections.Any(p => p.When is not null);
             var w = EmitHelpers.Begin(spec.Namespace);
-            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, Tensor)}");
+            w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, ForwardContext, Tensor)}");
             w.Line($"private readonly {Func}<{Tensor}, {Tensor}> act;");
             if (conditional)
             {
@@ -60,25 +60,36 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             w.Line("/// <param name=\"x\">(B, T, C) hidden states.</param>");
+            w.Line("/// <param name=\"ctx\">The stack's forward context; its routing reaches every projection.</param>");
             w.Line("/// <returns>(B, T, C)</returns>");
-            w.Open($"public override {Tensor} forward({Tensor} x)");
+            w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             if (conditional)
             {
-                w.Line("var h = this.gateProjection is { } gate  // (B, T, inner)");
-                w.Line("    ? this.act(gate.forward(x)) * this.upProjection.forward(x)");
-                w.Line("    : this.act(this.upProjection.forward(x));");
-                w.Line("return this.downProjection.forward(h).MoveToOuterDisposeScope();");
+                w.Line($"{Tensor} h;  // (B, T, inner)");
+                w.Open("if (this.gateProjection is { } gate)");
+                w.Line($"var gateUp = {PeftLinear}.ProjectShared(x, ctx.Routing, gate, this.upProjection);");
+                w.Line("h = this.act(gateUp[0]) * gateUp[1];");
+                w.Close();
+                w.Line("else h = this.act(this.upProjection.forward(x, ctx.Routing));");
+                w.Line("return this.downProjection.forward(h, ctx.Routing).MoveToOuterDisposeScope();");
             }
             else
             {
                 var gate = f.Projections.FirstOrDefault(p => p.Role == "Gate");
                 var up = f.Projections.First(p => p.Role == "Up").Member.Field;
                 var down = f.Projections.First(p => p.Role == "Down").Member.Field;
-                w.Line(gate is null
-                    ? $"var h = this.act(this.{up}.forward(x));  // (B, T, inner)"
-                    : $"var h = this.act(this.{gate.Member.Field}.forward(x)) * this.{up}.forward(x);  // (B, T, inner)");
-                w.Line($"return this.{down}.forward(h).MoveToOuterDisposeScope();");
+                if (gate is null)
+                {
+                    w.Line($"var h = this.act(this.{up}.forward(x, ctx.Routing));  // (B, T, inner)");
+                }
+                else
+                {
+                    // Gate and up read the same input: one call lets their LoRA A matrices run as one matmul.
+                    w.Line($"var gateUp = {PeftLinear}.ProjectShared(x, ctx.Routing, this.{gate.Member.Field}, this.{up});");
+                    w.Line("var h = this.act(gateUp[0]) * gateUp[1];  // (B, T, inner)");
+                }
+                w.Line($"return this.{down}.forward(h, ctx.Routing).MoveToOuterDisposeScope();");
             }
             w.Close();
             w.Line();

@@ -46,17 +46,13 @@ namespace PeftDsl.Generators.Emit
             w.Line();
             w.Line($"private static long Start({spec.ConfigType} config) => {s.DecoderStart.Expression};");
             w.Line();
-            w.Line("/// <returns>(B, S, C) encoder states.</returns>");
-            w.Open($"public override {Tensor} Encode({Tensor} inputIds, {Tensor}? attentionMask)");
-            w.Line($"return this.{s.Encoder.Member.Field}.forward(inputIds, new {StackInputs}(attentionMask));");
-            w.Close();
+            w.Line($"protected override {LmHead} Head => this.{s.Head.Head.Field};");
             w.Line();
-            w.Line("/// <returns>(B, T, vocab) logits.</returns>");
-            w.Open($"public override {Tensor} Decode({Tensor} decoderIds, {Tensor} encoderHidden, {Tensor}? encoderMask, {Tensor}? decoderMask = null, {KvCache}? cache = null)");
-            w.Line($"using var scope = {Torch}.NewDisposeScope();");
-            w.Line($"var h = this.{s.Decoder.Member.Field}.forward(decoderIds, new {StackInputs}(decoderMask, encoderHidden, encoderMask, cache));  // (B, T, C)");
-            w.Line($"return this.{s.Head.Head.Field}.forward(h).MoveToOuterDisposeScope();");
-            w.Close();
+            w.Line("/// <returns>(B, S, C) encoder states.</returns>");
+            w.Line($"protected override {Tensor} EncoderHidden({Tensor} inputIds, {StackInputs} inputs) => this.{s.Encoder.Member.Field}.forward(inputIds, inputs);");
+            w.Line();
+            w.Line("/// <returns>(B, T, C) decoder states.</returns>");
+            w.Line($"protected override {Tensor} DecoderHidden({Tensor} decoderIds, {StackInputs} inputs) => this.{s.Decoder.Member.Field}.forward(decoderIds, inputs);");
             w.Line();
 
             RootEmitter.FromPretrained(w, spec, s.ModelType, s.AlsoReads);

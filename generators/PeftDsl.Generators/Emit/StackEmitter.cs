@@ -23,7 +23,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
             if (s.VirtualPrompts)
             {
-                w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output.</summary>");
+                w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output (registered as virtual_prompt).</summary>");
                 w.Line($"public readonly {VirtualPromptSite} VirtualPrompts = new();");
                 w.Line();
             }
@@ -54,19 +54,19 @@ namespace PeftDsl.Generators.Emit
             members.Add(s.Blocks);
             members.Add(s.FinalNorm);
             EmitHelpers.Register(w, members);
+            if (s.VirtualPrompts) w.Line($"register_module({Literals.String("virtual_prompt")}, this.VirtualPrompts);");
             w.Close();
             w.Line();
 
             w.Line("/// <param name=\"inputIds\">(B, T) token ids.</param>");
-            w.Line("/// <param name=\"inputs\">Padding mask, encoder output (decoder stacks) and KV cache.</param>");
+            w.Line("/// <param name=\"inputs\">Padding mask, encoder output (decoder stacks), KV cache and adapter routing.</param>");
             w.Line("/// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>");
             w.Open($"public override {Tensor} forward({Tensor} inputIds, {StackInputs} inputs)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             w.Line($"var x = this.{tokens}.forward(inputIds);  // (B, T, C)");
             if (s.VirtualPrompts)
             {
-                w.Line("var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);");
-                w.Line("(x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });");
+                w.Line("(x, inputs) = this.VirtualPrompts.Prepend(x, inputs);");
             }
             w.Line($"using var ctx = {ForwardContext}.Create(x, inputs, {(s.Rotary is null ? "null" : "this.rotary")});");
             if (s.Positions is { } positions)

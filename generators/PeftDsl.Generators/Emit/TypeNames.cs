@@ -10,6 +10,7 @@ namespace PeftDsl.Generators.Emit
         public const string ForwardContext = "global::PeftDsl.Runtime.ForwardContext";
         public const string StackInputs = "global::PeftDsl.Runtime.StackInputs";
         public const string KvCache = "global::PeftDsl.Runtime.KvCache";
+        public const string AdapterRouting = "global::PeftDsl.Peft.AdapterRouting";
         public const string Seq2SeqLanguageModel = "global::PeftDsl.Runtime.Seq2SeqLanguageModel";
         public const string ConditionalProjections = "global::PeftDsl.Runtime.ConditionalProjections";
         public const string RelativePositionBias = "global::PeftDsl.Modules.RelativePositionBias";

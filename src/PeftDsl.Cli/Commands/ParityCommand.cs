@@ -14,13 +14,24 @@ public static class ParityCommand
         command.SetAction(parse =>
         {
             var names = parse.GetValue(only) ?? [];
-            return Program.Guard(() => Run(parse.GetValue(dir)!.FullName, names.Length == 0 ? null : c => names.Contains(c.Name), Console.Out));
+            return Program.Guard(() => Run(parse.GetValue(dir)!.FullName, names.Length == 0 ? null : c => names.Contains(c.Name), Console.Out, names));
         });
         return command;
     }
 
-    public static int Run(string directory, Func<FixtureCase, bool>? filter, TextWriter output)
+    public static int Run(string directory, Func<FixtureCase, bool>? filter, TextWriter output) =>
+        Run(directory, filter, output, []);
+
+    /// <param name="names">The --case names; each must name a case of the manifest (a typo is an error, not an empty green run).</param>
+    public static int Run(string directory, Func<FixtureCase, bool>? filter, TextWriter output, IReadOnlyList<string> names)
     {
+        if (names.Count > 0)
+        {
+            var known = FixtureManifest.Load(directory).Cases.Select(c => c.Name).ToList();
+            foreach (var name in names.Where(n => !known.Contains(n)))
+                throw new PeftDsl.Errors.PeftDslException(
+                    $"--case '{name}' matches no case in {Path.Combine(directory, "manifest.json")}; cases: {string.Join(", ", known)}");
+        }
         int passed = 0, failed = 0, skipped = 0;
         foreach (var result in ParityRunner.Run(directory, filter))
         {

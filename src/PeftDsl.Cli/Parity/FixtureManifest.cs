@@ -7,7 +7,10 @@ namespace PeftDsl.Cli.Parity;
 /// <param name="Kind">"causal" or "seq2seq".</param>
 /// <param name="AdapterDir">The peft adapter folder, or null for a base-model case.</param>
 /// <param name="Adapters">Named adapters saved in subfolders of <paramref name="AdapterDir"/> (multi-adapter cases).</param>
-public sealed record FixtureCase(string Name, string Family, string Kind, string? AdapterDir, IReadOnlyList<string> Adapters);
+/// <param name="MixedBatchAdapters">One adapter name per row of the mixed batch (<c>__base__</c> for none).</param>
+/// <param name="GreedyNewTokens">Generation cases: how many tokens greedy decoding added.</param>
+public sealed record FixtureCase(string Name, string Family, string Kind, string? AdapterDir, IReadOnlyList<string> Adapters,
+    IReadOnlyList<string>? MixedBatchAdapters = null, int? GreedyNewTokens = null);
 
 /// <summary>A fixture folder in the format of tests/fixtures/hf-peft/README.md.</summary>
 public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase> Cases)
@@ -29,10 +32,14 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
                     ? v.GetString()!
                     : throw new PeftDslException($"{path}: a case lacks the string field \"{name}\"");
                 var adapter = c.TryGetProperty("adapter_dir", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null;
-                var names = c.TryGetProperty("adapters", out var n) && n.ValueKind == JsonValueKind.Array
-                    ? n.EnumerateArray().Select(x => x.GetString() ?? "").ToList()
-                    : [];
-                result.Add(new FixtureCase(Field("name"), Field("family"), Field("kind"), adapter, names));
+                List<string>? Names(string field) => c.TryGetProperty(field, out var n) && n.ValueKind == JsonValueKind.Array
+                    ? n.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.String
+                        ? x.GetString()!
+                        : throw new PeftDslException($"{path}: \"{field}\" must list names")).ToList()
+                    : null;
+                int? greedy = c.TryGetProperty("greedy_new_tokens", out var g) && g.ValueKind == JsonValueKind.Number ? g.GetInt32() : null;
+                result.Add(new FixtureCase(Field("name"), Field("family"), Field("kind"), adapter, Names("adapters") ?? [],
+                    Names("mixed_batch_adapters"), greedy));
             }
             return new FixtureManifest(directory, result);
         }
@@ -45,6 +52,11 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
     public string BaseModelDirectory(FixtureCase c) => Path.Combine(Directory, c.Family + "-base");
 
     public string ExpectedFile(FixtureCase c) => Path.Combine(Directory, c.Name + ".expected.safetensors");
+
+    /// <summary>LoRA cases: logits after merge_and_unload, when the generator wrote them.</summary>
+    public string MergedFile(FixtureCase c) => Path.Combine(Directory, c.Name + ".merged.safetensors");
+
+    public string AdapterDirectory(FixtureCase c) => Path.Combine(Directory, c.AdapterDir ?? throw new PeftDslException($"case {c.Name} has no adapter_dir"));
 
     /// <summary>The distinct peft_type values of the case's adapters; empty for a base case.</summary>
     public IReadOnlyList<string> PeftTypes(FixtureCase c)

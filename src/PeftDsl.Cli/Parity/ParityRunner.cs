@@ -14,6 +14,12 @@ public static class ParityRunner
             yield return RunCase(manifest, c);
     }
 
+    private static bool HasKey(string file, string key)
+    {
+        using var reader = Checkpoints.Safetensors.SafetensorsReader.Open(file);
+        return reader.Entries.ContainsKey(key);
+    }
+
     private static CaseResult RunCase(FixtureManifest manifest, FixtureCase c)
     {
         try
@@ -28,9 +34,12 @@ public static class ParityRunner
             if (!supported)
                 return CaseResult.Skip(c.Name, $"{c.Kind} model_type '{modelType}' is not supported yet");
             var peftTypes = manifest.PeftTypes(c);
-            if (peftTypes.Count > 0)
-                return CaseResult.Skip(c.Name, $"{string.Join(" + ", peftTypes)} adapters are not supported yet");
-            return c.Kind == "causal" ? BaseCase.RunCausal(manifest, c) : BaseCase.RunSeq2Seq(manifest, c);
+            var unsupported = peftTypes.Where(t => t != Peft.Lora.LoraConfigJson.PeftType).ToList();
+            if (unsupported.Count > 0)
+                return CaseResult.Skip(c.Name, $"{string.Join(" + ", unsupported)} adapters are not supported yet");
+            if (c.GreedyNewTokens is not null || File.Exists(manifest.ExpectedFile(c)) && HasKey(manifest.ExpectedFile(c), "generated"))
+                return GenerationCase.Run(manifest, c);
+            return c.Adapters.Count > 0 ? MultiAdapterCase.Run(manifest, c) : ModelCase.Run(manifest, c);
         }
         catch (PeftDslException e)
         {

@@ -20,13 +20,14 @@ public sealed record CheckpointKey(string Key, long[] Shape)
 public sealed record CheckpointTensor(string Key, Tensor Target, long[] CheckpointShape, bool Transposed);
 
 /// <summary>Maps a built module to checkpoint keys. Registration names are the Hugging Face names, so the only
-/// translation is the per-module layout (transposes).</summary>
+/// translation is the per-module layout (transposes). Only base tensors are listed: PEFT modules
+/// (<see cref="Peft.IPeftTensors"/>) and everything under them belong to adapter files.</summary>
 public static class CheckpointLayout
 {
     public static IReadOnlyList<CheckpointTensor> Tensors(nn.Module model)
     {
         var result = new List<CheckpointTensor>();
-        foreach (var (path, module) in ModulesWithRoot(model))
+        foreach (var (path, module) in BaseModules(model))
         {
             foreach (var (name, p) in module.named_parameters(recurse: false))
                 result.Add(Bind(path, name, module, p));
@@ -50,6 +51,19 @@ public static class CheckpointLayout
         foreach (var (path, module) in model.named_modules())
             if (path.Length > 0) yield return (path, module);
     }
+
+    /// <summary><see cref="ModulesWithRoot"/> without PEFT modules and their subtrees.</summary>
+    public static IEnumerable<(string Path, nn.Module Module)> BaseModules(nn.Module model)
+    {
+        var all = ModulesWithRoot(model).ToList();
+        var skipped = all.Where(m => m.Module is Peft.IPeftTensors).Select(m => m.Path + ".").ToList();
+        return all.Where(m => m.Module is not Peft.IPeftTensors
+            && !skipped.Any(prefix => m.Path.StartsWith(prefix, StringComparison.Ordinal)));
+    }
+
+    /// <summary>Checkpoint layout of one base parameter by its model key (null if <paramref name="key"/> is not a
+    /// base tensor).</summary>
+    public static CheckpointTensor? Find(nn.Module model, string key) => Tensors(model).FirstOrDefault(t => t.Key == key);
 
     private static CheckpointTensor Bind(string path, string name, nn.Module owner, Tensor t)
     {

@@ -79,7 +79,8 @@ internal sealed class CausalDecodingSession : DecodingSession
             if (cache is null) ids = Keep(cat([ids, column], 1), ids);
             input = cache is null ? ids : column;
         }
-        var logits = model.Logits(input, mask, cache);                             // (B, T, V)
+        // Only the last position's logits are sampled, so only it goes through the head.
+        var logits = model.Logits(input, mask, cache, lastPositionOnly: true);    // (B, 1, V)
         cache?.Advance(input.shape[1]);
         return logits.select(1, -1).MoveToOuterDisposeScope();
     }
@@ -126,7 +127,7 @@ internal sealed class Seq2SeqDecodingSession : DecodingSession
             if (cache is null) decoderIds = Keep(cat([decoderIds, column], 1), decoderIds);
             input = cache is null ? decoderIds : column;
         }
-        var logits = model.Decode(input, encoded, encoderMask, null, cache);       // (B, T, V)
+        var logits = model.Decode(input, encoded, encoderMask, null, cache, lastPositionOnly: true);   // (B, 1, V)
         cache?.Advance(input.shape[1]);
         return logits.select(1, -1).MoveToOuterDisposeScope();
     }

@@ -1,5 +1,6 @@
 using PeftDsl.Dsl;
 using PeftDsl.Peft;
+using PeftDsl.Peft.Lora;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -9,9 +10,10 @@ namespace PeftDsl.Modules;
 /// <summary>
 /// A projection declared with <c>[Projection]</c>: a frozen-able linear layer that is also a PEFT linear site.
 /// The weight is always held as [out, in] so every projection takes the same <c>F.linear</c> path; a Conv1D
-/// checkpoint is transposed once on load and back on save instead of on every forward.
+/// checkpoint is transposed once on load and back on save instead of on every forward. LoRA adapters attached here
+/// live in its <see cref="Lora"/> layer, registered under peft's names (<c>lora_A.{adapter}.weight</c>).
 /// </summary>
-public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, IPeftSiteOwner
+public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, ICheckpointLayout, IPeftSiteOwner
 {
     private readonly long[] outputSplit;
 
@@ -36,6 +38,7 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
             bias = new Parameter(empty(outFeatures));
             register_parameter("bias", bias);
         }
+        Lora = new LoraLayer(this);
     }
 
     public readonly Parameter weight;
@@ -54,10 +57,35 @@ public sealed class PeftLinear : nn.Module<Tensor, Tensor>, ICheckpointLayout, I
 
     public bool CrossAttention { get; }
 
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
+    /// <summary>The LoRA adapters attached to this projection (none on a base model).</summary>
+    public LoraLayer Lora { get; }
+
+    /// <param name="x">(…, in)</param>
+    /// <param name="routing">Which adapters act on which rows of this call.</param>
+    /// <returns>(…, out)</returns>
+    public override Tensor forward(Tensor x, AdapterRouting routing) =>
+        Lora.IsEmpty || routing.IsBaseOnly ? nn.functional.linear(x, weight, bias) : Lora.Forward(x, routing);
+
+    /// <summary>
+    /// Projects one input through several projections (q/k/v on the same normalized input, gate/up of a gated MLP).
+    /// When two or more carry the same single active LoRA adapter, their A matrices run as one matmul and their B
+    /// matrices as one block-diagonal matmul (<see cref="SharedInputLora"/>); otherwise each runs alone.
+    /// </summary>
+    public static Tensor[] ProjectShared(Tensor x, AdapterRouting routing, params PeftLinear[] projections) =>
+        SharedInputLora.TryProject(x, routing, projections) ?? projections.Select(p => p.forward(x, routing)).ToArray();
+
+    /// <summary>Lets a method's layer register its per-adapter containers (<c>lora_A</c>, …) under this module.</summary>
+    internal void RegisterPeftModule(string name, nn.Module module) => register_module(name, module);
+
+    internal void UnregisterPeftModule(string name) => _internal_submodules.Remove(name);
 
     public bool IsTransposedInCheckpoint(string parameterName) =>
         Layout == WeightLayout.Conv1D && parameterName == "weight";
+
+    /// <summary>Submodules are registered explicitly (adapter containers under peft's names), not by field.</summary>
+    protected override void RegisterComponents()
+    {
+    }
 
     public IEnumerable<PeftSite> Sites(string path)
     {

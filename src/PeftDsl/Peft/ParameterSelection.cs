@@ -7,22 +7,15 @@ using TorchSharp.Modules;
 
 namespace PeftDsl.Peft;
 
-/// <summary>Which family a parameter belongs to: the frozen base model or one of the PEFT methods.</summary>
-public enum PeftMethod
-{
-    Base,
-    Lora,
-    Adapter,
-    Ia3,
-    PromptLearning,
-}
-
 /// <summary>A selection of parameters. Null means "any". Sites are NeMo names, full module paths or peft-style
-/// module-name suffixes (<c>c_attn</c>, <c>mlp.c_proj</c>).</summary>
-public sealed record ParameterQuery(PeftMethod? Method = null, IReadOnlyList<string>? Sites = null, IReadOnlyList<int>? Layers = null);
+/// module-name suffixes (<c>c_attn</c>, <c>mlp.c_proj</c>); adapters are adapter names.</summary>
+public sealed record ParameterQuery(PeftMethod? Method = null, IReadOnlyList<string>? Sites = null, IReadOnlyList<int>? Layers = null,
+    IReadOnlyList<string>? Adapters = null);
 
-/// <summary>A parameter with the key it is saved under and where it sits.</summary>
-public sealed record SelectedParameter(string Name, Parameter Parameter, PeftMethod Method, PeftSite? Site, int? Layer);
+/// <summary>A parameter with its state-dict name, its method, the adapter it belongs to (null for the base), and
+/// where it sits.</summary>
+public sealed record SelectedParameter(string Name, Parameter Parameter, PeftMethod Method, PeftSite? Site, int? Layer,
+    string? Adapter = null);
 
 /// <summary>Site discovery and the trainable-parameter filter over any model built from the DSL.</summary>
 public static class ParameterSelection
@@ -39,7 +32,7 @@ public static class ParameterSelection
     /// </summary>
     public static IReadOnlyList<SelectedParameter> SelectParameters(this nn.Module model, ParameterQuery query)
     {
-        var all = Describe(model);
+        var all = model.AllParameters();
         if (query.Sites is { } targets)
         {
             var sites = model.Sites();
@@ -52,7 +45,8 @@ public static class ParameterSelection
         return all.Where(p =>
                 (query.Method is null || p.Method == query.Method)
                 && (query.Sites is null || (p.Site is { } s && query.Sites.Any(s.Matches)))
-                && (query.Layers is null || (p.Layer is { } l && query.Layers.Contains(l))))
+                && (query.Layers is null || (p.Layer is { } l && query.Layers.Contains(l)))
+                && (query.Adapters is null || (p.Adapter is { } a && query.Adapters.Contains(a))))
             .ToList();
     }
 
@@ -64,19 +58,50 @@ public static class ParameterSelection
             p.requires_grad = keep.Contains(p.Handle);
     }
 
-    private static List<SelectedParameter> Describe(nn.Module model)
+    /// <summary>Every parameter that requires a gradient, with its name.</summary>
+    public static IReadOnlyList<SelectedParameter> TrainableParameters(this nn.Module model) =>
+        model.AllParameters().Where(p => p.Parameter.requires_grad).ToList();
+
+    /// <summary>Every parameter, tagged with its method: a PEFT container's children (<c>lora_A.{adapter}</c>, …)
+    /// belong to that method and adapter, everything else to the base model.</summary>
+    public static IReadOnlyList<SelectedParameter> AllParameters(this nn.Module model)
     {
         var result = new List<SelectedParameter>();
         var layers = new List<(string Prefix, int Layer)>();
-        foreach (var (path, module) in CheckpointLayout.ModulesWithRoot(model))
+        var owners = new List<(string Prefix, PeftSite? Site)>();
+        var modules = CheckpointLayout.ModulesWithRoot(model).ToList();
+        foreach (var (path, module) in modules)
         {
             if (module is IBlockModule block) layers.Add((path + ".", block.Layer));
-            var site = module is IPeftSiteOwner owner ? owner.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear) : null;
-            var layer = layers.LastOrDefault(l => (path + ".").StartsWith(l.Prefix, StringComparison.Ordinal));
+            if (module is IPeftSiteOwner owner) owners.Add((path + ".", owner.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear)));
+        }
+        foreach (var (path, module) in modules)
+        {
+            var dotted = path + ".";
+            var layer = layers.Where(l => dotted.StartsWith(l.Prefix, StringComparison.Ordinal)).Select(l => (int?)l.Layer).LastOrDefault();
+            var (method, adapter, ownerPath) = MethodOf(path);
+            PeftSite? site = module is IPeftSiteOwner o ? o.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear)
+                : ownerPath is null ? null : owners.FirstOrDefault(w => w.Prefix == ownerPath + ".").Site;
             foreach (var (name, p) in module.named_parameters(recurse: false))
-                result.Add(new SelectedParameter(Modules.ModulePath.Join(path, name), p, PeftMethod.Base, site,
-                    layer.Prefix is null ? null : layer.Layer));
+                result.Add(new SelectedParameter(Modules.ModulePath.Join(path, name), p, method, site, layer, adapter));
         }
         return result;
+    }
+
+    /// <summary>peft's container names → method; the segment after the container is the adapter name.</summary>
+    private static readonly Dictionary<string, PeftMethod> Containers = new(StringComparer.Ordinal)
+    {
+        ["lora_A"] = PeftMethod.Lora,
+        ["lora_B"] = PeftMethod.Lora,
+        ["lora_magnitude_vector"] = PeftMethod.Lora,
+    };
+
+    private static (PeftMethod Method, string? Adapter, string? OwnerPath) MethodOf(string path)
+    {
+        var parts = path.Split('.');
+        for (var i = parts.Length - 2; i >= 0; i--)
+            if (Containers.TryGetValue(parts[i], out var method))
+                return (method, parts[i + 1], string.Join(".", parts.Take(i)));
+        return (PeftMethod.Base, null, null);
     }
 }

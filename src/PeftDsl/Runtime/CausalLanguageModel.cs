@@ -1,5 +1,6 @@
-using PeftDsl.Checkpoints;
 using PeftDsl.Errors;
+using PeftDsl.Modules;
+using PeftDsl.Peft;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,57 +17,49 @@ public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
 }
 
 /// <summary>
-/// What every generated <c>[CausalLM]</c> root shares: the loss, loading, and the checkpoint rules. The generated
-/// part supplies the constructor and <c>forward(input_ids, attention_mask) → logits</c>.
+/// A generated <c>[CausalLM]</c> root: the generated part supplies the body (<see cref="Hidden"/>) and the head;
+/// this class runs them, routes adapters and computes the loss.
 /// </summary>
-public abstract class CausalLanguageModel(string name) : nn.Module<Tensor, Tensor?, Tensor>(name), Generation.IGenerativeModel
+public abstract class CausalLanguageModel(string name) : LanguageModel(name)
 {
-    /// <summary>Size of the output vocabulary.</summary>
-    public abstract long VocabSize { get; }
-
-    public Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
+    public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
         new Generation.CausalDecodingSession(this, prompts, mask, options.UseCache);
 
-    /// <summary>config.json's <c>model_type</c> this class reads.</summary>
-    public abstract string ModelType { get; }
+    /// <summary>The LM head (tied or untied).</summary>
+    protected abstract LmHead Head { get; }
 
-    /// <summary>How checkpoints of this model may differ from its parameter list.</summary>
-    public abstract CheckpointRules CheckpointRules { get; }
+    /// <summary>(B, T) ids → (B, T', C) final hidden states of the body.</summary>
+    protected abstract Tensor Hidden(Tensor inputIds, StackInputs inputs);
 
     /// <summary>Logits and, with <paramref name="labels"/>, the next-token loss.</summary>
     /// <param name="inputIds">(B, T) int64 token ids.</param>
     /// <param name="attentionMask">(B, T) with 1 for tokens and 0 for padding, or null.</param>
     /// <param name="labels">(B, T) int64 targets (usually the input ids) with -100 where no loss is taken.</param>
-    public CausalLMOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null)
+    /// <param name="adapterNames">One adapter name per row (<c>__base__</c> for none), as peft's
+    /// <c>adapter_names</c>; null uses the active adapters for every row. Works in training too.</param>
+    public CausalLMOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null,
+        IReadOnlyList<string>? adapterNames = null)
     {
-        Seq2SeqLanguageModel.Require2D(inputIds, "input_ids");
+        Require2D(inputIds, "input_ids");
         if (labels is not null && !labels.shape.SequenceEqual(inputIds.shape))
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
         using var scope = NewDisposeScope();
-        var logits = forward(inputIds, attentionMask);
+        var logits = Logits(inputIds, attentionMask, null, Route(adapterNames, inputIds));
         var loss = labels is null ? null : Losses.CausalLM(logits, labels);
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
     }
 
     /// <summary>Logits for <paramref name="inputIds"/> after the tokens already in <paramref name="cache"/>.</summary>
     /// <param name="attentionMask">(B, past + T) or null.</param>
-    /// <returns>(B, T, V)</returns>
-    public abstract Tensor Logits(Tensor inputIds, Tensor? attentionMask, KvCache? cache);
-
-    public override Tensor forward(Tensor inputIds, Tensor? attentionMask) => Logits(inputIds, attentionMask, null);
-
-    /// <summary>Submodules are registered explicitly under their checkpoint names; TorchSharp's field-name
-    /// registration would add a second name for each.</summary>
-    protected override void RegisterComponents()
+    /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
+    /// <param name="lastPositionOnly">Project only the last position (decoding): the head is the largest matmul.</param>
+    /// <returns>(B, T, V), or (B, 1, V) with <paramref name="lastPositionOnly"/>.</returns>
+    public Tensor Logits(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, AdapterRouting? routing = null,
+        bool lastPositionOnly = false)
     {
+        using var scope = NewDisposeScope();
+        var h = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing ?? Route(null, inputIds)));  // (B, T, C)
+        if (lastPositionOnly) h = h.narrow(1, -1, 1);
+        return Head.forward(h).MoveToOuterDisposeScope();
     }
-
-    /// <summary>The sorted <c>key [shape]</c> listing of this model in checkpoint layout.</summary>
-    public string DescribeCheckpoint() => CheckpointLayout.Describe(this);
-
-    /// <summary>Writes model.safetensors in Hugging Face layout; <c>FromPretrained</c> reads it back.</summary>
-    public void SaveWeights(string path) => CheckpointWriter.SaveWeights(this, path);
-
-    /// <summary>Loads weights from a Hugging Face folder into this model, strictly.</summary>
-    public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
 }

@@ -1,5 +1,6 @@
 using PeftDsl.Errors;
 using PeftDsl.Modules;
+using PeftDsl.Peft;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,8 +16,9 @@ public sealed class ForwardContext : IDisposable
     private Tensor? positionBias;
 
     private ForwardContext(long length, long pastLength, Tensor positions, Tensor? keyMask, Tensor? causalMask,
-        (Tensor Cos, Tensor Sin)? rotary, Tensor? encoderHidden, Tensor? encoderKeyMask, KvCache? cache)
+        (Tensor Cos, Tensor Sin)? rotary, Tensor? encoderHidden, Tensor? encoderKeyMask, KvCache? cache, AdapterRouting routing)
     {
+        Routing = routing;
         Length = length;
         PastLength = pastLength;
         Positions = positions;
@@ -54,6 +56,9 @@ public sealed class ForwardContext : IDisposable
     public Tensor? EncoderKeyMask { get; }
 
     public KvCache? Cache { get; }
+
+    /// <summary>Which adapters act on which rows: every projection of the stack receives it.</summary>
+    public AdapterRouting Routing { get; }
 
     /// <summary>The mask a self-attention layer passes to SDPA.</summary>
     public AttentionMask SelfAttentionMask(bool causal) =>
@@ -108,11 +113,13 @@ public sealed class ForwardContext : IDisposable
             var self = eye(length, total, dtype: ScalarType.Bool, device: device).roll(past, 1);
             causalMask = (keyMask is null ? causal : (causal & keyMask) | self).view(-1, 1, length, total);
         }
+        if (inputs.Routing?.RowSlots is { } slots && slots.shape[0] != batch)
+            throw new PeftDslException($"adapter names are given for {slots.shape[0]} rows, but the batch has {batch}");
         var tables = rotary?.Tables(positions, hidden.dtype);
         Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
             tables is { } t ? (t.Cos.unsqueeze(1), t.Sin.unsqueeze(1)) : null,
-            inputs.EncoderHidden, encoderKeyMask, inputs.Cache);
+            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None);
         positions.MoveToOuterDisposeScope();
         keyMask?.MoveToOuterDisposeScope();
         causalMask?.MoveToOuterDisposeScope();

@@ -35,10 +35,5 @@ public static class PretrainedLoader
         }
     }
 
-    private static CheckpointRules RulesOf(nn.Module model) => model switch
-    {
-        CausalLanguageModel causal => causal.CheckpointRules,
-        Seq2SeqLanguageModel seq2seq => seq2seq.CheckpointRules,
-        _ => CheckpointRules.Strict,
-    };
+    private static CheckpointRules RulesOf(nn.Module model) => model is LanguageModel root ? root.CheckpointRules : CheckpointRules.Strict;
 }

@@ -1,37 +1,52 @@
-using PeftDsl.Checkpoints;
 using PeftDsl.Errors;
+using PeftDsl.Modules;
+using PeftDsl.Peft;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PeftDsl.Runtime;
 
 /// <summary>
-/// What every generated <c>[Seq2SeqLM]</c> root shares (T5, mT5): the loss, loading and checkpoint rules. The
-/// generated part supplies <see cref="Encode"/> and <see cref="Decode"/>.
+/// A generated <c>[Seq2SeqLM]</c> root (T5, mT5): the generated part supplies the two stacks and the head; this class
+/// runs them, routes adapters and computes the loss.
 /// </summary>
-public abstract class Seq2SeqLanguageModel(string name) : nn.Module(name), Generation.IGenerativeModel
+public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
 {
-    /// <summary>Size of the output vocabulary.</summary>
-    public abstract long VocabSize { get; }
-
     /// <summary>The decoder's first token unless the options name one (config.json's decoder_start_token_id).</summary>
     public abstract long DecoderStartTokenId { get; }
 
-    public Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
+    public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
         new Generation.Seq2SeqDecodingSession(this, prompts, mask, options.DecoderStartTokenId ?? DecoderStartTokenId, options.UseCache);
 
-    public abstract string ModelType { get; }
+    protected abstract LmHead Head { get; }
 
-    public abstract CheckpointRules CheckpointRules { get; }
+    /// <summary>(B, S) ids → (B, S', C) encoder states.</summary>
+    protected abstract Tensor EncoderHidden(Tensor inputIds, StackInputs inputs);
+
+    /// <summary>(B, T) decoder ids → (B, T, C) decoder states.</summary>
+    protected abstract Tensor DecoderHidden(Tensor decoderIds, StackInputs inputs);
 
     /// <summary>(B, S) ids → (B, S, C) encoder states.</summary>
-    public abstract Tensor Encode(Tensor inputIds, Tensor? attentionMask);
+    /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
+    public Tensor Encode(Tensor inputIds, Tensor? attentionMask, AdapterRouting? routing = null) =>
+        EncoderHidden(inputIds, new StackInputs(attentionMask, Routing: routing ?? Route(null, inputIds)));
 
     /// <summary>Decoder logits (B, T, V) for <paramref name="decoderIds"/> after the tokens in <paramref name="cache"/>.</summary>
-    public abstract Tensor Decode(Tensor decoderIds, Tensor encoderHidden, Tensor? encoderMask, Tensor? decoderMask = null, KvCache? cache = null);
+    /// <param name="lastPositionOnly">Project only the last position (decoding).</param>
+    public Tensor Decode(Tensor decoderIds, Tensor encoderHidden, Tensor? encoderMask, Tensor? decoderMask = null,
+        KvCache? cache = null, AdapterRouting? routing = null, bool lastPositionOnly = false)
+    {
+        using var scope = NewDisposeScope();
+        var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing ?? Route(null, decoderIds));
+        var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
+        if (lastPositionOnly) h = h.narrow(1, -1, 1);
+        return Head.forward(h).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Logits and, with <paramref name="labels"/> (aligned with <paramref name="decoderIds"/>), the loss.</summary>
-    public Seq2SeqOutput Forward(Tensor inputIds, Tensor? attentionMask, Tensor decoderIds, Tensor? labels = null)
+    /// <param name="adapterNames">One adapter name per row (<c>__base__</c> for none); null uses the active adapters.</param>
+    public Seq2SeqOutput Forward(Tensor inputIds, Tensor? attentionMask, Tensor decoderIds, Tensor? labels = null,
+        IReadOnlyList<string>? adapterNames = null)
     {
         Require2D(inputIds, "input_ids");
         Require2D(decoderIds, "decoder_input_ids");
@@ -40,28 +55,11 @@ public abstract class Seq2SeqLanguageModel(string name) : nn.Module(name), Gener
         if (labels is not null && !labels.shape.SequenceEqual(decoderIds.shape))
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", decoderIds.shape)}] like decoder_input_ids");
         using var scope = NewDisposeScope();
-        var encoded = Encode(inputIds, attentionMask);
-        var logits = Decode(decoderIds, encoded, attentionMask);
+        var routing = Route(adapterNames, inputIds);
+        var encoded = Encode(inputIds, attentionMask, routing);
+        var logits = Decode(decoderIds, encoded, attentionMask, routing: routing);
         var loss = labels is null ? null : Losses.Aligned(logits, labels);
         return new Seq2SeqOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
-    }
-
-    /// <summary>Submodules are registered explicitly under their checkpoint names; TorchSharp's field-name
-    /// registration would add a second name for each.</summary>
-    protected override void RegisterComponents()
-    {
-    }
-
-    public string DescribeCheckpoint() => CheckpointLayout.Describe(this);
-
-    public void SaveWeights(string path) => CheckpointWriter.SaveWeights(this, path);
-
-    public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
-
-    internal static void Require2D(Tensor t, string name)
-    {
-        if (t.dim() != 2)
-            throw new PeftDslException($"{name} must be (batch, length), got shape [{string.Join(", ", t.shape)}]");
     }
 }
 

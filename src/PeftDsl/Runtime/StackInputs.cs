@@ -1,3 +1,4 @@
+using PeftDsl.Peft;
 using static TorchSharp.torch;
 
 namespace PeftDsl.Runtime;
@@ -7,4 +8,6 @@ namespace PeftDsl.Runtime;
 /// <param name="EncoderHidden">(B, S, C) encoder output, for a decoder stack's cross-attention.</param>
 /// <param name="EncoderMask">(B, S) encoder padding mask, or null.</param>
 /// <param name="Cache">Keys and values of earlier steps, extended in place; null to recompute everything.</param>
-public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null, KvCache? Cache = null);
+/// <param name="Routing">Which adapters act on which rows; null runs the base model alone. The root fills it.</param>
+public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null,
+    KvCache? Cache = null, AdapterRouting? Routing = null);

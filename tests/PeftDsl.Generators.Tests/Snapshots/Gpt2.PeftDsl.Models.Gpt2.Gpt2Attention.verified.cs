@@ -30,13 +30,13 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var qkv = this.c_attn.forward(x).split(new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim }, -1);
+        var qkv = this.c_attn.forward(x, ctx.Routing).split(new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim }, -1);
         var q = global::PeftDsl.Modules.Attention.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)
         var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
         var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
-        return this.c_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        return this.c_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

@@ -10,10 +10,10 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public readonly global::PeftDsl.Modules.LayerNorm ln_2;
     public readonly global::PeftDsl.Models.Gpt2.Gpt2Mlp mlp;
 
-    /// <summary>Adapter site after attn, before the residual add.</summary>
+    /// <summary>Adapter site after attn, before the residual add (registered as attention_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite AttentionAdapter;
 
-    /// <summary>Adapter site after mlp, before the residual add.</summary>
+    /// <summary>Adapter site after mlp, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
     /// <summary>This block's index in the stack.</summary>
@@ -33,6 +33,8 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         register_module("attn", this.attn);
         register_module("ln_2", this.ln_2);
         register_module("mlp", this.mlp);
+        register_module("attention_adapter", this.AttentionAdapter);
+        register_module("mlp_adapter", this.MlpAdapter);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -40,8 +42,8 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.Apply(this.attn.forward(this.ln_1.forward(x), ctx));
-        x = x + this.MlpAdapter.Apply(this.mlp.forward(this.ln_2.forward(x)));
+        x = x + this.AttentionAdapter.forward(this.attn.forward(this.ln_1.forward(x), ctx), ctx);
+        x = x + this.MlpAdapter.forward(this.mlp.forward(this.ln_2.forward(x), ctx), ctx);
         return x.MoveToOuterDisposeScope();
     }
 

@@ -3,7 +3,7 @@
 
 namespace PeftDsl.Models.Gpt2;
 
-partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>
 {
     private readonly global::System.Func<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> act;
 
@@ -24,12 +24,13 @@ partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.to
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
+    /// <param name="ctx">The stack's forward context; its routing reaches every projection.</param>
     /// <returns>(B, T, C)</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x)
+    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = this.act(this.c_fc.forward(x));  // (B, T, inner)
-        return this.c_proj.forward(h).MoveToOuterDisposeScope();
+        var h = this.act(this.c_fc.forward(x, ctx.Routing));  // (B, T, inner)
+        return this.c_proj.forward(h, ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

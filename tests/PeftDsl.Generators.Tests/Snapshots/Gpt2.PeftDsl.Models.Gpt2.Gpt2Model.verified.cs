@@ -10,7 +10,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block> h;
     public readonly global::PeftDsl.Modules.LayerNorm ln_f;
 
-    /// <summary>Where prompt learning prepends virtual tokens to the wte output.</summary>
+    /// <summary>Where prompt learning prepends virtual tokens to the wte output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
     public Gpt2Model(global::PeftDsl.Models.Gpt2.Gpt2Config config) : base(nameof(Gpt2Model))
@@ -27,17 +27,17 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         register_module("wpe", this.wpe);
         register_module("h", this.h);
         register_module("ln_f", this.ln_f);
+        register_module("virtual_prompt", this.VirtualPrompts);
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks), KV cache and adapter routing.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var x = this.wte.forward(inputIds);  // (B, T, C)
-        var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);
-        (x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });
+        (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         x = x + this.wpe.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)
         foreach (var block in this.h) x = block.forward(x, ctx);

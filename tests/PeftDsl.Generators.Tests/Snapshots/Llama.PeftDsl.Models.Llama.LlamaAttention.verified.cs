@@ -40,15 +40,16 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q_proj.forward(x), nHead, headDim);    // (B, nh, T, hs)
-        var k = global::PeftDsl.Modules.Attention.SplitHeads(this.k_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
-        var v = global::PeftDsl.Modules.Attention.SplitHeads(this.v_proj.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
+        var qkv = global::PeftDsl.Modules.PeftLinear.ProjectShared(x, ctx.Routing, this.q_proj, this.k_proj, this.v_proj);
+        var q = global::PeftDsl.Modules.Attention.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)
+        var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
+        var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
         var (cos, sin) = ctx.Rotary ?? throw new global::System.InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
         var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
-        return this.o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        return this.o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

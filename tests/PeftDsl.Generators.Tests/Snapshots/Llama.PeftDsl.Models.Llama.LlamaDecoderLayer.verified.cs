@@ -10,10 +10,10 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
     public readonly global::PeftDsl.Modules.RmsNorm post_attention_layernorm;
     public readonly global::PeftDsl.Models.Llama.LlamaMlp mlp;
 
-    /// <summary>Adapter site after self_attn, before the residual add.</summary>
+    /// <summary>Adapter site after self_attn, before the residual add (registered as attention_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite AttentionAdapter;
 
-    /// <summary>Adapter site after mlp, before the residual add.</summary>
+    /// <summary>Adapter site after mlp, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
     /// <summary>This block's index in the stack.</summary>
@@ -33,6 +33,8 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
         register_module("self_attn", this.self_attn);
         register_module("post_attention_layernorm", this.post_attention_layernorm);
         register_module("mlp", this.mlp);
+        register_module("attention_adapter", this.AttentionAdapter);
+        register_module("mlp_adapter", this.MlpAdapter);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -40,8 +42,8 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.Apply(this.self_attn.forward(this.input_layernorm.forward(x), ctx));
-        x = x + this.MlpAdapter.Apply(this.mlp.forward(this.post_attention_layernorm.forward(x)));
+        x = x + this.AttentionAdapter.forward(this.self_attn.forward(this.input_layernorm.forward(x), ctx), ctx);
+        x = x + this.MlpAdapter.forward(this.mlp.forward(this.post_attention_layernorm.forward(x), ctx), ctx);
         return x.MoveToOuterDisposeScope();
     }
 

@@ -34,13 +34,10 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
         new[] { "rotary_emb\\.inv_freq$" },
         "model");
 
-    /// <returns>(B, T, vocab) logits.</returns>
-    public override global::TorchSharp.torch.Tensor Logits(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask, global::PeftDsl.Runtime.KvCache? cache)
-    {
-        using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = this.model.forward(inputIds, new global::PeftDsl.Runtime.StackInputs(attentionMask, Cache: cache));  // (B, T, C)
-        return this.lm_head.forward(h).MoveToOuterDisposeScope();
-    }
+    protected override global::PeftDsl.Modules.LmHead Head => this.lm_head;
+
+    /// <returns>(B, T, C) final hidden states of the body.</returns>
+    protected override global::TorchSharp.torch.Tensor Hidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.model.forward(inputIds, inputs);
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static LlamaForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)

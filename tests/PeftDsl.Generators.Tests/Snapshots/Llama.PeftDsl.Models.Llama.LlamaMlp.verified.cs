@@ -3,7 +3,7 @@
 
 namespace PeftDsl.Models.Llama;
 
-partial class LlamaMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+partial class LlamaMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>
 {
     private readonly global::System.Func<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> act;
 
@@ -29,12 +29,14 @@ partial class LlamaMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.t
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
+    /// <param name="ctx">The stack's forward context; its routing reaches every projection.</param>
     /// <returns>(B, T, C)</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x)
+    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = this.act(this.gate_proj.forward(x)) * this.up_proj.forward(x);  // (B, T, inner)
-        return this.down_proj.forward(h).MoveToOuterDisposeScope();
+        var gateUp = global::PeftDsl.Modules.PeftLinear.ProjectShared(x, ctx.Routing, this.gate_proj, this.up_proj);
+        var h = this.act(gateUp[0]) * gateUp[1];  // (B, T, inner)
+        return this.down_proj.forward(h, ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

@@ -10,7 +10,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     public readonly global::PeftDsl.Modules.RmsNorm norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
 
-    /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output.</summary>
+    /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
     public LlamaModel(global::PeftDsl.Models.Llama.LlamaConfig config) : base(nameof(LlamaModel))
@@ -26,17 +26,17 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
         register_module("embed_tokens", this.embed_tokens);
         register_module("layers", this.layers);
         register_module("norm", this.norm);
+        register_module("virtual_prompt", this.VirtualPrompts);
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks), KV cache and adapter routing.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
-        var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);
-        (x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });
+        (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
         foreach (var block in this.layers) x = block.forward(x, ctx);
         return this.norm.forward(x).MoveToOuterDisposeScope();

@@ -41,18 +41,19 @@ partial class T5CrossAttention : global::TorchSharp.torch.nn.Module<global::Torc
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var encoder = ctx.EncoderHidden ?? throw new global::System.InvalidOperationException("T5CrossAttention needs the encoder output: use it in a decoder stack");
-        var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q.forward(x), nHead, headDim);  // (B, nh, T, hs)
+        var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q.forward(x, ctx.Routing), nHead, headDim);  // (B, nh, T, hs)
         // The encoder's keys and values do not change while decoding: compute them once per sequence.
-        var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder)) : EncoderKeysValues(encoder);
+        var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder, ctx.Routing)) : EncoderKeysValues(encoder, ctx.Routing);
         var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask, scaled: false);  // (B, nh, T, hs)
-        return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <returns>keys and values (B, nkv, S, hs) of the encoder output.</returns>
-    private (global::TorchSharp.torch.Tensor K, global::TorchSharp.torch.Tensor V) EncoderKeysValues(global::TorchSharp.torch.Tensor encoder)
+    private (global::TorchSharp.torch.Tensor K, global::TorchSharp.torch.Tensor V) EncoderKeysValues(global::TorchSharp.torch.Tensor encoder, global::PeftDsl.Peft.AdapterRouting routing)
     {
-        var k = global::PeftDsl.Modules.Attention.SplitHeads(this.k.forward(encoder), nKvHead, headDim);  // (B, nkv, T, hs)
-        var v = global::PeftDsl.Modules.Attention.SplitHeads(this.v.forward(encoder), nKvHead, headDim);  // (B, nkv, T, hs)
+        var kv = global::PeftDsl.Modules.PeftLinear.ProjectShared(encoder, routing, this.k, this.v);
+        var k = global::PeftDsl.Modules.Attention.SplitHeads(kv[0], nKvHead, headDim);  // (B, nkv, T, hs)
+        var v = global::PeftDsl.Modules.Attention.SplitHeads(kv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         return (k, v);
     }
 

@@ -48,15 +48,16 @@ partial class T5DecoderAttention : global::TorchSharp.torch.nn.Module<global::To
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q.forward(x), nHead, headDim);    // (B, nh, T, hs)
-        var k = global::PeftDsl.Modules.Attention.SplitHeads(this.k.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
-        var v = global::PeftDsl.Modules.Attention.SplitHeads(this.v.forward(x), nKvHead, headDim);  // (B, nkv, T, hs)
+        var qkv = global::PeftDsl.Modules.PeftLinear.ProjectShared(x, ctx.Routing, this.q, this.k, this.v);
+        var q = global::PeftDsl.Modules.Attention.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)
+        var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
+        var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
         var bias = this.relative_attention_bias is { } table  // (1, nh, T, past + T)
             ? ctx.SharePositionBias(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]))
             : ctx.PositionBias;
         var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true), scaled: false, bias: bias);  // (B, nh, T, hs)
-        return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y)).MoveToOuterDisposeScope();
+        return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

@@ -12,13 +12,13 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::PeftDsl.Modules.RmsNorm layer_2_layer_norm;
     public readonly global::PeftDsl.Models.T5.T5FeedForward layer_2_DenseReluDense;
 
-    /// <summary>Adapter site after layer.0.SelfAttention, before the residual add.</summary>
+    /// <summary>Adapter site after layer.0.SelfAttention, before the residual add (registered as attention_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite AttentionAdapter;
 
-    /// <summary>Adapter site after layer.1.EncDecAttention, before the residual add.</summary>
+    /// <summary>Adapter site after layer.1.EncDecAttention, before the residual add (registered as cross_attention_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite CrossAttentionAdapter;
 
-    /// <summary>Adapter site after layer.2.DenseReluDense, before the residual add.</summary>
+    /// <summary>Adapter site after layer.2.DenseReluDense, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
     /// <summary>This block's index in the stack.</summary>
@@ -51,6 +51,9 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
         node_layer.Add("2", node_layer_2);
         node_layer_2.Add("layer_norm", this.layer_2_layer_norm);
         node_layer_2.Add("DenseReluDense", this.layer_2_DenseReluDense);
+        register_module("attention_adapter", this.AttentionAdapter);
+        register_module("cross_attention_adapter", this.CrossAttentionAdapter);
+        register_module("mlp_adapter", this.MlpAdapter);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -58,9 +61,9 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.Apply(this.layer_0_SelfAttention.forward(this.layer_0_layer_norm.forward(x), ctx));
-        x = x + this.CrossAttentionAdapter.Apply(this.layer_1_EncDecAttention.forward(this.layer_1_layer_norm.forward(x), ctx));
-        x = x + this.MlpAdapter.Apply(this.layer_2_DenseReluDense.forward(this.layer_2_layer_norm.forward(x)));
+        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(this.layer_0_layer_norm.forward(x), ctx), ctx);
+        x = x + this.CrossAttentionAdapter.forward(this.layer_1_EncDecAttention.forward(this.layer_1_layer_norm.forward(x), ctx), ctx);
+        x = x + this.MlpAdapter.forward(this.layer_2_DenseReluDense.forward(this.layer_2_layer_norm.forward(x), ctx), ctx);
         return x.MoveToOuterDisposeScope();
     }
 

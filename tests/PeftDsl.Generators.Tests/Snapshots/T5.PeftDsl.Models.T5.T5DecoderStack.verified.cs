@@ -24,7 +24,7 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks), KV cache and adapter routing.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {

@@ -10,10 +10,10 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::PeftDsl.Modules.RmsNorm layer_1_layer_norm;
     public readonly global::PeftDsl.Models.T5.T5FeedForward layer_1_DenseReluDense;
 
-    /// <summary>Adapter site after layer.0.SelfAttention, before the residual add.</summary>
+    /// <summary>Adapter site after layer.0.SelfAttention, before the residual add (registered as attention_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite AttentionAdapter;
 
-    /// <summary>Adapter site after layer.1.DenseReluDense, before the residual add.</summary>
+    /// <summary>Adapter site after layer.1.DenseReluDense, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
     /// <summary>This block's index in the stack.</summary>
@@ -39,6 +39,8 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
         node_layer.Add("1", node_layer_1);
         node_layer_1.Add("layer_norm", this.layer_1_layer_norm);
         node_layer_1.Add("DenseReluDense", this.layer_1_DenseReluDense);
+        register_module("attention_adapter", this.AttentionAdapter);
+        register_module("mlp_adapter", this.MlpAdapter);
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
@@ -46,8 +48,8 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.Apply(this.layer_0_SelfAttention.forward(this.layer_0_layer_norm.forward(x), ctx));
-        x = x + this.MlpAdapter.Apply(this.layer_1_DenseReluDense.forward(this.layer_1_layer_norm.forward(x)));
+        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(this.layer_0_layer_norm.forward(x), ctx), ctx);
+        x = x + this.MlpAdapter.forward(this.layer_1_DenseReluDense.forward(this.layer_1_layer_norm.forward(x), ctx), ctx);
         return x.MoveToOuterDisposeScope();
     }
 

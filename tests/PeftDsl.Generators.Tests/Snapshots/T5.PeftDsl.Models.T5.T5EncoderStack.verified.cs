@@ -10,7 +10,7 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5EncoderBlock> block;
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
 
-    /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output.</summary>
+    /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
     public T5EncoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5EncoderStack))
@@ -24,17 +24,17 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
         this.final_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         register_module("block", this.block);
         register_module("final_layer_norm", this.final_layer_norm);
+        register_module("virtual_prompt", this.VirtualPrompts);
     }
 
     /// <param name="inputIds">(B, T) token ids.</param>
-    /// <param name="inputs">Padding mask, encoder output (decoder stacks) and KV cache.</param>
+    /// <param name="inputs">Padding mask, encoder output (decoder stacks), KV cache and adapter routing.</param>
     /// <returns>(B, T', C) final hidden states; T' includes any virtual tokens.</returns>
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
-        var (prompted, attentionMask) = this.VirtualPrompts.Prepend(x, inputs.AttentionMask);
-        (x, inputs) = (prompted, inputs with { AttentionMask = attentionMask });
+        (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         foreach (var block in this.block) x = block.forward(x, ctx);
         return this.final_layer_norm.forward(x).MoveToOuterDisposeScope();

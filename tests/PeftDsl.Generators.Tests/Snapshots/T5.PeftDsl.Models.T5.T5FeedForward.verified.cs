@@ -3,7 +3,7 @@
 
 namespace PeftDsl.Models.T5;
 
-partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor>
+partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>
 {
     private readonly global::System.Func<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> act;
     private readonly global::PeftDsl.Modules.PeftLinear? gateProjection;
@@ -49,14 +49,19 @@ partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSh
     }
 
     /// <param name="x">(B, T, C) hidden states.</param>
+    /// <param name="ctx">The stack's forward context; its routing reaches every projection.</param>
     /// <returns>(B, T, C)</returns>
-    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x)
+    public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = this.gateProjection is { } gate  // (B, T, inner)
-            ? this.act(gate.forward(x)) * this.upProjection.forward(x)
-            : this.act(this.upProjection.forward(x));
-        return this.downProjection.forward(h).MoveToOuterDisposeScope();
+        global::TorchSharp.torch.Tensor h;  // (B, T, inner)
+        if (this.gateProjection is { } gate)
+        {
+            var gateUp = global::PeftDsl.Modules.PeftLinear.ProjectShared(x, ctx.Routing, gate, this.upProjection);
+            h = this.act(gateUp[0]) * gateUp[1];
+        }
+        else h = this.act(this.upProjection.forward(x, ctx.Routing));
+        return this.downProjection.forward(h, ctx.Routing).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

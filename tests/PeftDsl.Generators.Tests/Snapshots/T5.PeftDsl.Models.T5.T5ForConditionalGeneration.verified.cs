@@ -44,19 +44,13 @@ partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangua
 
     private static long Start(global::PeftDsl.Models.T5.T5Config config) => config.DecoderStartTokenId;
 
-    /// <returns>(B, S, C) encoder states.</returns>
-    public override global::TorchSharp.torch.Tensor Encode(global::TorchSharp.torch.Tensor inputIds, global::TorchSharp.torch.Tensor? attentionMask)
-    {
-        return this.encoder.forward(inputIds, new global::PeftDsl.Runtime.StackInputs(attentionMask));
-    }
+    protected override global::PeftDsl.Modules.LmHead Head => this.lm_head;
 
-    /// <returns>(B, T, vocab) logits.</returns>
-    public override global::TorchSharp.torch.Tensor Decode(global::TorchSharp.torch.Tensor decoderIds, global::TorchSharp.torch.Tensor encoderHidden, global::TorchSharp.torch.Tensor? encoderMask, global::TorchSharp.torch.Tensor? decoderMask = null, global::PeftDsl.Runtime.KvCache? cache = null)
-    {
-        using var scope = global::TorchSharp.torch.NewDisposeScope();
-        var h = this.decoder.forward(decoderIds, new global::PeftDsl.Runtime.StackInputs(decoderMask, encoderHidden, encoderMask, cache));  // (B, T, C)
-        return this.lm_head.forward(h).MoveToOuterDisposeScope();
-    }
+    /// <returns>(B, S, C) encoder states.</returns>
+    protected override global::TorchSharp.torch.Tensor EncoderHidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.encoder.forward(inputIds, inputs);
+
+    /// <returns>(B, T, C) decoder states.</returns>
+    protected override global::TorchSharp.torch.Tensor DecoderHidden(global::TorchSharp.torch.Tensor decoderIds, global::PeftDsl.Runtime.StackInputs inputs) => this.decoder.forward(decoderIds, inputs);
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static T5ForConditionalGeneration FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)

@@ -1,0 +1,69 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Errors;
+using PeftDsl.Peft;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Cli.Parity;
+
+/// <summary>The comparisons every case makes, each returning the worst difference and a problem or null.</summary>
+internal static class CaseChecks
+{
+    /// <summary>peft's in-memory names carry this wrapper prefix; a base model's do not.</summary>
+    public const string PeftPrefix = "base_model.model.";
+
+    public static (double MaxAbs, string? Problem) Logits(Tensor actual, Tensor reference, Tensor? where, string what)
+    {
+        if (!actual.shape.SequenceEqual(reference.shape))
+            return (double.NaN, $"{what} shape [{string.Join(", ", actual.shape)}] vs reference [{string.Join(", ", reference.shape)}]");
+        var diff = Tolerance.MaxAbs(actual, reference, where?.expand_as(actual));
+        return diff <= Tolerance.OutputAbs ? (diff, null) : (diff, $"{what} differ beyond {Tolerance.OutputAbs}");
+    }
+
+    /// <summary>Every <c>param::</c> tensor of the reference equals the loaded parameter of the same name: proof that the
+    /// adapter file's keys were mapped onto the right modules.</summary>
+    public static string? Parameters(nn.Module model, SafetensorsReader expected, string prefix)
+    {
+        const string tag = "param::";
+        var ours = model.AllParameters().ToDictionary(p => prefix + p.Name, p => p.Parameter);
+        foreach (var key in expected.Entries.Keys.Where(k => k.StartsWith(tag, StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        {
+            var name = key[tag.Length..];
+            if (!ours.TryGetValue(name, out var p)) return $"the reference has parameter {name}, which the loaded model lacks";
+            using var scope = NewDisposeScope();
+            var reference = expected.Read(key);
+            if (!p.shape.SequenceEqual(reference.shape) || Tolerance.MaxAbs(p.detach(), reference) > 0)
+                return $"loaded parameter {name} differs from the reference's";
+        }
+        return null;
+    }
+
+    /// <summary>Gradients both ways: no reference gradient may be unmatched and no trainable parameter may lack one.</summary>
+    public static (double MaxAbs, string? Problem) Gradients(nn.Module model, SafetensorsReader expected, string prefix)
+    {
+        const string tag = "grad::";
+        var transposed = CheckpointLayout.Tensors(model).Where(t => t.Transposed).Select(t => t.Key).ToHashSet();
+        var ours = model.TrainableParameters().ToDictionary(p => prefix + p.Name);
+        var theirs = expected.Entries.Keys.Where(k => k.StartsWith(tag, StringComparison.Ordinal))
+            .Select(k => k[tag.Length..]).ToHashSet();
+        var unmatched = theirs.Where(k => !ours.ContainsKey(k)).ToList();
+        if (unmatched.Count > 0)
+            return (double.NaN, "reference has gradients for parameters the model lacks or keeps frozen: " + string.Join(", ", unmatched));
+        var missing = ours.Keys.Where(k => !theirs.Contains(k)).ToList();
+        if (missing.Count > 0)
+            return (double.NaN, "no reference gradient for: " + string.Join(", ", missing));
+        double worst = 0;
+        foreach (var name in theirs.Order(StringComparer.Ordinal))
+        {
+            var p = ours[name];
+            var grad = p.Parameter.grad ?? throw new PeftDslException($"{name}: no gradient was computed");
+            if (transposed.Contains(p.Name)) grad = grad.t();
+            var reference = expected.Read(tag + name);
+            worst = Math.Max(worst, Tolerance.MaxAbs(grad, reference));
+            if (!Tolerance.GradientsClose(grad, reference))
+                return (worst, $"gradient of {name} differs beyond {Tolerance.GradAbs} abs / {Tolerance.GradRel} rel");
+        }
+        return (worst, null);
+    }
+}

@@ -1,0 +1,236 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Errors;
+using PeftDsl.Modules;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft;
+
+/// <summary>
+/// The adapters of one model, by name: add, load, save, activate, disable, merge, delete — peft's
+/// <c>PeftModel</c> API. It is the only code that walks the model to inject or remove adapter state, and it keeps
+/// one invariant the forward relies on: a merged adapter is always active.
+/// </summary>
+public sealed class AdapterRegistry
+{
+    private readonly LanguageModel model;
+    private readonly Dictionary<string, LoraConfig> configs = new(StringComparer.Ordinal);
+    private readonly List<string> order = [];
+    private readonly List<string> active = [];
+
+    internal AdapterRegistry(LanguageModel model) => this.model = model;
+
+    /// <summary>Adapter names in the order they were added.</summary>
+    public IReadOnlyList<string> Names => order;
+
+    /// <summary>The adapters every row runs when a call names none (empty: the base model).</summary>
+    public IReadOnlyList<string> Active => active;
+
+    /// <summary>False after <see cref="Disable"/>: calls run the base model.</summary>
+    public bool Enabled { get; private set; } = true;
+
+    public bool Contains(string name) => configs.ContainsKey(name);
+
+    /// <summary>The model's config.json <c>model_type</c> (peft's default targets depend on it).</summary>
+    public string ModelType => model.ModelType;
+
+    /// <summary>The adapter's configuration.</summary>
+    public LoraConfig this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
+
+    /// <summary>Every projection of the model with its module path, in module order.</summary>
+    public IReadOnlyList<(string Path, PeftLinear Linear)> Linears() =>
+        CheckpointLayout.BaseModules(model).Where(m => m.Module is PeftLinear).Select(m => (m.Path, (PeftLinear)m.Module)).ToList();
+
+    /// <summary>
+    /// Adds a freshly initialised LoRA adapter, as peft's <c>get_peft_model</c>/<c>add_adapter</c>: its parameters
+    /// are trainable, the base model is frozen, and the first adapter becomes active.
+    /// </summary>
+    public void Add(string name, LoraConfig config)
+    {
+        Inject(name, config, "LoraConfig", initialize: true);
+        FreezeBase();
+        SetTrainable(name, true);
+    }
+
+    /// <summary>
+    /// Loads a peft adapter folder (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>) as
+    /// <paramref name="name"/>. Like peft's <c>from_pretrained</c>, it is frozen unless <paramref name="trainable"/>.
+    /// </summary>
+    public void Load(string directory, string name = "default", bool trainable = false)
+    {
+        LoraAdapterFile.Load(this, model, directory, name);
+        FreezeBase();
+        SetTrainable(name, trainable);
+    }
+
+    /// <summary>Loads every adapter of a folder as peft saves several: <c>default</c> at the top, any other name in
+    /// a subfolder of that name. Returns the names loaded.</summary>
+    public IReadOnlyList<string> LoadAll(string directory, bool trainable = false)
+    {
+        var names = LoraAdapterFile.AdaptersIn(directory);
+        foreach (var (name, folder) in names) Load(folder, name, trainable);
+        return names.Select(n => n.Name).ToList();
+    }
+
+    /// <summary>Writes adapters in peft's format: <c>default</c> into <paramref name="directory"/>, every other one
+    /// into a subfolder named after it. Each folder is replaced atomically.</summary>
+    public void Save(string directory, IReadOnlyList<string>? names = null)
+    {
+        foreach (var name in names ?? order)
+        {
+            var folder = name == "default" ? directory : Path.Combine(directory, name);
+            LoraAdapterFile.Save(model, this, name, folder);
+        }
+    }
+
+    /// <summary>Makes <paramref name="names"/> the adapters every row runs (peft's <c>set_adapter</c>; several act
+    /// together). Merged adapters that are no longer active are unmerged first.</summary>
+    public void SetActive(params string[] names)
+    {
+        foreach (var n in names) _ = this[n];
+        if (Linears().Any(l => l.Linear.Lora.Merged.Any(m => !names.Contains(m)))) Unmerge();
+        active.Clear();
+        active.AddRange(names.Distinct());
+    }
+
+    /// <summary>Runs the base model until <see cref="Enable"/>; merged adapters are unmerged.</summary>
+    public void Disable()
+    {
+        Unmerge();
+        Enabled = false;
+    }
+
+    public void Enable() => Enabled = true;
+
+    /// <summary>Removes an adapter and its tensors. A merged adapter must be unmerged first.</summary>
+    public void Delete(string name)
+    {
+        _ = this[name];
+        var linears = Linears();
+        if (linears.Any(l => l.Linear.Lora.Merged.Contains(name)))
+            throw new PeftDslException($"adapter '{name}' is merged into the weights: call Unmerge() before deleting it");
+        foreach (var (_, linear) in linears) linear.Lora.Remove(name);
+        configs.Remove(name);
+        order.Remove(name);
+        active.Remove(name);
+    }
+
+    /// <summary>Folds adapters into the base weights (default: the active ones), so inference pays nothing extra.</summary>
+    public void Merge(IReadOnlyList<string>? names = null)
+    {
+        names ??= active;
+        foreach (var n in names)
+        {
+            _ = this[n];
+            if (!active.Contains(n))
+                throw new PeftDslException($"adapter '{n}' is not active; only active adapters can be merged (SetActive first)");
+        }
+        if (!Enabled) throw new PeftDslException("adapters are disabled: Enable() before merging");
+        foreach (var (_, linear) in Linears())
+            foreach (var n in names) linear.Lora.Merge(n);
+    }
+
+    /// <summary>Takes every merged adapter back out of the base weights.</summary>
+    public void Unmerge()
+    {
+        foreach (var (_, linear) in Linears()) linear.Lora.Unmerge();
+    }
+
+    /// <summary>peft's <c>merge_and_unload</c>: merges the active adapters, then removes every adapter, leaving a
+    /// plain base model with changed weights.</summary>
+    public void MergeAndUnload()
+    {
+        if (Enabled && active.Count > 0) Merge();
+        foreach (var (_, linear) in Linears())
+        {
+            foreach (var name in linear.Lora.Adapters.ToList())
+            {
+                linear.Lora.ForgetMerged();
+                linear.Lora.Remove(name);
+            }
+        }
+        configs.Clear();
+        order.Clear();
+        active.Clear();
+        Enabled = true;
+    }
+
+    /// <summary>peft's <c>add_weighted_adapter</c> with <c>linear</c> or <c>cat</c>: a new adapter combining
+    /// <paramref name="adapters"/> with <paramref name="weights"/>.</summary>
+    public void AddWeighted(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string name, string combination = "linear") =>
+        WeightedAdapters.Add(this, adapters, weights, name, combination);
+
+    /// <summary>Sets requires_grad on one adapter's parameters.</summary>
+    public void SetTrainable(string name, bool trainable)
+    {
+        _ = this[name];
+        foreach (var p in model.SelectParameters(new ParameterQuery(Adapters: [name])))
+            p.Parameter.requires_grad = trainable;
+    }
+
+    /// <summary>Creates the adapter's tensors on every selected projection (initialised, or left for a file to fill).</summary>
+    internal IReadOnlyList<LoraTarget> Inject(string name, LoraConfig config, string source, bool initialize)
+    {
+        ValidateName(name);
+        if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
+        config.Validate(source);
+        var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source);
+        foreach (var t in targets)
+        {
+            var linear = t.Linear;
+            var dtype = AdapterDType(linear.weight.dtype);
+            var (a, b) = initialize
+                ? LoraInitializer.Create(config, t.Rank, linear.InFeatures, linear.OutFeatures, dtype, linear.weight.device)
+                : (zeros(t.Rank, linear.InFeatures, dtype: dtype, device: linear.weight.device),
+                   zeros(linear.OutFeatures, t.Rank, dtype: dtype, device: linear.weight.device));
+            using (a)
+            using (b)
+                linear.Lora.Add(name, new LoraSettings(t.Rank, t.Alpha, config.Scaling(t.Rank, t.Alpha), config.Dropout,
+                    config.DropoutPosition, config.UseDora), a, b);
+        }
+        configs[name] = config;
+        order.Add(name);
+        if (active.Count == 0) active.Add(name);
+        return targets;
+    }
+
+    /// <summary>The routing of one call (see <see cref="AdapterRouting"/>).</summary>
+    internal AdapterRouting Route(IReadOnlyList<string>? rowAdapters, long batch, Device device)
+    {
+        if (rowAdapters is null) return Enabled ? AdapterRouting.Uniform(active.ToList()) : AdapterRouting.None;
+        if (rowAdapters.Count != batch)
+            throw new PeftDslException($"adapter_names has {rowAdapters.Count} entries for a batch of {batch} rows");
+        foreach (var n in rowAdapters.Distinct())
+        {
+            if (n == AdapterRouting.BaseRow) continue;
+            if (!configs.TryGetValue(n, out var c)) throw Unknown(n);
+            if (c.UseDora) throw new PeftDslException($"adapter '{n}' uses DoRA, which a mixed-adapter batch does not support (peft refuses it too)");
+        }
+        if (Linears().Any(l => l.Linear.Lora.Merged.Count > 0))
+            throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
+        return AdapterRouting.PerRow(rowAdapters, device);
+    }
+
+    /// <summary>Adapters train in fp32 on a bf16/fp16 base, as peft's <c>autocast_adapter_dtype</c> keeps them.</summary>
+    private static ScalarType AdapterDType(ScalarType baseType) =>
+        baseType is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : baseType;
+
+    private void FreezeBase()
+    {
+        foreach (var (_, module) in CheckpointLayout.BaseModules(model))
+            foreach (var (_, p) in module.named_parameters(recurse: false)) p.requires_grad = false;
+    }
+
+    private PeftDslException Unknown(string name) =>
+        new($"adapter '{name}' does not exist (adapters: {(order.Count == 0 ? "none" : string.Join(", ", order))})");
+
+    private static void ValidateName(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name == AdapterRouting.BaseRow || name.Contains('.') || name.Contains('/')
+            || name.Contains('\\') || name is "." or "..")
+            throw new PeftDslException($"'{name}' is not a usable adapter name: it is a state-dict segment and a folder name " +
+                                       $"(no '.', '/', '\\\\', not '{AdapterRouting.BaseRow}')");
+    }
+}

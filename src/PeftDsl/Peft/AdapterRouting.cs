@@ -1,0 +1,52 @@
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft;
+
+/// <summary>
+/// The per-call routing channel: which adapters act on which rows of one forward call. The root builds it once per
+/// call and it travels in <see cref="Runtime.StackInputs"/> and <see cref="Runtime.ForwardContext"/> to every
+/// projection, so no layer recomputes row groups.
+/// </summary>
+public sealed class AdapterRouting
+{
+    /// <summary>peft's name for "no adapter on this row" in a mixed batch.</summary>
+    public const string BaseRow = "__base__";
+
+    /// <summary>The base model alone: no adapter acts.</summary>
+    public static readonly AdapterRouting None = new([], null, null);
+
+    private AdapterRouting(IReadOnlyList<string> active, IReadOnlyList<string>? distinct, Tensor? rowSlots)
+    {
+        Active = active;
+        Distinct = distinct;
+        RowSlots = rowSlots;
+    }
+
+    /// <summary>Adapters that act on every row, in the order their deltas are added; empty for the base model or a
+    /// mixed batch.</summary>
+    public IReadOnlyList<string> Active { get; }
+
+    /// <summary>Mixed batch: the distinct adapters named by the rows, slot i being <c>Distinct[i]</c> and slot
+    /// <c>Distinct.Count</c> the base model.</summary>
+    public IReadOnlyList<string>? Distinct { get; }
+
+    /// <summary>Mixed batch: (B) int64 slot of each row, on the input's device.</summary>
+    public Tensor? RowSlots { get; }
+
+    public bool IsMixed => RowSlots is not null;
+
+    /// <summary>True when no adapter acts on any row.</summary>
+    public bool IsBaseOnly => Active.Count == 0 && !IsMixed;
+
+    /// <summary>The same adapters for every row.</summary>
+    public static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);
+
+    /// <summary>One adapter per row (<see cref="BaseRow"/> for none). The slot tensor belongs to the caller's
+    /// dispose scope.</summary>
+    public static AdapterRouting PerRow(IReadOnlyList<string> rowAdapters, Device device)
+    {
+        var distinct = rowAdapters.Where(a => a != BaseRow).Distinct().ToList();
+        var slots = rowAdapters.Select(a => a == BaseRow ? (long)distinct.Count : distinct.IndexOf(a)).ToArray();
+        return new([], distinct, tensor(slots, dtype: ScalarType.Int64, device: device));
+    }
+}

@@ -1,0 +1,170 @@
+using System.Text;
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Dsl;
+using PeftDsl.Errors;
+using PeftDsl.Modules;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Lora;
+
+/// <summary>
+/// peft's LoRA adapter folder: <c>adapter_config.json</c> and <c>adapter_model.safetensors</c> whose keys are the
+/// in-memory names with the <c>base_model.model.</c> wrapper and without the adapter name
+/// (<c>base_model.model.transformer.h.0.attn.c_attn.lora_A.weight</c>; DoRA's magnitude is
+/// <c>….lora_magnitude_vector</c>, no <c>.weight</c>). Loading is strict: every tensor must have its module and
+/// shape, and every module its tensor.
+/// </summary>
+public static class LoraAdapterFile
+{
+    public const string ConfigFile = "adapter_config.json";
+    public const string WeightsFile = "adapter_model.safetensors";
+    private const string Prefix = "base_model.model.";
+    private const int ListedPerKind = 20;
+
+    /// <summary>File-key suffix → (model container, tensor getter).</summary>
+    private static readonly (string FileSuffix, string Container)[] Parts =
+    [
+        (".lora_A.weight", "lora_A"),
+        (".lora_B.weight", "lora_B"),
+        (".lora_magnitude_vector", "lora_magnitude_vector"),
+    ];
+
+    /// <summary>The adapters of a folder as peft saves them: <c>default</c> at the top, others in subfolders.</summary>
+    public static IReadOnlyList<(string Name, string Folder)> AdaptersIn(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new PeftDslException($"{directory}: adapter folder not found");
+        var result = new List<(string, string)>();
+        if (File.Exists(Path.Combine(directory, ConfigFile))) result.Add(("default", directory));
+        foreach (var sub in Directory.EnumerateDirectories(directory).Order(StringComparer.Ordinal))
+            if (File.Exists(Path.Combine(sub, ConfigFile)) && !Path.GetFileName(sub).StartsWith('.'))
+                result.Add((Path.GetFileName(sub), sub));
+        if (result.Count == 0)
+            throw new PeftDslException($"{directory}: no {ConfigFile} in the folder or its subfolders; expected a peft adapter folder");
+        return result;
+    }
+
+    internal static void Load(AdapterRegistry registry, LanguageModel model, string directory, string name)
+    {
+        if (!Directory.Exists(directory)) throw new PeftDslException($"{directory}: adapter folder not found");
+        var configPath = Path.Combine(directory, ConfigFile);
+        var weightsPath = Path.Combine(directory, WeightsFile);
+        var json = LoraConfigJson.ReadObject(configPath);
+        var type = json["peft_type"] is System.Text.Json.Nodes.JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String
+            ? v.GetValue<string>()
+            : throw new PeftDslException($"{configPath}: no \"peft_type\"; is this a peft adapter folder?");
+        if (type != LoraConfigJson.PeftType)
+            throw new PeftDslException($"{configPath}: peft_type '{type}' is not supported yet (PeftDsl loads LORA adapters)");
+        var config = LoraConfigJson.Parse(json, configPath);
+        CheckTask(config.TaskType, model, configPath);
+        if (!File.Exists(weightsPath))
+        {
+            var hint = File.Exists(Path.Combine(directory, "adapter_model.bin"))
+                ? " (adapter_model.bin is not read: pickle files can run code; save it with safe_serialization=True)"
+                : "";
+            throw new PeftDslException($"{directory}: no {WeightsFile}{hint}");
+        }
+        using var reader = SafetensorsReader.Open(weightsPath);
+        var targets = registry.Inject(name, config, configPath, initialize: false);
+        try
+        {
+            Fill(reader, weightsPath, targets, name);
+        }
+        catch
+        {
+            registry.Delete(name);
+            throw;
+        }
+    }
+
+    internal static void Save(LanguageModel model, AdapterRegistry registry, string name, string folder)
+    {
+        var config = registry[name];
+        var linears = registry.Linears();
+        var targeted = linears.Where(l => l.Linear.Lora.Has(name)).ToList();
+        var saved = config with
+        {
+            // peft forces fan_in_fan_out to the layout of the targets (true for GPT-2's Conv1D) and records it.
+            FanInFanOut = targeted.Any(t => t.Linear.Layout == WeightLayout.Conv1D),
+            TaskType = config.TaskType ?? (model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM"),
+        };
+        var targets = PeftTargetNames.For(config, linears, targeted.Select(t => t.Path).ToHashSet(), model.ModelType);
+        var text = LoraConfigJson.Write(saved, targets);
+        AtomicFolder.Write(folder, staging =>
+        {
+            using var scope = NewDisposeScope();
+            var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var (path, linear) in targeted)
+            {
+                tensors[Prefix + path + ".lora_A.weight"] = linear.Lora.A(name).detach();
+                tensors[Prefix + path + ".lora_B.weight"] = linear.Lora.B(name).detach();
+                if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
+            }
+            SafetensorsWriter.Save(Path.Combine(staging, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            File.WriteAllText(Path.Combine(staging, ConfigFile), text);
+        });
+    }
+
+    private static void Fill(SafetensorsReader reader, string weightsPath, IReadOnlyList<LoraTarget> targets, string name)
+    {
+        var expected = new Dictionary<string, (Tensor Target, string Describe)>(StringComparer.Ordinal);
+        foreach (var t in targets)
+        {
+            var lora = t.Linear.Lora;
+            expected[Prefix + t.Path + ".lora_A.weight"] = (lora.A(name), $"r={t.Rank}, in={t.Linear.InFeatures}");
+            expected[Prefix + t.Path + ".lora_B.weight"] = (lora.B(name), $"out={t.Linear.OutFeatures}, r={t.Rank}");
+            if (lora.Magnitude(name) is { } m) expected[Prefix + t.Path + ".lora_magnitude_vector"] = (m, $"out={t.Linear.OutFeatures}");
+        }
+        var missing = expected.Keys.Where(k => !reader.Entries.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var unexpected = reader.Entries.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal)
+            .Select(k => k + Why(k)).ToList();
+        var wrongShape = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value.Target.shape))
+            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value.Target.shape)}] ({e.Value.Describe})")
+            .Order(StringComparer.Ordinal).ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+        {
+            var text = new StringBuilder($"{weightsPath}: the adapter does not fit this model");
+            Append(text, "missing tensors", missing);
+            Append(text, "tensors for modules the config does not target or the model lacks", unexpected);
+            Append(text, "wrong shapes", wrongShape);
+            throw new PeftDslException(text.ToString());
+        }
+        using var noGrad = no_grad();
+        foreach (var (key, (target, _)) in expected)
+        {
+            using var scope = NewDisposeScope();
+            target.copy_(reader.Read(key).to(target.dtype, target.device));
+        }
+    }
+
+    private static string Why(string key) =>
+        !key.StartsWith(Prefix, StringComparison.Ordinal) ? $" (not a peft key: expected the '{Prefix}' prefix)"
+        : !Parts.Any(p => key.EndsWith(p.FileSuffix, StringComparison.Ordinal)) ? " (not a LoRA tensor PeftDsl reads)"
+        : "";
+
+    private static void CheckTask(string? task, LanguageModel model, string source)
+    {
+        var seq2seq = model is Seq2SeqLanguageModel;
+        switch (task)
+        {
+            case null:
+            case "CAUSAL_LM" when !seq2seq:
+            case "SEQ_2_SEQ_LM" when seq2seq:
+                return;
+            case "CAUSAL_LM" or "SEQ_2_SEQ_LM":
+                throw new PeftDslException($"{source}: task_type is {task}, but the model is {(seq2seq ? "an encoder-decoder (SEQ_2_SEQ_LM)" : "a causal LM (CAUSAL_LM)")}; is this adapter made for another base?");
+            default:
+                throw new PeftDslException($"{source}: task_type '{task}' is not supported (CAUSAL_LM and SEQ_2_SEQ_LM are)");
+        }
+    }
+
+    private static void Append(StringBuilder text, string title, List<string> items)
+    {
+        if (items.Count == 0) return;
+        text.Append($"\n  {title} ({items.Count}):");
+        foreach (var item in items.Take(ListedPerKind)) text.Append("\n    ").Append(item);
+        if (items.Count > ListedPerKind) text.Append($"\n    … and {items.Count - ListedPerKind} more");
+    }
+}

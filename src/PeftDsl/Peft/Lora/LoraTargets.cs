@@ -1,0 +1,120 @@
+using System.Text.RegularExpressions;
+using PeftDsl.Errors;
+using PeftDsl.Modules;
+
+namespace PeftDsl.Peft.Lora;
+
+/// <summary>One projection an adapter attaches to, with its rank and alpha after the patterns.</summary>
+public sealed record LoraTarget(string Path, PeftLinear Linear, int Rank, double Alpha);
+
+/// <summary>
+/// Which projections a <see cref="LoraConfig"/> selects, with peft's exact rules (<c>check_target_module_exists</c>,
+/// <c>get_pattern_key</c>) extended with NeMo's site names and shorthands.
+/// </summary>
+public static class LoraTargets
+{
+    /// <summary>peft's <c>TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING</c> for the stock families.</summary>
+    private static readonly Dictionary<string, string[]> PeftDefaults = new(StringComparer.Ordinal)
+    {
+        ["gpt2"] = ["c_attn"],
+        ["llama"] = ["q_proj", "v_proj"],
+        ["t5"] = ["q", "v"],
+        ["mt5"] = ["q", "v"],
+    };
+
+    /// <summary>NeMo's shorthands; cross-attention groups count as attention.</summary>
+    private static readonly Dictionary<string, string[]> Shorthands = new(StringComparer.Ordinal)
+    {
+        ["attention"] = [SiteNames.AttentionQkv, SiteNames.AttentionDense, SiteNames.AttentionQ, SiteNames.AttentionKv, SiteNames.CrossAttentionDense],
+        ["mlp"] = [SiteNames.MlpFc1, SiteNames.MlpFc2],
+        ["all"] = [SiteNames.AttentionQkv, SiteNames.AttentionDense, SiteNames.AttentionQ, SiteNames.AttentionKv, SiteNames.CrossAttentionDense, SiteNames.MlpFc1, SiteNames.MlpFc2],
+        // peft's special value: every linear layer but the output head, which is never a site here.
+        ["all-linear"] = [SiteNames.AttentionQkv, SiteNames.AttentionDense, SiteNames.AttentionQ, SiteNames.AttentionKv, SiteNames.CrossAttentionDense, SiteNames.MlpFc1, SiteNames.MlpFc2],
+    };
+
+    /// <summary>The target list a config means for a model type (peft's defaults when it names none).</summary>
+    public static IReadOnlyList<string>? EffectiveTargets(LoraConfig config, string modelType, string source)
+    {
+        if (config.TargetModules is not null || config.TargetPattern is not null) return config.TargetModules;
+        return PeftDefaults.TryGetValue(modelType, out var defaults)
+            ? defaults
+            : throw new PeftDslException($"{source}: target_modules is not set and peft has no default targets for model_type '{modelType}'; name the modules");
+    }
+
+    /// <summary>Every selected projection; a config that selects none is an error listing the model's linear modules.</summary>
+    public static IReadOnlyList<LoraTarget> Resolve(LoraConfig config, IReadOnlyList<(string Path, PeftLinear Linear)> linears,
+        string modelType, string source)
+    {
+        var targets = EffectiveTargets(config, modelType, source);
+        var result = new List<LoraTarget>();
+        foreach (var (path, linear) in linears)
+        {
+            if (!Selects(config, targets, path, linear)) continue;
+            var rank = PatternValue(config.RankPattern, path) ?? config.R;
+            var alpha = PatternValue(config.AlphaPattern, path) ?? config.Alpha;
+            result.Add(new LoraTarget(path, linear, rank, alpha));
+        }
+        if (result.Count == 0)
+        {
+            var described = config.TargetPattern is { } p ? $"target_modules '{p}'" : $"target_modules [{string.Join(", ", targets!)}]";
+            var names = linears.Select(l => l.Path.Split('.')[^1]).Distinct();
+            throw new PeftDslException(
+                $"{source}: {described} match no linear module of the model" +
+                (config.LayersToTransform is { } layers ? $" in layers [{string.Join(", ", layers)}]" : "") +
+                $"; its linear modules are: {string.Join(", ", names)}");
+        }
+        return result;
+    }
+
+    /// <summary>peft's rule: exclusions first; a regex target must match the whole path (and ignores layer
+    /// selection); an exact path is taken as is; a suffix or NeMo name then passes the layer filter.</summary>
+    public static bool Selects(LoraConfig config, IReadOnlyList<string>? targets, string path, PeftLinear linear)
+    {
+        var site = linear.Sites(path).First(s => s.Kind == SiteKind.Linear);
+        if (config.ExcludePattern is { } ex && FullMatch(ex, path)) return false;
+        if (config.ExcludeModules is { } excluded && excluded.Any(e => NameMatches(e, path, site))) return false;
+        if (config.TargetPattern is { } pattern) return FullMatch(pattern, path);
+        if (targets!.Contains(path)) return true;
+        if (!targets!.Any(t => NameMatches(t, path, site))) return false;
+        return config.LayersToTransform is not { } layers || LayerIndex(config, path) is { } index && layers.Contains(index);
+    }
+
+    /// <summary>peft's <c>get_pattern_key</c>: the first pattern key <c>k</c> for which <c>(.*\.)?(k)$</c> matches.</summary>
+    public static T? PatternValue<T>(IReadOnlyDictionary<string, T> patterns, string path) where T : struct
+    {
+        foreach (var (key, value) in patterns)
+            if (Regex.IsMatch(path, $@"^(.*\.)?({key})$", RegexOptions.CultureInvariant)) return value;
+        return null;
+    }
+
+    private static bool NameMatches(string target, string path, PeftSite site) =>
+        path == target || path.EndsWith("." + target, StringComparison.Ordinal) || site.Matches(target)
+        || Shorthands.TryGetValue(target, out var names) && names.Contains(site.Name);
+
+    /// <summary>peft's layer index: the number after the layers list (<c>layers_pattern</c>), or the first
+    /// numbered segment after one named segment.</summary>
+    private static int? LayerIndex(LoraConfig config, string path)
+    {
+        var patterns = config.LayersPattern is { Count: > 0 } named
+            ? named.Select(p => $@"^.*?\.{p}\.(\d+)\.").ToList()
+            : [@"^.*?\.[^.]*\.(\d+)\."];
+        foreach (var pattern in patterns)
+        {
+            var match = Regex.Match(path, pattern, RegexOptions.CultureInvariant);
+            if (match.Success) return int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return null;
+    }
+
+    private static bool FullMatch(string pattern, string path)
+    {
+        try
+        {
+            return Regex.IsMatch(path, $"^(?:{pattern})$", RegexOptions.CultureInvariant);
+        }
+        catch (ArgumentException e)
+        {
+            throw new PeftDslException($"'{pattern}' is not a valid regular expression: {e.Message}");
+        }
+    }
+}
