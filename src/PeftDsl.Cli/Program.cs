@@ -17,6 +17,8 @@ public static class Program
             ParityCommand.Create(),
             GenerateCommand.Create(),
             BenchCommand.Create(),
+            InspectCommand.Create(),
+            MergeCommand.Create(),
         };
         return root.Parse(args).Invoke();
     }

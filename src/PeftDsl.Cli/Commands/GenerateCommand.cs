@@ -10,7 +10,8 @@ using static TorchSharp.torch;
 
 namespace PeftDsl.Cli.Commands;
 
-/// <summary><c>peft generate --model DIR --prompt TEXT</c>: prints each prompt's continuation on its own line.</summary>
+/// <summary><c>peft generate --model DIR [--adapter DIR] --prompt TEXT</c>: prints each prompt's continuation on its own
+/// line. An adapter runs unmerged, through the KV cache.</summary>
 public static class GenerateCommand
 {
     public static Command Create()
@@ -33,6 +34,8 @@ public static class GenerateCommand
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
+        var adapters = new AdapterOptions();
+        adapters.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
             var sampling = parse.GetValue(sample) || parse.GetValue(temperature) is not null || parse.GetValue(topK) is not null
@@ -48,14 +51,15 @@ public static class GenerateCommand
                 StopTokens = parse.GetValue(stop) ?? [],
                 UseCache = !parse.GetValue(noCache),
             };
+            var (adapter, use) = adapters.Read(parse);
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
-                options, parse.GetValue(ids), Console.Out, placement.Read(parse));
+                options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use);
         }));
         return command;
     }
 
     public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output,
-        ModelLoadOptions? placement = null)
+        ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null)
     {
         if (texts.Length > 0 && idLists.Length > 0)
             throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
@@ -65,6 +69,7 @@ public static class GenerateCommand
         using var scope = NewDisposeScope();
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
+        AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
         var tokenizer = texts.Length > 0 || !printIds
             ? TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), model.VocabSize)
             : null;

@@ -1,0 +1,47 @@
+using System.CommandLine;
+using PeftDsl.Errors;
+using PeftDsl.Runtime;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary><c>--adapter DIR</c> and <c>--use NAME</c>, shared by the commands that run a model with adapters.</summary>
+public sealed class AdapterOptions
+{
+    public Option<DirectoryInfo?> Adapter { get; } = new("--adapter")
+    {
+        Description = "peft adapter folder (adapter_config.json + adapter_model.safetensors; other adapters in subfolders)",
+    };
+
+    public Option<string[]> Use { get; } = new("--use")
+    {
+        Description = "Which adapters of the folder to run, when it holds several (repeat for several; their deltas add)",
+        AllowMultipleArgumentsPerToken = true,
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Adapter);
+        command.Options.Add(Use);
+    }
+
+    public (string? Directory, string[] Use) Read(ParseResult parse) => (parse.GetValue(Adapter)?.FullName, parse.GetValue(Use) ?? []);
+
+    /// <summary>Loads every adapter of <paramref name="directory"/> and activates <paramref name="use"/>, or the only one.
+    /// Returns the active names.</summary>
+    public static IReadOnlyList<string> Attach(LanguageModel model, string? directory, IReadOnlyList<string> use, bool trainable = false)
+    {
+        if (directory is null)
+        {
+            if (use.Count > 0) throw new PeftDslException("--use needs --adapter");
+            return [];
+        }
+        var names = model.Adapters.LoadAll(directory, trainable);
+        if (use.Count == 0 && names.Count > 1)
+            throw new PeftDslException($"{directory} holds several adapters ({string.Join(", ", names)}): choose with --use NAME");
+        foreach (var name in use.Where(n => !names.Contains(n)))
+            throw new PeftDslException($"--use {name}: {directory} has no adapter of that name (it has {string.Join(", ", names)})");
+        var active = use.Count > 0 ? use.Distinct().ToArray() : names.ToArray();
+        model.Adapters.SetActive(active);
+        return active;
+    }
+}

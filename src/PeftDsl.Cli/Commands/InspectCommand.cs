@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using PeftDsl.Errors;
+using PeftDsl.Models;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Runtime;
+using Spectre.Console;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary>
+/// <c>peft inspect --model DIR [--adapter DIR | --targets …]</c>: the trainable-parameter table, per site and in total,
+/// ending with peft's <c>print_trainable_parameters</c> line. Without an adapter it lists the model's LoRA sites, so a
+/// user can choose targets; with <c>--targets</c> it shows what a new adapter would train.
+/// </summary>
+public static class InspectCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var targets = new Option<string[]>("--targets")
+        {
+            Description = "Preview a new LoRA adapter on these targets (module names, NeMo site names, attention, mlp, all)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var rank = new Option<int>("--r") { Description = "Rank of the previewed adapter", DefaultValueFactory = _ => 8 };
+        var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors" };
+        var command = new Command("inspect", "Show a model's PEFT sites and the trainable parameters of its adapters") { model, targets, rank, dora };
+        var adapters = new AdapterOptions();
+        adapters.AddTo(command);
+        command.SetAction(parse => Program.Guard(() =>
+        {
+            var (adapter, use) = adapters.Read(parse);
+            return Run(parse.GetValue(model)!.FullName, adapter, use, parse.GetValue(targets) ?? [], parse.GetValue(rank), parse.GetValue(dora), System.Console.Out);
+        }));
+        return command;
+    }
+
+    public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string> targets, int rank, bool dora, TextWriter output)
+    {
+        if (adapter is not null && targets.Count > 0) throw new PeftDslException("give either --adapter or --targets, not both");
+        using var model = (LanguageModel)StockModels.LoadGenerative(directory);
+        AdapterOptions.Attach(model, adapter, use, trainable: true);
+        if (targets.Count > 0) model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets, UseDora = dora });
+        var console = PlainConsole(output);
+        console.WriteLine($"model: {directory} ({model.ModelType}, {model.GetType().Name})");
+        foreach (var name in model.Adapters.Names)
+        {
+            var c = model.Adapters[name];
+            console.WriteLine($"adapter: {name} (LoRA r={c.R}, alpha={Number(c.Alpha)}{(c.UseRsLora ? ", rsLoRA" : "")}{(c.UseDora ? ", DoRA" : "")}" +
+                              $"{(model.Adapters.Active.Contains(name) ? ", active" : "")})");
+        }
+        var all = model.AllParameters();
+        console.Write(model.Adapters.Names.Count == 0 ? SiteTable(model) : TrainableTable(all));
+        var trainable = all.Where(p => p.Method != PeftMethod.Base && p.Parameter.requires_grad).Sum(p => p.Parameter.NumberOfElements);
+        var total = all.Sum(p => p.Parameter.NumberOfElements);
+        console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"trainable params: {trainable:N0} || all params: {total:N0} || trainable%: {100.0 * trainable / total:F4}"));
+        return 0;
+    }
+
+    /// <summary>One row per (site, module pattern, adapter), with the layers it spans and its parameter count.</summary>
+    private static Table TrainableTable(IReadOnlyList<SelectedParameter> all)
+    {
+        var table = new Table { Border = TableBorder.Simple }.AddColumns("site", "module", "layers", "adapter", "params");
+        table.Columns[4].RightAligned();
+        var rows = all.Where(p => p.Method != PeftMethod.Base)
+            .GroupBy(p => (Site: p.Site?.Name ?? "-", Module: Pattern(p.Site?.ModulePath ?? p.Name, p.Layer), p.Adapter))
+            .OrderBy(g => g.Key.Adapter, StringComparer.Ordinal).ThenBy(g => g.Min(p => all.ToList().IndexOf(p)));
+        foreach (var g in rows)
+            table.AddRow(Markup.Escape(g.Key.Site), Markup.Escape(g.Key.Module), Layers(g.Select(p => p.Layer)), Markup.Escape(g.Key.Adapter ?? "-"),
+                g.Sum(p => p.Parameter.NumberOfElements).ToString("N0", CultureInfo.InvariantCulture));
+        return table;
+    }
+
+    /// <summary>The model's LoRA sites, to choose targets from.</summary>
+    private static Table SiteTable(LanguageModel model)
+    {
+        var table = new Table { Border = TableBorder.Simple }.AddColumns("site", "module", "layers", "in → out");
+        foreach (var g in model.Adapters.Linears()
+                     .Select(l => (l.Linear, Site: l.Linear.Sites(l.Path).First(s => s.Kind == SiteKind.Linear)))
+                     .GroupBy(x => (x.Site.Name, Module: Pattern(x.Site.ModulePath, x.Site.Layer), x.Linear.InFeatures, x.Linear.OutFeatures)))
+            table.AddRow(g.Key.Name, Markup.Escape(g.Key.Module), Layers(g.Select(x => x.Site.Layer)), $"{g.Key.InFeatures} → {g.Key.OutFeatures}");
+        return table;
+    }
+
+    /// <summary>transformer.h.3.attn.c_attn → transformer.h.*.attn.c_attn: one row covers every layer.</summary>
+    private static string Pattern(string path, int? layer) =>
+        layer is { } l ? new Regex($@"\.{l}\.").Replace(path, ".*.", 1) : path;
+
+    private static string Layers(IEnumerable<int?> layers)
+    {
+        var distinct = layers.Where(l => l is not null).Select(l => l!.Value).Distinct().Order().ToList();
+        if (distinct.Count == 0) return "-";
+        var ranges = new List<string>();
+        for (var i = 0; i < distinct.Count;)
+        {
+            var j = i;
+            while (j + 1 < distinct.Count && distinct[j + 1] == distinct[j] + 1) j++;
+            ranges.Add(i == j ? $"{distinct[i]}" : $"{distinct[i]}-{distinct[j]}");
+            i = j + 1;
+        }
+        return string.Join(",", ranges);
+    }
+
+    private static string Number(double x) => x.ToString("0.####", CultureInfo.InvariantCulture);
+
+    /// <summary>Plain text into any writer (tests, pipes): no colours, no terminal queries, and wide enough that module
+    /// paths are never wrapped (a terminal's own width is kept).</summary>
+    internal static IAnsiConsole PlainConsole(TextWriter output)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Out = new AnsiConsoleOutput(output),
+            Interactive = InteractionSupport.No,
+        });
+        var terminal = output == System.Console.Out && !System.Console.IsOutputRedirected ? System.Console.WindowWidth : 0;
+        console.Profile.Width = Math.Max(terminal, 200);
+        return console;
+    }
+}

@@ -1,0 +1,114 @@
+using PeftDsl.Generation;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.T5;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Lora;
+
+/// <summary><c>peft inspect</c>, <c>peft merge</c> and <c>peft generate --adapter</c> as a user runs them.</summary>
+public sealed class LoraCliTests
+{
+    private static string Case(string name) => Path.Combine(Fixtures.Directory, name);
+
+    [Fact]
+    public void InspectPrintsTheTrainableTableAndPeftsSummaryLine()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("inspect", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"));
+        Assert.True(code == 0, stderr);
+        var lines = stdout.TrimEnd().Split('\n');
+        Assert.Contains("adapter: default (LoRA r=4, alpha=8, active)", lines);
+        // c_attn: A [4, 32] + B [96, 4] per layer, two layers.
+        Assert.Contains(lines, l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["attention_qkv", "transformer.h.*.attn.c_attn", "0-1", "default", "1,024"]);
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var baseCount = model.parameters().Sum(p => p.NumberOfElements);
+        model.Adapters.Load(Case("gpt2.lora"));
+        var lora = model.parameters().Sum(p => p.NumberOfElements) - baseCount;
+        Assert.Equal($"trainable params: {lora:N0} || all params: {baseCount + lora:N0} || trainable%: {100.0 * lora / (baseCount + lora):F4}",
+            lines[^1], ignoreCase: false);
+    }
+
+    [Fact]
+    public void InspectWithoutAnAdapterListsTheSitesAndPreviewsTargets()
+    {
+        var (code, stdout, _) = ParityTests.Peft("inspect", "--model", Fixtures.Base("t5"));
+        Assert.Equal(0, code);
+        Assert.Contains("attention_kv", stdout);
+        Assert.Contains("decoder.block.*.layer.1.EncDecAttention.k", stdout);
+        Assert.EndsWith("trainable%: 0.0000", stdout.TrimEnd());
+
+        (code, stdout, _) = ParityTests.Peft("inspect", "--model", Fixtures.Base("t5"), "--targets", "mlp", "--r", "2");
+        Assert.Equal(0, code);
+        Assert.Contains("adapter: default (LoRA r=2, alpha=2, active)", stdout);
+        Assert.Contains("mlp_fc2", stdout);
+        Assert.DoesNotContain("attention_qkv", stdout);
+    }
+
+    /// <summary>The merged folder is a plain Hugging Face model whose logits are the adapted model's.</summary>
+    [Fact]
+    public void MergeWritesAPlainModelThatComputesTheAdaptedFunction()
+    {
+        using var dir = new TempDir();
+        var output = dir.File("merged");
+        var (code, stdout, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("mt5"), "--adapter", Case("mt5.lora"), "--out", output);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("merged default", stdout);
+        Assert.Equal(["config.json", "generation_config.json", "model.safetensors"], Directory.GetFiles(output).Select(Path.GetFileName).Order());
+
+        using var merged = T5ForConditionalGeneration.FromPretrained(output);
+        using var adapted = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("mt5"));
+        adapted.Adapters.Load(Case("mt5.lora"));
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch(rows: 2);
+        var decoder = ids.narrow(1, 0, 4);
+        merged.eval();
+        adapted.eval();
+        LoraMathTests.AssertClose(merged.Forward(ids, mask, decoder).Logits, adapted.Forward(ids, mask, decoder).Logits, 1e-4);
+    }
+
+    [Fact]
+    public void GenerateWithAnAdapterGivesTheLibrarysTokens()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.multi_lora"),
+            "--use", "b", "--prompt-ids", "5 17 301", "--max-new-tokens", "6", "--ids");
+        Assert.True(code == 0, stderr);
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        model.Adapters.Load(Path.Combine(Case("gpt2.multi_lora"), "b"), "b");
+        var options = GenerationDefaults.FromFolder(Fixtures.Base("gpt2")).ApplyTo(new GenerationOptions { MaxNewTokens = 6 }, padGiven: false);
+        Assert.Equal(string.Join(" ", TextGenerator.Generate(model, [[5, 17, 301]], options)[0]), stdout.Trim());
+    }
+
+    [Theory]
+    [InlineData("inspect", "--adapter", "gpt2.multi_lora", "holds several adapters (a, b): choose with --use NAME")]
+    [InlineData("inspect", "--adapter", "llama.lora", "match no linear module of the model")]
+    [InlineData("inspect", "--adapter", "gpt2.ia3", "peft_type 'IA3' is not supported yet")]
+    [InlineData("inspect", "--adapter", "no-such-folder", "adapter folder not found")]
+    [InlineData("generate", "--use", "a", "--use needs --adapter")]
+    [InlineData("merge", "--use", "a", "--adapter is required")]
+    public void BadAdapterArgumentsAreOneErrorLine(string command, string option, string value, string message)
+    {
+        var args = new List<string> { command, "--model", Fixtures.Base("gpt2"), option, option == "--adapter" ? Case(value) : value };
+        if (command == "generate") args.AddRange(["--prompt-ids", "1 2", "--ids"]);
+        if (command == "merge") args.AddRange(["--out", Path.Combine(Path.GetTempPath(), "peftdsl-never-written")]);
+        var (code, stdout, stderr) = ParityTests.Peft(args.ToArray());
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", stderr);
+        Assert.Contains(message, stderr);
+        Assert.DoesNotContain("   at ", stderr);
+        Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "peftdsl-never-written")));
+    }
+
+    [Fact]
+    public void MergeRefusesToOverwriteTheBaseFolderAndUnknownAdapterNames()
+    {
+        var (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", Fixtures.Base("gpt2"));
+        Assert.Equal(2, code);
+        Assert.Contains("is the base model folder", stderr);
+        using var dir = new TempDir();
+        (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.multi_lora"), "--use", "c", "--out", dir.File("m"));
+        Assert.Equal(2, code);
+        Assert.Contains("--use c: ", stderr);
+        Assert.Contains("has no adapter of that name (it has a, b)", stderr);
+        Assert.False(Directory.Exists(dir.File("m")));
+    }
+}
