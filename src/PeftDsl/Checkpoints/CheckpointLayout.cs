@@ -56,9 +56,17 @@ public static class CheckpointLayout
     public static IEnumerable<(string Path, nn.Module Module)> BaseModules(nn.Module model)
     {
         var all = ModulesWithRoot(model).ToList();
-        var skipped = all.Where(m => m.Module is Peft.IPeftTensors).Select(m => m.Path + ".").ToList();
-        return all.Where(m => m.Module is not Peft.IPeftTensors
-            && !skipped.Any(prefix => m.Path.StartsWith(prefix, StringComparison.Ordinal)));
+        var peft = all.Where(m => m.Module is Peft.IPeftTensors).Select(m => m.Path).ToHashSet(StringComparer.Ordinal);
+        return peft.Count == 0 ? all : all.Where(m => !UnderAny(m.Path, peft));
+    }
+
+    /// <summary>True when <paramref name="path"/> or one of its ancestors is in <paramref name="roots"/>.</summary>
+    private static bool UnderAny(string path, HashSet<string> roots)
+    {
+        if (roots.Contains(path)) return true;
+        for (var dot = path.IndexOf('.'); dot >= 0; dot = path.IndexOf('.', dot + 1))
+            if (roots.Contains(path[..dot])) return true;
+        return false;
     }
 
     /// <summary>Checkpoint layout of one base parameter by its model key (null if <paramref name="key"/> is not a

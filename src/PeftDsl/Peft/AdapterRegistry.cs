@@ -19,6 +19,8 @@ public sealed class AdapterRegistry
     private readonly Dictionary<string, LoraConfig> configs = new(StringComparer.Ordinal);
     private readonly List<string> order = [];
     private readonly List<string> active = [];
+    // Which adapters are folded into the weights; kept here so a call's routing need not walk the model.
+    private readonly HashSet<string> merged = new(StringComparer.Ordinal);
 
     internal AdapterRegistry(LanguageModel model) => this.model = model;
 
@@ -90,7 +92,7 @@ public sealed class AdapterRegistry
     public void SetActive(params string[] names)
     {
         foreach (var n in names) _ = this[n];
-        if (Linears().Any(l => l.Linear.Lora.Merged.Any(m => !names.Contains(m)))) Unmerge();
+        if (merged.Any(m => !names.Contains(m))) Unmerge();
         active.Clear();
         active.AddRange(names.Distinct());
     }
@@ -108,10 +110,9 @@ public sealed class AdapterRegistry
     public void Delete(string name)
     {
         _ = this[name];
-        var linears = Linears();
-        if (linears.Any(l => l.Linear.Lora.Merged.Contains(name)))
+        if (merged.Contains(name))
             throw new PeftDslException($"adapter '{name}' is merged into the weights: call Unmerge() before deleting it");
-        foreach (var (_, linear) in linears) linear.Lora.Remove(name);
+        foreach (var (_, linear) in Linears()) linear.Lora.Remove(name);
         configs.Remove(name);
         order.Remove(name);
         active.Remove(name);
@@ -130,12 +131,14 @@ public sealed class AdapterRegistry
         if (!Enabled) throw new PeftDslException("adapters are disabled: Enable() before merging");
         foreach (var (_, linear) in Linears())
             foreach (var n in names) linear.Lora.Merge(n);
+        merged.UnionWith(names);
     }
 
     /// <summary>Takes every merged adapter back out of the base weights.</summary>
     public void Unmerge()
     {
         foreach (var (_, linear) in Linears()) linear.Lora.Unmerge();
+        merged.Clear();
     }
 
     /// <summary>peft's <c>merge_and_unload</c>: merges the active adapters, then removes every adapter, leaving a
@@ -154,6 +157,7 @@ public sealed class AdapterRegistry
         configs.Clear();
         order.Clear();
         active.Clear();
+        merged.Clear();
         Enabled = true;
     }
 
@@ -208,7 +212,7 @@ public sealed class AdapterRegistry
             if (!configs.TryGetValue(n, out var c)) throw Unknown(n);
             if (c.UseDora) throw new PeftDslException($"adapter '{n}' uses DoRA, which a mixed-adapter batch does not support (peft refuses it too)");
         }
-        if (Linears().Any(l => l.Linear.Lora.Merged.Count > 0))
+        if (merged.Count > 0)
             throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
         return AdapterRouting.PerRow(rowAdapters, device);
     }

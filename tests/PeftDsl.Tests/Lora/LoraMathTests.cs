@@ -299,6 +299,30 @@ public sealed class LoraMathTests
         Assert.NotEqual(cached, Generation.TextGenerator.Generate(model, prompts, options));
     }
 
+    /// <summary>On a bf16 base the adapter stays fp32 (peft's autocast_adapter_dtype): its delta is computed in fp32
+    /// and cast back, and its gradients are fp32.</summary>
+    [Fact]
+    public void AdaptersStayFp32OnABf16Base()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"), new ModelLoadOptions(ScalarType.BFloat16));
+        manual_seed(9);
+        model.Adapters.Add("default", Random("q_proj", "k_proj", "down_proj"));
+        Assert.All(model.TrainableParameters(), p => Assert.Equal(ScalarType.Float32, p.Parameter.dtype));
+        using var scope = NewDisposeScope();
+        var (ids, mask) = Batch();
+        var output = model.Forward(ids, mask, ids.masked_fill(mask == 0, Losses.IgnoreIndex));
+        Assert.Equal(ScalarType.BFloat16, output.Logits.dtype);
+        output.Loss!.backward();
+        Assert.All(model.TrainableParameters(), p => Assert.Equal(ScalarType.Float32, p.Parameter.grad!.dtype));
+
+        using var reference = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        manual_seed(9);
+        reference.Adapters.Add("default", Random("q_proj", "k_proj", "down_proj"));
+        reference.eval();
+        model.eval();
+        AssertClose(model.Forward(ids, mask).Logits.to(ScalarType.Float32), reference.Forward(ids, mask).Logits, 0.1);
+    }
+
     private static Dictionary<string, Tensor> LoraGrads(nn.Module model) =>
         model.SelectParameters(new ParameterQuery(PeftMethod.Lora))
             .Where(p => p.Parameter.grad is not null)
