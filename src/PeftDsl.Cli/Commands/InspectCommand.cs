@@ -41,7 +41,12 @@ public static class InspectCommand
     public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string> targets, int rank, bool dora, TextWriter output)
     {
         if (adapter is not null && targets.Count > 0) throw new PeftDslException("give either --adapter or --targets, not both");
+        if (rank <= 0) throw new PeftDslException($"--r must be a positive rank, got {rank}");
         using var model = (LanguageModel)StockModels.LoadGenerative(directory);
+        // A rank above every projection's size adds nothing and could ask for gigabytes.
+        var widest = model.Adapters.Linears().Max(l => Math.Max(l.Linear.InFeatures, l.Linear.OutFeatures));
+        if (targets.Count > 0 && rank > widest)
+            throw new PeftDslException($"--r {rank} exceeds the model's largest projection size ({widest}); a LoRA rank cannot usefully be larger");
         AdapterOptions.Attach(model, adapter, use, trainable: true);
         if (targets.Count > 0) model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets, UseDora = dora });
         var console = PlainConsole(output);
@@ -66,9 +71,10 @@ public static class InspectCommand
     {
         var table = new Table { Border = TableBorder.Simple }.AddColumns("site", "module", "layers", "adapter", "params");
         table.Columns[4].RightAligned();
+        var order = all.Select((p, i) => (p.Name, i)).ToDictionary(x => x.Name, x => x.i);
         var rows = all.Where(p => p.Method != PeftMethod.Base)
             .GroupBy(p => (Site: p.Site?.Name ?? "-", Module: Pattern(p.Site?.ModulePath ?? p.Name, p.Layer), p.Adapter))
-            .OrderBy(g => g.Key.Adapter, StringComparer.Ordinal).ThenBy(g => g.Min(p => all.ToList().IndexOf(p)));
+            .OrderBy(g => g.Key.Adapter, StringComparer.Ordinal).ThenBy(g => g.Min(p => order[p.Name]));
         foreach (var g in rows)
             table.AddRow(Markup.Escape(g.Key.Site), Markup.Escape(g.Key.Module), Layers(g.Select(p => p.Layer)), Markup.Escape(g.Key.Adapter ?? "-"),
                 g.Sum(p => p.Parameter.NumberOfElements).ToString("N0", CultureInfo.InvariantCulture));

@@ -125,6 +125,8 @@ public sealed class LoraFileTests
     [InlineData("bias", "\"all\"", "bias is 'all'")]
     [InlineData("r", "0", "r must be a positive integer, got 0")]
     [InlineData("r", "2.5", "r must be an integer")]
+    [InlineData("r", "1000000000", "file [4, 32], model expects [1000000000, 32] (r=1000000000, in=32)")]   // checked before allocating
+    [InlineData("rank_pattern", "{\"(\": 2}", "is not a valid regular expression")]
     [InlineData("lora_dropout", "1.5", "lora_dropout must be in [0, 1)")]
     [InlineData("task_type", "\"SEQ_2_SEQ_LM\"", "task_type is SEQ_2_SEQ_LM, but the model is a causal LM")]
     [InlineData("task_type", "\"SEQ_CLS\"", "task_type 'SEQ_CLS' is not supported")]

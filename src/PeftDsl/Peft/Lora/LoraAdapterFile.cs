@@ -67,10 +67,14 @@ public static class LoraAdapterFile
             throw new PeftDslException($"{directory}: no {WeightsFile}{hint}");
         }
         using var reader = SafetensorsReader.Open(weightsPath);
-        var targets = registry.Inject(name, config, configPath, initialize: false);
+        // Shapes are checked against the file before anything is allocated, so a config that lies about r (1e9)
+        // is refused instead of attempting a huge allocation.
+        var targets = LoraTargets.Resolve(config, registry.Linears(), model.ModelType, configPath);
+        Check(reader, weightsPath, Expected(targets, config.UseDora));
+        registry.Inject(name, config, configPath, initialize: false);
         try
         {
-            Fill(reader, weightsPath, targets, name);
+            Fill(reader, targets, name);
         }
         catch
         {
@@ -107,36 +111,52 @@ public static class LoraAdapterFile
         });
     }
 
-    private static void Fill(SafetensorsReader reader, string weightsPath, IReadOnlyList<LoraTarget> targets, string name)
+    /// <summary>Every tensor the file must hold for these targets: key → (shape, what the shape is made of).</summary>
+    private static Dictionary<string, (long[] Shape, string Describe)> Expected(IReadOnlyList<LoraTarget> targets, bool dora)
     {
-        var expected = new Dictionary<string, (Tensor Target, string Describe)>(StringComparer.Ordinal);
+        var expected = new Dictionary<string, (long[] Shape, string Describe)>(StringComparer.Ordinal);
         foreach (var t in targets)
         {
-            var lora = t.Linear.Lora;
-            expected[Prefix + t.Path + ".lora_A.weight"] = (lora.A(name), $"r={t.Rank}, in={t.Linear.InFeatures}");
-            expected[Prefix + t.Path + ".lora_B.weight"] = (lora.B(name), $"out={t.Linear.OutFeatures}, r={t.Rank}");
-            if (lora.Magnitude(name) is { } m) expected[Prefix + t.Path + ".lora_magnitude_vector"] = (m, $"out={t.Linear.OutFeatures}");
+            long inF = t.Linear.InFeatures, outF = t.Linear.OutFeatures;
+            expected[Prefix + t.Path + ".lora_A.weight"] = ([t.Rank, inF], $"r={t.Rank}, in={inF}");
+            expected[Prefix + t.Path + ".lora_B.weight"] = ([outF, t.Rank], $"out={outF}, r={t.Rank}");
+            if (dora) expected[Prefix + t.Path + ".lora_magnitude_vector"] = ([outF], $"out={outF}");
         }
+        return expected;
+    }
+
+    private static void Check(SafetensorsReader reader, string weightsPath, Dictionary<string, (long[] Shape, string Describe)> expected)
+    {
         var missing = expected.Keys.Where(k => !reader.Entries.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
         var unexpected = reader.Entries.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal)
             .Select(k => k + Why(k)).ToList();
-        var wrongShape = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value.Target.shape))
-            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value.Target.shape)}] ({e.Value.Describe})")
+        var wrongShape = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value.Shape))
+            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value.Shape)}] ({e.Value.Describe})")
             .Order(StringComparer.Ordinal).ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-        {
-            var text = new StringBuilder($"{weightsPath}: the adapter does not fit this model");
-            Append(text, "missing tensors", missing);
-            Append(text, "tensors for modules the config does not target or the model lacks", unexpected);
-            Append(text, "wrong shapes", wrongShape);
-            throw new PeftDslException(text.ToString());
-        }
+        if (missing.Count + unexpected.Count + wrongShape.Count == 0) return;
+        var text = new StringBuilder($"{weightsPath}: the adapter does not fit this model");
+        Append(text, "missing tensors", missing);
+        Append(text, "tensors for modules the config does not target or the model lacks", unexpected);
+        Append(text, "wrong shapes", wrongShape);
+        throw new PeftDslException(text.ToString());
+    }
+
+    private static void Fill(SafetensorsReader reader, IReadOnlyList<LoraTarget> targets, string name)
+    {
         using var noGrad = no_grad();
-        foreach (var (key, (target, _)) in expected)
+        foreach (var t in targets)
         {
-            using var scope = NewDisposeScope();
-            target.copy_(reader.Read(key).to(target.dtype, target.device));
+            var lora = t.Linear.Lora;
+            Copy(reader, Prefix + t.Path + ".lora_A.weight", lora.A(name));
+            Copy(reader, Prefix + t.Path + ".lora_B.weight", lora.B(name));
+            if (lora.Magnitude(name) is { } m) Copy(reader, Prefix + t.Path + ".lora_magnitude_vector", m);
         }
+    }
+
+    private static void Copy(SafetensorsReader reader, string key, Tensor target)
+    {
+        using var scope = NewDisposeScope();
+        target.copy_(reader.Read(key).to(target.dtype, target.device));
     }
 
     private static string Why(string key) =>

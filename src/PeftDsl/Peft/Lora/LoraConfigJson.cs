@@ -67,7 +67,7 @@ public static class LoraConfigJson
     public static LoraConfig Read(string path)
     {
         var json = ReadObject(path);
-        var type = json["peft_type"]?.GetValue<string>();
+        var type = Str(json, "peft_type", path);
         if (type != PeftType) throw new PeftDslException($"{path}: peft_type is '{type}', not {PeftType}");
         return Parse(json, path);
     }

@@ -137,7 +137,8 @@ public sealed class LoraLayer
             var delta = DeltaWeight(adapter).to(weight.dtype);
             if (mergedNorms.Remove(adapter, out var norm))
             {
-                var factor = (Magnitude(adapter)! / norm).to(weight.dtype).view(-1, 1);
+                // The model may have moved since the merge; the norm is not a registered tensor and did not.
+                var factor = (Magnitude(adapter)! / norm.to(weight.device)).to(weight.dtype).view(-1, 1);
                 weight.copy_(weight / factor - delta);
                 norm.Dispose();
             }

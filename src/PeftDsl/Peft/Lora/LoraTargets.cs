@@ -83,7 +83,7 @@ public static class LoraTargets
     public static T? PatternValue<T>(IReadOnlyDictionary<string, T> patterns, string path) where T : struct
     {
         foreach (var (key, value) in patterns)
-            if (Regex.IsMatch(path, $@"^(.*\.)?({key})$", RegexOptions.CultureInvariant)) return value;
+            if (FullMatch($@"(.*\.)?({key})", path)) return value;
         return null;
     }
 
