@@ -20,7 +20,15 @@ public static class Program
             InspectCommand.Create(),
             MergeCommand.Create(),
         };
-        return root.Parse(args).Invoke();
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // Usage mistakes follow the same contract as bad files: one error line, exit code 2.
+            var command = parse.CommandResult.Command == root ? "peft" : "peft " + parse.CommandResult.Command.Name;
+            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see '{command} --help')");
+            return BadInput;
+        }
+        return parse.Invoke();
     }
 
     /// <summary>Runs a command body: bad input becomes one "error:" line and exit code 2, never a stack trace.</summary>

@@ -18,6 +18,9 @@ public sealed class AdapterOptions
         AllowMultipleArgumentsPerToken = true,
     };
 
+    /// <param name="required">The command needs an adapter (merge).</param>
+    public AdapterOptions(bool required = false) => Adapter.Required = required;
+
     public void AddTo(Command command)
     {
         command.Options.Add(Adapter);
@@ -35,12 +38,15 @@ public sealed class AdapterOptions
             if (use.Count > 0) throw new PeftDslException("--use needs --adapter");
             return [];
         }
-        var names = model.Adapters.LoadAll(directory, trainable);
+        var found = Peft.Lora.LoraAdapterFile.AdaptersIn(directory);
+        var names = found.Select(f => f.Name).ToList();
         if (use.Count == 0 && names.Count > 1)
             throw new PeftDslException($"{directory} holds several adapters ({string.Join(", ", names)}): choose with --use NAME");
         foreach (var name in use.Where(n => !names.Contains(n)))
             throw new PeftDslException($"--use {name}: {directory} has no adapter of that name (it has {string.Join(", ", names)})");
         var active = use.Count > 0 ? use.Distinct().ToArray() : names.ToArray();
+        // Only the adapters asked for are read: a broken neighbour in the folder does not block them.
+        foreach (var (name, folder) in found.Where(f => active.Contains(f.Name))) model.Adapters.Load(folder, name, trainable);
         model.Adapters.SetActive(active);
         return active;
     }

@@ -70,15 +70,26 @@ public static class GenerateCommand
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
         AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
-        var tokenizer = texts.Length > 0 || !printIds
-            ? TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), model.VocabSize)
-            : null;
+        var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(directory, model.VocabSize, texts.Length == 0) : null;
         var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
         var defaults = GenerationDefaults.FromFolder(directory);
         var outputs = TextGenerator.Generate(model, prompts, defaults.ApplyTo(options, padGiven: false));
         foreach (var tokens in outputs)
             output.WriteLine(printIds || tokenizer is null ? string.Join(" ", tokens) : tokenizer.Decode(tokens));
         return 0;
+    }
+
+    /// <summary>The folder's tokenizer; with --prompt-ids only the output needs one, and --ids avoids that.</summary>
+    private static TextTokenizer Tokenizer(string directory, long vocab, bool promptIdsOnly)
+    {
+        try
+        {
+            return TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), vocab);
+        }
+        catch (PeftDslException e) when (promptIdsOnly)
+        {
+            throw new PeftDslException(e.Message + "; to print token ids instead of text, add --ids", e);
+        }
     }
 
     private static long[] ParseIds(string text)

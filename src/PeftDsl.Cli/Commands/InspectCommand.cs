@@ -22,18 +22,21 @@ public static class InspectCommand
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
         var targets = new Option<string[]>("--targets")
         {
-            Description = "Preview a new LoRA adapter on these targets (module names, NeMo site names, attention, mlp, all)",
+            Description = "Preview a new LoRA adapter on these targets, space- or comma-separated (module names, NeMo site names, attention, mlp, all)",
             AllowMultipleArgumentsPerToken = true,
         };
-        var rank = new Option<int>("--r") { Description = "Rank of the previewed adapter", DefaultValueFactory = _ => 8 };
-        var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors" };
+        var rank = new Option<int?>("--r") { Description = "Rank of the previewed adapter (default 8; needs --targets)" };
+        var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors (needs --targets)" };
         var command = new Command("inspect", "Show a model's PEFT sites and the trainable parameters of its adapters") { model, targets, rank, dora };
         var adapters = new AdapterOptions();
         adapters.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
             var (adapter, use) = adapters.Read(parse);
-            return Run(parse.GetValue(model)!.FullName, adapter, use, parse.GetValue(targets) ?? [], parse.GetValue(rank), parse.GetValue(dora), System.Console.Out);
+            var names = (parse.GetValue(targets) ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            if (names.Count == 0 && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
+                throw new PeftDslException("--r and --dora describe a previewed adapter: give --targets too");
+            return Run(parse.GetValue(model)!.FullName, adapter, use, names, parse.GetValue(rank) ?? 8, parse.GetValue(dora), System.Console.Out);
         }));
         return command;
     }
@@ -47,8 +50,9 @@ public static class InspectCommand
         var widest = model.Adapters.Linears().Max(l => Math.Max(l.Linear.InFeatures, l.Linear.OutFeatures));
         if (targets.Count > 0 && rank > widest)
             throw new PeftDslException($"--r {rank} exceeds the model's largest projection size ({widest}); a LoRA rank cannot usefully be larger");
+        // Counted as trainable: the adapters that would train, i.e. the active ones.
         AdapterOptions.Attach(model, adapter, use, trainable: true);
-        if (targets.Count > 0) model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets, UseDora = dora });
+        if (targets.Count > 0) model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets, UseDora = dora }, "--targets");
         var console = PlainConsole(output);
         console.WriteLine($"model: {directory} ({model.ModelType}, {model.GetType().Name})");
         foreach (var name in model.Adapters.Names)

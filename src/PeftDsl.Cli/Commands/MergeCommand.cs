@@ -14,6 +14,22 @@ namespace PeftDsl.Cli.Commands;
 public static class MergeCommand
 {
     /// <summary>Files of the base folder that a merged model still needs (tokenizer, generation defaults).</summary>
+    /// <summary>The absolute path with every symbolic link on the way resolved, so two names of one folder compare equal.</summary>
+    private static string Full(string path)
+    {
+        var full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar);
+        var parts = full.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        var resolved = Path.DirectorySeparatorChar.ToString();
+        foreach (var part in parts)
+        {
+            resolved = Path.Combine(resolved, part);
+            if (!Directory.Exists(resolved)) continue;   // a part not created yet is no link
+            var link = new DirectoryInfo(resolved).ResolveLinkTarget(returnFinalTarget: true);
+            if (link is not null) resolved = link.FullName.TrimEnd(Path.DirectorySeparatorChar);
+        }
+        return resolved;
+    }
+
     private static readonly string[] Carried =
     [
         "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -23,35 +39,65 @@ public static class MergeCommand
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
-        var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the merged model to (replaced atomically)", Required = true };
-        var command = new Command("merge", "Merge a LoRA adapter into its base model and save a Hugging Face model folder") { model, output };
-        var adapters = new AdapterOptions();
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the merged model to; it must not exist or be empty unless --overwrite", Required = true };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing --out folder and everything in it (atomically)" };
+        var command = new Command("merge", "Merge a LoRA adapter into its base model and save a Hugging Face model folder") { model, output, overwrite };
+        var adapters = new AdapterOptions(required: true);
         adapters.AddTo(command);
         var placement = new ModelOptions();
         command.Options.Add(placement.DType);
         command.SetAction(parse => Program.Guard(() =>
         {
             var (adapter, use) = adapters.Read(parse);
-            return Run(parse.GetValue(model)!.FullName, adapter ?? throw new PeftDslException("--adapter is required: which adapter to merge"),
-                use, parse.GetValue(output)!.FullName, ModelOptions.Parse("cpu", parse.GetValue(placement.DType)!), Console.Out);
+            return Run(parse.GetValue(model)!.FullName, adapter!,
+                use, parse.GetValue(output)!.FullName, ModelOptions.Parse("cpu", parse.GetValue(placement.DType)!), Console.Out, parse.GetValue(overwrite));
         }));
         return command;
     }
 
-    public static int Run(string directory, string adapter, IReadOnlyList<string> use, string output, ModelLoadOptions placement, TextWriter log)
+    public static int Run(string directory, string adapter, IReadOnlyList<string> use, string output, ModelLoadOptions placement, TextWriter log,
+        bool overwrite = false)
     {
-        if (Path.GetFullPath(output).TrimEnd('/') == Path.GetFullPath(directory).TrimEnd('/'))
-            throw new PeftDslException($"--out {output} is the base model folder; write the merged model elsewhere");
+        var target = Full(output);
+        foreach (var (source, what) in new[] { (directory, "the base model folder"), (adapter, "the adapter folder") })
+            if (target == Full(source) || Full(source).StartsWith(target + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                throw new PeftDslException($"--out {output} is or contains {what}; write the merged model elsewhere");
+        if (File.Exists(target)) throw new PeftDslException($"--out {output} is a file");
+        var given = Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar);
+        if (new DirectoryInfo(given).LinkTarget is not null)
+            throw new PeftDslException($"--out {output} is a symbolic link; give the real folder (replacing a link's target is not what a merge should do)");
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any() && !overwrite)
+            throw new PeftDslException($"--out {output} exists and is not empty; pass --overwrite to replace it and everything in it");
+        log.WriteLine($"loading {directory} ({placement.DType})");
         using var model = (LanguageModel)StockModels.LoadGenerative(directory, placement);
         var active = AdapterOptions.Attach(model, adapter, use);
+        log.WriteLine($"merging {string.Join(" + ", active)} from {adapter}");
         model.Adapters.MergeAndUnload();
+        log.WriteLine($"writing {output}");
         AtomicFolder.Write(output, staging =>
         {
             foreach (var file in Carried.Where(f => File.Exists(Path.Combine(directory, f))))
                 File.Copy(Path.Combine(directory, file), Path.Combine(staging, file));
+            RecordDType(Path.Combine(staging, "config.json"), placement.DType);
             model.SaveWeights(Path.Combine(staging, CheckpointFolder.SingleFile));
-        });
-        log.WriteLine($"merged {string.Join(" + ", active)} into {directory}: wrote {Path.Combine(output, CheckpointFolder.SingleFile)}");
+        }, keepOthers: false);   // a merged model folder holds nothing of the old one (no stale shards)
+        log.WriteLine($"wrote the merged model (base + {string.Join(" + ", active)}) to {output}; the base folder is unchanged");
         return 0;
+    }
+
+    /// <summary>config.json says which dtype the weights are in; after --dtype bf16 it must say bfloat16.</summary>
+    private static void RecordDType(string configPath, TorchSharp.torch.ScalarType dtype)
+    {
+        if (!File.Exists(configPath)) return;
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        var name = dtype switch
+        {
+            TorchSharp.torch.ScalarType.BFloat16 => "bfloat16",
+            TorchSharp.torch.ScalarType.Float16 => "float16",
+            _ => "float32",
+        };
+        foreach (var key in new[] { "dtype", "torch_dtype" }.Where(config.ContainsKey)) config[key] = name;
+        if (!config.ContainsKey("dtype") && !config.ContainsKey("torch_dtype")) config["dtype"] = name;
+        File.WriteAllText(configPath, config.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
     }
 }

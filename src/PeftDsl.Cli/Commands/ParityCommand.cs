@@ -6,6 +6,24 @@ namespace PeftDsl.Cli.Commands;
 /// <summary><c>peft parity DIR</c>: one line per case, then the totals; exit 1 if any case failed.</summary>
 public static class ParityCommand
 {
+    /// <summary>Edit distance, for "did you mean".</summary>
+    private static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var previous = row[0];
+            row[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var current = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
+                previous = current;
+            }
+        }
+        return row[b.Length];
+    }
+
     public static Command Create()
     {
         var dir = new Argument<DirectoryInfo>("dir") { Description = "A fixture folder in the format of tests/fixtures/hf-peft/README.md" };
@@ -29,8 +47,12 @@ public static class ParityCommand
         {
             var known = FixtureManifest.Load(directory).Cases.Select(c => c.Name).ToList();
             foreach (var name in names.Where(n => !known.Contains(n)))
+            {
+                var nearest = known.MinBy(k => Distance(k, name));
+                var hint = nearest is not null && Distance(nearest, name) <= 3 ? $"did you mean '{nearest}'? " : "";
                 throw new PeftDsl.Errors.PeftDslException(
-                    $"--case '{name}' matches no case in {Path.Combine(directory, "manifest.json")}; cases: {string.Join(", ", known)}");
+                    $"--case '{name}' matches no case in {Path.Combine(directory, "manifest.json")}; {hint}({known.Count} cases, from {known[0]} to {known[^1]})");
+            }
         }
         int passed = 0, failed = 0, skipped = 0;
         foreach (var result in ParityRunner.Run(directory, filter))

@@ -18,6 +18,8 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
     public static FixtureManifest Load(string directory)
     {
         var path = Path.Combine(directory, "manifest.json");
+        if (!System.IO.Directory.Exists(directory))
+            throw new PeftDslException($"{directory}: fixture folder not found");
         if (!File.Exists(path))
             throw new PeftDslException($"{directory}: no manifest.json; expected a fixture folder as described in tests/fixtures/hf-peft/README.md");
         try

@@ -18,7 +18,10 @@ public static class TextGenerator
         var results = prompts.Select(_ => new List<long>()).ToArray();
         if (options.MaxNewTokens == 0) return results.Select(r => r.ToArray()).ToList();
 
+        // Decoding runs in eval mode (no adapter dropout); a model sampled from mid-training goes back to training.
+        var wasTraining = ((nn.Module)model).training;
         model.eval();
+        using var restore = new TrainingMode((nn.Module)model, wasTraining);
         using var noGrad = no_grad();
         var device = ((nn.Module)model).parameters().First().device;
         // Padding is masked, so its id only has to index the embedding: an out-of-vocabulary pad (the tiny
@@ -88,5 +91,14 @@ public static class TextGenerator
             }
         }
         return (tensor(ids, device: device), tensor(mask, device: device));
+    }
+}
+
+/// <summary>Puts a module back into training mode when disposed, if it was training.</summary>
+internal readonly struct TrainingMode(nn.Module module, bool training) : IDisposable
+{
+    public void Dispose()
+    {
+        if (training) module.train();
     }
 }

@@ -12,7 +12,7 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
     {
         Count = count;
         Dim = dim;
-        weight = new Parameter(empty(count, dim));
+        weight = OwnedParameter.Of(empty(count, dim));
         register_parameter("weight", weight);
     }
 
@@ -50,7 +50,7 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// <summary>An untied head with its own [vocab, dim] weight.</summary>
     public LmHead(long dim, long vocab, bool scaled = false) : base(nameof(LmHead))
     {
-        weight = new Parameter(empty(vocab, dim));
+        weight = OwnedParameter.Of(empty(vocab, dim));
         register_parameter("weight", weight);
         scale = scaled ? Math.Pow(dim, -0.5) : 1.0;
     }

@@ -13,8 +13,8 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
     {
         Eps = eps;
         normalizedShape = [dim];
-        weight = new Parameter(ones(dim));
-        bias = new Parameter(zeros(dim));
+        weight = OwnedParameter.Of(ones(dim));
+        bias = OwnedParameter.Of(zeros(dim));
         register_parameter("weight", weight);
         register_parameter("bias", bias);
     }
@@ -37,7 +37,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public RmsNorm(long dim, double eps) : base(nameof(RmsNorm))
     {
         Eps = eps;
-        weight = new Parameter(ones(dim));
+        weight = OwnedParameter.Of(ones(dim));
         register_parameter("weight", weight);
     }
 

@@ -31,11 +31,11 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
         Layer = layer;
         Layout = layout;
         this.outputSplit = outputSplit ?? [outFeatures];
-        weight = new Parameter(empty(outFeatures, inFeatures));
+        weight = OwnedParameter.Of(empty(outFeatures, inFeatures));
         register_parameter("weight", weight);
         if (hasBias)
         {
-            bias = new Parameter(empty(outFeatures));
+            bias = OwnedParameter.Of(empty(outFeatures));
             register_parameter("bias", bias);
         }
         Lora = new LoraLayer(this);

@@ -22,7 +22,7 @@ public sealed class RelativePositionBias : nn.Module<Tensor, Tensor>
         this.buckets = buckets;
         this.maxDistance = maxDistance;
         this.bidirectional = bidirectional;
-        weight = new Parameter(empty(buckets, heads));
+        weight = OwnedParameter.Of(empty(buckets, heads));
         register_parameter("weight", weight);
     }
 

@@ -7,13 +7,13 @@ namespace PeftDsl.Peft;
 /// Per-adapter modules keyed by adapter name, as peft's <c>ModuleDict</c>s (<c>lora_A</c>, <c>lora_B</c>, …): the
 /// child's registration name is the adapter name, so state-dict keys read <c>…c_attn.lora_A.{adapter}.weight</c>.
 /// </summary>
-public sealed class AdapterDict<T> : nn.Module, IPeftTensors where T : nn.Module
+public sealed class AdapterDict : nn.Module, IPeftTensors
 {
     public AdapterDict() : base("AdapterDict")
     {
     }
 
-    public T this[string adapter] => (T)_internal_submodules[adapter];
+    public AdapterWeight this[string adapter] => (AdapterWeight)_internal_submodules[adapter];
 
     public bool Contains(string adapter) => _internal_submodules.ContainsKey(adapter);
 
@@ -21,7 +21,7 @@ public sealed class AdapterDict<T> : nn.Module, IPeftTensors where T : nn.Module
 
     public int Count => _internal_submodules.Count;
 
-    public void Add(string adapter, T module) => register_module(adapter, module);
+    public void Add(string adapter, AdapterWeight module) => register_module(adapter, module);
 
     /// <summary>Removes and disposes the adapter's module.</summary>
     public void Remove(string adapter)

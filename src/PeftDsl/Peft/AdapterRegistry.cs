@@ -24,11 +24,11 @@ public sealed class AdapterRegistry
 
     internal AdapterRegistry(LanguageModel model) => this.model = model;
 
-    /// <summary>Adapter names in the order they were added.</summary>
-    public IReadOnlyList<string> Names => order;
+    /// <summary>Adapter names in the order they were added (a copy: deleting while iterating is safe).</summary>
+    public IReadOnlyList<string> Names => order.ToList();
 
     /// <summary>The adapters every row runs when a call names none (empty: the base model).</summary>
-    public IReadOnlyList<string> Active => active;
+    public IReadOnlyList<string> Active => active.ToList();
 
     /// <summary>False after <see cref="Disable"/>: calls run the base model.</summary>
     public bool Enabled { get; private set; } = true;
@@ -49,9 +49,10 @@ public sealed class AdapterRegistry
     /// Adds a freshly initialised LoRA adapter, as peft's <c>get_peft_model</c>/<c>add_adapter</c>: its parameters
     /// are trainable, the base model is frozen, and the first adapter becomes active.
     /// </summary>
-    public void Add(string name, LoraConfig config)
+    /// <param name="source">What errors name as the origin of the config (a file, a command-line option).</param>
+    public void Add(string name, LoraConfig config, string source = "LoraConfig")
     {
-        Inject(name, config, "LoraConfig", initialize: true);
+        Inject(name, config, source, initialize: true, strictTargets: true);
         FreezeBase();
         SetTrainable(name, true);
     }
@@ -72,7 +73,20 @@ public sealed class AdapterRegistry
     public IReadOnlyList<string> LoadAll(string directory, bool trainable = false)
     {
         var names = LoraAdapterFile.AdaptersIn(directory);
-        foreach (var (name, folder) in names) Load(folder, name, trainable);
+        var loaded = new List<string>();
+        try
+        {
+            foreach (var (name, folder) in names)
+            {
+                Load(folder, name, trainable);
+                loaded.Add(name);
+            }
+        }
+        catch
+        {
+            foreach (var name in loaded) Delete(name);   // all of the folder or none of it
+            throw;
+        }
         return names.Select(n => n.Name).ToList();
     }
 
@@ -115,7 +129,8 @@ public sealed class AdapterRegistry
         foreach (var (_, linear) in Linears()) linear.Lora.Remove(name);
         configs.Remove(name);
         order.Remove(name);
-        active.Remove(name);
+        // As peft's delete_adapter: when the last active adapter goes, the first remaining one becomes active.
+        if (active.Remove(name) && active.Count == 0 && order.Count > 0) active.Add(order[0]);
     }
 
     /// <summary>Folds adapters into the base weights (default: the active ones), so inference pays nothing extra.</summary>
@@ -175,24 +190,37 @@ public sealed class AdapterRegistry
     }
 
     /// <summary>Creates the adapter's tensors on every selected projection (initialised, or left for a file to fill).</summary>
-    internal IReadOnlyList<LoraTarget> Inject(string name, LoraConfig config, string source, bool initialize)
+    /// <param name="strictTargets">Refuse a target name that selects nothing (a typo in user code); peft's own
+    /// files may list names a model lacks, so loading is lenient as peft is, and its tensors decide.</param>
+    internal IReadOnlyList<LoraTarget> Inject(string name, LoraConfig config, string source, bool initialize, bool strictTargets = false)
     {
         ValidateName(name);
         if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
         config.Validate(source);
-        var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source);
-        foreach (var t in targets)
+        var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source, strictTargets);
+        try
         {
-            var linear = t.Linear;
-            var dtype = AdapterDType(linear.weight.dtype);
-            var (a, b) = initialize
-                ? LoraInitializer.Create(config, t.Rank, linear.InFeatures, linear.OutFeatures, dtype, linear.weight.device)
-                : (zeros(t.Rank, linear.InFeatures, dtype: dtype, device: linear.weight.device),
-                   zeros(linear.OutFeatures, t.Rank, dtype: dtype, device: linear.weight.device));
-            using (a)
-            using (b)
-                linear.Lora.Add(name, new LoraSettings(t.Rank, t.Alpha, config.Scaling(t.Rank, t.Alpha), config.Dropout,
-                    config.DropoutPosition, config.UseDora), a, b);
+            foreach (var t in targets)
+            {
+                var linear = t.Linear;
+                var dtype = AdapterDType(linear.weight.dtype);
+                var (a, b) = initialize
+                    ? LoraInitializer.Create(config, t.Rank, linear.InFeatures, linear.OutFeatures, dtype, linear.weight.device)
+                    : (zeros(t.Rank, linear.InFeatures, dtype: dtype, device: linear.weight.device),
+                       zeros(linear.OutFeatures, t.Rank, dtype: dtype, device: linear.weight.device));
+                using (a)
+                using (b)
+                    linear.Lora.Add(name, new LoraSettings(t.Rank, config.Scaling(t.Rank, t.Alpha), config.Dropout,
+                        config.DropoutPosition, config.UseDora), a, b);
+            }
+        }
+        catch (Exception e)
+        {
+            // Half an adapter must not stay behind: a retry would find its tensors on the first projections.
+            foreach (var t in targets) t.Linear.Lora.Remove(name);
+            if (e is PeftDslException) throw;
+            throw new PeftDslException($"{source}: could not create adapter '{name}' ({e.GetType().Name}: {e.Message.Split('\n')[0]}); " +
+                                       "a rank this large may not fit in memory", e);
         }
         configs[name] = config;
         order.Add(name);
@@ -208,13 +236,15 @@ public sealed class AdapterRegistry
             throw new PeftDslException($"adapter_names has {rowAdapters.Count} entries for a batch of {batch} rows");
         foreach (var n in rowAdapters.Distinct())
         {
+            if (n is null) throw new PeftDslException($"adapter_names has a null entry; use '{AdapterRouting.BaseRow}' for a row without an adapter");
             if (n == AdapterRouting.BaseRow) continue;
             if (!configs.TryGetValue(n, out var c)) throw Unknown(n);
             if (c.UseDora) throw new PeftDslException($"adapter '{n}' uses DoRA, which a mixed-adapter batch does not support (peft refuses it too)");
         }
         if (merged.Count > 0)
             throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
-        return AdapterRouting.PerRow(rowAdapters, device);
+        // Disabled means the base model, whatever the rows name (peft checks disable_adapters first too).
+        return Enabled ? AdapterRouting.PerRow(rowAdapters, device) : AdapterRouting.None;
     }
 
     /// <summary>Adapters train in fp32 on a bf16/fp16 base, as peft's <c>autocast_adapter_dtype</c> keeps them.</summary>

@@ -4,8 +4,8 @@ namespace PeftDsl.Peft;
 
 /// <summary>
 /// The per-call routing channel: which adapters act on which rows of one forward call. The root builds it once per
-/// call and it travels in <see cref="Runtime.StackInputs"/> and <see cref="Runtime.ForwardContext"/> to every
-/// projection, so no layer recomputes row groups.
+/// call, from the adapter registry (which validates the names), and it travels in <see cref="Runtime.StackInputs"/>
+/// and <see cref="Runtime.ForwardContext"/> to every projection, so no layer recomputes row groups.
 /// </summary>
 public sealed class AdapterRouting
 {
@@ -39,11 +39,11 @@ public sealed class AdapterRouting
     public bool IsBaseOnly => Active.Count == 0 && !IsMixed;
 
     /// <summary>The same adapters for every row.</summary>
-    public static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);
+    internal static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);
 
     /// <summary>One adapter per row (<see cref="BaseRow"/> for none). The slot tensor belongs to the caller's
     /// dispose scope.</summary>
-    public static AdapterRouting PerRow(IReadOnlyList<string> rowAdapters, Device device)
+    internal static AdapterRouting PerRow(IReadOnlyList<string> rowAdapters, Device device)
     {
         var distinct = rowAdapters.Where(a => a != BaseRow).Distinct().ToList();
         var slots = rowAdapters.Select(a => a == BaseRow ? (long)distinct.Count : distinct.IndexOf(a)).ToArray();

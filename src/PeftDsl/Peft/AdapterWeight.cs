@@ -10,7 +10,7 @@ public sealed class AdapterWeight : nn.Module
 {
     public AdapterWeight(Tensor value) : base(nameof(AdapterWeight))
     {
-        weight = new Parameter(value);
+        weight = Modules.OwnedParameter.Of(value);
         register_parameter("weight", weight);
     }
 

@@ -9,7 +9,8 @@ namespace PeftDsl.Runtime;
 public static class PretrainedLoader
 {
     /// <summary>Opens <paramref name="directory"/>, checks its <c>model_type</c>, builds the model uninitialised,
-    /// converts it to the requested dtype and loads the weights strictly. The model is disposed on any failure.</summary>
+    /// converts it to the requested dtype and loads the weights strictly; it returns in eval mode. The model is
+    /// disposed on any failure.</summary>
     /// <param name="modelTypes">config.json model_type values the class reads; empty accepts any.</param>
     public static T Load<T>(string directory, ModelLoadOptions? options, IReadOnlyList<string> modelTypes, Func<Config.ConfigJson, T> create)
         where T : nn.Module
@@ -26,6 +27,9 @@ public static class PretrainedLoader
             model.to(options.DType);
             CheckpointLoader.Load(model, folder, RulesOf(model));
             if (options.Device is { } device) model.to(device);
+            // As transformers' from_pretrained: a loaded model runs inference until train() is called, so an
+            // adapter's dropout does not act by accident.
+            model.eval();
             return model;
         }
         catch

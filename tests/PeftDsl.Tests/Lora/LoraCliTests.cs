@@ -52,7 +52,7 @@ public sealed class LoraCliTests
         var output = dir.File("merged");
         var (code, stdout, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("mt5"), "--adapter", Case("mt5.lora"), "--out", output);
         Assert.True(code == 0, stderr);
-        Assert.Contains("merged default", stdout);
+        Assert.Contains("wrote the merged model (base + default)", stdout);
         Assert.Equal(["config.json", "generation_config.json", "model.safetensors"], Directory.GetFiles(output).Select(Path.GetFileName).Order());
 
         using var merged = T5ForConditionalGeneration.FromPretrained(output);
@@ -84,7 +84,7 @@ public sealed class LoraCliTests
     [InlineData("inspect", "--adapter", "gpt2.ia3", "peft_type 'IA3' is not supported yet")]
     [InlineData("inspect", "--adapter", "no-such-folder", "adapter folder not found")]
     [InlineData("generate", "--use", "a", "--use needs --adapter")]
-    [InlineData("merge", "--use", "a", "--adapter is required")]
+    [InlineData("merge", "--use", "a", "Option '--adapter' is required")]
     public void BadAdapterArgumentsAreOneErrorLine(string command, string option, string value, string message)
     {
         var args = new List<string> { command, "--model", Fixtures.Base("gpt2"), option, option == "--adapter" ? Case(value) : value };
@@ -103,12 +103,80 @@ public sealed class LoraCliTests
     {
         var (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", Fixtures.Base("gpt2"));
         Assert.Equal(2, code);
-        Assert.Contains("is the base model folder", stderr);
+        Assert.Contains("is or contains the base model folder", stderr);
         using var dir = new TempDir();
         (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.multi_lora"), "--use", "c", "--out", dir.File("m"));
         Assert.Equal(2, code);
         Assert.Contains("--use c: ", stderr);
         Assert.Contains("has no adapter of that name (it has a, b)", stderr);
         Assert.False(Directory.Exists(dir.File("m")));
+    }
+
+    [Theory]
+    [InlineData(new[] { "inspect", "--frobnicate" }, "error: Unrecognized command or argument '--frobnicate'", "(see 'peft inspect --help')")]
+    [InlineData(new[] { "inspect", "--model", "M", "--r", "abc" }, "error: Cannot parse argument 'abc' for option '--r'", "(see 'peft inspect --help')")]
+    [InlineData(new[] { "inspect", "--model", "M", "--r", "4" }, "error: --r and --dora describe a previewed adapter: give --targets too", "")]
+    [InlineData(new[] { "inspect", "--model", "M", "--targets", "c_attn", "--r", "0" }, "error: --r must be a positive rank, got 0", "")]
+    [InlineData(new[] { "parity", "/no/such/folder" }, "error: /no/such/folder: fixture folder not found", "")]
+    [InlineData(new[] { "generate", "--model", "M", "--prompt-ids", "1 2" }, "no usable tokenizer", "to print token ids instead of text, add --ids")]
+    [InlineData(new string[0], "error: Required command was not provided.", "(see 'peft --help')")]
+    public void UsageMistakesAreOneErrorLineWithExitCode2(string[] args, string start, string end)
+    {
+        var (code, stdout, stderr) = ParityTests.Peft(args.Select(a => a == "M" ? Fixtures.Base("gpt2") : a).ToArray());
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        var line = Assert.Single(stderr.TrimEnd().Split('\n'));
+        Assert.Contains(start, line);
+        Assert.EndsWith(end, line);
+    }
+
+    [Fact]
+    public void ACaseTypoSuggestsTheNearestCase()
+    {
+        var (code, _, stderr) = ParityTests.Peft("parity", Fixtures.Directory, "--case", "gpt2.lroa");
+        Assert.Equal(2, code);
+        Assert.Contains("did you mean 'gpt2.lora'?", stderr);
+    }
+
+    [Fact]
+    public void InspectTargetsMayBeCommaSeparated()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("inspect", "--model", Fixtures.Base("gpt2"), "--targets", "c_attn,c_fc", "--r", "2");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("transformer.h.*.attn.c_attn", stdout);
+        Assert.Contains("transformer.h.*.mlp.c_fc", stdout);
+    }
+
+    /// <summary>An existing --out is never mixed with the merged model: refused unless --overwrite, then replaced whole.
+    /// A link is refused, since it could lead into the base model's folder.</summary>
+    [Fact]
+    public void MergeNeverMixesFoldersOrFollowsLinks()
+    {
+        using var dir = new TempDir();
+        var output = dir.File("out");
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "stale.safetensors"), "old shard");
+        string[] merge = ["merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", output, "--dtype", "bf16"];
+        var (code, _, stderr) = ParityTests.Peft(merge);
+        Assert.Equal(2, code);
+        Assert.Contains("exists and is not empty; pass --overwrite", stderr);
+        Assert.True(File.Exists(Path.Combine(output, "stale.safetensors")));
+
+        (code, _, stderr) = ParityTests.Peft([.. merge, "--overwrite"]);
+        Assert.True(code == 0, stderr);
+        Assert.False(File.Exists(Path.Combine(output, "stale.safetensors")));
+        Assert.Equal("bfloat16", System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["dtype"]!.GetValue<string>());
+        using (var reader = Checkpoints.Safetensors.SafetensorsReader.Open(Path.Combine(output, "model.safetensors")))
+            Assert.All(reader.Entries.Values, e => Assert.Equal(ScalarType.BFloat16, e.DType));
+
+        Directory.CreateSymbolicLink(dir.File("link"), Fixtures.Base("gpt2"));
+        (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", dir.File("link"), "--overwrite");
+        Assert.Equal(2, code);
+        Assert.Contains("is or contains the base model folder", stderr);   // the link is resolved before comparing
+        Assert.True(File.Exists(Path.Combine(Fixtures.Base("gpt2"), "model.safetensors")));
+        Directory.CreateSymbolicLink(dir.File("elsewhere"), output);
+        (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", dir.File("elsewhere"), "--overwrite");
+        Assert.Equal(2, code);
+        Assert.Contains("is a symbolic link", stderr);
     }
 }

@@ -212,14 +212,14 @@ public sealed class LoraFileTests
 
     private static IEnumerable<string> Names(JsonNode? node) => node!.AsArray().Select(n => n!.GetValue<string>());
 
-    private static TempDir CopyCase(string name)
+    internal static TempDir CopyCase(string name)
     {
         var dir = new TempDir();
         foreach (var f in Directory.GetFiles(Case(name))) File.Copy(f, dir.File(Path.GetFileName(f)));
         return dir;
     }
 
-    private static void Edit(TempDir dir, Action<JsonObject> edit)
+    internal static void Edit(TempDir dir, Action<JsonObject> edit)
     {
         var config = JsonNode.Parse(File.ReadAllText(dir.File("adapter_config.json")))!.AsObject();
         edit(config);

@@ -17,6 +17,16 @@ public sealed class LoraMathTests
     /// <summary>Random A and B (peft's init_lora_weights=false), so every adapter changes the outputs.</summary>
     internal static LoraConfig Random(params string[] targets) => new() { R = 4, Alpha = 8, TargetModules = targets, InitLoraWeights = LoraInit.Off };
 
+    /// <summary>Adapters a (r 4 on c_attn, c_fc) and b (r 2 on c_attn, mlp.c_proj), both trainable: their sites overlap
+    /// only partly, so a mixed batch meets sites where one of them is absent.</summary>
+    internal static void AddTwo(Gpt2LMHeadModel model)
+    {
+        manual_seed(1);
+        model.Adapters.Add("a", Random("c_attn", "c_fc"));
+        model.Adapters.Add("b", Random("c_attn", "mlp.c_proj") with { R = 2, Alpha = 6 });
+        model.Adapters.SetTrainable("b", true);
+    }
+
     internal static (Tensor Ids, Tensor Mask) Batch(int rows = 3, int length = 6, long vocab = 512, bool padLast = true)
     {
         var generator = new Generator(7);
@@ -30,10 +40,7 @@ public sealed class LoraMathTests
     public void MixedBatchEqualsEachRowAloneInLogitsAndGradients()
     {
         using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
-        manual_seed(1);
-        model.Adapters.Add("a", Random("c_attn", "c_fc"));
-        model.Adapters.Add("b", Random("c_attn", "mlp.c_proj") with { R = 2, Alpha = 6 });
-        model.Adapters.SetTrainable("b", true);
+        AddTwo(model);
         using var scope = NewDisposeScope();
         var (ids, mask) = Batch();
         string[] rows = ["a", "b", AdapterRouting.BaseRow];
@@ -273,12 +280,15 @@ public sealed class LoraMathTests
         model.Adapters.Enable();
         AssertClose(model.Forward(ids, mask).Logits, withB, 0);
 
-        model.Adapters.Delete("b");
+        model.Adapters.Delete("b");                    // the active one: as in peft, the first remaining takes over
         Assert.Equal(["a"], model.Adapters.Names);
-        Assert.Empty(model.Adapters.Active);
+        Assert.Equal(["a"], model.Adapters.Active);
         Assert.DoesNotContain(model.named_parameters(), p => p.name.Contains(".b."));
-        AssertClose(model.Forward(ids, mask).Logits, plain, 0);
+        AssertClose(model.Forward(ids, mask).Logits, withA, 0);
         Assert.Contains("already exists", Assert.Throws<Errors.PeftDslException>(() => model.Adapters.Add("a", Random("c_attn"))).Message);
+        model.Adapters.Delete("a");
+        Assert.Empty(model.Adapters.Active);
+        AssertClose(model.Forward(ids, mask).Logits, plain, 0);
         Assert.Contains("not a usable adapter name", Assert.Throws<Errors.PeftDslException>(() => model.Adapters.Add("x.y", Random("c_attn"))).Message);
         Assert.Contains("does not exist", Assert.Throws<Errors.PeftDslException>(() => model.Adapters.SetActive("zzz")).Message);
     }

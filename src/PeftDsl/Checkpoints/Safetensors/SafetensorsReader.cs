@@ -144,6 +144,7 @@ public sealed class SafetensorsReader : IDisposable
                 entries[property.Name] = ParseEntry(path, property.Name, property.Value, dataLength);
             }
             CheckNoOverlap(path, entries.Values);
+            CheckCovered(path, entries.Values, dataLength);
             return (entries, metadata);
         }
     }
@@ -211,6 +212,21 @@ public sealed class SafetensorsReader : IDisposable
                 throw Bad(path, $"tensors '{previous.Name}' and '{e.Name}' overlap in the data section");
             previous = e;
         }
+    }
+
+    /// <summary>As the reference reader: the tensors fill the data section exactly, without gaps or trailing bytes,
+    /// so bytes no header entry accounts for are a corrupt or tampered file, not something to ignore.</summary>
+    private static void CheckCovered(string path, IEnumerable<SafetensorsEntry> entries, long dataLength)
+    {
+        long next = 0;
+        foreach (var e in entries.Where(e => e.ByteLength > 0).OrderBy(e => e.Begin))
+        {
+            if (e.Begin != next)
+                throw Bad(path, $"the data section has {e.Begin - next} bytes no tensor accounts for, before '{e.Name}'");
+            next = e.Begin + e.ByteLength;
+        }
+        if (next != dataLength)
+            throw Bad(path, $"{dataLength - next} bytes follow the last tensor's data; the file is corrupt or was appended to");
     }
 
     private static CheckpointException Bad(string path, string what) => new($"{path}: {what}");

@@ -24,13 +24,8 @@ public static class LoraAdapterFile
     private const string Prefix = "base_model.model.";
     private const int ListedPerKind = 20;
 
-    /// <summary>File-key suffix → (model container, tensor getter).</summary>
-    private static readonly (string FileSuffix, string Container)[] Parts =
-    [
-        (".lora_A.weight", "lora_A"),
-        (".lora_B.weight", "lora_B"),
-        (".lora_magnitude_vector", "lora_magnitude_vector"),
-    ];
+    /// <summary>The key suffixes of the tensors PeftDsl reads from a LoRA file.</summary>
+    private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"];
 
     /// <summary>The adapters of a folder as peft saves them: <c>default</c> at the top, others in subfolders.</summary>
     public static IReadOnlyList<(string Name, string Folder)> AdaptersIn(string directory)
@@ -88,14 +83,13 @@ public static class LoraAdapterFile
         var config = registry[name];
         var linears = registry.Linears();
         var targeted = linears.Where(l => l.Linear.Lora.Has(name)).ToList();
-        var saved = config with
+        var saved = PeftTargetNames.For(config, linears, targeted.Select(t => t.Path).ToHashSet(), model.ModelType) with
         {
             // peft forces fan_in_fan_out to the layout of the targets (true for GPT-2's Conv1D) and records it.
             FanInFanOut = targeted.Any(t => t.Linear.Layout == WeightLayout.Conv1D),
             TaskType = config.TaskType ?? (model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM"),
         };
-        var targets = PeftTargetNames.For(config, linears, targeted.Select(t => t.Path).ToHashSet(), model.ModelType);
-        var text = LoraConfigJson.Write(saved, targets);
+        var text = LoraConfigJson.Write(saved);
         AtomicFolder.Write(folder, staging =>
         {
             using var scope = NewDisposeScope();
@@ -161,7 +155,7 @@ public static class LoraAdapterFile
 
     private static string Why(string key) =>
         !key.StartsWith(Prefix, StringComparison.Ordinal) ? $" (not a peft key: expected the '{Prefix}' prefix)"
-        : !Parts.Any(p => key.EndsWith(p.FileSuffix, StringComparison.Ordinal)) ? " (not a LoRA tensor PeftDsl reads)"
+        : !Suffixes.Any(s => key.EndsWith(s, StringComparison.Ordinal)) ? " (not a LoRA tensor PeftDsl reads)"
         : "";
 
     private static void CheckTask(string? task, LanguageModel model, string source)

@@ -118,6 +118,8 @@ public sealed record LoraConfig
             throw new PeftDslException($"{source}: layers_to_transform has a negative index");
         if (LayersPattern is not null && LayersToTransform is null)
             throw new PeftDslException($"{source}: layers_pattern is set without layers_to_transform");
+        if (TargetPattern is not null && LayersToTransform is not null)
+            throw new PeftDslException($"{source}: layers_to_transform cannot be used with a regex target_modules (peft refuses it too): put the layers in the regex");
         if (UseDora && DropoutPosition == DropoutPosition.Post)
             throw new PeftDslException($"{source}: DoRA applies dropout to its input only; dropout_position 'post' is not defined for it");
         return this;

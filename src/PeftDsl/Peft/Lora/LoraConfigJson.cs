@@ -37,7 +37,7 @@ public static class LoraConfigJson
         ["megatron_config"] = null,
         ["modules_to_save"] = null,
         ["monteclora_config"] = null,
-        ["target_parameters"] = null,
+        ["target_parameters"] = null,   // an empty list is accepted too (see IsDefault)
         ["trainable_token_indices"] = null,
         ["use_bdlora"] = null,
         ["use_qalora"] = false,
@@ -55,6 +55,9 @@ public static class LoraConfigJson
         ["qalora_group_size"] = 16,
         ["revision"] = null,
     };
+
+    /// <summary>Read and dropped, as peft drops them: runtime-only options (ephemeral GPU offload) never saved.</summary>
+    private static readonly HashSet<string> Dropped = new(StringComparer.Ordinal) { "runtime_config" };
 
     private static readonly HashSet<string> Interpreted = new(StringComparer.Ordinal)
     {
@@ -92,7 +95,7 @@ public static class LoraConfigJson
         var extra = new JsonObject();
         foreach (var (name, value) in json)
         {
-            if (Interpreted.Contains(name)) continue;
+            if (Interpreted.Contains(name) || Dropped.Contains(name)) continue;
             if (UnsupportedAtDefault.TryGetValue(name, out var accepted))
             {
                 if (!IsDefault(value, accepted))
@@ -106,6 +109,8 @@ public static class LoraConfigJson
         var bias = Str(json, "bias", source) ?? "none";
         if (bias != "none") throw new PeftDslException($"{source}: bias is '{bias}'; only 'none' is supported (the base biases stay frozen)");
         var (targets, targetPattern) = NamesOrPattern(json, "target_modules", source);
+        // peft expands the string "all-linear" itself; as a list entry it is our shorthand for the same.
+        if (targetPattern is { } all && all.Equals("all-linear", StringComparison.OrdinalIgnoreCase)) (targets, targetPattern) = (["all-linear"], null);
         var (excluded, excludePattern) = NamesOrPattern(json, "exclude_modules", source);
         return new LoraConfig
         {
@@ -116,11 +121,12 @@ public static class LoraConfigJson
             TargetPattern = targetPattern,
             ExcludeModules = excluded,
             ExcludePattern = excludePattern,
-            LayersToTransform = Layers(json, source),
+            // peft: an empty layer list or pattern means no filter, not "no layer".
+            LayersToTransform = Layers(json, source) is { Count: > 0 } layers ? layers : null,
             LayersPattern = NamesOrPattern(json, "layers_pattern", source) switch
             {
-                ({ } list, _) => list,
-                (_, { } one) => [one],
+                ({ Count: > 0 } list, _) => list,
+                (_, { Length: > 0 } one) => [one],
                 _ => null,
             },
             RankPattern = Pattern(json, "rank_pattern", source).ToDictionary(p => p.Key, p => p.Value == Math.Floor(p.Value) && Math.Abs(p.Value) <= int.MaxValue
@@ -146,9 +152,10 @@ public static class LoraConfigJson
     }
 
     /// <summary>The config as peft writes it: every peft 0.21 field, sorted, with the kept extra fields.</summary>
-    /// <param name="targets">target_modules as peft must read them (NeMo names already resolved).</param>
-    public static string Write(LoraConfig config, IReadOnlyList<string>? targets)
+    /// <param name="config">Its targets already as peft must read them (see <see cref="PeftTargetNames"/>).</param>
+    public static string Write(LoraConfig config)
     {
+        var targets = config.TargetModules;
         var fields = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal);
         foreach (var (name, value) in UnsupportedAtDefault) fields[name] = value?.DeepClone();
         foreach (var (name, value) in Metadata) fields[name] = value?.DeepClone();
@@ -187,8 +194,9 @@ public static class LoraConfigJson
     private static JsonNode NumberNode(double value) =>
         value == Math.Floor(value) && Math.Abs(value) < 1e15 ? JsonValue.Create((long)value) : JsonValue.Create(value);
 
+    /// <summary>peft treats an empty list like null for its list-valued options.</summary>
     private static bool IsDefault(JsonNode? value, JsonNode? accepted) =>
-        accepted is null ? value is null : JsonNode.DeepEquals(value, accepted);
+        accepted is null ? value is null || value is JsonArray { Count: 0 } : JsonNode.DeepEquals(value, accepted);
 
     /// <summary>Values that cannot switch a behaviour on: null, false, empty object or list.</summary>
     private static bool IsNoOp(JsonNode? value) => value switch
@@ -207,7 +215,7 @@ public static class LoraConfigJson
         null => LoraInit.Default,
         JsonValue v when v.GetValueKind() == JsonValueKind.True => LoraInit.Default,
         JsonValue v when v.GetValueKind() == JsonValueKind.False => LoraInit.Off,
-        JsonValue v when v.GetValueKind() == JsonValueKind.String && v.GetValue<string>() == "gaussian" => LoraInit.Gaussian,
+        JsonValue v when v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Equals("gaussian", StringComparison.OrdinalIgnoreCase) => LoraInit.Gaussian,
         _ => throw new PeftDslException($"{source}: init_lora_weights = {Show(value)} is not supported (true, false or \"gaussian\"); " +
                                         "inits such as pissa, olora or loftq change the base weights"),
     };

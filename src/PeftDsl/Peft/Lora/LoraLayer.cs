@@ -23,9 +23,9 @@ public sealed class LoraLayer
     private readonly List<string> merged = [];
     // DoRA unmerge needs the weight norm of the original weight, which the merged weight no longer gives.
     private readonly Dictionary<string, Tensor> mergedNorms = new(StringComparer.Ordinal);
-    private AdapterDict<AdapterWeight>? loraA;
-    private AdapterDict<AdapterWeight>? loraB;
-    private AdapterDict<AdapterWeight>? magnitude;
+    private AdapterDict? loraA;
+    private AdapterDict? loraB;
+    private AdapterDict? magnitude;
 
     internal LoraLayer(PeftLinear owner) => this.owner = owner;
 
@@ -57,26 +57,30 @@ public sealed class LoraLayer
         if (settings.ContainsKey(adapter)) throw new PeftDslException($"adapter '{adapter}' already exists on this projection");
         loraA ??= Register(AName);
         loraB ??= Register(BName);
-        loraA.Add(adapter, new AdapterWeight(a.detach().clone()));
-        loraB.Add(adapter, new AdapterWeight(b.detach().clone()));
+        loraA.Add(adapter, Placed(new AdapterWeight(a.detach().clone())));
+        loraB.Add(adapter, Placed(new AdapterWeight(b.detach().clone())));
+        if (s.UseDora)
+        {
+            magnitude ??= Register(MagnitudeName);
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var norm = WeightNorm(a, b, s.Scaling);
+            magnitude.Add(adapter, Placed(new AdapterWeight(norm)));
+        }
+        // Last: the adapter counts as attached only once every tensor exists (a failure above is rolled back by
+        // the registry, which removes what it finds).
         settings[adapter] = s;
-        if (!s.UseDora) return;
-        magnitude ??= Register(MagnitudeName);
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        var norm = WeightNorm(adapter, s).DetachFromDisposeScope();
-        magnitude.Add(adapter, new AdapterWeight(norm));
     }
 
     /// <summary>Removes an adapter (it must not be merged).</summary>
     internal void Remove(string adapter)
     {
-        if (!settings.ContainsKey(adapter)) return;
         if (merged.Contains(adapter)) throw new PeftDslException($"adapter '{adapter}' is merged: unmerge it before removing it");
         settings.Remove(adapter);
-        loraA!.Remove(adapter);
-        loraB!.Remove(adapter);
+        loraA?.Remove(adapter);
+        loraB?.Remove(adapter);
         magnitude?.Remove(adapter);
+        if (loraA is null || loraB is null) return;
         if (loraA.Count == 0) Unregister(ref loraA, AName);
         if (loraB.Count == 0) Unregister(ref loraB, BName);
         if (magnitude is { Count: 0 }) Unregister(ref magnitude, MagnitudeName);
@@ -104,23 +108,25 @@ public sealed class LoraLayer
     internal bool CanFuse(string adapter, bool training) =>
         settings.TryGetValue(adapter, out var s) && !s.UseDora && !s.DropsOut(training) && !merged.Contains(adapter);
 
+    /// <summary>Folds the adapter into the weight. The new weight is computed in fp32 and rounded once into the
+    /// weight's dtype, as peft does.</summary>
     internal void Merge(string adapter)
     {
         if (!settings.TryGetValue(adapter, out var s) || merged.Contains(adapter)) return;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var weight = owner.weight;
-        var delta = DeltaWeight(adapter).to(weight.dtype);
+        var original = weight.to(ScalarType.Float32);
+        var delta = DeltaWeight(adapter).to(ScalarType.Float32);
         if (s.UseDora)
         {
-            var norm = WeightNorm(adapter, s);
+            var norm = WeightNorm(A(adapter), B(adapter), s.Scaling).to(ScalarType.Float32);
             mergedNorms[adapter] = norm.DetachFromDisposeScope();
-            var factor = (Magnitude(adapter)! / norm).to(weight.dtype).view(-1, 1);
-            weight.copy_(factor * (weight + delta));
+            weight.copy_(DoraFactor(adapter, norm) * (original + delta));
         }
         else
         {
-            weight.add_(delta);
+            weight.copy_(original + delta);
         }
         merged.Add(adapter);
     }
@@ -134,21 +140,24 @@ public sealed class LoraLayer
             using var scope = NewDisposeScope();
             var adapter = merged[i];
             var weight = owner.weight;
-            var delta = DeltaWeight(adapter).to(weight.dtype);
+            var current = weight.to(ScalarType.Float32);
+            var delta = DeltaWeight(adapter).to(ScalarType.Float32);
             if (mergedNorms.Remove(adapter, out var norm))
             {
-                // The model may have moved since the merge; the norm is not a registered tensor and did not.
-                var factor = (Magnitude(adapter)! / norm.to(weight.device)).to(weight.dtype).view(-1, 1);
-                weight.copy_(weight / factor - delta);
+                // DoRA's factor must use the original weight's norm; the model may have moved since the merge.
+                weight.copy_(current / DoraFactor(adapter, norm.to(weight.device)) - delta);
                 norm.Dispose();
             }
             else
             {
-                weight.sub_(delta);
+                weight.copy_(current - delta);
             }
         }
         merged.Clear();
     }
+
+    /// <summary>DoRA's per-row factor m / ‖W + sBA‖ as an (out, 1) fp32 column.</summary>
+    private Tensor DoraFactor(string adapter, Tensor norm) => (Magnitude(adapter)!.to(ScalarType.Float32) / norm).view(-1, 1);
 
     /// <summary>Keeps the merged weights but drops the record of what was merged (merge-and-unload).</summary>
     internal void ForgetMerged()
@@ -171,7 +180,8 @@ public sealed class LoraLayer
         if (dropsOut && s.DropoutPosition == DropoutPosition.Pre) input = F.dropout(input, s.Dropout, true);
         var h = F.linear(F.linear(input, a), B(adapter));
         if (dropsOut && s.DropoutPosition == DropoutPosition.Post) h = F.dropout(h, s.Dropout, true);
-        return result.add(CastBack(h, result), s.Scaling);
+        // Same dtype: one fused add. An fp32 adapter on a bf16 base adds in fp32 and rounds once, as peft does.
+        return result.dtype == h.dtype ? result.add(h, s.Scaling) : (result + h * s.Scaling).to(result.dtype);
     }
 
     /// <summary>
@@ -185,7 +195,7 @@ public sealed class LoraLayer
         var input = Cast(x, a);
         if (dropsOut) input = F.dropout(input, s.Dropout, true);
         Tensor norm;
-        using (no_grad()) norm = WeightNorm(adapter, s);
+        using (no_grad()) norm = WeightNorm(a, B(adapter), s.Scaling);
         var scale = (Magnitude(adapter)! / norm).view(1, -1);
         var lora = F.linear(F.linear(input, a), B(adapter));
         var baseResult = dropsOut
@@ -196,21 +206,25 @@ public sealed class LoraLayer
     }
 
     /// <summary>(out) row norms of W + scaling·BA, in the adapter's dtype.</summary>
-    private Tensor WeightNorm(string adapter, LoraSettings s)
-    {
-        var a = A(adapter);
-        var combined = Cast(owner.weight, a) + B(adapter).matmul(a).mul(s.Scaling);
-        return combined.norm(1);
-    }
+    private Tensor WeightNorm(Tensor a, Tensor b, double scaling) => (Cast(owner.weight, a) + b.matmul(a).mul(scaling)).norm(1);
 
-    private AdapterDict<AdapterWeight> Register(string name)
+    private AdapterDict Register(string name)
     {
-        var dict = new AdapterDict<AdapterWeight>();
+        var dict = Placed(new AdapterDict());
         owner.RegisterPeftModule(name, dict);
         return dict;
     }
 
-    private void Unregister(ref AdapterDict<AdapterWeight>? dict, string name)
+    /// <summary>Marks a new module as living where the projection lives. TorchSharp skips a later <c>to(device)</c>
+    /// on a module that believes it is already there, and a module built on the CPU believes it is on the CPU.</summary>
+    private T Placed<T>(T module) where T : nn.Module
+    {
+        var device = owner.weight.device;
+        if (device.type != DeviceType.CPU) module.to(device);
+        return module;
+    }
+
+    private void Unregister(ref AdapterDict? dict, string name)
     {
         owner.UnregisterPeftModule(name);
         dict!.Dispose();

@@ -9,7 +9,7 @@ public enum DropoutPosition
 
 /// <summary>One adapter's hyper-parameters at one site, after <c>rank_pattern</c>/<c>alpha_pattern</c>.</summary>
 /// <param name="Scaling">alpha / r, or alpha / √r with rsLoRA.</param>
-public sealed record LoraSettings(int Rank, double Alpha, double Scaling, double Dropout, DropoutPosition DropoutPosition, bool UseDora)
+public sealed record LoraSettings(int Rank, double Scaling, double Dropout, DropoutPosition DropoutPosition, bool UseDora)
 {
     /// <summary>True when this call would draw a dropout mask.</summary>
     public bool DropsOut(bool training) => training && Dropout > 0;

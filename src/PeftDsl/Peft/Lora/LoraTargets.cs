@@ -42,10 +42,17 @@ public static class LoraTargets
     }
 
     /// <summary>Every selected projection; a config that selects none is an error listing the model's linear modules.</summary>
+    /// <param name="strict">Also refuse any single target name that selects nothing (a typo), not only a config
+    /// that selects nothing at all as peft does.</param>
     public static IReadOnlyList<LoraTarget> Resolve(LoraConfig config, IReadOnlyList<(string Path, PeftLinear Linear)> linears,
-        string modelType, string source)
+        string modelType, string source, bool strict = false)
     {
         var targets = EffectiveTargets(config, modelType, source);
+        if (strict && targets is not null)
+            foreach (var name in targets.Where(t => !linears.Any(l => NameMatches(t, l.Path, LinearSite(l.Path, l.Linear), nemo: true))))
+                throw new PeftDslException($"{source}: target '{name}' matches no linear module of the model; its linear modules are: " +
+                                           string.Join(", ", linears.Select(l => l.Path.Split('.')[^1]).Distinct()) +
+                                           "; NeMo names: attention_qkv, attention_dense, mlp_fc1, mlp_fc2, attention_q, attention_kv, attention, mlp, all");
         var result = new List<LoraTarget>();
         foreach (var (path, linear) in linears)
         {
@@ -68,14 +75,15 @@ public static class LoraTargets
 
     /// <summary>peft's rule: exclusions first; a regex target must match the whole path (and ignores layer
     /// selection); an exact path is taken as is; a suffix or NeMo name then passes the layer filter.</summary>
-    public static bool Selects(LoraConfig config, IReadOnlyList<string>? targets, string path, PeftLinear linear)
+    /// <param name="nemo">False applies peft's rule alone, as peft will read a saved config (no NeMo names).</param>
+    public static bool Selects(LoraConfig config, IReadOnlyList<string>? targets, string path, PeftLinear linear, bool nemo = true)
     {
-        var site = linear.Sites(path).First(s => s.Kind == SiteKind.Linear);
+        var site = LinearSite(path, linear);
         if (config.ExcludePattern is { } ex && FullMatch(ex, path)) return false;
-        if (config.ExcludeModules is { } excluded && excluded.Any(e => NameMatches(e, path, site))) return false;
+        if (config.ExcludeModules is { } excluded && excluded.Any(e => NameMatches(e, path, site, nemo))) return false;
         if (config.TargetPattern is { } pattern) return FullMatch(pattern, path);
         if (targets!.Contains(path)) return true;
-        if (!targets!.Any(t => NameMatches(t, path, site))) return false;
+        if (!targets!.Any(t => NameMatches(t, path, site, nemo))) return false;
         return config.LayersToTransform is not { } layers || LayerIndex(config, path) is { } index && layers.Contains(index);
     }
 
@@ -87,9 +95,11 @@ public static class LoraTargets
         return null;
     }
 
-    private static bool NameMatches(string target, string path, PeftSite site) =>
-        path == target || path.EndsWith("." + target, StringComparison.Ordinal) || site.Matches(target)
-        || Shorthands.TryGetValue(target, out var names) && names.Contains(site.Name);
+    private static PeftSite LinearSite(string path, PeftLinear linear) => linear.Sites(path).First(s => s.Kind == SiteKind.Linear);
+
+    private static bool NameMatches(string target, string path, PeftSite site, bool nemo) =>
+        path == target || path.EndsWith("." + target, StringComparison.Ordinal)
+        || nemo && (site.Matches(target) || Shorthands.TryGetValue(target, out var names) && names.Contains(site.Name));
 
     /// <summary>peft's layer index: the number after the layers list (<c>layers_pattern</c>), or the first
     /// numbered segment after one named segment.</summary>
@@ -100,7 +110,15 @@ public static class LoraTargets
             : [@"^.*?\.[^.]*\.(\d+)\."];
         foreach (var pattern in patterns)
         {
-            var match = Regex.Match(path, pattern, RegexOptions.CultureInvariant);
+            Match match;
+            try
+            {
+                match = Regex.Match(path, pattern, RegexOptions.CultureInvariant);
+            }
+            catch (ArgumentException e)
+            {
+                throw new PeftDslException($"layers_pattern gives the invalid regular expression '{pattern}': {e.Message}");
+            }
             if (match.Success) return int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         }
         return null;

@@ -5,10 +5,16 @@ using static TorchSharp.torch;
 namespace PeftDsl.Peft.Lora;
 
 /// <summary>
-/// A batch whose rows use different adapters (peft's <c>adapter_names</c>), without a loop over adapters: each row
-/// gathers its adapter's A and B from a stack (zeros for <c>__base__</c> and for adapters absent at this site,
-/// ranks zero-padded to the largest, scaling folded into B) and two batched matmuls apply them. Gradients flow
-/// through the gather, so a mixed batch also trains.
+/// A batch whose rows use different adapters (peft's <c>adapter_names</c>), with no loop over adapters or sub-batches.
+/// <list type="bullet">
+/// <item>Inference: each row gathers its adapter's A and B from a stack (zeros for <c>__base__</c> and for adapters
+/// absent at this site, ranks zero-padded to the largest, scaling folded into B), and two batched matmuls apply
+/// them. Cost grows with the largest rank, not with the number of adapters.</item>
+/// <item>Training: the gathered per-row copies of A and B would be kept for the backward pass (gigabytes on a large
+/// model), so instead every present adapter's A is applied at once (one [Σr, in] matmul), each row keeps only its
+/// own adapter's block of the result (a 0/1 mask), and one [out, Σr] matmul applies the B's. Exact, and gradients
+/// reach each adapter only through its own rows.</item>
+/// </list>
 /// </summary>
 internal static class MixedBatchLora
 {
@@ -24,6 +30,24 @@ internal static class MixedBatchLora
         if (present.FirstOrDefault(a => layer.Settings(a).UseDora) is { } dora)
             throw new PeftDslException($"adapter '{dora}' uses DoRA, which a mixed-adapter batch does not support (peft refuses it too)");
 
+        var first = layer.A(present[0]);
+        long inFeatures = first.shape[1], outFeatures = layer.B(present[0]).shape[0];
+        var slots = routing.RowSlots!;
+        var batch = x.shape[0];
+        var input = LoraLayer.Cast(x, first).reshape(batch, -1, inFeatures);     // (B, T, in)
+        if (training) input = DropRows(input, Rates(layer, distinct, DropoutPosition.Pre), slots);
+        var trains = is_grad_enabled() && present.Any(a => layer.A(a).requires_grad || layer.B(a).requires_grad);
+        var delta = trains
+            ? MaskedBlocks(layer, input, distinct, present, slots)
+            : Gathered(layer, input, distinct, present, slots);                  // (B, T, out)
+        if (training) delta = DropRows(delta, Rates(layer, distinct, DropoutPosition.Post), slots);
+        var flat = result.reshape(batch, -1, outFeatures);                        // (B, T, out)
+        // Not baddbmm: TorchSharp 0.107 passes its operands to the native call in the wrong order.
+        return (flat + LoraLayer.CastBack(delta, flat)).view(result.shape);
+    }
+
+    private static Tensor Gathered(LoraLayer layer, Tensor input, IReadOnlyList<string> distinct, List<string> present, Tensor slots)
+    {
         var first = layer.A(present[0]);
         var rank = present.Max(a => layer.Settings(a).Rank);
         long inFeatures = first.shape[1], outFeatures = layer.B(present[0]).shape[0];
@@ -48,24 +72,20 @@ internal static class MixedBatchLora
         }
         stackA.Add(zeroA);
         stackB.Add(zeroB);
-        var slots = routing.RowSlots!;
         var rowsA = stack(stackA).index_select(0, slots);    // (B, r, in)
         var rowsB = stack(stackB).index_select(0, slots);    // (B, out, r)
+        return input.bmm(rowsA.transpose(1, 2)).bmm(rowsB.transpose(1, 2));
+    }
 
-        var batch = x.shape[0];
-        var input = LoraLayer.Cast(x, first).reshape(batch, -1, inFeatures);     // (B, T, in)
-        if (training) input = DropRows(input, Rates(layer, distinct, DropoutPosition.Pre), slots);
-        var h = input.bmm(rowsA.transpose(1, 2));                                // (B, T, r)
-        var flat = result.reshape(batch, -1, outFeatures);                        // (B, T, out)
-        var post = Rates(layer, distinct, DropoutPosition.Post);
-        if (training && post.Any(r => r > 0))
-        {
-            var delta = DropRows(h.bmm(rowsB.transpose(1, 2)), post, slots);
-            return (flat + LoraLayer.CastBack(delta, flat)).view(result.shape);
-        }
-        // Not baddbmm: TorchSharp 0.107 passes its operands to the native call in the wrong order.
-        var updated = flat + LoraLayer.CastBack(h.bmm(rowsB.transpose(1, 2)), flat);
-        return updated.view(result.shape);
+    private static Tensor MaskedBlocks(LoraLayer layer, Tensor input, IReadOnlyList<string> distinct, List<string> present, Tensor slots)
+    {
+        var a = cat(present.Select(layer.A).ToList(), 0);                                                   // (Σr, in)
+        var b = cat(present.Select(p => layer.B(p).mul(layer.Settings(p).Scaling)).ToList(), 1);             // (out, Σr)
+        // The slot each column of h belongs to; a row keeps the columns of its own slot.
+        var columnSlots = present.SelectMany(p => Enumerable.Repeat((long)distinct.ToList().IndexOf(p), layer.Settings(p).Rank)).ToArray();
+        var keep = slots.view(-1, 1) == tensor(columnSlots, device: slots.device).view(1, -1);              // (B, Σr)
+        var h = nn.functional.linear(input, a) * keep.unsqueeze(1).to(a.dtype);                              // (B, T, Σr)
+        return nn.functional.linear(h, b);
     }
 
     /// <summary>Each slot's dropout rate at <paramref name="position"/> (the last slot is the base model: 0).</summary>

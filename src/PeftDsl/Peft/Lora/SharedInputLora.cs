@@ -7,10 +7,11 @@ namespace PeftDsl.Peft.Lora;
 
 /// <summary>
 /// Projections that read the same input (q/k/v, gate/up) and carry the same single active adapter: their A
-/// matrices are concatenated into one [Σr, in] matmul and their scaled B matrices into one block-diagonal
-/// [Σout, Σr] matmul, whose output is split back. Three LoRA pairs cost two matmuls instead of six; on a GPU, where
-/// TorchSharp is bound by host-side dispatch, fewer ops is less time. Exact: block-diagonal B keeps each
-/// projection's delta its own.
+/// matrices are concatenated into one [Σr, in] matmul and their B matrices into one block-diagonal [Σout, Σr]
+/// matmul, whose output is split back and added with each projection's scaling. For q/k/v the LoRA part is two
+/// matmuls instead of six (five matmuls in all instead of nine; host dispatches 11 instead of 12). Exact:
+/// block-diagonal B keeps each projection's delta its own. Whether it pays on a GPU, where TorchSharp is bound by
+/// host dispatch, is measured with the speed work (issue 11), not assumed.
 /// </summary>
 internal static class SharedInputLora
 {
@@ -23,7 +24,7 @@ internal static class SharedInputLora
         if (fused.Count < 2) return null;
 
         var a = cat(fused.Select(p => p.Lora.A(adapter)).ToList(), 0);                       // (Σr, in)
-        var b = block_diag(fused.Select(p => p.Lora.B(adapter).mul(p.Lora.Settings(adapter).Scaling)).ToArray());  // (Σout, Σr)
+        var b = block_diag(fused.Select(p => p.Lora.B(adapter)).ToArray());                   // (Σout, Σr)
         var delta = F.linear(F.linear(LoraLayer.Cast(x, a), a), b);                           // (…, Σout)
         var parts = delta.split(fused.Select(p => p.OutFeatures).ToArray(), -1);
 
@@ -38,7 +39,9 @@ internal static class SharedInputLora
                 continue;
             }
             var result = F.linear(x, p.weight, p.bias);
-            outputs[i] = result + LoraLayer.CastBack(parts[index], result);
+            var scaling = p.Lora.Settings(adapter).Scaling;
+            var part = parts[index];
+            outputs[i] = result.dtype == part.dtype ? result.add(part, scaling) : (result + part * scaling).to(result.dtype);
         }
         return outputs;
     }

@@ -6,7 +6,8 @@ namespace PeftDsl.Peft.Lora;
 
 /// <summary>
 /// peft's <c>add_weighted_adapter</c> for <c>linear</c> and <c>cat</c>. The new adapter copies the first adapter's
-/// config with r = alpha = the new rank and no patterns, as peft does (so its scaling is 1 without rsLoRA).
+/// config with r = alpha = the new rank and no patterns, as peft does, and without rsLoRA, so its scaling is 1
+/// (peft keeps rsLoRA, which scales the result by √r; we do not, and say so in the saved config).
 /// <list type="bullet">
 /// <item><c>linear</c> (equal ranks): A = Σ sign(wᵢsᵢ)√|wᵢsᵢ|·Aᵢ, B = Σ √|wᵢsᵢ|·Bᵢ — the sign goes on A only.</item>
 /// <item><c>cat</c>: A = [w₁s₁A₁; w₂s₂A₂; …], B = [B₁ B₂ …], so B·A = Σ wᵢsᵢBᵢAᵢ exactly; rank Σrᵢ.</item>
@@ -44,6 +45,9 @@ internal static class WeightedAdapters
         {
             R = rank,
             Alpha = rank,
+            // peft copies use_rslora too, which scales the combination by √r; scaling 1 keeps `cat` exact. The saved
+            // config says use_rslora false, so peft reads the combined adapter the same way.
+            UseRsLora = false,
             RankPattern = new Dictionary<string, int>(),
             AlphaPattern = new Dictionary<string, double>(),
             TargetModules = union,
