@@ -53,6 +53,11 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
 
     public string BaseModelDirectory(FixtureCase c) => Path.Combine(Directory, c.Family + "-base");
 
+    /// <summary>The case's base model, of the kind the manifest says (a mismatch with config.json is an error).</summary>
+    public Runtime.LanguageModel LoadBaseModel(FixtureCase c) => c.Kind == "causal"
+        ? Models.StockModels.LoadCausal(BaseModelDirectory(c))
+        : Models.StockModels.LoadSeq2Seq(BaseModelDirectory(c));
+
     public string ExpectedFile(FixtureCase c) => Path.Combine(Directory, c.Name + ".expected.safetensors");
 
     /// <summary>LoRA cases: logits after merge_and_unload, when the generator wrote them.</summary>

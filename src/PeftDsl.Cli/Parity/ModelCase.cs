@@ -1,5 +1,4 @@
 using PeftDsl.Checkpoints.Safetensors;
-using PeftDsl.Models;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,9 +16,7 @@ internal static class ModelCase
     {
         using var expected = SafetensorsReader.Open(manifest.ExpectedFile(c));
         var causal = c.Kind == "causal";
-        using LanguageModel model = causal
-            ? StockModels.LoadCausal(manifest.BaseModelDirectory(c))
-            : StockModels.LoadSeq2Seq(manifest.BaseModelDirectory(c));
+        using var model = manifest.LoadBaseModel(c);
         var prefix = "";
         if (c.AdapterDir is not null)
         {

@@ -1,5 +1,4 @@
 using PeftDsl.Checkpoints.Safetensors;
-using PeftDsl.Models;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -16,9 +15,7 @@ internal static class MultiAdapterCase
     {
         using var expected = SafetensorsReader.Open(manifest.ExpectedFile(c));
         var causal = c.Kind == "causal";
-        using LanguageModel model = causal
-            ? StockModels.LoadCausal(manifest.BaseModelDirectory(c))
-            : StockModels.LoadSeq2Seq(manifest.BaseModelDirectory(c));
+        using var model = manifest.LoadBaseModel(c);
         foreach (var name in c.Adapters) model.Adapters.Load(Path.Combine(manifest.AdapterDirectory(c), name), name);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
