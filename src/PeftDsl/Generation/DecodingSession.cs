@@ -27,6 +27,14 @@ public abstract class DecodingSession : IDisposable
     /// <param name="appended">(B) tokens chosen at the previous step; null on the first call.</param>
     public abstract Tensor Next(Tensor? appended);
 
+    /// <summary>The session's routing, made once: the same rows use the same adapters at every step.</summary>
+    protected Peft.AdapterRouting Route(Runtime.LanguageModel model, IReadOnlyList<string>? adapterNames, Tensor prompts)
+    {
+        var routing = model.Adapters.Route(adapterNames, prompts.shape[0], prompts.device);
+        if (routing.RowSlots is { } slots) Keep(slots);
+        return routing;
+    }
+
     /// <summary>Takes a tensor out of the dispose scopes and frees <paramref name="previous"/>.</summary>
     protected Tensor Keep(Tensor value, Tensor? previous = null)
     {
@@ -55,12 +63,15 @@ internal sealed class CausalDecodingSession : DecodingSession
     private Tensor mask;
     private bool started;
 
-    public CausalDecodingSession(CausalLanguageModel model, Tensor prompts, Tensor mask, bool useCache)
+    private readonly Peft.AdapterRouting routing;
+
+    public CausalDecodingSession(CausalLanguageModel model, Tensor prompts, Tensor mask, bool useCache, IReadOnlyList<string>? adapterNames)
     {
         this.model = model;
         cache = useCache ? new KvCache() : null;
         ids = Keep(prompts.alias());
         this.mask = Keep(mask.alias());
+        routing = Route(model, adapterNames, prompts);
     }
 
     public override Tensor Next(Tensor? appended)
@@ -80,7 +91,7 @@ internal sealed class CausalDecodingSession : DecodingSession
             input = cache is null ? ids : column;
         }
         // Only the last position's logits are sampled, so only it goes through the head.
-        var logits = model.Logits(input, mask, cache, lastPositionOnly: true);    // (B, 1, V)
+        var logits = model.Logits(input, mask, cache, routing, lastPositionOnly: true);    // (B, 1, V)
         cache?.Advance(input.shape[1]);
         return logits.select(1, -1).MoveToOuterDisposeScope();
     }
@@ -103,12 +114,15 @@ internal sealed class Seq2SeqDecodingSession : DecodingSession
     private Tensor decoderIds;
     private bool started;
 
-    public Seq2SeqDecodingSession(Seq2SeqLanguageModel model, Tensor prompts, Tensor mask, long startToken, bool useCache)
+    private readonly Peft.AdapterRouting routing;
+
+    public Seq2SeqDecodingSession(Seq2SeqLanguageModel model, Tensor prompts, Tensor mask, long startToken, bool useCache, IReadOnlyList<string>? adapterNames)
     {
         this.model = model;
         cache = useCache ? new KvCache() : null;
         encoderMask = Keep(mask.alias());
-        encoded = Keep(model.Encode(prompts, mask));                                // (B, S, C)
+        routing = Route(model, adapterNames, prompts);
+        encoded = Keep(model.Encode(prompts, mask, routing));                       // (B, S, C)
         decoderIds = Keep(full(prompts.shape[0], 1, startToken, dtype: ScalarType.Int64, device: prompts.device));
     }
 
@@ -127,7 +141,7 @@ internal sealed class Seq2SeqDecodingSession : DecodingSession
             if (cache is null) decoderIds = Keep(cat([decoderIds, column], 1), decoderIds);
             input = cache is null ? decoderIds : column;
         }
-        var logits = model.Decode(input, encoded, encoderMask, null, cache, lastPositionOnly: true);   // (B, 1, V)
+        var logits = model.Decode(input, encoded, encoderMask, null, cache, routing, lastPositionOnly: true);   // (B, 1, V)
         cache?.Advance(input.shape[1]);
         return logits.select(1, -1).MoveToOuterDisposeScope();
     }

@@ -36,6 +36,10 @@ public sealed record GenerationOptions
     /// <summary>Reuse keys and values of earlier tokens; off recomputes the whole sequence each step.</summary>
     public bool UseCache { get; init; } = true;
 
+    /// <summary>One adapter name per prompt (<c>__base__</c> for none), as a mixed-adapter batch; null runs the
+    /// model's active adapters for every prompt.</summary>
+    public IReadOnlyList<string>? AdapterNames { get; init; }
+
     /// <summary>Rejects values no run could use, with the value named.</summary>
     public void Validate()
     {

@@ -101,6 +101,18 @@ public sealed class AdapterRegistry
         }
     }
 
+    /// <summary>Writes every adapter into an existing folder, as <see cref="Save"/> lays them out, without the atomic
+    /// swap: for a caller that writes a whole folder atomically itself (a training checkpoint).</summary>
+    internal void WriteInto(string directory)
+    {
+        foreach (var name in order)
+        {
+            var folder = name == "default" ? directory : Path.Combine(directory, name);
+            Directory.CreateDirectory(folder);
+            LoraAdapterFile.WriteFiles(model, this, name, folder);
+        }
+    }
+
     /// <summary>Makes <paramref name="names"/> the adapters every row runs (peft's <c>set_adapter</c>; several act
     /// together). Merged adapters that are no longer active are unmerged first.</summary>
     public void SetActive(params string[] names)

@@ -23,7 +23,7 @@ public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
 public abstract class CausalLanguageModel(string name) : LanguageModel(name)
 {
     public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
-        new Generation.CausalDecodingSession(this, prompts, mask, options.UseCache);
+        new Generation.CausalDecodingSession(this, prompts, mask, options.UseCache, options.AdapterNames);
 
     /// <summary>The LM head (tied or untied).</summary>
     protected abstract LmHead Head { get; }

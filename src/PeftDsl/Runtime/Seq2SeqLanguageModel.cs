@@ -16,7 +16,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
     public abstract long DecoderStartTokenId { get; }
 
     public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
-        new Generation.Seq2SeqDecodingSession(this, prompts, mask, options.DecoderStartTokenId ?? DecoderStartTokenId, options.UseCache);
+        new Generation.Seq2SeqDecodingSession(this, prompts, mask, options.DecoderStartTokenId ?? DecoderStartTokenId, options.UseCache, options.AdapterNames);
 
     protected abstract LmHead Head { get; }
 

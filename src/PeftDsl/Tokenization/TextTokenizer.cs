@@ -21,13 +21,21 @@ public sealed class TextTokenizer
     private readonly Tokenizer inner;
     private readonly HashSet<long> special;
 
-    internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, IEnumerable<long> specialIds)
+    internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, IEnumerable<long> specialIds, long? bos = null, long? eos = null)
     {
         this.inner = inner;
         Kind = kind;
         Source = source;
         special = specialIds.ToHashSet();
+        Bos = bos;
+        Eos = eos;
     }
+
+    /// <summary>The beginning-of-sequence id <see cref="Encode"/> puts first (Llama), or null.</summary>
+    public long? Bos { get; }
+
+    /// <summary>The end-of-sequence id: what a trained answer ends with, so generation learns to stop.</summary>
+    public long? Eos { get; }
 
     public TokenizerKind Kind { get; }
 
@@ -36,6 +44,15 @@ public sealed class TextTokenizer
 
     /// <summary>Text → ids, with the family's special tokens (Llama: BOS first; T5: EOS last).</summary>
     public long[] Encode(string text) => inner.EncodeToIds(text).Select(id => (long)id).ToArray();
+
+    /// <summary>Text → ids with no special token at either end: a piece to join to others.</summary>
+    public long[] EncodePiece(string text)
+    {
+        var ids = Encode(text).AsSpan();
+        if (Bos is { } bos && ids.Length > 0 && ids[0] == bos) ids = ids[1..];
+        if (Kind == TokenizerKind.SentencePieceUnigram && Eos is { } eos && ids.Length > 0 && ids[^1] == eos) ids = ids[..^1];
+        return ids.ToArray();
+    }
 
     /// <summary>Ids → text; special tokens (BOS, EOS, padding) are left out.</summary>
     public string Decode(IEnumerable<long> ids) =>

@@ -78,7 +78,11 @@ public static class LoraAdapterFile
         }
     }
 
-    internal static void Save(LanguageModel model, AdapterRegistry registry, string name, string folder)
+    internal static void Save(LanguageModel model, AdapterRegistry registry, string name, string folder) =>
+        AtomicFolder.Write(folder, staging => WriteFiles(model, registry, name, staging));
+
+    /// <summary>Writes the adapter's two files into an existing folder (the caller makes it atomic).</summary>
+    internal static void WriteFiles(LanguageModel model, AdapterRegistry registry, string name, string folder)
     {
         var config = registry[name];
         var linears = registry.Linears();
@@ -89,20 +93,16 @@ public static class LoraAdapterFile
             FanInFanOut = targeted.Any(t => t.Linear.Layout == WeightLayout.Conv1D),
             TaskType = config.TaskType ?? (model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM"),
         };
-        var text = LoraConfigJson.Write(saved);
-        AtomicFolder.Write(folder, staging =>
+        using var scope = NewDisposeScope();
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (path, linear) in targeted)
         {
-            using var scope = NewDisposeScope();
-            var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            foreach (var (path, linear) in targeted)
-            {
-                tensors[Prefix + path + ".lora_A.weight"] = linear.Lora.A(name).detach();
-                tensors[Prefix + path + ".lora_B.weight"] = linear.Lora.B(name).detach();
-                if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
-            }
-            SafetensorsWriter.Save(Path.Combine(staging, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-            File.WriteAllText(Path.Combine(staging, ConfigFile), text);
-        });
+            tensors[Prefix + path + ".lora_A.weight"] = linear.Lora.A(name).detach();
+            tensors[Prefix + path + ".lora_B.weight"] = linear.Lora.B(name).detach();
+            if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
+        }
+        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(folder, ConfigFile), LoraConfigJson.Write(saved));
     }
 
     /// <summary>Every tensor the file must hold for these targets: key → (shape, what the shape is made of).</summary>

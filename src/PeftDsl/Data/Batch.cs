@@ -1,0 +1,76 @@
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Data;
+
+/// <summary>
+/// A padded batch. Causal: <see cref="InputIds"/> is prompt + answer, right-padded, with labels aligned to it
+/// (transformers' convention: the loss shifts them). Seq2seq: the prompt feeds the encoder, the decoder reads the
+/// answer shifted right after the start token, and the labels are the answer. Labels are -100 where no loss is taken.
+/// </summary>
+public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels, Tensor? DecoderInputIds, long LossTokens) : IDisposable
+{
+    public long Rows => InputIds.shape[0];
+
+    public void Dispose()
+    {
+        InputIds.Dispose();
+        AttentionMask.Dispose();
+        Labels.Dispose();
+        DecoderInputIds?.Dispose();
+    }
+
+    /// <param name="answerOnly">NeMo's answer_only_loss: prompt tokens take no loss.</param>
+    public static Batch Causal(IReadOnlyList<TokenizedExample> examples, bool answerOnly, Device device, long pad = 0)
+    {
+        var length = examples.Max(e => e.Length);
+        var ids = new long[examples.Count, length];
+        var mask = new long[examples.Count, length];
+        var labels = new long[examples.Count, length];
+        long lossTokens = 0;
+        for (var row = 0; row < examples.Count; row++)
+        {
+            var e = examples[row];
+            for (var col = 0; col < length; col++)
+            {
+                var inPrompt = col < e.Prompt.Length;
+                var inside = col < e.Length;
+                ids[row, col] = inside ? (inPrompt ? e.Prompt[col] : e.Answer[col - e.Prompt.Length]) : pad;
+                mask[row, col] = inside ? 1 : 0;
+                labels[row, col] = inside && !(answerOnly && inPrompt) ? ids[row, col] : Losses.IgnoreIndex;
+                // The first position is never a target: nothing precedes it.
+                if (col > 0 && labels[row, col] != Losses.IgnoreIndex) lossTokens++;
+            }
+        }
+        return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens);
+    }
+
+    public static Batch Seq2Seq(IReadOnlyList<TokenizedExample> examples, long decoderStart, Device device, long pad = 0)
+    {
+        var inputLength = examples.Max(e => e.Prompt.Length);
+        var answerLength = examples.Max(e => e.Answer.Length);
+        var ids = new long[examples.Count, inputLength];
+        var mask = new long[examples.Count, inputLength];
+        var decoder = new long[examples.Count, answerLength];
+        var labels = new long[examples.Count, answerLength];
+        long lossTokens = 0;
+        for (var row = 0; row < examples.Count; row++)
+        {
+            var e = examples[row];
+            for (var col = 0; col < inputLength; col++)
+            {
+                ids[row, col] = col < e.Prompt.Length ? e.Prompt[col] : pad;
+                mask[row, col] = col < e.Prompt.Length ? 1 : 0;
+            }
+            for (var col = 0; col < answerLength; col++)
+            {
+                decoder[row, col] = col == 0 ? decoderStart : col <= e.Answer.Length ? e.Answer[col - 1] : pad;
+                labels[row, col] = col < e.Answer.Length ? e.Answer[col] : Losses.IgnoreIndex;
+                if (col < e.Answer.Length) lossTokens++;
+            }
+        }
+        return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device),
+            tensor(decoder, device: device), lossTokens);
+    }
+}

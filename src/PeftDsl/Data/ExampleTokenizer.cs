@@ -1,0 +1,46 @@
+using PeftDsl.Errors;
+using PeftDsl.Tokenization;
+
+namespace PeftDsl.Data;
+
+/// <summary>
+/// Prompt and answer → ids. The prompt is tokenized as the model would see it (Llama: after BOS; T5: ending with
+/// EOS), the answer as a piece followed by EOS. An example longer than the limit has its truncation field cut
+/// (by tokens, from its end) until it fits; without such a field it is an error naming the line.
+/// </summary>
+public static class ExampleTokenizer
+{
+    public static IReadOnlyList<TokenizedExample> Tokenize(IReadOnlyList<Example> examples, TextTokenizer tokenizer, DataFormat format, int maxLength)
+    {
+        if (maxLength < 2) throw new PeftDslException($"--max-length must be at least 2, got {maxLength}");
+        return examples.Select(e => Tokenize(e, tokenizer, format, maxLength)).ToList();
+    }
+
+    public static TokenizedExample Tokenize(Example example, TextTokenizer tokenizer, DataFormat format, int maxLength)
+    {
+        var answer = AnswerIds(tokenizer, example.Answer);
+        var prompt = tokenizer.Encode(format.Render(example.Fields));
+        if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
+        if (format.TruncateField is not { } field)
+            throw new PeftDslException($"{example.Source}: the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}, " +
+                                       "and no truncation field is named (--truncate-field) to cut");
+        var pieces = tokenizer.EncodePiece(example.Fields[field]);
+        var fields = new Dictionary<string, string>(example.Fields);
+        // Cutting tokens from the field does not cut exactly as many from the prompt (tokens merge across the
+        // field's edges), so cut, re-render and measure until it fits.
+        for (var keep = pieces.Length - (prompt.Length + answer.Length - maxLength); keep >= 0; keep--)
+        {
+            fields[field] = tokenizer.Decode(pieces.Take(keep));
+            prompt = tokenizer.Encode(format.Render(fields));
+            if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
+        }
+        throw new PeftDslException($"{example.Source}: even with \"{field}\" emptied the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}");
+    }
+
+    /// <summary>The answer's ids, ending with EOS (so a trained model learns where an answer stops).</summary>
+    public static long[] AnswerIds(TextTokenizer tokenizer, string answer)
+    {
+        var ids = tokenizer.EncodePiece(answer);
+        return tokenizer.Eos is { } eos ? [.. ids, eos] : ids;
+    }
+}

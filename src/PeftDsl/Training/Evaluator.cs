@@ -1,0 +1,57 @@
+using PeftDsl.Data;
+using PeftDsl.Generation;
+using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Training;
+
+/// <summary>Held-out loss and perplexity over answer tokens, and exact match of greedy answers.</summary>
+public static class Evaluator
+{
+    public static EvalResult Run(LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> examples, int batchSize,
+        IReadOnlyList<string>? adapterNames = null)
+    {
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            var device = model.parameters().First().device;
+            double lossSum = 0;
+            long tokens = 0;
+            var correct = 0;
+            using var noGrad = no_grad();
+            for (var start = 0; start < examples.Count; start += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var chunk = examples.Skip(start).Take(batchSize).ToList();
+                var rows = adapterNames?.Skip(start).Take(chunk.Count).ToList();
+                using var batch = model is CausalLanguageModel ? Batch.Causal(chunk, answerOnly: true, device) : Batch.Seq2Seq(chunk, ((Seq2SeqLanguageModel)model).DecoderStartTokenId, device);
+                lossSum += Trainer.Loss(model, batch, rows).item<float>() * batch.LossTokens;
+                tokens += batch.LossTokens;
+                correct += ExactMatches(model, tokenizer, chunk, rows);
+            }
+            var loss = tokens == 0 ? double.NaN : lossSum / tokens;
+            return new EvalResult(loss, Math.Exp(loss), (double)correct / examples.Count, examples.Count);
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+    }
+
+    /// <summary>How many greedy answers equal the reference answer, compared as text with outer spaces trimmed.</summary>
+    private static int ExactMatches(LanguageModel model, TextTokenizer tokenizer, List<TokenizedExample> chunk, List<string>? rows)
+    {
+        var options = new GenerationOptions
+        {
+            MaxNewTokens = chunk.Max(e => e.Answer.Length) + 2,
+            StopTokens = tokenizer.Eos is { } eos ? [eos] : [],
+            PadTokenId = 0,
+            AdapterNames = rows,
+        };
+        var answers = TextGenerator.Generate(model, chunk.Select(e => e.Prompt).ToList(), options);
+        return chunk.Zip(answers).Count(pair => tokenizer.Decode(pair.Second).Trim() == tokenizer.Decode(pair.First.Answer).Trim());
+    }
+}

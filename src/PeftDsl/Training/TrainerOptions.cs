@@ -1,0 +1,82 @@
+using PeftDsl.Errors;
+
+namespace PeftDsl.Training;
+
+/// <summary>Which eval metric early stopping and "best" follow.</summary>
+public enum EvalMetric
+{
+    /// <summary>Eval loss over answer tokens (lower is better).</summary>
+    Loss,
+    /// <summary>Exact match of greedy answers (higher is better).</summary>
+    ExactMatch,
+}
+
+/// <summary>The knobs of a training run; every one is checked, naming its command-line option.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimizer steps to take; null runs <see cref="Epochs"/> epochs.</summary>
+    public int? MaxSteps { get; init; }
+
+    public int Epochs { get; init; } = 1;
+
+    /// <summary>Examples per micro-batch.</summary>
+    public int BatchSize { get; init; } = 8;
+
+    /// <summary>Micro-batches per optimizer step.</summary>
+    public int Accumulation { get; init; } = 1;
+
+    public double LearningRate { get; init; } = 2e-4;
+
+    public int WarmupSteps { get; init; }
+
+    public DecayKind Decay { get; init; } = DecayKind.Cosine;
+
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>Global gradient-norm limit; 0 turns clipping off.</summary>
+    public double ClipNorm { get; init; } = 1.0;
+
+    public int Seed { get; init; } = 1234;
+
+    /// <summary>NeMo's answer_only_loss: prompt tokens take no loss.</summary>
+    public bool AnswerOnlyLoss { get; init; } = true;
+
+    public int LogEvery { get; init; } = 10;
+
+    /// <summary>Evaluate every n steps (0: only at the end).</summary>
+    public int EvalEvery { get; init; }
+
+    /// <summary>Checkpoint every n steps (0: at each evaluation and at the end).</summary>
+    public int SaveEvery { get; init; }
+
+    /// <summary>Stop after this many evaluations without improvement (0: never).</summary>
+    public int Patience { get; init; }
+
+    public EvalMetric Metric { get; init; } = EvalMetric.Loss;
+
+    public TrainerOptions Validate()
+    {
+        Positive(BatchSize, "--batch");
+        Positive(Accumulation, "--accumulate");
+        Positive(Epochs, "--epochs");
+        if (MaxSteps is { } steps) Positive(steps, "--steps");
+        if (!(LearningRate > 0 && double.IsFinite(LearningRate))) throw Bad("--lr must be a positive number", LearningRate);
+        if (!(WeightDecay >= 0 && double.IsFinite(WeightDecay))) throw Bad("--weight-decay must be 0 or more", WeightDecay);
+        if (!(ClipNorm >= 0 && double.IsFinite(ClipNorm))) throw Bad("--clip must be 0 (off) or more", ClipNorm);
+        if (WarmupSteps < 0) throw Bad("--warmup must be 0 or more", WarmupSteps);
+        if (Seed < 0) throw Bad("--seed must be 0 or more", Seed);
+        if (LogEvery <= 0) throw Bad("--log-every must be positive", LogEvery);
+        if (EvalEvery < 0) throw Bad("--eval-every must be 0 (at the end) or more", EvalEvery);
+        if (SaveEvery < 0) throw Bad("--save-every must be 0 (with evaluations) or more", SaveEvery);
+        if (Patience < 0) throw Bad("--patience must be 0 (off) or more", Patience);
+        return this;
+    }
+
+    private static void Positive(int value, string option)
+    {
+        if (value <= 0) throw Bad($"{option} must be positive", value);
+    }
+
+    private static PeftDslException Bad(string what, double value) =>
+        new($"{what}, got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+}

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Errors;
+using PeftDsl.Runtime;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Training;
+
+/// <summary>Where a run is: the step, the epoch and the batch within it, and the best evaluation so far. With the
+/// settings it must be resumed with, so a resume that would compute something else is refused.</summary>
+public sealed record TrainerState(int Step, int Epoch, int BatchInEpoch, double? BestMetric, int EvalsWithoutImprovement,
+    int Seed, int BatchSize, int Accumulation, int Examples, int TotalSteps);
+
+/// <summary>
+/// A training checkpoint folder, written atomically: <c>adapter/</c> (peft's format), <c>optimizer.safetensors</c>
+/// (AdamW's moments and step count) and <c>trainer_state.json</c>. A kill during a save leaves the previous one whole.
+/// </summary>
+public static class TrainingCheckpoint
+{
+    public const string AdapterFolder = "adapter";
+    private const string OptimizerFile = "optimizer.safetensors";
+    private const string StateFile = "trainer_state.json";
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public static void Save(string directory, LanguageModel model, FlatAdamW optimizer, TrainerState state)
+    {
+        AtomicFolder.Write(directory, staging =>
+        {
+            var adapter = Path.Combine(staging, AdapterFolder);
+            Directory.CreateDirectory(adapter);
+            model.Adapters.WriteInto(adapter);
+            using var steps = tensor(new[] { optimizer.Steps });
+            SafetensorsWriter.Save(Path.Combine(staging, OptimizerFile), new Dictionary<string, Tensor>
+            {
+                ["exp_avg"] = optimizer.ExpAvg, ["exp_avg_sq"] = optimizer.ExpAvgSq, ["step"] = steps,
+            });
+            File.WriteAllText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, Json));
+        }, keepOthers: false);
+    }
+
+    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, StateFile));
+
+    public static TrainerState ReadState(string directory)
+    {
+        var path = Path.Combine(directory, StateFile);
+        if (!File.Exists(path)) throw new PeftDslException($"{directory}: no {StateFile}; not a training checkpoint");
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))
+                   ?? throw new PeftDslException($"{path}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new PeftDslException($"{path}: not a valid trainer state ({e.Message})", e);
+        }
+    }
+
+    /// <summary>Restores AdamW's moments and step count; the shapes must match this run's trainable tensors.</summary>
+    public static void LoadOptimizer(string directory, FlatAdamW optimizer)
+    {
+        var path = Path.Combine(directory, OptimizerFile);
+        if (!File.Exists(path)) throw new PeftDslException($"{directory}: no {OptimizerFile}");
+        using var reader = SafetensorsReader.Open(path);
+        using var scope = NewDisposeScope();
+        var expAvg = reader.Read("exp_avg");
+        if (!expAvg.shape.SequenceEqual(optimizer.ExpAvg.shape))
+            throw new PeftDslException($"{path}: the optimizer holds {expAvg.shape[0]} values, this run trains {optimizer.ExpAvg.shape[0]}");
+        optimizer.Load(expAvg.to(optimizer.ExpAvg.device), reader.Read("exp_avg_sq").to(optimizer.ExpAvg.device), reader.Read("step").item<long>());
+    }
+}

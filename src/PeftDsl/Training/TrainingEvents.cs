@@ -1,0 +1,24 @@
+namespace PeftDsl.Training;
+
+/// <summary>What a run reports as it goes (for progress bars, logs and metrics files).</summary>
+public abstract record TrainingEvent(int Step);
+
+/// <summary>An optimizer step: its mean loss over answer tokens, the learning rate it used, and throughput.</summary>
+public sealed record StepEvent(int Step, int TotalSteps, int Epoch, double Loss, double LearningRate, double TokensPerSecond, double GradNorm)
+    : TrainingEvent(Step);
+
+public sealed record EvalEvent(int Step, EvalResult Result, bool Best) : TrainingEvent(Step);
+
+public sealed record SaveEvent(int Step, string Path) : TrainingEvent(Step);
+
+/// <summary>Loss and perplexity over answer tokens, and the share of examples whose greedy answer is exactly right.</summary>
+public sealed record EvalResult(double Loss, double Perplexity, double ExactMatch, int Examples)
+{
+    public double Value(EvalMetric metric) => metric == EvalMetric.Loss ? Loss : ExactMatch;
+
+    public bool Beats(EvalResult other, EvalMetric metric) =>
+        metric == EvalMetric.Loss ? Loss < other.Loss : ExactMatch > other.ExactMatch;
+}
+
+/// <summary>How a run ended.</summary>
+public sealed record TrainingResult(int Steps, EvalResult? LastEval, EvalResult? BestEval, string StopReason);
