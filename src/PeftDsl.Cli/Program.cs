@@ -7,19 +7,30 @@ namespace PeftDsl.Cli;
 
 public static class Program
 {
-    /// <summary>Exit code for bad input (a missing folder, a malformed checkpoint): the message says what is wrong.</summary>
+    /// <summary>Exit code for bad input (a missing folder, a malformed checkpoint, a bad option): the message says what is wrong.</summary>
     public const int BadInput = 2;
+
+    /// <summary>Exit code for a failure that is not the input's fault (a bug): the message says to rerun with --verbose.</summary>
+    public const int InternalError = 1;
+
+    /// <summary>--verbose: errors come with their stack trace.</summary>
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show the stack trace of an error", Recursive = true };
+
+    private static bool verbose;
 
     public static int Main(string[] args)
     {
         var root = new RootCommand("peft: parameter-efficient fine-tuning of transformer language models with TorchSharp")
         {
-            ParityCommand.Create(),
+            TrainCommand.Create(),
+            EvalCommand.Create(),
             GenerateCommand.Create(),
-            BenchCommand.Create(),
             InspectCommand.Create(),
             MergeCommand.Create(),
+            ParityCommand.Create(),
+            BenchCommand.Create(),
         };
+        root.Options.Add(Verbose);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -28,10 +39,12 @@ public static class Program
             Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see '{command} --help')");
             return BadInput;
         }
+        verbose = parse.GetValue(Verbose);
         return parse.Invoke();
     }
 
-    /// <summary>Runs a command body: bad input becomes one "error:" line and exit code 2, never a stack trace.</summary>
+    /// <summary>Runs a command body: bad input becomes one "error:" line and exit code 2; anything else one line and
+    /// exit code 1. A stack trace appears only with --verbose.</summary>
     public static int Guard(Func<int> body)
     {
         try
@@ -42,7 +55,22 @@ public static class Program
         catch (PeftDslException e)
         {
             Console.Error.WriteLine("error: " + e.Message);
+            if (verbose) Console.Error.WriteLine(e);
             return BadInput;
         }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("stopped");
+            return InternalError;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message.Split('\n')[0]}" + (verbose ? "" : " (rerun with --verbose for the stack trace)"));
+            if (verbose) Console.Error.WriteLine(e);
+            return InternalError;
+        }
     }
+
+    /// <summary>An example line for a command's help: every command shows one.</summary>
+    public static string Example(string description, string example) => $"{description}\n\nExample:\n  {example}";
 }

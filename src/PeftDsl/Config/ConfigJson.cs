@@ -84,6 +84,10 @@ public sealed class ConfigJson
     public string? GetString(string key) =>
         TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
+    /// <summary>The raw top-level integer value of a key, if present and an integer.</summary>
+    public long? GetInt(string key) =>
+        TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) ? n : null;
+
     /// <summary>A token-id key that may be one integer or a list (eos_token_id); empty when absent or null.</summary>
     public IReadOnlyList<long> TokenIds(string key)
     {

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using PeftDsl.Data;
+using PeftDsl.Errors;
+using PeftDsl.Models;
+using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary>How JSONL records become prompts and answers, and where the tokenizer comes from; shared by train and eval.</summary>
+public sealed class DataOptions
+{
+    public Option<string?> Template { get; } = new("--template") { Description = "NeMo-style prompt template with {field}s, e.g. \"Context: {context} Question: {question} Answer:\"; default: the record's \"input\"" };
+
+    public Option<string> AnswerField { get; } = new("--answer-field") { Description = "The field holding the answer", DefaultValueFactory = _ => "output" };
+
+    public Option<string?> TruncateField { get; } = new("--truncate-field") { Description = "The template field to cut when an example is longer than --max-length" };
+
+    public Option<int?> MaxLength { get; } = new("--max-length") { Description = "Longest example in tokens (default: the model's position limit, at most 1024)" };
+
+    public Option<DirectoryInfo?> Tokenizer { get; } = new("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, Tokenizer }) command.Options.Add(option);
+    }
+
+    public DataFormat Format(ParseResult parse) =>
+        new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField)).Validate();
+
+    public TextTokenizer LoadTokenizer(ParseResult parse, string modelDirectory, LanguageModel model)
+    {
+        var given = parse.GetValue(Tokenizer)?.FullName;
+        try
+        {
+            return TokenizerLoader.FromFolder(given ?? modelDirectory, model.ModelType, model.VocabSize);
+        }
+        catch (PeftDslException e) when (given is null)
+        {
+            throw new PeftDslException(e.Message + "; give the tokenizer's folder with --tokenizer DIR", e);
+        }
+    }
+
+    /// <summary>Checked before a model is loaded, so a typo costs nothing.</summary>
+    public static void RequireFiles(params string?[] paths)
+    {
+        foreach (var path in paths.OfType<string>())
+            if (!File.Exists(path)) throw new PeftDslException($"{path}: data file not found");
+    }
+
+    /// <summary>--max-length, checked against the model's learned positions (config.json's n_positions or
+    /// max_position_embeddings), so an example never fails in the middle of a run.</summary>
+    public int Length(ParseResult parse, string modelDirectory)
+    {
+        var config = Checkpoints.CheckpointFolder.ReadConfig(modelDirectory);
+        var limit = config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings");
+        var requested = parse.GetValue(MaxLength);
+        if (requested is { } r && r < 2) throw new PeftDslException($"--max-length must be at least 2, got {r}");
+        if (requested is { } asked && limit is { } l && asked > l)
+            throw new PeftDslException($"--max-length {asked} exceeds the model's {l} positions ({config.Source})");
+        return requested ?? (int)Math.Min(limit ?? 1024, 1024);
+    }
+
+    /// <summary>Reads and tokenizes a JSONL file.</summary>
+    public static IReadOnlyList<TokenizedExample> Load(string path, DataFormat format, TextTokenizer tokenizer, int maxLength) =>
+        ExampleTokenizer.Tokenize(JsonlDataset.Read(path, format), tokenizer, format, maxLength);
+}

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using System.Globalization;
+using PeftDsl.Models;
+using PeftDsl.Runtime;
+using PeftDsl.Training;
+using Spectre.Console;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary><c>peft eval --model DIR [--adapter DIR] --data FILE</c>: loss, perplexity and exact match, per task and in all.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Examples, JSONL", Required = true };
+        var batch = new Option<int>("--batch") { Description = "Examples per batch", DefaultValueFactory = _ => 8 };
+        var command = new Command("eval", Program.Example("Loss, perplexity and exact match of greedy answers on JSONL examples",
+            "peft eval --model gpt2 --adapter runs/mine --data dev.jsonl")) { model, data, batch };
+        var adapters = new AdapterOptions();
+        adapters.AddTo(command);
+        var dataOptions = new DataOptions();
+        dataOptions.AddTo(command);
+        var placement = new ModelOptions();
+        placement.AddTo(command);
+        command.SetAction(parse => Program.Guard(() =>
+        {
+            if (parse.GetValue(batch) <= 0) throw new Errors.PeftDslException($"--batch must be positive, got {parse.GetValue(batch)}");
+            var directory = parse.GetValue(model)!.FullName;
+            DataOptions.RequireFiles(parse.GetValue(data)!.FullName);
+            var format = dataOptions.Format(parse);
+            var maxLength = dataOptions.Length(parse, directory);
+            using var lm = (LanguageModel)StockModels.LoadGenerative(directory, placement.Read(parse));
+            var (adapter, use) = adapters.Read(parse);
+            AdapterOptions.Attach(lm, adapter, use);
+            var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
+            var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
+            var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");
+            var groups = examples.GroupBy(e => e.Task).ToList();
+            foreach (var g in groups.Count > 1 ? groups.Append(examples.GroupBy(_ => "all").Single()) : groups)
+            {
+                var r = Evaluator.Run(lm, tokenizer, g.ToList(), parse.GetValue(batch));
+                table.AddRow(Markup.Escape(g.Key), r.Examples.ToString(CultureInfo.InvariantCulture), r.Loss.ToString("F4", CultureInfo.InvariantCulture),
+                    r.Perplexity.ToString("F2", CultureInfo.InvariantCulture), r.ExactMatch.ToString("P1", CultureInfo.InvariantCulture));
+            }
+            InspectCommand.PlainConsole(Console.Out).Write(table);
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,167 @@
+using System.CommandLine;
+using System.Globalization;
+using PeftDsl.Data;
+using PeftDsl.Errors;
+using PeftDsl.Models;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Runtime;
+using PeftDsl.Training;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary>
+/// <c>peft train --model DIR --data FILE --out DIR</c>: trains a LoRA adapter and writes, into --out, the adapter in
+/// peft's format, <c>metrics.jsonl</c>, <c>loss.png</c> and <c>checkpoint/</c> (for --resume).
+/// </summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Training examples, JSONL", Required = true };
+        var eval = new Option<FileInfo?>("--eval") { Description = "Held-out examples, JSONL: loss, perplexity and exact match" };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the adapter, metrics.jsonl, loss.png and checkpoint/; new or empty unless --overwrite or --resume", Required = true };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora", DefaultValueFactory = _ => "lora" };
+        var lora = new LoraOptions();
+        var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: --epochs over the data)" };
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the data when --steps is not given", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "Examples per micro-batch", DefaultValueFactory = _ => 8 };
+        var accumulate = new Option<int>("--accumulate") { Description = "Micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 };
+        var warmup = new Option<int>("--warmup") { Description = "Warmup steps", DefaultValueFactory = _ => 0 };
+        var schedule = new Option<string>("--schedule") { Description = "Decay after warmup: cosine, linear, constant", DefaultValueFactory = _ => "cosine" };
+        var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => 0.01 };
+        var clip = new Option<double>("--clip") { Description = "Gradient-norm limit (0: off)", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<int>("--seed") { Description = "Seed: the same seed gives the same run on the CPU", DefaultValueFactory = _ => 1234 };
+        var logEvery = new Option<int>("--log-every") { Description = "Steps between log lines", DefaultValueFactory = _ => 10 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Steps between evaluations (0: at the end)", DefaultValueFactory = _ => 0 };
+        var saveEvery = new Option<int>("--save-every") { Description = "Steps between checkpoints (0: with each evaluation and at the end)", DefaultValueFactory = _ => 0 };
+        var patience = new Option<int>("--patience") { Description = "Early stop after this many evaluations without improvement (0: off)", DefaultValueFactory = _ => 0 };
+        var metric = new Option<string>("--metric") { Description = "What early stopping follows: loss or exact_match", DefaultValueFactory = _ => "loss" };
+        var fullLoss = new Option<bool>("--full-loss") { Description = "Take the loss on prompt tokens too (default: answer tokens only, NeMo's answer_only_loss)" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from --out/checkpoint exactly where it stopped" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace what --out holds" };
+        var command = new Command("train", Program.Example("Train a LoRA adapter on JSONL examples",
+            "peft train --model gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
+        {
+            model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, resume, overwrite,
+        };
+        lora.AddTo(command);
+        var dataOptions = new DataOptions();
+        dataOptions.AddTo(command);
+        var placement = new ModelOptions();
+        placement.AddTo(command);
+        command.SetAction(parse => Program.Guard(() =>
+        {
+            if (parse.GetValue(method) != "lora")
+                throw new PeftDslException($"--method {parse.GetValue(method)}: only lora is available yet (IA3, adapters and prompt learning are coming)");
+            var options = new TrainerOptions
+            {
+                MaxSteps = parse.GetValue(steps),
+                Epochs = parse.GetValue(epochs),
+                BatchSize = parse.GetValue(batch),
+                Accumulation = parse.GetValue(accumulate),
+                LearningRate = parse.GetValue(lr),
+                WarmupSteps = parse.GetValue(warmup),
+                Decay = parse.GetValue(schedule) switch
+                {
+                    "cosine" => DecayKind.Cosine,
+                    "linear" => DecayKind.Linear,
+                    "constant" => DecayKind.Constant,
+                    var other => throw new PeftDslException($"--schedule: '{other}' is not cosine, linear or constant"),
+                },
+                WeightDecay = parse.GetValue(weightDecay),
+                ClipNorm = parse.GetValue(clip),
+                Seed = parse.GetValue(seed),
+                LogEvery = parse.GetValue(logEvery),
+                EvalEvery = parse.GetValue(evalEvery),
+                SaveEvery = parse.GetValue(saveEvery),
+                Patience = parse.GetValue(patience),
+                Metric = parse.GetValue(metric) switch
+                {
+                    "loss" => EvalMetric.Loss,
+                    "exact_match" => EvalMetric.ExactMatch,
+                    var other => throw new PeftDslException($"--metric: '{other}' is not loss or exact_match"),
+                },
+                AnswerOnlyLoss = !parse.GetValue(fullLoss),
+            }.Validate();
+            var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
+                parse.GetValue(output)!.FullName, lora.Config(parse), options, parse.GetValue(resume), parse.GetValue(overwrite));
+            return run.Execute(parse, dataOptions, placement.Read(parse), Console.Out);
+        }));
+        return command;
+    }
+}
+
+/// <summary>One <c>peft train</c> invocation, after its options were checked.</summary>
+public sealed record TrainRun(string Model, string Data, string? Eval, string Output, LoraConfig Lora, TrainerOptions Options,
+    bool Resume, bool Overwrite)
+{
+    public const string Adapter = "default";
+
+    public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
+    {
+        var checkpoint = Path.Combine(Output, "checkpoint");
+        CheckOutput(checkpoint);
+        DataOptions.RequireFiles(Data, Eval);
+        var format = data.Format(parse);
+        var maxLength = data.Length(parse, Model);
+        using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
+        var tokenizer = data.LoadTokenizer(parse, Model, model);
+        var train = DataOptions.Load(Data, format, tokenizer, maxLength);
+        var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength);
+        if (Resume) model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder), Adapter, trainable: true);
+        else
+        {
+            manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
+            model.Adapters.Add(Adapter, Lora, "--targets/--r");
+        }
+        if (Overwrite && !Resume && Directory.Exists(Output)) Directory.Delete(Output, recursive: true);
+        Directory.CreateDirectory(Output);
+
+        var trainer = new Trainer(model, tokenizer, train, held, Options, checkpoint);
+        var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
+        var all = model.AllParameters().Sum(p => p.Parameter.NumberOfElements);
+        log.WriteLine($"model {Model} ({model.ModelType}), LoRA r={Lora.R} alpha={Lora.Alpha}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
+        log.WriteLine($"data {Data}: {train.Count} examples{(held is null ? "" : $", eval {Eval}: {held.Count}")}; {trainer.TotalSteps} steps of {Options.BatchSize}×{Options.Accumulation}");
+        var resumedAt = Resume ? TrainingCheckpoint.ReadState(checkpoint).Step : 0;
+        if (Resume) log.WriteLine($"resuming at step {resumedAt} from {checkpoint}");
+
+        TrainingResult result;
+        using (var metrics = new MetricsLog(Path.Combine(Output, "metrics.jsonl"), resumedAt))
+        {
+            trainer.Progress += metrics.Write;
+            result = TrainingProgress.Show(trainer, log, () => trainer.Run(Resume ? checkpoint : null));
+        }
+        model.Adapters.Save(Output, [Adapter]);
+        LossPlot.Write(Path.Combine(Output, "metrics.jsonl"), Path.Combine(Output, "loss.png"));
+        log.WriteLine($"{result.StopReason} after {result.Steps} steps; wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/");
+        if (result.LastEval is { } e)
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}"));
+        return 0;
+    }
+
+    /// <summary>Outputs are never overwritten by surprise: --out is new or empty, or --overwrite, or --resume with a
+    /// checkpoint to resume.</summary>
+    private void CheckOutput(string checkpoint)
+    {
+        if (File.Exists(Output)) throw new PeftDslException($"--out {Output} is a file");
+        if (Resume && Overwrite) throw new PeftDslException("--resume continues --out, --overwrite replaces it: choose one");
+        if (Resume)
+        {
+            if (!TrainingCheckpoint.Exists(checkpoint)) throw new PeftDslException($"--resume: {checkpoint} holds no checkpoint to resume");
+            return;
+        }
+        if (Directory.Exists(Output) && Directory.EnumerateFileSystemEntries(Output).Any() && !Overwrite)
+            throw new PeftDslException($"--out {Output} is not empty; pass --overwrite to replace it, or --resume to continue its run");
+        var full = Path.GetFullPath(Output).TrimEnd('/');
+        foreach (var input in new[] { Model, Data, Eval }.OfType<string>())
+            if (Path.GetFullPath(input).StartsWith(full + "/", StringComparison.Ordinal) || Path.GetFullPath(input) == full)
+                throw new PeftDslException($"--out {Output} contains the input {input}; write the run elsewhere");
+    }
+}

@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Text.Json;
+using PeftDsl.Models.Llama;
+using PeftDsl.Testing;
+using PeftDsl.Training;
+using Xunit;
+
+namespace PeftDsl.Tests.Training;
+
+/// <summary><c>peft train</c> and <c>peft eval</c> end to end on the tiny Llama, as a user runs them.</summary>
+public sealed class TrainCliTests
+{
+    private static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
+
+    /// <summary>A folder with a tokenizer and two tasks' JSONL files.</summary>
+    private static TempDir Workspace()
+    {
+        var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("tok"));
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "llama-bpe.model"), Path.Combine(dir.File("tok"), "tokenizer.model"));
+        var random = new Random(0);
+        File.WriteAllLines(dir.File("train.jsonl"), Enumerable.Range(0, 48).Select(i =>
+        {
+            var w = Words[random.Next(Words.Length)];
+            return JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w, taskname = i % 2 == 0 ? "repeat" : "echo" });
+        }));
+        File.WriteAllLines(dir.File("dev.jsonl"), Words.Select((w, i) => JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w, taskname = i % 2 == 0 ? "repeat" : "echo" })));
+        return dir;
+    }
+
+    /// <summary>peft train on the workspace; <paramref name="extra"/> options replace the defaults of the same name.</summary>
+    private static string[] Train(TempDir dir, string output, params string[] extra)
+    {
+        var defaults = new[] { ("--batch", "8"), ("--lr", "5e-3"), ("--log-every", "2") }.Where(d => !extra.Contains(d.Item1))
+            .SelectMany(d => new[] { d.Item1, d.Item2 });
+        return ["train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
+            "--out", dir.File(output), .. defaults, .. extra];
+    }
+
+    [Fact]
+    public void TrainWritesAPeftAdapterMetricsAPlotAndACheckpoint()
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "6", "--eval", dir.File("dev.jsonl"), "--eval-every", "3"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("step 6/6", stdout);
+        Assert.Contains("eval at step 3:", stdout);
+        Assert.Contains("finished after 6 steps", stdout);
+        var run = dir.File("run");
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        Assert.Equal(3 + 2, lines.Length);   // steps 2, 4, 6 and two evaluations
+        Assert.All(lines, l => Assert.True(JsonDocument.Parse(l).RootElement.TryGetProperty("step", out _)));
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(Path.Combine(run, "loss.png")).Take(4).ToArray());
+        Assert.Equal(6, TrainingCheckpoint.ReadState(Path.Combine(run, "checkpoint")).Step);
+
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Adapters.Load(run);   // peft's format
+        Assert.Equal(["default"], model.Adapters.Names);
+
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", run, "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("repeat", stdout);
+        Assert.Contains("echo", stdout);
+        Assert.Contains("all", stdout);
+    }
+
+    [Fact]
+    public void OutputsAreNeverReplacedBySurpriseAndResumeContinues()
+    {
+        using var dir = Workspace();
+        Assert.Equal(0, ParityTests.Peft(Train(dir, "run", "--steps", "4", "--save-every", "2")).Code);
+        var (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4"));
+        Assert.Equal(2, code);
+        Assert.Contains("is not empty; pass --overwrite to replace it, or --resume to continue its run", stderr);
+
+        (code, var stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--resume"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("resuming at step 4", stdout);
+
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "other", "--steps", "4", "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("holds no checkpoint to resume", stderr);
+        Assert.Equal(0, ParityTests.Peft(Train(dir, "run", "--steps", "2", "--overwrite")).Code);
+        Assert.Equal(2, TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Step);
+    }
+
+    [Theory]
+    [InlineData("--lr", "-1", "--lr must be a positive number, got -1")]
+    [InlineData("--seed", "-1", "--seed must be 0 or more, got -1")]
+    [InlineData("--batch", "0", "--batch must be positive, got 0")]
+    [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]
+    [InlineData("--method", "ia3", "--method ia3: only lora is available yet")]
+    [InlineData("--r", "0", "r must be a positive integer, got 0")]
+    [InlineData("--max-length", "100000", "--max-length 100000 exceeds the model's 64 positions")]
+    [InlineData("--targets", "qq_proj", "target 'qq_proj' matches no linear module")]
+    [InlineData("--lr", "abc", "Cannot parse argument 'abc' for option '--lr'")]
+    public void BadOptionsAreOneErrorLine(string option, string value, string message)
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", option, value));
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.TrimEnd().Split('\n'));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains(message, line);
+        Assert.False(Directory.Exists(dir.File("run")) && Directory.EnumerateFileSystemEntries(dir.File("run")).Any());
+    }
+
+    [Fact]
+    public void ABrokenJsonlLineIsNamed()
+    {
+        using var dir = Workspace();
+        File.AppendAllText(dir.File("train.jsonl"), "{\"input\": \"x\", \"output\": }\n");
+        var (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "1"));
+        Assert.Equal(2, code);
+        Assert.Contains($"{dir.File("train.jsonl")}:49: not valid JSON", stderr);
+    }
+
+    /// <summary>Killed at random moments while it saves a checkpoint after every step, the run always leaves a whole
+    /// checkpoint (or none yet), never a half-written one, and --resume finishes from it.</summary>
+    [Fact]
+    public void AKillDuringASaveLeavesTheLastCheckpointWhole()
+    {
+        using var dir = Workspace();
+        var random = new Random(1);
+        var dll = Path.Combine(AppContext.BaseDirectory, "peft.dll");
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            var args = Train(dir, "run", "--steps", "400", "--save-every", "1", "--log-every", "50", attempt == 0 ? "--overwrite" : "--resume");
+            if (attempt > 0 && !TrainingCheckpoint.Exists(dir.File("run/checkpoint"))) args = Train(dir, "run", "--steps", "400", "--save-every", "1", "--log-every", "50", "--overwrite");
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.ArgumentList.Add(dll);
+            foreach (var a in args) start.ArgumentList.Add(a);
+            using var process = Process.Start(start)!;
+            Thread.Sleep(700 + random.Next(600));
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+
+            var checkpoint = dir.File("run/checkpoint");
+            if (!TrainingCheckpoint.Exists(checkpoint)) continue;
+            var state = TrainingCheckpoint.ReadState(checkpoint);
+            using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+            model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder), trainable: true);
+            Assert.InRange(state.Step, 1, 400);
+        }
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "400", "--save-every", "100", "--log-every", "100", "--resume"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("finished after 400 steps", stdout);
+        Assert.Empty(Directory.GetDirectories(dir.File("run"), ".*"));   // no staging folder left behind
+    }
+}
