@@ -43,3 +43,13 @@ public static class Fixtures
         return reader.Entries.Keys.ToDictionary(k => k, reader.Read);
     }
 }
+
+/// <summary>
+/// Tests that seed torch's global generator and expect the same draws (dropout masks, initial weights) run alone:
+/// xunit runs other classes in parallel, and any of them drawing random numbers meanwhile would shift the sequence.
+/// </summary>
+[Xunit.CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class GlobalRandomness
+{
+    public const string Name = "torch's global generator";
+}

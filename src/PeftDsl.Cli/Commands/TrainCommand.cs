@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using PeftDsl.Checkpoints;
 using PeftDsl.Data;
 using PeftDsl.Errors;
 using PeftDsl.Models;
@@ -106,6 +107,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
     {
         var checkpoint = Path.Combine(Output, "checkpoint");
+        AtomicFolder.Recover(checkpoint);   // a run killed between a save's two renames left it beside its name
         CheckOutput(checkpoint);
         DataOptions.RequireFiles(Data, Eval);
         var format = data.Format(parse);
@@ -137,7 +139,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             trainer.Progress += metrics.Write;
             result = TrainingProgress.Show(trainer, log, () => trainer.Run(Resume ? checkpoint : null));
         }
-        model.Adapters.Save(Output, [Adapter]);
+        model.Adapters.WriteInto(Output);   // file by file, each atomic: the run folder itself is not swapped
         LossPlot.Write(Path.Combine(Output, "metrics.jsonl"), Path.Combine(Output, "loss.png"));
         log.WriteLine($"{result.StopReason} after {result.Steps} steps; wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/");
         if (result.LastEval is { } e)

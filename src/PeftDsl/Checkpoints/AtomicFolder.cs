@@ -70,6 +70,14 @@ public static class AtomicFolder
         }
     }
 
+    /// <summary>Puts back a folder whose write was killed between its two renames (and removes dead staging
+    /// folders): for a reader that is about to use <paramref name="folder"/>, such as a resume.</summary>
+    public static void Recover(string folder)
+    {
+        var full = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);
+        if (Path.GetDirectoryName(full) is { } parent) RecoverFromKilledWrites(parent, Path.GetFileName(full), full);
+    }
+
     /// <summary>
     /// A write killed midway leaves a hidden staging folder (incomplete: deleted) or, killed between the two renames,
     /// the previous folder under its retired name with the real name missing (complete: put back). Only leftovers of

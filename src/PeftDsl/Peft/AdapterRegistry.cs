@@ -101,9 +101,10 @@ public sealed class AdapterRegistry
         }
     }
 
-    /// <summary>Writes every adapter into an existing folder, as <see cref="Save"/> lays them out, without the atomic
-    /// swap: for a caller that writes a whole folder atomically itself (a training checkpoint).</summary>
-    internal void WriteInto(string directory)
+    /// <summary>Writes every adapter into a folder as <see cref="Save"/> lays them out, each file atomically but without
+    /// swapping the folder: for a folder that holds other things (a training run) or that the caller swaps itself (a
+    /// checkpoint).</summary>
+    public void WriteInto(string directory)
     {
         foreach (var name in order)
         {

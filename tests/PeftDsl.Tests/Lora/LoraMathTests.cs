@@ -12,6 +12,7 @@ using static TorchSharp.torch;
 namespace PeftDsl.Tests.Lora;
 
 /// <summary>LoRA's math against the plain formulas: mixed batches, the shared-input path, merge, dropout, training.</summary>
+[Collection(GlobalRandomness.Name)]
 public sealed class LoraMathTests
 {
     /// <summary>Random A and B (peft's init_lora_weights=false), so every adapter changes the outputs.</summary>

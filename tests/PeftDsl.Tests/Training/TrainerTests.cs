@@ -12,6 +12,7 @@ using static TorchSharp.torch;
 namespace PeftDsl.Tests.Training;
 
 /// <summary>The trainer against references: a per-tensor optimizer, an uninterrupted run, one big batch.</summary>
+[Collection(GlobalRandomness.Name)]
 public sealed class TrainerTests
 {
     /// <summary>Random prompts and answers in the tiny Llama's vocabulary.</summary>

@@ -101,8 +101,11 @@ public static class LoraAdapterFile
             tensors[Prefix + path + ".lora_B.weight"] = linear.Lora.B(name).detach();
             if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
         }
+        // Each file appears whole (written beside, then renamed), also when this runs outside an atomic folder write.
         SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(folder, ConfigFile), LoraConfigJson.Write(saved));
+        var configPath = Path.Combine(folder, ConfigFile);
+        File.WriteAllText(configPath + ".tmp", LoraConfigJson.Write(saved));
+        File.Move(configPath + ".tmp", configPath, overwrite: true);
     }
 
     /// <summary>Every tensor the file must hold for these targets: key → (shape, what the shape is made of).</summary>
