@@ -22,6 +22,7 @@ public static class Program
     {
         var root = new RootCommand("peft: parameter-efficient fine-tuning of transformer language models with TorchSharp")
         {
+            Demo.DemoCommand.Create(),
             TrainCommand.Create(),
             EvalCommand.Create(),
             GenerateCommand.Create(),

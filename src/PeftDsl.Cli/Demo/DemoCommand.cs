@@ -1,0 +1,187 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using PeftDsl.Checkpoints;
+using PeftDsl.Cli.Commands;
+using PeftDsl.Data;
+using PeftDsl.Errors;
+using PeftDsl.Models;
+using PeftDsl.Models.Llama;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
+using PeftDsl.Training;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Cli.Demo;
+
+/// <summary>
+/// <c>peft demo</c>, the main job: a base that knows WordNet's facts in one form (pre-trained here, or --model) learns
+/// three question-answer tasks, each with its own LoRA adapter. It prints each task's held-out exact match and loss
+/// before and after, the base's checksum before and after (bit-identical), and each task evaluated with every
+/// adapter, then all tasks in one mixed batch (each row with its own adapter).
+/// </summary>
+public static class DemoCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Use this Hugging Face checkpoint (with its tokenizer) instead of the embedded pre-trained base" };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Run folder: data, base, one folder per task (adapter, metrics.jsonl, loss.png), summary.json", DefaultValueFactory = _ => new DirectoryInfo("runs") };
+        var steps = new Option<int>("--steps") { Description = "LoRA steps per task", DefaultValueFactory = _ => 300 };
+        var quick = new Option<bool>("--quick") { Description = "A short smoke run (tiny pre-training and few steps): checks the pipeline, shows no learning" };
+        var command = new Command("demo", Program.Example("The main job: adapt a small pre-trained base to three tasks, one LoRA adapter each, and show before/after",
+            "peft demo")) { model, output, steps, quick };
+        command.SetAction(parse => Program.Guard(() =>
+            Run(parse.GetValue(model)?.FullName, parse.GetValue(output)!.FullName, parse.GetValue(steps), parse.GetValue(quick), Console.Out)));
+        return command;
+    }
+
+    public static int Run(string? modelDirectory, string output, int steps, bool quick, TextWriter log)
+    {
+        if (steps <= 0) throw new PeftDslException($"--steps must be positive, got {steps}");
+        var dataDirectory = Path.Combine(output, "data");
+        var fingerprint = DemoData.WriteTo(dataDirectory);
+        var baseDirectory = modelDirectory ?? (quick
+            ? QuickBase(Path.Combine(output, "base-quick"), dataDirectory, fingerprint, log)
+            : BaseModel.Ensure(Path.Combine(output, "base"), dataDirectory, fingerprint, log));
+
+        using var lm = (LanguageModel)StockModels.LoadGenerative(baseDirectory);
+        var tokenizer = TokenizerLoader.FromFolder(baseDirectory, lm.ModelType, lm.VocabSize);
+        var maxLength = 96;
+        var tasks = DemoData.Tasks.Select(t => (Name: t,
+            Train: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.train.jsonl"), DataFormat.InputOutput, tokenizer, maxLength),
+            Dev: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.dev.jsonl"), DataFormat.InputOutput, tokenizer, maxLength))).ToList();
+        var checksum = BaseChecksum(lm);
+        log.WriteLine($"base checksum before: {checksum}");
+
+        var before = tasks.ToDictionary(t => t.Name, t => Evaluator.Run(lm, tokenizer, t.Dev, 32));
+        var options = new TrainerOptions
+        {
+            MaxSteps = quick ? Math.Min(steps, 4) : steps, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = quick ? 0 : 20,
+            Seed = BaseModel.Seed, LogEvery = quick ? 1 : 100,
+        };
+        var after = new Dictionary<string, EvalResult>();
+        foreach (var (name, train, dev) in tasks)
+            after[name] = TrainTask(lm, tokenizer, name, train, dev, options, Path.Combine(output, name), log);
+        // peft's layout for several adapters: runs/adapters/pos, runs/adapters/thing, … (peft generate --use NAME).
+        lm.Adapters.Save(Path.Combine(output, "adapters"));
+
+        // The same adapters on the same architecture, untrained: what the base's pre-training is worth.
+        Dictionary<string, EvalResult>? untrained = null;
+        if (modelDirectory is null)
+        {
+            log.WriteLine("for comparison, the same adapters on the same architecture without pre-training:");
+            manual_seed(BaseModel.Seed + 1);
+            using var blank = new LlamaForCausalLM(LlamaConfig.FromJson(Config.ConfigJson.Parse(BaseModel.ConfigJson, "demo base config")));
+            untrained = tasks.ToDictionary(t => t.Name, t => TrainTask(blank, tokenizer, t.Name, t.Train, t.Dev, options, null, log));
+        }
+
+        var console = InspectCommand.PlainConsole(log);
+        var table = new Table { Border = TableBorder.Simple }
+            .AddColumns("task", "held-out", "chance", "exact match: base", "base + adapter")
+            .AddColumns(untrained is null ? [] : ["untrained base + adapter"])
+            .AddColumns("loss: base", "base + adapter");
+        foreach (var (name, _, dev) in tasks)
+        {
+            var chance = 1.0 / dev.Select(e => tokenizer.Decode(e.Answer)).Distinct().Count();
+            table.AddRow([name, dev.Count.ToString(CultureInfo.InvariantCulture), Percent(chance), Percent(before[name].ExactMatch), Percent(after[name].ExactMatch),
+                .. untrained is null ? Array.Empty<string>() : [Percent(untrained[name].ExactMatch)], Fixed(before[name].Loss), Fixed(after[name].Loss)]);
+        }
+        console.Write(table);
+
+        var checksumAfter = BaseChecksum(lm);
+        log.WriteLine($"base checksum after:  {checksumAfter} ({(checksumAfter == checksum ? "bit-identical: the base was not touched" : "CHANGED")})");
+
+        // Each task with every adapter: an adapter helps its own task; the base row equals the "before" column.
+        var cross = new Table { Border = TableBorder.Simple }.AddColumn("exact match").AddColumn("base");
+        foreach (var (name, _, _) in tasks) cross.AddColumn($"{name} adapter");
+        var mixedRows = tasks.SelectMany(t => t.Dev.Select(_ => t.Name)).ToList();
+        lm.Adapters.Disable();
+        var baseAgain = tasks.ToDictionary(t => t.Name, t => Evaluator.Run(lm, tokenizer, t.Dev, 32));
+        lm.Adapters.Enable();
+        foreach (var (name, _, dev) in tasks)
+        {
+            var row = new List<string> { name, Percent(baseAgain[name].ExactMatch) };
+            foreach (var (adapter, _, _) in tasks)
+            {
+                lm.Adapters.SetActive(adapter);
+                row.Add(Percent(Evaluator.Run(lm, tokenizer, dev, 32).ExactMatch));
+            }
+            cross.AddRow(row.ToArray());
+        }
+        console.Write(cross);
+        var mixed = Evaluator.Run(lm, tokenizer, tasks.SelectMany(t => t.Dev).ToList(), 32, mixedRows);
+        var separate = tasks.Sum(t => after[t.Name].ExactMatch * t.Dev.Count) / mixedRows.Count;
+        log.WriteLine($"all tasks in one mixed batch, each row with its own adapter: exact match {Percent(mixed.ExactMatch)} " +
+                      $"(each task alone: {Percent(separate)}); base after training, each task: {string.Join(", ", tasks.Select(t => $"{t.Name} {Percent(baseAgain[t.Name].ExactMatch)}"))}" +
+                      $" (before: {string.Join(", ", tasks.Select(t => $"{t.Name} {Percent(before[t.Name].ExactMatch)}"))})");
+
+        File.WriteAllText(Path.Combine(output, "summary.json"), JsonSerializer.Serialize(new
+        {
+            base_model = baseDirectory,
+            base_checksum_before = checksum,
+            base_checksum_after = checksumAfter,
+            tasks = tasks.Select(t => new
+            {
+                task = t.Name, held_out = t.Dev.Count,
+                exact_match_before = before[t.Name].ExactMatch, exact_match_after = after[t.Name].ExactMatch,
+                exact_match_untrained_base_with_adapter = untrained?[t.Name].ExactMatch,
+                loss_before = before[t.Name].Loss, loss_after = after[t.Name].Loss,
+            }),
+            mixed_batch_exact_match = mixed.ExactMatch,
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        log.WriteLine($"wrote {output}: data/, base/, adapters/ ({string.Join(", ", DemoData.Tasks)}), {string.Join("/, ", DemoData.Tasks)}/ (metrics.jsonl, loss.png), summary.json");
+        log.WriteLine($"try: peft generate --model {baseDirectory} --adapter {Path.Combine(output, "adapters")} --use thing --prompt \"Q: Is a tiger a person, an animal, a plant, a food or an artifact? A:\"");
+        return 0;
+    }
+
+    /// <summary>Adds the task's LoRA adapter (the others frozen), trains it, and returns its held-out evaluation; with a
+    /// folder, writes metrics.jsonl and loss.png there.</summary>
+    private static EvalResult TrainTask(LanguageModel lm, TextTokenizer tokenizer, string name, IReadOnlyList<TokenizedExample> train,
+        IReadOnlyList<TokenizedExample> dev, TrainerOptions options, string? folder, TextWriter log)
+    {
+        manual_seed(BaseModel.Seed);
+        lm.Adapters.Add(name, new LoraConfig { R = 8, Alpha = 16, Dropout = 0.05, TargetModules = ["all"] }, "demo");
+        foreach (var other in lm.Adapters.Names.Where(n => n != name)) lm.Adapters.SetTrainable(other, false);
+        lm.Adapters.SetActive(name);
+        var trainer = new Trainer(lm, tokenizer, train, dev, options, null);
+        trainer.Progress += e => { if (e is StepEvent s && s.Step % options.LogEvery == 0) log.WriteLine($"  {name}: {TrainingProgress.Line(e)}"); };
+        EvalResult result;
+        if (folder is null) result = trainer.Run().LastEval!;
+        else
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+            Directory.CreateDirectory(folder);
+            using (var metrics = new MetricsLog(Path.Combine(folder, "metrics.jsonl")))
+            {
+                trainer.Progress += metrics.Write;
+                result = trainer.Run().LastEval!;
+            }
+            LossPlot.Write(Path.Combine(folder, "metrics.jsonl"), Path.Combine(folder, "loss.png"));
+        }
+        lm.Adapters.SetTrainable(name, false);
+        return result;
+    }
+
+    /// <summary>SHA-256 of every base tensor's bytes, in checkpoint order.</summary>
+    private static string BaseChecksum(LanguageModel model)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var t in CheckpointLayout.Tensors(model).OrderBy(t => t.Key, StringComparer.Ordinal))
+        {
+            using var cpu = t.Target.detach().cpu().contiguous();
+            hash.AppendData(cpu.bytes);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    private static string QuickBase(string directory, string data, string fingerprint, TextWriter log) =>
+        BaseModel.Ensure(directory, data, fingerprint + "-quick", log, quick: true);
+
+    private static string Percent(double x) => x.ToString("P1", CultureInfo.InvariantCulture);
+
+    private static string Fixed(double x) => x.ToString("F3", CultureInfo.InvariantCulture);
+}
