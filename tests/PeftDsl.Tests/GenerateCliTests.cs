@@ -96,8 +96,25 @@ public sealed class BenchTests
         Assert.Equal(0, Cli.Commands.BenchCommand.Run("llama-tiny", null, batch: 1, length: 8, steps: 1, newTokens: 2, output));
         var text = output.ToString();
         Assert.Contains("model llama-tiny: 4.9M parameters, Float32 on cpu, batch 1 x 8 tokens", text);
-        foreach (var line in new[] { "forward ", "forward+backward", "generate (cache)", "generate (no cache)" })
+        foreach (var line in new[] { "forward ", "training step", "generate (cache)", "generate (no cache)" })
             Assert.Contains(line, text);
+    }
+
+    /// <summary>The LoRA step and the JSON contract later checks read.</summary>
+    [Fact]
+    public void BenchWritesItsJsonForALoraStep()
+    {
+        using var dir = new TempDir();
+        var output = new StringWriter();
+        var lora = new Cli.Commands.BenchCommand.LoraBench(4, ["all"], 2, true);
+        Assert.Equal(0, Cli.Commands.BenchCommand.Run("gpt2-tiny", null, batch: 2, length: 8, steps: 1, newTokens: 0, output, lora: lora, jsonPath: dir.File("b.json")));
+        Assert.Contains("lora: 2 adapter(s), r=4 on all", output.ToString());
+        Assert.Contains("AdamW on the adapters' flat buffer", output.ToString());
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir.File("b.json")));
+        foreach (var key in new[] { "shape", "method", "device", "dtype", "batch", "length", "forward_ms", "train_step_ms", "tokens_per_s", "peak_bytes" })
+            Assert.True(json.RootElement.TryGetProperty(key, out _), key);
+        Assert.Equal("lora", json.RootElement.GetProperty("method").GetString());
+        Assert.True(json.RootElement.GetProperty("train_step_ms").GetDouble() > 0);
     }
 
     [Fact]

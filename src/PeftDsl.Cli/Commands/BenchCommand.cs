@@ -29,6 +29,8 @@ public static class BenchCommand
         ["gpt2-tiny"] = ("gpt2", """{"vocab_size": 4096, "n_positions": 512, "n_embd": 256, "n_layer": 4, "n_head": 4}"""),
         ["llama-tiny"] = ("llama", """{"vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2}"""),
         ["t5-small"] = ("t5", """{"vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_heads": 8}"""),
+        ["t5-base"] = ("t5", """{"vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_decoder_layers": 12, "num_heads": 12, "feed_forward_proj": "relu", "tie_word_embeddings": true}"""),
+        ["tinyllama-1.1b"] = ("llama", """{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}"""),
     };
 
     public static Command Create()
@@ -39,19 +41,22 @@ public static class BenchCommand
         var length = new Option<int>("--length") { Description = "Tokens per sequence (decoder length 1/4 of it for T5)", DefaultValueFactory = _ => 128 };
         var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens to generate per sequence", DefaultValueFactory = _ => 32 };
-        var loraRank = new Option<int>("--lora-r") { Description = "Attach LoRA adapters of this rank (alpha = 2r); the training step then trains only them", DefaultValueFactory = _ => 0 };
+        var method = new Option<string>("--method") { Description = "none (full fine-tuning step) or lora (the PEFT step)", DefaultValueFactory = _ => "none" };
+        var loraRank = new Option<int?>("--lora-r") { Description = "LoRA rank (alpha = 2r; default 16); implies --method lora" };
+        var json = new Option<FileInfo?>("--json") { Description = "Also write the figures to this JSON file" };
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA targets (module names, NeMo site names, attention, mlp, all)", AllowMultipleArgumentsPerToken = true };
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
-        var command = new Command("bench", "Measure forward, training-step and generation throughput")
+        var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
         {
-            shape, model, batch, length, steps, newTokens, loraRank, loraTargets, adapterCount, mixed,
+            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, json,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
         command.SetAction(parse => Program.Guard(() => Run(parse.GetValue(shape)!, parse.GetValue(model)?.FullName,
             parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse),
-            new LoraBench(parse.GetValue(loraRank), parse.GetValue(loraTargets) is { Length: > 0 } t ? t : ["all"], parse.GetValue(adapterCount), parse.GetValue(mixed)))));
+            Lora(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount), parse.GetValue(mixed)),
+            parse.GetValue(json)?.FullName)));
         return command;
     }
 
@@ -61,8 +66,20 @@ public static class BenchCommand
         public static readonly LoraBench None = new(0, ["all"], 1, false);
     }
 
+    private static LoraBench Lora(string method, int? rank, string[]? targets, int adapters, bool mixed)
+    {
+        if (rank is { } r && r <= 0) throw new PeftDslException($"--lora-r must be a positive rank, got {r}");
+        var lora = method switch
+        {
+            "lora" => true,
+            "none" => rank is not null,
+            _ => throw new PeftDslException($"--method: '{method}' is not none or lora (more methods as they land)"),
+        };
+        return lora ? new LoraBench(rank ?? 16, targets is { Length: > 0 } t ? t : ["all"], adapters, mixed) : LoraBench.None with { Adapters = adapters, Mixed = mixed };
+    }
+
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement = null, LoraBench? lora = null)
+        ModelLoadOptions? placement = null, LoraBench? lora = null, string? jsonPath = null)
     {
         placement ??= ModelLoadOptions.Default;
         lora ??= LoraBench.None;
@@ -97,20 +114,61 @@ public static class BenchCommand
         model.eval();
         var forward = Time(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
-        var train = Time(steps, device, () => { using var s = NewDisposeScope(); ((nn.Module)model).zero_grad(); Loss().backward(); });
-        output.WriteLine($"forward        {tokens / forward,12:N0} tokens/s  {forward * 1000,9:F1} ms/step");
-        output.WriteLine($"forward+backward {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step{(lora.Rank > 0 ? "  (gradients of the adapters only)" : "")}");
+        var step = TrainStep((nn.Module)model, lora.Rank > 0, Loss);
+        var train = Time(steps, device, step.Step);
+        step.Dispose();
+        output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
+        output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
+                         (lora.Rank > 0 ? "the adapters' flat buffer)" : "every parameter)"));
+        var generation = new Dictionary<string, double>();
         if (newTokens > 0)
         {
             var prompts = Enumerable.Range(0, batch).Select(i => ids[i].narrow(0, 0, Math.Min(length, 32)).cpu().data<long>().ToArray()).ToList();
             foreach (var cache in new[] { true, false })
             {
                 var options = new GenerationOptions { MaxNewTokens = newTokens, UseCache = cache };
-                var seconds = Time(1, device, () => TextGenerator.Generate(model, prompts, options));
-                output.WriteLine($"generate ({(cache ? "cache" : "no cache")}) {batch * newTokens / seconds,8:N0} new tokens/s  ({newTokens} per sequence, {prompts[0].Length}-token prompts)");
+                var seconds = Time(3, device, () => TextGenerator.Generate(model, prompts, options));
+                generation[cache ? "cache" : "no_cache"] = batch * newTokens / seconds;
+                output.WriteLine($"generate ({(cache ? "cache" : "no cache")}) {batch * newTokens / seconds,8:N0} new tokens/s  ({newTokens} per sequence, {prompts[0].Length}-token prompts, median of 3)");
             }
         }
+        if (jsonPath is not null)
+            File.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["shape"] = directory ?? shape, ["method"] = lora.Rank > 0 ? "lora" : "none", ["device"] = device.ToString(),
+                ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
+                ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
+                // TorchSharp 0.107 exposes no CUDA memory statistics; NVML would be the way (issue 11).
+                ["peak_bytes"] = null, ["generate_new_tokens_per_s"] = generation,
+            }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         return 0;
+    }
+
+    /// <summary>One full optimizer step: the PEFT step (AdamW on the adapters' flat buffer) or full fine-tuning
+    /// (TorchSharp's AdamW on every parameter).</summary>
+    private static (Action Step, Action Dispose) TrainStep(nn.Module model, bool peft, Func<Tensor> loss)
+    {
+        if (peft)
+        {
+            var flat = Training.FlatParameters.Of(model);
+            var adamw = new Training.FlatAdamW(flat);
+            return (() =>
+            {
+                using var s = NewDisposeScope();
+                flat.ZeroGrad();
+                loss().backward();
+                flat.ClipGradNorm(1.0);
+                adamw.Step(1e-4);
+            }, () => { adamw.Dispose(); flat.Dispose(); });
+        }
+        var optimizer = optim.AdamW(model.parameters(), lr: 1e-5);
+        return (() =>
+        {
+            using var s = NewDisposeScope();
+            optimizer.zero_grad();
+            loss().backward();
+            optimizer.step();
+        }, () => optimizer.Dispose());
     }
 
     /// <summary>Adds the run's adapters (all trainable, base frozen); returns the per-row adapter names of a mixed batch.</summary>
@@ -142,16 +200,22 @@ public static class BenchCommand
         };
     }
 
-    /// <summary>Mean seconds per call over <paramref name="steps"/> calls, after one untimed warm-up. On a GPU the
-    /// clock stops only after the device has finished the queued work.</summary>
+    /// <summary>The median seconds per call over <paramref name="steps"/> calls, after one untimed warm-up. On a GPU
+    /// each clock stops only after the device has finished the queued work.</summary>
     private static double Time(int steps, Device device, Action step)
     {
         step();
         Synchronize(device);
-        var clock = Stopwatch.StartNew();
-        for (var i = 0; i < steps; i++) step();
-        Synchronize(device);
-        return clock.Elapsed.TotalSeconds / steps;
+        var times = new List<double>();
+        for (var i = 0; i < steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            step();
+            Synchronize(device);
+            times.Add(clock.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        return times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
     }
 
     private static void Synchronize(Device device)

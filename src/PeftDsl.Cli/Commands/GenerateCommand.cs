@@ -28,9 +28,10 @@ public static class GenerateCommand
         var stop = new Option<long[]>("--stop") { Description = "Stop token id(s); default: the checkpoint's EOS", AllowMultipleArgumentsPerToken = true };
         var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence at every step (slow; for checking)" };
         var ids = new Option<bool>("--ids") { Description = "Print token ids instead of text" };
-        var command = new Command("generate", "Continue prompts with a checkpoint")
+        var tokenizerDir = new Option<DirectoryInfo?>("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
+        var command = new Command("generate", Program.Example("Continue prompts with a checkpoint (and an adapter)", "peft generate --model gpt2 --adapter runs/mine --prompt \"Hello\""))
         {
-            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids,
+            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids, tokenizerDir,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -53,13 +54,13 @@ public static class GenerateCommand
             };
             var (adapter, use) = adapters.Read(parse);
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
-                options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use);
+                options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use, parse.GetValue(tokenizerDir)?.FullName);
         }));
         return command;
     }
 
     public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output,
-        ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null)
+        ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null, string? tokenizerDirectory = null)
     {
         if (texts.Length > 0 && idLists.Length > 0)
             throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
@@ -70,8 +71,13 @@ public static class GenerateCommand
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
         AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
-        var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(directory, model.VocabSize, texts.Length == 0) : null;
+        var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(tokenizerDirectory ?? directory, model.VocabSize, texts.Length == 0, tokenizerDirectory is null) : null;
         var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
+        // Checked before decoding starts: a model with learned positions cannot go past them.
+        var config = Checkpoints.CheckpointFolder.ReadConfig(directory);
+        if ((config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings")) is { } limit && model is CausalLanguageModel
+            && prompts.Max(p => p.Length) + options.MaxNewTokens > limit)
+            throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: the longest prompt ({prompts.Max(p => p.Length)} tokens) plus the new tokens exceed the model's {limit} positions");
         var defaults = GenerationDefaults.FromFolder(directory);
         var outputs = TextGenerator.Generate(model, prompts, defaults.ApplyTo(options, padGiven: false));
         foreach (var tokens in outputs)
@@ -80,15 +86,16 @@ public static class GenerateCommand
     }
 
     /// <summary>The folder's tokenizer; with --prompt-ids only the output needs one, and --ids avoids that.</summary>
-    private static TextTokenizer Tokenizer(string directory, long vocab, bool promptIdsOnly)
+    private static TextTokenizer Tokenizer(string directory, long vocab, bool promptIdsOnly, bool fromModelFolder)
     {
         try
         {
-            return TokenizerLoader.FromFolder(directory, StockModels.ModelTypeOf(directory), vocab);
+            return TokenizerLoader.FromFolder(directory, fromModelFolder ? StockModels.ModelTypeOf(directory) : null, vocab);
         }
-        catch (PeftDslException e) when (promptIdsOnly)
+        catch (PeftDslException e) when (promptIdsOnly || fromModelFolder)
         {
-            throw new PeftDslException(e.Message + "; to print token ids instead of text, add --ids", e);
+            var hint = promptIdsOnly ? "; to print token ids instead of text, add --ids" : "; give the tokenizer's folder with --tokenizer DIR";
+            throw new PeftDslException(e.Message + hint, e);
         }
     }
 

@@ -27,7 +27,7 @@ public static class InspectCommand
         };
         var rank = new Option<int?>("--r") { Description = "Rank of the previewed adapter (default 8; needs --targets)" };
         var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors (needs --targets)" };
-        var command = new Command("inspect", "Show a model's PEFT sites and the trainable parameters of its adapters") { model, targets, rank, dora };
+        var command = new Command("inspect", Program.Example("Show a model's PEFT sites and the trainable parameters of its adapters", "peft inspect --model gpt2 --targets all --r 16")) { model, targets, rank, dora };
         var adapters = new AdapterOptions();
         adapters.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>

@@ -28,7 +28,7 @@ public static class ParityCommand
     {
         var dir = new Argument<DirectoryInfo>("dir") { Description = "A fixture folder in the format of tests/fixtures/hf-peft/README.md" };
         var only = new Option<string[]>("--case") { Description = "Run only these cases (by name)", AllowMultipleArgumentsPerToken = true };
-        var command = new Command("parity", "Check numerical parity with Hugging Face transformers + peft reference outputs") { dir, only };
+        var command = new Command("parity", Program.Example("Check numerical parity with Hugging Face transformers + peft reference outputs", "peft parity tests/fixtures/hf-peft --case gpt2.lora")) { dir, only };
         command.SetAction(parse =>
         {
             var names = parse.GetValue(only) ?? [];
