@@ -23,7 +23,7 @@ namespace PeftDsl.Cli.Commands;
 public static class BenchCommand
 {
     /// <summary>Random-weight shapes; the names say what they imitate.</summary>
-    private static readonly Dictionary<string, (string ModelType, string Json)> Shapes = new()
+    internal static readonly Dictionary<string, (string ModelType, string Json)> Shapes = new()
     {
         ["gpt2-small"] = ("gpt2", """{"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}"""),
         ["gpt2-tiny"] = ("gpt2", """{"vocab_size": 4096, "n_positions": 512, "n_embd": 256, "n_layer": 4, "n_head": 4}"""),
@@ -187,7 +187,8 @@ public static class BenchCommand
         return lora.Mixed ? Enumerable.Range(0, batch).Select(i => names[i % names.Length]).ToArray() : null;
     }
 
-    private static IGenerativeModel Build(string shape)
+    /// <summary>A built-in random-weight model of the named shape (fp32, on the CPU).</summary>
+    internal static IGenerativeModel Build(string shape)
     {
         if (!Shapes.TryGetValue(shape, out var s))
             throw new PeftDslException($"bench: unknown shape '{shape}' (known: {string.Join(", ", Shapes.Keys)})");

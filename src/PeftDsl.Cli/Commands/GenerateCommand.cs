@@ -78,9 +78,33 @@ public static class GenerateCommand
         if ((config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings")) is { } limit && model is CausalLanguageModel
             && prompts.Max(p => p.Length) + options.MaxNewTokens > limit)
             throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: the longest prompt ({prompts.Max(p => p.Length)} tokens) plus the new tokens exceed the model's {limit} positions");
-        var defaults = GenerationDefaults.FromFolder(directory);
-        var outputs = TextGenerator.Generate(model, prompts, defaults.ApplyTo(options, padGiven: false));
-        foreach (var tokens in outputs)
+        var defaults = GenerationDefaults.FromFolder(directory).ApplyTo(options, padGiven: false);
+        if (prompts.Count == 1)
+        {
+            // One prompt: stream the continuation as it is produced (text is re-decoded so multi-token characters print whole).
+            var sofar = new List<long>();
+            var printed = 0;
+            defaults = defaults with
+            {
+                OnStep = step =>
+                {
+                    if (step[0] is not { } token) return;
+                    sofar.Add(token);
+                    var text = printIds || tokenizer is null ? string.Join(" ", sofar) : tokenizer.Decode(sofar);
+                    if (text.Length > printed && !text.EndsWith('\uFFFD'))
+                    {
+                        output.Write(text[printed..]);
+                        output.Flush();
+                        printed = text.Length;
+                    }
+                },
+            };
+            var tokens = TextGenerator.Generate(model, prompts, defaults)[0];
+            var full = printIds || tokenizer is null ? string.Join(" ", tokens) : tokenizer.Decode(tokens);
+            output.WriteLine(full.Length > printed ? full[printed..] : "");
+            return 0;
+        }
+        foreach (var tokens in TextGenerator.Generate(model, prompts, defaults))
             output.WriteLine(printIds || tokenizer is null ? string.Join(" ", tokens) : tokenizer.Decode(tokens));
         return 0;
     }

@@ -19,7 +19,9 @@ public static class InspectCommand
 {
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)" };
+        var shape = new Option<string?>("--shape") { Description = "Instead of --model, a built-in random-weight shape: " + string.Join(", ", BenchCommand.Shapes.Keys) };
+        var method = new Option<string?>("--method") { Description = "Preview a new adapter of this method (lora) on --targets, or on peft's default targets" };
         var targets = new Option<string[]>("--targets")
         {
             Description = "Preview a new LoRA adapter on these targets, space- or comma-separated (module names, NeMo site names, attention, mlp, all)",
@@ -27,32 +29,46 @@ public static class InspectCommand
         };
         var rank = new Option<int?>("--r") { Description = "Rank of the previewed adapter (default 8; needs --targets)" };
         var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors (needs --targets)" };
-        var command = new Command("inspect", Program.Example("Show a model's PEFT sites and the trainable parameters of its adapters", "peft inspect --model gpt2 --targets all --r 16")) { model, targets, rank, dora };
+        var command = new Command("inspect", Program.Example("Show a model's PEFT sites and the trainable parameters of its adapters",
+            "peft inspect --shape gpt2-small --method lora --r 8 --targets c_attn")) { model, shape, method, targets, rank, dora };
         var adapters = new AdapterOptions();
         adapters.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
             var (adapter, use) = adapters.Read(parse);
             var names = (parse.GetValue(targets) ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-            if (names.Count == 0 && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
-                throw new PeftDslException("--r and --dora describe a previewed adapter: give --targets too");
-            return Run(parse.GetValue(model)!.FullName, adapter, use, names, parse.GetValue(rank) ?? 8, parse.GetValue(dora), System.Console.Out);
+            var preview = parse.GetValue(method) switch
+            {
+                null => names.Count > 0,
+                "lora" => true,
+                var other => throw new PeftDslException($"--method: '{other}' is not lora (more methods as they land)"),
+            };
+            if (!preview && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
+                throw new PeftDslException("--r and --dora describe a previewed adapter: give --method lora or --targets too");
+            var (directory, shapeName) = (parse.GetValue(model)?.FullName, parse.GetValue(shape));
+            if ((directory is null) == (shapeName is null)) throw new PeftDslException("give either --model DIR or --shape NAME");
+            return Run(directory ?? "shape:" + shapeName, adapter, use, preview ? names : null, parse.GetValue(rank) ?? 8, parse.GetValue(dora), System.Console.Out);
         }));
         return command;
     }
 
-    public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string> targets, int rank, bool dora, TextWriter output)
+    /// <param name="directory">A checkpoint folder, or <c>shape:NAME</c> for a built-in random-weight shape.</param>
+    /// <param name="targets">Preview a new LoRA adapter on these targets (empty: peft's defaults); null: no preview.</param>
+    public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string>? targets, int rank, bool dora, TextWriter output)
     {
-        if (adapter is not null && targets.Count > 0) throw new PeftDslException("give either --adapter or --targets, not both");
+        if (adapter is not null && targets is not null) throw new PeftDslException("give either --adapter or a preview (--method/--targets), not both");
         if (rank <= 0) throw new PeftDslException($"--r must be a positive rank, got {rank}");
-        using var model = (LanguageModel)StockModels.LoadGenerative(directory);
+        using var model = (LanguageModel)(directory.StartsWith("shape:", StringComparison.Ordinal)
+            ? BenchCommand.Build(directory["shape:".Length..])
+            : StockModels.LoadGenerative(directory));
         // A rank above every projection's size adds nothing and could ask for gigabytes.
         var widest = model.Adapters.Linears().Max(l => Math.Max(l.Linear.InFeatures, l.Linear.OutFeatures));
-        if (targets.Count > 0 && rank > widest)
+        if (targets is not null && rank > widest)
             throw new PeftDslException($"--r {rank} exceeds the model's largest projection size ({widest}); a LoRA rank cannot usefully be larger");
         // Counted as trainable: the adapters that would train, i.e. the active ones.
         AdapterOptions.Attach(model, adapter, use, trainable: true);
-        if (targets.Count > 0) model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets, UseDora = dora }, "--targets");
+        if (targets is not null)
+            model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets.Count == 0 ? null : targets, UseDora = dora }, "--targets");
         var console = PlainConsole(output);
         console.WriteLine($"model: {directory} ({model.ModelType}, {model.GetType().Name})");
         foreach (var name in model.Adapters.Names)

@@ -40,6 +40,10 @@ public sealed record GenerationOptions
     /// model's active adapters for every prompt.</summary>
     public IReadOnlyList<string>? AdapterNames { get; init; }
 
+    /// <summary>Called after each step with the token each prompt just produced (null for a prompt already
+    /// finished), so a caller can stream the output.</summary>
+    public Action<IReadOnlyList<long?>>? OnStep { get; init; }
+
     /// <summary>Rejects values no run could use, with the value named.</summary>
     public void Validate()
     {

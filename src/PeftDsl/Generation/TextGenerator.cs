@@ -39,6 +39,7 @@ public static class TextGenerator
             {
                 using var scope = NewDisposeScope();
                 var tokens = sampler.Pick(session.Next(chosen)).cpu().data<long>().ToArray();   // one sync per step
+                var produced = new long?[tokens.Length];
                 for (var row = 0; row < tokens.Length; row++)
                 {
                     if (finished[row])
@@ -47,8 +48,10 @@ public static class TextGenerator
                         continue;
                     }
                     results[row].Add(tokens[row]);
+                    produced[row] = tokens[row];
                     finished[row] = stops.Contains(tokens[row]);
                 }
+                options.OnStep?.Invoke(produced);
                 chosen?.Dispose();
                 chosen = tensor(tokens, dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
             }

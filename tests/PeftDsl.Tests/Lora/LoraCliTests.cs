@@ -115,7 +115,8 @@ public sealed class LoraCliTests
     [Theory]
     [InlineData(new[] { "inspect", "--frobnicate" }, "error: Unrecognized command or argument '--frobnicate'", "(see 'peft inspect --help')")]
     [InlineData(new[] { "inspect", "--model", "M", "--r", "abc" }, "error: Cannot parse argument 'abc' for option '--r'", "(see 'peft inspect --help')")]
-    [InlineData(new[] { "inspect", "--model", "M", "--r", "4" }, "error: --r and --dora describe a previewed adapter: give --targets too", "")]
+    [InlineData(new[] { "inspect", "--model", "M", "--r", "4" }, "error: --r and --dora describe a previewed adapter: give --method lora or --targets too", "")]
+    [InlineData(new[] { "inspect", "--model", "M", "--shape", "gpt2-tiny" }, "error: give either --model DIR or --shape NAME", "")]
     [InlineData(new[] { "inspect", "--model", "M", "--targets", "c_attn", "--r", "0" }, "error: --r must be a positive rank, got 0", "")]
     [InlineData(new[] { "parity", "/no/such/folder" }, "error: /no/such/folder: fixture folder not found", "")]
     [InlineData(new[] { "generate", "--model", "M", "--prompt-ids", "1 2" }, "no usable tokenizer", "to print token ids instead of text, add --ids")]
@@ -178,5 +179,27 @@ public sealed class LoraCliTests
         (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", dir.File("elsewhere"), "--overwrite");
         Assert.Equal(2, code);
         Assert.Contains("is a symbolic link", stderr);
+    }
+
+    /// <summary>Without a download, the counts peft prints for GPT-2 124M with LoRA r=8 on c_attn.</summary>
+    [Fact]
+    public void InspectShowsPeftsCountsForABuiltInShape()
+    {
+        var (code, stdout, stderr) = ParityTests.Peft("inspect", "--shape", "gpt2-small", "--method", "lora", "--r", "8", "--targets", "c_attn");
+        Assert.True(code == 0, stderr);
+        Assert.EndsWith("trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364", stdout.TrimEnd());
+    }
+
+    /// <summary>One prompt's continuation is written as it is produced, and is the library's.</summary>
+    [Fact]
+    public void GenerateStreamsOnePrompt()
+    {
+        var writer = new StringWriter();
+        Assert.Equal(0, Cli.Commands.GenerateCommand.Run(Fixtures.Base("gpt2"), [], ["5 17 301"], new Generation.GenerationOptions { MaxNewTokens = 5 }, true, writer,
+            adapter: Case("gpt2.lora")));
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        model.Adapters.Load(Case("gpt2.lora"));
+        var options = Generation.GenerationDefaults.FromFolder(Fixtures.Base("gpt2")).ApplyTo(new GenerationOptions { MaxNewTokens = 5 }, padGiven: false);
+        Assert.Equal(string.Join(" ", TextGenerator.Generate(model, [[5, 17, 301]], options)[0]), writer.ToString().Trim());
     }
 }
