@@ -44,6 +44,19 @@ public sealed class TokenizerTests
         Assert.Equal("Hello world, tuning adapters!", tokenizer.Decode(tokenizer.Encode("Hello world, tuning adapters!")));
     }
 
+    [Theory]   // a one-character text: the library's normalizer alone would return nothing at all
+    [InlineData("Q", new long[] { 1, 357, 84 })]
+    [InlineData(" Q ", new long[] { 1, 357, 84 })]
+    [InlineData("a", new long[] { 1, 262 })]
+    [InlineData("!", new long[] { 1, 357, 36 })]
+    [InlineData("é", new long[] { 1, 357, 198, 172 })]
+    public void SentencePieceBpeEncodesOneCharacterLikeSpm(string text, long[] spmIds)
+    {
+        var tokenizer = Load("llama-bpe.model", "tokenizer.model");
+        Assert.Equal(spmIds, tokenizer.Encode(text));
+        Assert.Equal(spmIds[1..], tokenizer.EncodePiece(text));
+    }
+
     [Fact]
     public void SentencePieceUnigramMatchesSpmEncodeWithEos()
     {

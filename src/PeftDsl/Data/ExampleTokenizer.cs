@@ -20,6 +20,7 @@ public static class ExampleTokenizer
     {
         var answer = AnswerIds(tokenizer, example.Answer);
         var prompt = tokenizer.Encode(format.Render(example.Fields));
+        if (prompt.Length == 0) throw new PeftDslException($"{example.Source}: the prompt is empty, so there is nothing to answer");
         if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
         if (format.TruncateField is not { } field)
             throw new PeftDslException($"{example.Source}: the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}, " +

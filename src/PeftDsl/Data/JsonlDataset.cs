@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using PeftDsl.Errors;
 
@@ -16,7 +17,9 @@ public static class JsonlDataset
         if (!File.Exists(path)) throw new PeftDslException($"{path}: data file not found");
         var examples = new List<Example>();
         var lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        // Strict UTF-8: a broken byte is an error naming its line, not a silent U+FFFD in the training text.
+        using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
+        while (NextLine(reader, path) is { } line)
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
@@ -25,6 +28,30 @@ public static class JsonlDataset
         }
         if (examples.Count == 0) throw new PeftDslException($"{path}: no examples (the file is empty or blank)");
         return examples;
+    }
+
+    private static string? NextLine(StreamReader reader, string path)
+    {
+        try
+        {
+            return reader.ReadLine();
+        }
+        catch (DecoderFallbackException)
+        {
+            // The reader decodes a buffer ahead of the line it returns, so find the broken line in the bytes.
+            throw new PeftDslException($"{path}:{FirstInvalidUtf8Line(path)}: not valid UTF-8 (the file must be UTF-8 text)");
+        }
+    }
+
+    private static int FirstInvalidUtf8Line(string path)
+    {
+        var bytes = File.ReadAllBytes(path).AsSpan();
+        for (var line = 1; ; line++)
+        {
+            var end = bytes.IndexOf((byte)'\n');
+            if (!System.Text.Unicode.Utf8.IsValid(end < 0 ? bytes : bytes[..end]) || end < 0) return line;
+            bytes = bytes[(end + 1)..];
+        }
     }
 
     private static Example Parse(string line, string source, DataFormat format, string defaultTask)
@@ -59,6 +86,7 @@ public static class JsonlDataset
             ? t.ValueKind == JsonValueKind.String && t.GetString() is { Length: > 0 } s ? s : throw new PeftDslException($"{source}: \"taskname\" must be a non-empty string")
             : defaultTask;
         var answer = fields[format.AnswerField];
+        if (string.IsNullOrWhiteSpace(answer)) throw new PeftDslException($"{source}: \"{format.AnswerField}\" (the answer) is empty");
         fields.Remove(format.AnswerField);
         return new Example(task, fields, answer, source);
     }

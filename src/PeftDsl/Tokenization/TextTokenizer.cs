@@ -43,7 +43,27 @@ public sealed class TextTokenizer
     public string Source { get; }
 
     /// <summary>Text → ids, with the family's special tokens (Llama: BOS first; T5: EOS last).</summary>
-    public long[] Encode(string text) => inner.EncodeToIds(text).Select(id => (long)id).ToArray();
+    public long[] Encode(string text)
+    {
+        var ids = inner is SentencePieceTokenizer sp && OneCharacterNormalized(sp, text) is { } normalized
+            ? sp.EncodeToIds(normalized, sp.AddBeginningOfSentence, sp.AddEndOfSentence, considerPreTokenization: false, considerNormalization: false)
+            : inner.EncodeToIds(text);
+        return ids.Select(id => (long)id).ToArray();
+    }
+
+    /// <summary>
+    /// Microsoft.ML.Tokenizers 2.0.1's SentencePieceNormalizer returns "" when the text is one character once
+    /// spaces are trimmed (it tests start == end where it means start &gt; end), so "a" or " Q" would encode to
+    /// nothing, not even BOS. For that case only, this builds the string the normalizer means to return.
+    /// </summary>
+    private static string? OneCharacterNormalized(SentencePieceTokenizer sp, string text)
+    {
+        if (sp.Normalizer is not SentencePieceNormalizer { RemoveExtraWhiteSpaces: true, SpecialTokens: null } n) return null;
+        var trimmed = text.Trim(' ');
+        if (trimmed.Length != 1) return null;
+        var prefix = n.AddDummyPrefix ? (n.EscapeWhiteSpaces ? "\u2581" : " ") : "";
+        return n.TreatWhitespaceAsSuffix ? trimmed + prefix : prefix + trimmed;
+    }
 
     /// <summary>Text → ids with no special token at either end: a piece to join to others.</summary>
     public long[] EncodePiece(string text)

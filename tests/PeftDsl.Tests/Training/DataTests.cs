@@ -48,6 +48,7 @@ public sealed class DataTests
     [InlineData("{\"input\": {\"x\": 1}, \"output\": \"b\"}", ":1: \"input\" must be text, got Object")]
     [InlineData("{\"input\": \"a\", \"output\": \"b\", \"taskname\": 3}", ":1: \"taskname\" must be a non-empty string")]
     [InlineData("\n\n", ": no examples (the file is empty or blank)")]
+    [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n{\"input\": \"a\", \"output\": \" \"}", ":2: \"output\" (the answer) is empty")]
     public void BadRecordsNameTheFileAndLine(string content, string message)
     {
         using var dir = new TempDir();
@@ -56,6 +57,28 @@ public sealed class DataTests
         var e = Assert.Throws<PeftDslException>(() => JsonlDataset.Read(path, DataFormat.InputOutput));
         Assert.StartsWith(path, e.Message);
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void InvalidUtf8IsRefusedAtItsLine()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("data.jsonl");
+        File.WriteAllBytes(path, [.. "{\"input\": \"a\", \"output\": \"b\"}\n{\"input\": \""u8, 0xC3, 0x28, .. "\", \"output\": \"b\"}\n"u8]);
+        var e = Assert.Throws<PeftDslException>(() => JsonlDataset.Read(path, DataFormat.InputOutput));
+        Assert.Equal($"{path}:2: not valid UTF-8 (the file must be UTF-8 text)", e.Message);
+    }
+
+    [Fact]
+    public void AnEmptyPromptIsRefusedWithItsSource()
+    {
+        using var dir = new TempDir();
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "gpt2-bpe", "vocab.json"), dir.File("vocab.json"));
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "gpt2-bpe", "merges.txt"), dir.File("merges.txt"));
+        var gpt2 = TokenizerLoader.FromFolder(dir.Path, "gpt2", 50257);
+        var example = new Example("t", new Dictionary<string, string> { ["input"] = "" }, "hello", "data.jsonl:4");
+        var e = Assert.Throws<PeftDslException>(() => ExampleTokenizer.Tokenize(example, gpt2, DataFormat.InputOutput, 64));
+        Assert.Equal("data.jsonl:4: the prompt is empty, so there is nothing to answer", e.Message);
     }
 
     [Fact]
