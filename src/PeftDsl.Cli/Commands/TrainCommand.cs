@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using PeftDsl.Checkpoints;
 using PeftDsl.Data;
 using PeftDsl.Errors;
@@ -7,6 +8,7 @@ using PeftDsl.Models;
 using PeftDsl.Peft;
 using PeftDsl.Peft.Lora;
 using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
 using PeftDsl.Training;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -104,11 +106,14 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
 {
     public const string Adapter = "default";
 
+    /// <summary>What a run writes into --out: the only entries --overwrite may replace.</summary>
+    private static readonly string[] RunEntries =
+        ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png", "checkpoint"];
+
     public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
     {
-        var checkpoint = Path.Combine(Output, "checkpoint");
-        AtomicFolder.Recover(checkpoint);   // a run killed between a save's two renames left it beside its name
-        CheckOutput(checkpoint);
+        AtomicFolder.Recover(Path.Combine(Output, "checkpoint"));   // a run killed between a save's two renames left it beside its name
+        CheckOutput();
         DataOptions.RequireFiles(Data, Eval);
         var format = data.Format(parse);
         var maxLength = data.Length(parse, Model);
@@ -116,42 +121,94 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var tokenizer = data.LoadTokenizer(parse, Model, model);
         var train = DataOptions.Load(Data, format, tokenizer, maxLength);
         var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength);
-        if (Resume) model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder), Adapter, trainable: true);
+        var options = Options with { RunSettings = Settings(format, maxLength) };
+        if (Resume) model.Adapters.Load(Path.Combine(Output, "checkpoint", TrainingCheckpoint.AdapterFolder), Adapter, trainable: true);
         else
         {
             manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
             model.Adapters.Add(Adapter, Lora, "--targets/--r");
         }
-        if (Overwrite && !Resume && Directory.Exists(Output)) Directory.Delete(Output, recursive: true);
-        Directory.CreateDirectory(Output);
-
-        var trainer = new Trainer(model, tokenizer, train, held, Options, checkpoint);
         var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
         var all = model.AllParameters().Sum(p => p.Parameter.NumberOfElements);
         log.WriteLine($"model {Model} ({model.ModelType}), LoRA r={Lora.R} alpha={Lora.Alpha}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
-        log.WriteLine($"data {Data}: {train.Count} examples{(held is null ? "" : $", eval {Eval}: {held.Count}")}; {trainer.TotalSteps} steps of {Options.BatchSize}×{Options.Accumulation}");
+
+        // --overwrite trains beside the old run and swaps it in only when this one ends well: a run that fails
+        // (a NaN loss, a full disk) leaves the previous adapter as it was.
+        var replacing = Overwrite && Directory.Exists(Output) && Directory.EnumerateFileSystemEntries(Output).Any();
+        TrainingResult? result = null;
+        if (replacing) AtomicFolder.Write(Output, staging => result = TrainInto(staging, model, tokenizer, train, held, options, log), keepOthers: false);
+        else
+        {
+            Directory.CreateDirectory(Output);
+            result = TrainInto(Output, model, tokenizer, train, held, options, log);
+        }
+        var wrote = $"wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/";
+        if (result!.LastEval is { } e)
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}"));
+        if (result.StopReason == "stopped")
+        {
+            log.WriteLine($"stopped at step {result.Steps} of {result.TotalSteps}; {wrote}");
+            Console.Error.WriteLine($"stopped: continue with the same command and --resume instead of{(Overwrite ? " --overwrite" : "")} a new run");
+            return Program.InternalError;
+        }
+        log.WriteLine($"{result.StopReason} after {result.Steps} steps; {wrote}");
+        return 0;
+    }
+
+    private TrainingResult TrainInto(string folder, LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> train,
+        IReadOnlyList<TokenizedExample>? held, TrainerOptions options, TextWriter log)
+    {
+        var checkpoint = Path.Combine(folder, "checkpoint");
+        var trainer = new Trainer(model, tokenizer, train, held, options, checkpoint);
+        log.WriteLine($"data {Data}: {train.Count} examples{(held is null ? "" : $", eval {Eval}: {held.Count}")}; " +
+                      $"{Plural(trainer.TotalSteps, "step")} of {Options.BatchSize}×{Options.Accumulation}");
         var resumedAt = Resume ? TrainingCheckpoint.ReadState(checkpoint).Step : 0;
         if (Resume) log.WriteLine($"resuming at step {resumedAt} from {checkpoint}");
 
         TrainingResult result;
-        using (var metrics = new MetricsLog(Path.Combine(Output, "metrics.jsonl"), resumedAt))
+        using (var stop = new StopOnSignal())
+        using (var metrics = new MetricsLog(Path.Combine(folder, "metrics.jsonl"), resumedAt))
         {
             trainer.Progress += metrics.Write;
-            result = TrainingProgress.Show(trainer, log, () => trainer.Run(Resume ? checkpoint : null));
+            try
+            {
+                result = TrainingProgress.Show(trainer, log, () => trainer.Run(Resume ? checkpoint : null, stop.Token));
+            }
+            catch (TrainingDivergedException e)
+            {
+                throw new PeftDslException(e.Message + (folder != Output ? $"; {Output} is left as it was"
+                    : TrainingCheckpoint.Exists(checkpoint) ? $"; the checkpoint at step {TrainingCheckpoint.ReadState(checkpoint).Step} in {checkpoint} is kept"
+                    : ""), e);
+            }
         }
-        model.Adapters.WriteInto(Output);   // file by file, each atomic: the run folder itself is not swapped
-        LossPlot.Write(Path.Combine(Output, "metrics.jsonl"), Path.Combine(Output, "loss.png"));
-        log.WriteLine($"{result.StopReason} after {result.Steps} steps; wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/");
-        if (result.LastEval is { } e)
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}"));
-        return 0;
+        model.Adapters.WriteInto(folder);   // file by file, each atomic: the run folder itself is not swapped
+        LossPlot.Write(Path.Combine(folder, "metrics.jsonl"), Path.Combine(folder, "loss.png"));
+        return result;
     }
 
-    /// <summary>Outputs are never overwritten by surprise: --out is new or empty, or --overwrite, or --resume with a
-    /// checkpoint to resume.</summary>
-    private void CheckOutput(string checkpoint)
+    /// <summary>The options a resume must repeat, besides the trainer's own: the adapter's and the data's.</summary>
+    private Dictionary<string, string> Settings(DataFormat format, int maxLength) => new()
     {
+        ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
+        ["--alpha"] = Lora.Alpha.ToString("R", CultureInfo.InvariantCulture),
+        ["--lora-dropout"] = Lora.Dropout.ToString("R", CultureInfo.InvariantCulture),
+        ["--targets"] = Lora.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
+        ["--dora"] = Lora.UseDora ? "yes" : "no",
+        ["--rslora"] = Lora.UseRsLora ? "yes" : "no",
+        ["--template"] = format.Template ?? "(the input field)",
+        ["--answer-field"] = format.AnswerField,
+        ["--truncate-field"] = format.TruncateField ?? "(none)",
+        ["--max-length"] = maxLength.ToString(CultureInfo.InvariantCulture),
+    };
+
+    private static string Plural(int n, string what) => n == 1 ? $"1 {what}" : $"{n:N0} {what}s";
+
+    /// <summary>Outputs are never overwritten by surprise: --out is new or empty, or --overwrite of an earlier run,
+    /// or --resume with a checkpoint to resume.</summary>
+    private void CheckOutput()
+    {
+        var checkpoint = Path.Combine(Output, "checkpoint");
         if (File.Exists(Output)) throw new PeftDslException($"--out {Output} is a file");
         if (Resume && Overwrite) throw new PeftDslException("--resume continues --out, --overwrite replaces it: choose one");
         if (Resume)
@@ -159,11 +216,45 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             if (!TrainingCheckpoint.Exists(checkpoint)) throw new PeftDslException($"--resume: {checkpoint} holds no checkpoint to resume");
             return;
         }
-        if (Directory.Exists(Output) && Directory.EnumerateFileSystemEntries(Output).Any() && !Overwrite)
+        var entries = Directory.Exists(Output) ? Directory.EnumerateFileSystemEntries(Output).Select(Path.GetFileName).ToList() : [];
+        if (entries.Count > 0 && !Overwrite)
             throw new PeftDslException($"--out {Output} is not empty; pass --overwrite to replace it, or --resume to continue its run");
+        if (entries.FirstOrDefault(e => !RunEntries.Contains(e)) is { } foreign)
+            throw new PeftDslException($"--overwrite replaces only an earlier peft train run, but {Output} also holds {foreign}; choose another --out or move it");
         var full = Path.GetFullPath(Output).TrimEnd('/');
         foreach (var input in new[] { Model, Data, Eval }.OfType<string>())
             if (Path.GetFullPath(input).StartsWith(full + "/", StringComparison.Ordinal) || Path.GetFullPath(input) == full)
                 throw new PeftDslException($"--out {Output} contains the input {input}; write the run elsewhere");
+    }
+}
+
+/// <summary>
+/// Ctrl-C (SIGINT) or SIGTERM asks the run to stop after its current step, save a checkpoint and write the adapter.
+/// A second signal is not intercepted, so it ends the process at once (every file write is atomic).
+/// </summary>
+public sealed class StopOnSignal : IDisposable
+{
+    private readonly CancellationTokenSource source = new();
+    private readonly PosixSignalRegistration[] registrations;
+
+    public StopOnSignal()
+    {
+        registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle)];
+    }
+
+    public CancellationToken Token => source.Token;
+
+    private void Handle(PosixSignalContext context)
+    {
+        if (source.IsCancellationRequested) return;
+        context.Cancel = true;
+        source.Cancel();
+        Console.Error.WriteLine("stopping after this step (a second Ctrl-C ends at once)…");
+    }
+
+    public void Dispose()
+    {
+        foreach (var r in registrations) r.Dispose();
+        source.Dispose();
     }
 }

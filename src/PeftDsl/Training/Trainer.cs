@@ -50,7 +50,10 @@ public sealed class Trainer
         using var flat = FlatParameters.Of(model);
         using var optimizer = new FlatAdamW(flat, weightDecay: options.WeightDecay);
         var schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, TotalSteps, options.Decay).Validate();
-        var state = new TrainerState(0, 0, 0, null, 0, options.Seed, options.BatchSize, options.Accumulation, train.Count, TotalSteps);
+        var state = new TrainerState(0, 0, 0, null, 0, options.Seed, options.BatchSize, options.Accumulation, train.Count, TotalSteps)
+        {
+            Settings = options.Settings(),
+        };
         if (resumeFrom is not null)
         {
             state = Compatible(TrainingCheckpoint.ReadState(resumeFrom), state, resumeFrom);
@@ -62,15 +65,22 @@ public sealed class Trainer
         model.train();
         while (state.Step < TotalSteps)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (cancel.IsCancellationRequested)
+            {
+                // Stopped by the user: keep what was learned, so --resume continues from here.
+                stop = "stopped";
+                if (checkpointDirectory is not null)
+                {
+                    TrainingCheckpoint.Save(checkpointDirectory, model, optimizer, state);
+                    Progress?.Invoke(new SaveEvent(state.Step, checkpointDirectory));
+                }
+                break;
+            }
             var order = BatchOrder.Epoch(lengths, options.BatchSize, options.Seed, state.Epoch);
             var micro = order.Skip(state.BatchInEpoch).Take(options.Accumulation).ToList();
             var clock = Stopwatch.StartNew();
             var (loss, tokens, norm) = Step(micro, flat, device, state.Step);
-            if (!double.IsFinite(loss))
-                throw new PeftDslException($"step {state.Step + 1}: the training loss is {loss}; stopping before the update" +
-                                           (checkpointDirectory is null ? "" : $" (the last checkpoint in {checkpointDirectory} is kept)") +
-                                           ". Lower --lr or check the data");
+            if (!double.IsFinite(loss)) throw new TrainingDivergedException(state.Step + 1, loss);
             var lr = schedule.At(state.Step);
             optimizer.Step(lr);
             var next = state.BatchInEpoch + micro.Count;
@@ -84,11 +94,15 @@ public sealed class Trainer
             if (evaluate)
             {
                 last = Evaluator.Run(model, tokenizer, eval!, options.BatchSize);
-                var improved = best is null || last.Beats(best, options.Metric);
+                // Against the best value in the state, so a resumed run remembers the evaluations before it;
+                // a NaN or infinite evaluation is never the best.
+                var value = last.Value(options.Metric);
+                var improved = double.IsFinite(value) && (state.BestMetric is not { } bestSoFar ||
+                                                          (options.Metric == EvalMetric.Loss ? value < bestSoFar : value > bestSoFar));
                 if (improved) best = last;
                 state = state with
                 {
-                    BestMetric = best!.Value(options.Metric),
+                    BestMetric = improved ? value : state.BestMetric,
                     EvalsWithoutImprovement = improved ? 0 : state.EvalsWithoutImprovement + 1,
                 };
                 Progress?.Invoke(new EvalEvent(state.Step, last, improved));
@@ -108,7 +122,7 @@ public sealed class Trainer
             if (stop != "finished") break;
         }
         model.eval();
-        return new TrainingResult(state.Step, last, best, stop);
+        return new TrainingResult(state.Step, last, best, stop) { TotalSteps = TotalSteps };
     }
 
     /// <summary>One optimizer step's forward and backward passes over its micro-batches. Returns the mean loss over
@@ -165,7 +179,17 @@ public sealed class Trainer
         Same(saved.BatchSize, now.BatchSize, "--batch");
         Same(saved.Accumulation, now.Accumulation, "--accumulate");
         Same(saved.Examples, now.Examples, "training examples:");
-        Same(saved.TotalSteps, now.TotalSteps, "total steps:");
-        return saved;
+        Same(saved.TotalSteps, now.TotalSteps, "total steps (--steps, or --epochs over the data):");
+        // Checkpoints from before settings were recorded carry none; those are resumed on the checks above.
+        if (saved.Settings is { } before && now.Settings is { } after)
+        {
+            var changed = before.Keys.Union(after.Keys).Order(StringComparer.Ordinal)
+                .Where(k => before.GetValueOrDefault(k) != after.GetValueOrDefault(k))
+                .Select(k => $"{k} {before.GetValueOrDefault(k) ?? "(unset)"} → {after.GetValueOrDefault(k) ?? "(unset)"}")
+                .ToList();
+            if (changed.Count > 0)
+                throw new PeftDslException($"{directory}: this run's settings differ from the checkpoint's: {string.Join(", ", changed)}; resume with the same settings");
+        }
+        return saved with { Settings = now.Settings };
     }
 }

@@ -54,14 +54,38 @@ public sealed record TrainerOptions
 
     public EvalMetric Metric { get; init; } = EvalMetric.Loss;
 
+    /// <summary>What else the run's math depends on, named by option (LoRA settings, data format, max length):
+    /// recorded in checkpoints with <see cref="Settings"/>.</summary>
+    public IReadOnlyDictionary<string, string> RunSettings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The settings a resumed run must share with its checkpoint, by option name. Logging, evaluation and
+    /// checkpoint cadence may change; anything that changes what the steps compute may not.</summary>
+    public IReadOnlyDictionary<string, string> Settings()
+    {
+        static string N(double x) => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        var settings = new Dictionary<string, string>(RunSettings)
+        {
+            ["--lr"] = N(LearningRate),
+            ["--warmup"] = WarmupSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["--schedule"] = Decay.ToString().ToLowerInvariant(),
+            ["--weight-decay"] = N(WeightDecay),
+            ["--clip"] = N(ClipNorm),
+            ["--full-loss"] = AnswerOnlyLoss ? "no" : "yes",
+            ["--metric"] = Metric == EvalMetric.Loss ? "loss" : "exact_match",
+        };
+        return settings;
+    }
+
     public TrainerOptions Validate()
     {
         Positive(BatchSize, "--batch");
         Positive(Accumulation, "--accumulate");
         Positive(Epochs, "--epochs");
         if (MaxSteps is { } steps) Positive(steps, "--steps");
-        if (!(LearningRate > 0 && double.IsFinite(LearningRate))) throw Bad("--lr must be a positive number", LearningRate);
-        if (!(WeightDecay >= 0 && double.IsFinite(WeightDecay))) throw Bad("--weight-decay must be 0 or more", WeightDecay);
+        // AdamW moves each weight by about lr per step, and decays it by lr × weight decay: past these bounds
+        // a run only diverges, so they are refused rather than trained.
+        if (!(LearningRate > 0 && LearningRate <= 1)) throw Bad("--lr must be a number in (0, 1]", LearningRate);
+        if (!(WeightDecay >= 0 && WeightDecay <= 1)) throw Bad("--weight-decay must be in [0, 1]", WeightDecay);
         if (!(ClipNorm >= 0 && double.IsFinite(ClipNorm))) throw Bad("--clip must be 0 (off) or more", ClipNorm);
         if (WarmupSteps < 0) throw Bad("--warmup must be 0 or more", WarmupSteps);
         if (Seed < 0) throw Bad("--seed must be 0 or more", Seed);

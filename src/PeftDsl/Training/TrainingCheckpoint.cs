@@ -10,7 +10,12 @@ namespace PeftDsl.Training;
 /// <summary>Where a run is: the step, the epoch and the batch within it, and the best evaluation so far. With the
 /// settings it must be resumed with, so a resume that would compute something else is refused.</summary>
 public sealed record TrainerState(int Step, int Epoch, int BatchInEpoch, double? BestMetric, int EvalsWithoutImprovement,
-    int Seed, int BatchSize, int Accumulation, int Examples, int TotalSteps);
+    int Seed, int BatchSize, int Accumulation, int Examples, int TotalSteps)
+{
+    /// <summary>Every other setting the run's math depends on, option → value (learning rate, schedule, LoRA, data
+    /// format, …); a resume with any of them changed is refused.</summary>
+    public IReadOnlyDictionary<string, string>? Settings { get; init; }
+}
 
 /// <summary>
 /// A training checkpoint folder, written atomically: <c>adapter/</c> (peft's format), <c>optimizer.safetensors</c>
@@ -21,7 +26,11 @@ public static class TrainingCheckpoint
     public const string AdapterFolder = "adapter";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string StateFile = "trainer_state.json";
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     public static void Save(string directory, LanguageModel model, FlatAdamW optimizer, TrainerState state)
     {
@@ -47,7 +56,7 @@ public static class TrainingCheckpoint
         if (!File.Exists(path)) throw new PeftDslException($"{directory}: no {StateFile}; not a training checkpoint");
         try
         {
-            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), Json)
                    ?? throw new PeftDslException($"{path}: empty");
         }
         catch (JsonException e)

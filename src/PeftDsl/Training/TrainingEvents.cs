@@ -1,3 +1,5 @@
+using PeftDsl.Errors;
+
 namespace PeftDsl.Training;
 
 /// <summary>What a run reports as it goes (for progress bars, logs and metrics files).</summary>
@@ -20,5 +22,15 @@ public sealed record EvalResult(double Loss, double Perplexity, double ExactMatc
         metric == EvalMetric.Loss ? Loss < other.Loss : ExactMatch > other.ExactMatch;
 }
 
-/// <summary>How a run ended.</summary>
-public sealed record TrainingResult(int Steps, EvalResult? LastEval, EvalResult? BestEval, string StopReason);
+/// <summary>The training loss became NaN or infinite; the step's update was not applied.</summary>
+public sealed class TrainingDivergedException(int step, double loss)
+    : PeftDslException($"step {step}: the training loss is {loss.ToString(System.Globalization.CultureInfo.InvariantCulture)}; stopped before the update. Lower --lr or check the data")
+{
+    public int Step { get; } = step;
+}
+
+/// <summary>How a run ended: <c>StopReason</c> is "finished", "stopped" (cancelled; checkpoint saved) or an early stop.</summary>
+public sealed record TrainingResult(int Steps, EvalResult? LastEval, EvalResult? BestEval, string StopReason)
+{
+    public int TotalSteps { get; init; }
+}

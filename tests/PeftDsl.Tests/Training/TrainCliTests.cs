@@ -80,12 +80,82 @@ public sealed class TrainCliTests
         (code, _, stderr) = ParityTests.Peft(Train(dir, "other", "--steps", "4", "--resume"));
         Assert.Equal(2, code);
         Assert.Contains("holds no checkpoint to resume", stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--resume", "--lr", "1e-3"));
+        Assert.Equal(2, code);
+        Assert.Contains("settings differ from the checkpoint's: --lr 0.005 → 0.001", stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "6", "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("total steps (--steps, or --epochs over the data): 4, this run has 6", stderr);
+
         Assert.Equal(0, ParityTests.Peft(Train(dir, "run", "--steps", "2", "--overwrite")).Code);
         Assert.Equal(2, TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Step);
+        Assert.Empty(Directory.GetDirectories(dir.Path, ".run.*"));   // the swap left no staging folder
+
+        File.WriteAllText(dir.File("run/notes.txt"), "mine");
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "2", "--overwrite"));
+        Assert.Equal(2, code);
+        Assert.Contains("--overwrite replaces only an earlier peft train run, but", stderr);
+        Assert.Contains("also holds notes.txt", stderr);
+        Assert.Equal("mine", File.ReadAllText(dir.File("run/notes.txt")));
+    }
+
+    /// <summary>An --overwrite run killed midway leaves the previous run as it was; Ctrl-C stops a run after a
+    /// step with a checkpoint that --resume finishes.</summary>
+    [Fact]
+    public void AnInterruptedRunKeepsWhatWasThere()
+    {
+        using var dir = Workspace();
+        Assert.Equal(0, ParityTests.Peft(Train(dir, "run", "--steps", "2")).Code);
+        var adapter = File.ReadAllBytes(dir.File("run/adapter_model.safetensors"));
+        var metrics = File.ReadAllText(dir.File("run/metrics.jsonl"));
+
+        using (var killed = Start(Train(dir, "run", "--steps", "400", "--log-every", "1", "--overwrite")))
+        {
+            WaitForLine(killed, "step 1/400");
+            killed.Kill(entireProcessTree: true);
+            killed.WaitForExit();
+        }
+        Assert.Equal(adapter, File.ReadAllBytes(dir.File("run/adapter_model.safetensors")));
+        Assert.Equal(metrics, File.ReadAllText(dir.File("run/metrics.jsonl")));
+        Assert.Equal(2, TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Step);
+
+        using (var stopped = Start(Train(dir, "run", "--steps", "400", "--log-every", "1", "--overwrite")))
+        {
+            WaitForLine(stopped, "step 1/400");
+            using (var kill = Process.Start("kill", ["-INT", stopped.Id.ToString()])) kill.WaitForExit();
+            Assert.True(stopped.WaitForExit(60_000), "the run did not stop after SIGINT");
+            var stderr = stopped.StandardError.ReadToEnd();
+            Assert.Equal(1, stopped.ExitCode);
+            Assert.Contains("stopped: continue with the same command and --resume instead of --overwrite", stderr);
+        }
+        Assert.Empty(Directory.GetDirectories(dir.Path, ".run.*"));   // the killed run's staging was cleaned up
+        var step = TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Step;
+        Assert.InRange(step, 1, 399);
+        var (code, stdout, err) = ParityTests.Peft(Train(dir, "run", "--steps", "400", "--log-every", "100", "--resume"));
+        Assert.True(code == 0, err);
+        Assert.Contains($"resuming at step {step}", stdout);
+        Assert.Contains("finished after 400 steps", stdout);
+    }
+
+    private static Process Start(string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        return Process.Start(start)!;
+    }
+
+    private static void WaitForLine(Process process, string text)
+    {
+        while (process.StandardOutput.ReadLine() is { } line)
+            if (line.Contains(text)) return;
+        Assert.Fail($"the run ended before printing '{text}': {process.StandardError.ReadToEnd()}");
     }
 
     [Theory]
-    [InlineData("--lr", "-1", "--lr must be a positive number, got -1")]
+    [InlineData("--lr", "-1", "--lr must be a number in (0, 1], got -1")]
+    [InlineData("--lr", "5", "--lr must be a number in (0, 1], got 5")]
+    [InlineData("--weight-decay", "3", "--weight-decay must be in [0, 1], got 3")]
     [InlineData("--seed", "-1", "--seed must be 0 or more, got -1")]
     [InlineData("--batch", "0", "--batch must be positive, got 0")]
     [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]

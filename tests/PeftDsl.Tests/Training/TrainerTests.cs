@@ -42,8 +42,8 @@ public sealed class TrainerTests
             losses.Add(s.Loss);
             if (s.Step == stopAfter) stop.Cancel();
         };
-        try { trainer.Run(resume, stop.Token); }
-        catch (OperationCanceledException) { }
+        var result = trainer.Run(resume, stop.Token);
+        Assert.Equal(stopAfter is null ? "finished" : "stopped", result.StopReason);
         return losses;
     }
 
@@ -91,8 +91,8 @@ public sealed class TrainerTests
         var uninterrupted = Losses(new Trainer(whole, DataTests.LlamaTokenizer(), data, null, options, dir.File("a")));
 
         using var first = Model(dropout: 0.2);
-        var before = Losses(new Trainer(first, DataTests.LlamaTokenizer(), data, null, options, dir.File("b")), stopAfter: 3);
-        Assert.Equal(3, TrainingCheckpoint.ReadState(dir.File("b")).Step);
+        var before = Losses(new Trainer(first, DataTests.LlamaTokenizer(), data, null, options with { SaveEvery = 100 }, dir.File("b")), stopAfter: 3);
+        Assert.Equal(3, TrainingCheckpoint.ReadState(dir.File("b")).Step);   // saved because the run was stopped
 
         using var resumed = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
         resumed.Adapters.Load(Path.Combine(dir.File("b"), TrainingCheckpoint.AdapterFolder), trainable: true);
@@ -102,6 +102,9 @@ public sealed class TrainerTests
         var changed = options with { BatchSize = 4 };
         var e = Assert.Throws<PeftDslException>(() => new Trainer(resumed, DataTests.LlamaTokenizer(), data, null, changed, null).Run(dir.File("b")));
         Assert.Contains("made with --batch 3, this run has 4", e.Message);
+        changed = options with { LearningRate = 1e-3, Decay = DecayKind.Linear, RunSettings = new Dictionary<string, string> { ["--r"] = "4" } };
+        e = Assert.Throws<PeftDslException>(() => new Trainer(resumed, DataTests.LlamaTokenizer(), data, null, changed, null).Run(dir.File("b")));
+        Assert.EndsWith("this run's settings differ from the checkpoint's: --lr 0.003 → 0.001, --r (unset) → 4, --schedule cosine → linear; resume with the same settings", e.Message);
     }
 
     /// <summary>k micro-batches weighted by their answer tokens give the gradient of one batch of all their examples.</summary>
@@ -133,9 +136,8 @@ public sealed class TrainerTests
         var saved = File.ReadAllBytes(Path.Combine(dir.Path, TrainingCheckpoint.AdapterFolder, "adapter_model.safetensors"));
 
         using (no_grad()) model.model.layers[0].self_attn.q_proj.Lora.A("default").fill_(float.NaN);
-        var e = Assert.Throws<PeftDslException>(() => new Trainer(model, DataTests.LlamaTokenizer(), data, null, options with { MaxSteps = 3 }, dir.Path).Run());
-        Assert.StartsWith("step 1: the training loss is NaN; stopping before the update", e.Message);
-        Assert.Contains("the last checkpoint in", e.Message);
+        var e = Assert.Throws<TrainingDivergedException>(() => new Trainer(model, DataTests.LlamaTokenizer(), data, null, options with { MaxSteps = 3 }, dir.Path).Run());
+        Assert.Equal("step 1: the training loss is NaN; stopped before the update. Lower --lr or check the data", e.Message);
         Assert.Equal(saved, File.ReadAllBytes(Path.Combine(dir.Path, TrainingCheckpoint.AdapterFolder, "adapter_model.safetensors")));
     }
 
