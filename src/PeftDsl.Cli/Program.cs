@@ -32,12 +32,13 @@ public static class Program
             BenchCommand.Create(),
         };
         root.Options.Add(Verbose);
+        CommandLineErrors.UseStrictNumbers(root);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
             // Usage mistakes follow the same contract as bad files: one error line, exit code 2.
             var command = parse.CommandResult.Command == root ? "peft" : "peft " + parse.CommandResult.Command.Name;
-            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see '{command} --help')");
+            Console.Error.WriteLine($"error: {CommandLineErrors.Describe(parse)} (see '{command} --help')");
             return BadInput;
         }
         verbose = parse.GetValue(Verbose);

@@ -45,7 +45,8 @@ public sealed class DataOptions
     public static void RequireFiles(params string?[] paths)
     {
         foreach (var path in paths.OfType<string>())
-            if (!File.Exists(path)) throw new PeftDslException($"{path}: data file not found");
+            if (Directory.Exists(path)) throw new PeftDslException($"{path}: is a folder; give a JSONL file");
+            else if (!File.Exists(path)) throw new PeftDslException($"{path}: data file not found");
     }
 
     /// <summary>--max-length, checked against the model's learned positions (config.json's n_positions or

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PeftDsl.Errors;
 using PeftDsl.Peft.Lora;
 
 namespace PeftDsl.Cli.Commands;
@@ -29,8 +30,16 @@ public sealed class LoraOptions
 
     public LoraConfig Config(ParseResult parse)
     {
-        var targets = (parse.GetValue(Targets) ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        var targets = (parse.GetValue(Targets) ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        if (parse.GetResult(Targets) is { Implicit: false } && targets.Count == 0)
+            throw new PeftDslException("--targets names no module; leave it out for the model's default targets");
         var rank = parse.GetValue(Rank);
+        if (rank <= 0) throw new PeftDslException($"--r must be a positive whole number, got {rank}");
+        if (parse.GetValue(Alpha) is { } alpha && alpha <= 0)
+            throw new PeftDslException($"--alpha must be positive (the update is scaled by alpha / r), got {alpha.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        var dropout = parse.GetValue(Dropout);
+        if (!(dropout >= 0 && dropout < 1))
+            throw new PeftDslException($"--lora-dropout must be in [0, 1), got {dropout.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
         return new LoraConfig
         {
             R = rank,

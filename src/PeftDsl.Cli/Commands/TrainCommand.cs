@@ -60,6 +60,10 @@ public static class TrainCommand
         placement.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
+            if (parse.GetValue(eval) is null)
+                foreach (var needsEval in new Option[] { evalEvery, patience, metric })
+                    if (parse.GetResult(needsEval) is { Implicit: false })
+                        throw new PeftDslException($"{needsEval.Name} follows evaluations, which need --eval FILE");
             if (parse.GetValue(method) != "lora")
                 throw new PeftDslException($"--method {parse.GetValue(method)}: only lora is available yet (IA3, adapters and prompt learning are coming)");
             var options = new TrainerOptions

@@ -25,11 +25,23 @@ public sealed partial record DataFormat(string? Template = null, string AnswerFi
     {
         if (Template is not null && PromptFields.Count == 0)
             throw new PeftDslException($"--template '{Template}' names no field; write fields as {{name}}");
+        if (StrayBrace() is { } at)
+            throw new PeftDslException($"--template '{Template}': a '{{' or '}}' that is not part of a {{field}} (at \"{Template![at..Math.Min(Template!.Length, at + 16)]}\"); fields are written {{name}}, with letters, digits and _");
         if (TruncateField is { } t && !PromptFields.Contains(t))
             throw new PeftDslException($"--truncate-field '{t}' is not a field of the prompt ({string.Join(", ", PromptFields)})");
         if (PromptFields.Contains(AnswerField))
             throw new PeftDslException($"the answer field '{AnswerField}' is also in the prompt: the model would be shown its answer");
         return this;
+    }
+
+    /// <summary>Where the template has a brace outside every {field}: an unclosed or misspelt field.</summary>
+    private int? StrayBrace()
+    {
+        if (Template is null) return null;
+        var fields = FieldPattern().Matches(Template);
+        for (var i = 0; i < Template.Length; i++)
+            if (Template[i] is '{' or '}' && !fields.Any(m => i >= m.Index && i < m.Index + m.Length)) return i;
+        return null;
     }
 
     /// <summary>The prompt text for a record's fields.</summary>

@@ -64,7 +64,8 @@ public static class JsonlDataset
         }
         catch (JsonException e)
         {
-            throw new PeftDslException($"{source}: not valid JSON ({e.Message.Split('.')[0]})");
+            var column = e.BytePositionInLine is { } b ? $" at column {b + 1}" : "";
+            throw new PeftDslException($"{source}: not valid JSON{column} ({e.Message.Split(". ")[0].TrimEnd('.')})");
         }
         if (root.ValueKind != JsonValueKind.Object) throw new PeftDslException($"{source}: expected a JSON object, got {root.ValueKind}");
         var fields = new Dictionary<string, string>(StringComparer.Ordinal);

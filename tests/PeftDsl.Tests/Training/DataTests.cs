@@ -42,7 +42,7 @@ public sealed class DataTests
     }
 
     [Theory]
-    [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n{\"input\": \"a\" \"output\": \"b\"}", ":2: not valid JSON")]
+    [InlineData("{\"input\": \"a\", \"output\": \"b\"}\n{\"input\": \"a\" \"output\": \"b\"}", ":2: not valid JSON at column 15 (")]
     [InlineData("{\"input\": \"a\"}", ":1: no \"output\" (answer field); the record has: input")]
     [InlineData("[1, 2]", ":1: expected a JSON object, got Array")]
     [InlineData("{\"input\": {\"x\": 1}, \"output\": \"b\"}", ":1: \"input\" must be text, got Object")]
@@ -90,6 +90,8 @@ public sealed class DataTests
         Assert.Contains(":1: no \"question\" (template field {question})", e.Message);
         Assert.Contains("is not a field of the prompt", Assert.Throws<PeftDslException>(() => new DataFormat("{context}", "answer", "question").Validate()).Message);
         Assert.Contains("names no field", Assert.Throws<PeftDslException>(() => new DataFormat("no fields", "answer").Validate()).Message);
+        Assert.Contains("a '{' or '}' that is not part of a {field} (at \"{question A:\")",
+            Assert.Throws<PeftDslException>(() => new DataFormat("{context} Q: {question A:", "answer").Validate()).Message);
     }
 
     [Fact]

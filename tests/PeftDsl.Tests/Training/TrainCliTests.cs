@@ -160,10 +160,16 @@ public sealed class TrainCliTests
     [InlineData("--batch", "0", "--batch must be positive, got 0")]
     [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]
     [InlineData("--method", "ia3", "--method ia3: only lora is available yet")]
-    [InlineData("--r", "0", "r must be a positive integer, got 0")]
+    [InlineData("--r", "0", "error: --r must be a positive whole number, got 0")]
+    [InlineData("--alpha", "-2", "error: --alpha must be positive (the update is scaled by alpha / r), got -2")]
+    [InlineData("--targets", "", "error: --targets names no module")]
+    [InlineData("--patience", "2", "error: --patience follows evaluations, which need --eval FILE")]
+    [InlineData("--lr", "1,5", "error: --lr: '1,5' is not a number (write decimals with a point: 0.5, 2e-4)")]
+    [InlineData("--stpes", "3", "unknown option '--stpes' (did you mean --steps?)")]
     [InlineData("--max-length", "100000", "--max-length 100000 exceeds the model's 64 positions")]
     [InlineData("--targets", "qq_proj", "target 'qq_proj' matches no linear module")]
-    [InlineData("--lr", "abc", "Cannot parse argument 'abc' for option '--lr'")]
+    [InlineData("--lr", "abc", "error: --lr: 'abc' is not a number")]
+    [InlineData("--steps", "1.5", "error: --steps: '1.5' is not a whole number (see 'peft train --help')")]
     public void BadOptionsAreOneErrorLine(string option, string value, string message)
     {
         using var dir = Workspace();
