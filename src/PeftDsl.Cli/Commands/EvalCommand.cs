@@ -16,7 +16,7 @@ public static class EvalCommand
         var data = new Option<FileInfo>("--data") { Description = "Examples, JSONL", Required = true };
         var batch = new Option<int>("--batch") { Description = "Examples per batch", DefaultValueFactory = _ => 8 };
         var command = new Command("eval", Program.Example("Loss, perplexity and exact match of greedy answers on JSONL examples",
-            "peft eval --model gpt2 --adapter runs/mine --data dev.jsonl")) { model, data, batch };
+            "peft eval --model models/gpt2 --adapter runs/mine --data dev.jsonl")) { model, data, batch };
         var adapters = new AdapterOptions();
         adapters.AddTo(command);
         var dataOptions = new DataOptions();

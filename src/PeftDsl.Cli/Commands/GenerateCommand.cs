@@ -29,7 +29,7 @@ public static class GenerateCommand
         var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence at every step (slow; for checking)" };
         var ids = new Option<bool>("--ids") { Description = "Print token ids instead of text" };
         var tokenizerDir = new Option<DirectoryInfo?>("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
-        var command = new Command("generate", Program.Example("Continue prompts with a checkpoint (and an adapter)", "peft generate --model gpt2 --adapter runs/mine --prompt \"Hello\""))
+        var command = new Command("generate", Program.Example("Continue prompts with a checkpoint (and an adapter)", "peft generate --model models/gpt2 --adapter runs/mine --prompt \"Hello\""))
         {
             model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids, tokenizerDir,
         };

@@ -48,7 +48,7 @@ public static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from --out/checkpoint exactly where it stopped" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace what --out holds" };
         var command = new Command("train", Program.Example("Train a LoRA adapter on JSONL examples",
-            "peft train --model gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
+            "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
             logEvery, evalEvery, saveEvery, patience, metric, fullLoss, resume, overwrite,

@@ -39,17 +39,26 @@ public static class DemoCommand
         return command;
     }
 
+    /// <summary>What a demo run writes into --out: the only entries it may replace.</summary>
+    private static readonly string[] RunEntries = ["data", "base", "base-quick", "adapters", "summary.json", .. DemoData.Tasks];
+
+    private static readonly LoraConfig Lora = new() { R = 8, Alpha = 16, Dropout = 0.05, TargetModules = ["all"] };
+
     public static int Run(string? modelDirectory, string output, int steps, bool quick, TextWriter log)
     {
         if (steps <= 0) throw new PeftDslException($"--steps must be positive, got {steps}");
+        CheckOutput(output, modelDirectory);
+        // A given model is loaded before anything is written, so a wrong folder costs nothing.
+        var given = modelDirectory is null ? null : (LanguageModel)StockModels.LoadGenerative(modelDirectory);
+        var givenTokenizer = given is null ? null : TokenizerLoader.FromFolder(modelDirectory!, given.ModelType, given.VocabSize);
         var dataDirectory = Path.Combine(output, "data");
         var fingerprint = DemoData.WriteTo(dataDirectory);
         var baseDirectory = modelDirectory ?? (quick
             ? QuickBase(Path.Combine(output, "base-quick"), dataDirectory, fingerprint, log)
             : BaseModel.Ensure(Path.Combine(output, "base"), dataDirectory, fingerprint, log));
 
-        using var lm = (LanguageModel)StockModels.LoadGenerative(baseDirectory);
-        var tokenizer = TokenizerLoader.FromFolder(baseDirectory, lm.ModelType, lm.VocabSize);
+        using var lm = given ?? (LanguageModel)StockModels.LoadGenerative(baseDirectory);
+        var tokenizer = givenTokenizer ?? TokenizerLoader.FromFolder(baseDirectory, lm.ModelType, lm.VocabSize);
         var maxLength = 96;
         var tasks = DemoData.Tasks.Select(t => (Name: t,
             Train: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.train.jsonl"), DataFormat.InputOutput, tokenizer, maxLength),
@@ -63,6 +72,8 @@ public static class DemoCommand
             MaxSteps = quick ? Math.Min(steps, 4) : steps, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = quick ? 0 : 20,
             Seed = BaseModel.Seed, LogEvery = quick ? 1 : 100,
         };
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"adapters: LoRA r={Lora.R} alpha={Lora.Alpha} dropout={Lora.Dropout} on every linear layer; {options.MaxSteps} steps of {options.BatchSize} per task, lr {options.LearningRate}"));
         var after = new Dictionary<string, EvalResult>();
         foreach (var (name, train, dev) in tasks)
             after[name] = TrainTask(lm, tokenizer, name, train, dev, options, Path.Combine(output, name), log);
@@ -133,9 +144,30 @@ public static class DemoCommand
             }),
             mixed_batch_exact_match = mixed.ExactMatch,
         }, new JsonSerializerOptions { WriteIndented = true }));
-        log.WriteLine($"wrote {output}: data/, base/, adapters/ ({string.Join(", ", DemoData.Tasks)}), {string.Join("/, ", DemoData.Tasks)}/ (metrics.jsonl, loss.png), summary.json");
-        log.WriteLine($"try: peft generate --model {baseDirectory} --adapter {Path.Combine(output, "adapters")} --use thing --prompt \"Q: Is a tiger a person, an animal, a plant, a food or an artifact? A:\"");
+        var baseEntry = modelDirectory is null ? (quick ? "base-quick/, " : "base/, ") : "";
+        log.WriteLine($"wrote {output}: data/, {baseEntry}adapters/ ({string.Join(", ", DemoData.Tasks)}), {string.Join("/, ", DemoData.Tasks)}/ (metrics.jsonl, loss.png), summary.json");
+        var task = tasks[1].Name;
+        var example = JsonlDataset.Read(Path.Combine(dataDirectory, $"{task}.dev.jsonl"), DataFormat.InputOutput)[0];
+        log.WriteLine($"try a held-out question (reference answer: {example.Answer}):");
+        log.WriteLine($"  ./scripts/peft generate --model {baseDirectory} --adapter {Path.Combine(output, "adapters")} --use {task} --prompt \"{example.Fields["input"]}\"");
         return 0;
+    }
+
+    /// <summary>--out is new, empty or an earlier demo run: the demo replaces its own folders there, nothing else.</summary>
+    private static void CheckOutput(string output, string? modelDirectory)
+    {
+        if (File.Exists(output)) throw new PeftDslException($"--out {output} is a file; give a folder");
+        if (modelDirectory is not null)
+        {
+            if (!Directory.Exists(modelDirectory)) throw new PeftDslException($"--model {modelDirectory}: folder not found");
+            var model = Path.GetFullPath(modelDirectory).TrimEnd('/') + "/";
+            var full = Path.GetFullPath(output).TrimEnd('/') + "/";
+            if (full.StartsWith(model, StringComparison.Ordinal) || model.StartsWith(full, StringComparison.Ordinal))
+                throw new PeftDslException($"--out {output} is or contains the model folder {modelDirectory}, or lies inside it; write the run elsewhere");
+        }
+        if (!Directory.Exists(output)) return;
+        if (Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).FirstOrDefault(e => !RunEntries.Contains(e)) is { } foreign)
+            throw new PeftDslException($"--out {output} holds {foreign}, which is not part of a peft demo run; choose a new or empty folder");
     }
 
     /// <summary>Adds the task's LoRA adapter (the others frozen), trains it, and returns its held-out evaluation; with a
@@ -144,7 +176,7 @@ public static class DemoCommand
         IReadOnlyList<TokenizedExample> dev, TrainerOptions options, string? folder, TextWriter log)
     {
         manual_seed(BaseModel.Seed);
-        lm.Adapters.Add(name, new LoraConfig { R = 8, Alpha = 16, Dropout = 0.05, TargetModules = ["all"] }, "demo");
+        lm.Adapters.Add(name, Lora, "demo");
         foreach (var other in lm.Adapters.Names.Where(n => n != name)) lm.Adapters.SetTrainable(other, false);
         lm.Adapters.SetActive(name);
         var trainer = new Trainer(lm, tokenizer, train, dev, options, null);

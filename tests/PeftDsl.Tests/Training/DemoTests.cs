@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PeftDsl.Testing;
 using Xunit;
 
 namespace PeftDsl.Tests.Training;
@@ -24,5 +25,34 @@ public sealed class DemoTests
         Assert.Equal(summary.RootElement.GetProperty("base_checksum_before").GetString(), summary.RootElement.GetProperty("base_checksum_after").GetString());
         Assert.Equal(3, summary.RootElement.GetProperty("tasks").GetArrayLength());
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "data", "LICENSE-WordNet.txt")));
+        Assert.Contains("wrote " + dir.File("runs") + ": data/, base-quick/, adapters/", stdout);
+        Assert.Contains("try a held-out question (reference answer: ", stdout);
+
+        (code, stdout, stderr) = ParityTests.Peft("demo", "--quick", "--out", dir.File("runs"), "--steps", "1");   // its own run: replaced
+        Assert.True(code == 0, stderr);
+    }
+
+    [Fact]
+    public void BadOutputsAndModelsAreRefusedBeforeAnythingIsWritten()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("file"), "x");
+        Directory.CreateDirectory(dir.File("mine"));
+        File.WriteAllText(dir.File("mine/notes.txt"), "x");
+        foreach (var (args, message) in new[]
+                 {
+                     (new[] { "--out", dir.File("file") }, "is a file; give a folder"),
+                     (["--out", dir.File("mine")], "holds notes.txt, which is not part of a peft demo run"),
+                     (["--out", dir.File("new"), "--model", dir.File("nope")], "--model " + dir.File("nope") + ": folder not found"),
+                     (["--out", Path.Combine(Fixtures.Base("llama"), "run"), "--model", Fixtures.Base("llama")], "is or contains the model folder"),
+                     (["--out", dir.File("new"), "--model", Fixtures.Base("llama")], "no usable tokenizer"),
+                 })
+        {
+            var (code, _, stderr) = ParityTests.Peft(["demo", "--quick", .. args]);
+            Assert.Equal(2, code);
+            Assert.Contains(message, Assert.Single(stderr.TrimEnd().Split('\n')));
+        }
+        Assert.False(Directory.Exists(dir.File("new")));
+        Assert.Equal(["notes.txt"], Directory.GetFileSystemEntries(dir.File("mine")).Select(Path.GetFileName));
     }
 }
