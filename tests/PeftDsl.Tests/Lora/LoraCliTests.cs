@@ -84,7 +84,7 @@ public sealed class LoraCliTests
     [InlineData("inspect", "--adapter", "gpt2.ia3", "peft_type 'IA3' is not supported yet")]
     [InlineData("inspect", "--adapter", "no-such-folder", "adapter folder not found")]
     [InlineData("generate", "--use", "a", "--use needs --adapter")]
-    [InlineData("merge", "--use", "a", "Option '--adapter' is required")]
+    [InlineData("merge", "--use", "a", "--adapter is required")]
     public void BadAdapterArgumentsAreOneErrorLine(string command, string option, string value, string message)
     {
         var args = new List<string> { command, "--model", Fixtures.Base("gpt2"), option, option == "--adapter" ? Case(value) : value };

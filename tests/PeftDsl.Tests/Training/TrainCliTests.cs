@@ -201,8 +201,11 @@ public sealed class TrainCliTests
         var dll = Path.Combine(AppContext.BaseDirectory, "peft.dll");
         for (var attempt = 0; attempt < 4; attempt++)
         {
-            var args = Train(dir, "run", "--steps", "400", "--save-every", "1", "--log-every", "50", attempt == 0 ? "--overwrite" : "--resume");
-            if (attempt > 0 && !TrainingCheckpoint.Exists(dir.File("run/checkpoint"))) args = Train(dir, "run", "--steps", "400", "--save-every", "1", "--log-every", "50", "--overwrite");
+            // Until a checkpoint exists, start afresh in place (an --overwrite run would train beside the folder).
+            var fresh = !TrainingCheckpoint.Exists(dir.File("run/checkpoint"));
+            if (fresh && Directory.Exists(dir.File("run"))) Directory.Delete(dir.File("run"), recursive: true);
+            string[] options = ["--steps", "400", "--save-every", "1", "--log-every", "50", .. fresh ? Array.Empty<string>() : ["--resume"]];
+            var args = Train(dir, "run", options);
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
             start.ArgumentList.Add(dll);
             foreach (var a in args) start.ArgumentList.Add(a);
