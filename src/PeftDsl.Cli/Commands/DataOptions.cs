@@ -54,13 +54,19 @@ public sealed class DataOptions
     public int Length(ParseResult parse, string modelDirectory)
     {
         var config = Checkpoints.CheckpointFolder.ReadConfig(modelDirectory);
-        var limit = config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings");
+        var limit = PositionLimit(config);
         var requested = parse.GetValue(MaxLength);
         if (requested is { } r && r < 2) throw new PeftDslException($"--max-length must be at least 2, got {r}");
         if (requested is { } asked && limit is { } l && asked > l)
             throw new PeftDslException($"--max-length {asked} exceeds the model's {l} positions ({config.Source})");
-        return requested ?? (int)Math.Min(limit ?? 1024, 1024);
+        return requested ?? DefaultLength(modelDirectory);
     }
+
+    /// <summary>The longest example when none is asked for: the model's position limit, at most 1024.</summary>
+    public static int DefaultLength(string modelDirectory) =>
+        (int)Math.Min(PositionLimit(Checkpoints.CheckpointFolder.ReadConfig(modelDirectory)) ?? 1024, 1024);
+
+    private static long? PositionLimit(Config.ConfigJson config) => config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings");
 
     /// <summary>Reads and tokenizes a JSONL file.</summary>
     public static IReadOnlyList<TokenizedExample> Load(string path, DataFormat format, TextTokenizer tokenizer, int maxLength) =>

@@ -59,7 +59,7 @@ public static class DemoCommand
 
         using var lm = given ?? (LanguageModel)StockModels.LoadGenerative(baseDirectory);
         var tokenizer = givenTokenizer ?? TokenizerLoader.FromFolder(baseDirectory, lm.ModelType, lm.VocabSize);
-        var maxLength = 96;
+        var maxLength = DataOptions.DefaultLength(baseDirectory);
         var tasks = DemoData.Tasks.Select(t => (Name: t,
             Train: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.train.jsonl"), DataFormat.InputOutput, tokenizer, maxLength),
             Dev: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.dev.jsonl"), DataFormat.InputOutput, tokenizer, maxLength))).ToList();
@@ -73,7 +73,7 @@ public static class DemoCommand
             Seed = BaseModel.Seed, LogEvery = quick ? 1 : 100,
         };
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"adapters: LoRA r={Lora.R} alpha={Lora.Alpha} dropout={Lora.Dropout} on every linear layer; {options.MaxSteps} steps of {options.BatchSize} per task, lr {options.LearningRate}"));
+            $"adapters: LoRA r={Lora.R} alpha={Lora.Alpha} dropout={Lora.Dropout} on every linear layer; {(options.MaxSteps == 1 ? "1 step" : $"{options.MaxSteps} steps")} of {options.BatchSize} per task, lr {options.LearningRate}"));
         var after = new Dictionary<string, EvalResult>();
         foreach (var (name, train, dev) in tasks)
             after[name] = TrainTask(lm, tokenizer, name, train, dev, options, Path.Combine(output, name), log);

@@ -32,6 +32,31 @@ public sealed class DemoTests
         Assert.True(code == 0, stderr);
     }
 
+    /// <summary>--model runs the job on a given checkpoint folder: Llama, T5 and mT5 fixture bases with the test
+    /// tokenizers (the GPT-2 test tokenizer is bytes, too long for the demo's questions).</summary>
+    [Theory]
+    [InlineData("llama", "llama-bpe.model", "tokenizer.model")]
+    [InlineData("t5", "t5-unigram.model", "spiece.model")]
+    [InlineData("mt5", "t5-unigram.model", "spiece.model")]
+    public void TheDemoRunsOnAGivenCheckpoint(string family, string tokenizer, string asName)
+    {
+        using var dir = new TempDir();
+        var model = dir.File(family);
+        Directory.CreateDirectory(model);
+        foreach (var file in Directory.GetFiles(Fixtures.Base(family))) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", tokenizer), Path.Combine(model, asName));
+        // The fixture Llama allows 64 positions, which the test tokenizer's long encodings exceed; RoPE has no
+        // learned positions, so a longer limit is the same model.
+        var config = Path.Combine(model, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"max_position_embeddings\": 64", "\"max_position_embeddings\": 256"));
+        var (code, stdout, stderr) = ParityTests.Peft("demo", "--quick", "--steps", "1", "--model", model, "--out", dir.File("runs"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("bit-identical: the base was not touched", stdout);
+        Assert.Contains("wrote " + dir.File("runs") + ": data/, adapters/", stdout);
+        Assert.DoesNotContain("untrained base", stdout);
+        Assert.False(Directory.Exists(dir.File("runs/base")));
+    }
+
     [Fact]
     public void BadOutputsAndModelsAreRefusedBeforeAnythingIsWritten()
     {
