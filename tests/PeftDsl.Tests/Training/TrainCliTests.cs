@@ -198,19 +198,18 @@ public sealed class TrainCliTests
     {
         using var dir = Workspace();
         var random = new Random(1);
-        var dll = Path.Combine(AppContext.BaseDirectory, "peft.dll");
-        for (var attempt = 0; attempt < 4; attempt++)
+        // At least four kills, and more until one has left a checkpoint to resume from (a slow machine may still be
+        // loading when the first kills land).
+        for (var attempt = 0; attempt < 4 || (!TrainingCheckpoint.Exists(dir.File("run/checkpoint")) && attempt < 12); attempt++)
         {
             // Until a checkpoint exists, start afresh in place (an --overwrite run would train beside the folder).
             var fresh = !TrainingCheckpoint.Exists(dir.File("run/checkpoint"));
             if (fresh && Directory.Exists(dir.File("run"))) Directory.Delete(dir.File("run"), recursive: true);
             string[] options = ["--steps", "400", "--save-every", "1", "--log-every", "50", .. fresh ? Array.Empty<string>() : ["--resume"]];
-            var args = Train(dir, "run", options);
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add(dll);
-            foreach (var a in args) start.ArgumentList.Add(a);
-            using var process = Process.Start(start)!;
-            Thread.Sleep(700 + random.Next(600));
+            using var process = Start(Train(dir, "run", options));
+            // Timed from the data line, so that the kill lands in the training loop whatever the start-up cost.
+            WaitForLine(process, "data ");
+            Thread.Sleep(100 + random.Next(600) + 150 * attempt);
             process.Kill(entireProcessTree: true);
             process.WaitForExit();
 
