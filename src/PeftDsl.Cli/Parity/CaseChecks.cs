@@ -13,6 +13,11 @@ internal static class CaseChecks
     /// <summary>peft's in-memory names carry this wrapper prefix; a base model's do not.</summary>
     public const string PeftPrefix = "base_model.model.";
 
+    /// <summary>peft's in-memory name of one of our parameters: the base model and LoRA sit under the wrapper prefix,
+    /// prompt learning's <c>prompt_encoder</c> beside it.</summary>
+    public static string ReferenceName(string prefix, string name) =>
+        name.StartsWith("prompt_encoder.", StringComparison.Ordinal) ? name : prefix + name;
+
     public static (double MaxAbs, string? Problem) Logits(Tensor actual, Tensor reference, Tensor? where, string what)
     {
         if (!actual.shape.SequenceEqual(reference.shape))
@@ -26,7 +31,7 @@ internal static class CaseChecks
     public static string? Parameters(nn.Module model, SafetensorsReader expected, string prefix)
     {
         const string tag = "param::";
-        var ours = model.AllParameters().ToDictionary(p => prefix + p.Name, p => p.Parameter);
+        var ours = model.AllParameters().ToDictionary(p => ReferenceName(prefix, p.Name), p => p.Parameter);
         foreach (var key in expected.Entries.Keys.Where(k => k.StartsWith(tag, StringComparison.Ordinal)).Order(StringComparer.Ordinal))
         {
             var name = key[tag.Length..];
@@ -44,7 +49,7 @@ internal static class CaseChecks
     {
         const string tag = "grad::";
         var transposed = CheckpointLayout.Tensors(model).Where(t => t.Transposed).Select(t => t.Key).ToHashSet();
-        var ours = model.TrainableParameters().ToDictionary(p => prefix + p.Name);
+        var ours = model.TrainableParameters().ToDictionary(p => ReferenceName(prefix, p.Name));
         var theirs = expected.Entries.Keys.Where(k => k.StartsWith(tag, StringComparison.Ordinal))
             .Select(k => k[tag.Length..]).ToHashSet();
         var unmatched = theirs.Where(k => !ours.ContainsKey(k)).ToList();

@@ -34,9 +34,12 @@ public static class ParityRunner
             if (!supported)
                 return CaseResult.Skip(c.Name, $"{c.Kind} model_type '{modelType}' is not supported yet");
             var peftTypes = manifest.PeftTypes(c);
-            var unsupported = peftTypes.Where(t => t != Peft.Lora.LoraConfigJson.PeftType).ToList();
+            var unsupported = peftTypes.Where(t => t != Peft.Lora.LoraConfigJson.PeftType && !Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t)).ToList();
             if (unsupported.Count > 0)
                 return CaseResult.Skip(c.Name, $"{string.Join(" + ", unsupported)} adapters are not supported yet");
+            if (peftTypes.Count == 1 && Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(peftTypes[0]) && c.Adapters.Count == 0
+                && c.GreedyNewTokens is null && !HasKey(manifest.ExpectedFile(c), "generated"))
+                return PromptCase.Run(manifest, c);
             if (c.GreedyNewTokens is not null || File.Exists(manifest.ExpectedFile(c)) && HasKey(manifest.ExpectedFile(c), "generated"))
                 return GenerationCase.Run(manifest, c);
             return c.Adapters.Count > 0 ? MultiAdapterCase.Run(manifest, c) : ModelCase.Run(manifest, c);

@@ -209,6 +209,7 @@ public sealed class AdapterRegistry
     {
         ValidateName(name);
         if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
+        if (model.Prompts.Contains(name)) throw new PeftDslException($"'{name}' already names a prompt task; an adapter needs its own name");
         config.Validate(source);
         var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source, strictTargets);
         try
@@ -264,11 +265,7 @@ public sealed class AdapterRegistry
     private static ScalarType AdapterDType(ScalarType baseType) =>
         baseType is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : baseType;
 
-    private void FreezeBase()
-    {
-        foreach (var (_, module) in CheckpointLayout.BaseModules(model))
-            foreach (var (_, p) in module.named_parameters(recurse: false)) p.requires_grad = false;
-    }
+    private void FreezeBase() => model.FreezeBase();
 
     private PeftDslException Unknown(string name) =>
         new($"adapter '{name}' does not exist (adapters: {(order.Count == 0 ? "none" : string.Join(", ", order))})");

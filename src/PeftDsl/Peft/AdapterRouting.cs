@@ -38,6 +38,13 @@ public sealed class AdapterRouting
     /// <summary>True when no adapter acts on any row.</summary>
     public bool IsBaseOnly => Active.Count == 0 && !IsMixed;
 
+    /// <summary>Prompt learning: the task of each row (null for none), or null when no row has a virtual prompt.</summary>
+    public IReadOnlyList<string?>? PromptRows { get; private init; }
+
+    /// <summary>This routing with a prompt task per row.</summary>
+    internal AdapterRouting WithPrompts(IReadOnlyList<string?> rows) =>
+        rows.All(r => r is null) ? this : new(Active, Distinct, RowSlots) { PromptRows = rows };
+
     /// <summary>The same adapters for every row.</summary>
     internal static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);
 

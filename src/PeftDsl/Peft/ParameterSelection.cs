@@ -94,6 +94,7 @@ public static class ParameterSelection
         ["lora_A"] = PeftMethod.Lora,
         ["lora_B"] = PeftMethod.Lora,
         ["lora_magnitude_vector"] = PeftMethod.Lora,
+        ["prompt_encoder"] = PeftMethod.PromptLearning,
     };
 
     private static (PeftMethod Method, string? Adapter, string? OwnerPath) MethodOf(string path)

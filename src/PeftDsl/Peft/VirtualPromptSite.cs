@@ -1,3 +1,4 @@
+using PeftDsl.Errors;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -5,9 +6,10 @@ using static TorchSharp.torch;
 namespace PeftDsl.Peft;
 
 /// <summary>
-/// The input-embedding site where prompt tuning and P-tuning prepend virtual tokens. It is a registered module
-/// (<c>transformer.virtual_prompt</c>), so prompt tables put here move with the model and stay out of the base
-/// checkpoint. With no prompt attached it passes the embeddings and the inputs through.
+/// The input-embedding site where prompt tuning and P-tuning prepend virtual tokens. The root computes the call's
+/// virtual tokens once (<see cref="StackInputs.Prompts"/>) and extends the attention mask; this site writes them in
+/// front of the token embeddings with one concatenation. On cached decoding steps there is nothing to write: the
+/// cache holds them. With no prompt it passes the embeddings through.
 /// </summary>
 public sealed class VirtualPromptSite : nn.Module, IPeftTensors
 {
@@ -16,9 +18,17 @@ public sealed class VirtualPromptSite : nn.Module, IPeftTensors
     }
 
     /// <param name="embeddings">(B, T, C) token embeddings.</param>
-    /// <param name="inputs">The stack's inputs; the routing says which task each row belongs to.</param>
-    /// <returns>(B, T', C) embeddings and the inputs with a mask covering any prepended tokens.</returns>
-    public (Tensor Embeddings, StackInputs Inputs) Prepend(Tensor embeddings, StackInputs inputs) => (embeddings, inputs);
+    /// <param name="inputs">The stack's inputs, whose <see cref="StackInputs.Prompts"/> says what to write.</param>
+    /// <returns>(B, P + T, C) embeddings (or the input unchanged) and the inputs.</returns>
+    public (Tensor Embeddings, StackInputs Inputs) Prepend(Tensor embeddings, StackInputs inputs)
+    {
+        if (inputs.Prompts?.Embeddings is not { } prompts) return (embeddings, inputs);
+        if (prompts.shape[0] != embeddings.shape[0] || prompts.shape[2] != embeddings.shape[2])
+            throw new PeftDslException($"virtual tokens have shape [{string.Join(", ", prompts.shape)}], the embeddings " +
+                                       $"[{string.Join(", ", embeddings.shape)}]: the prompt was made for another model");
+        // fp32 prompt rows on a bf16 base are cast here, the one place they meet the model's activations.
+        return (cat([prompts.to(embeddings.dtype), embeddings], 1), inputs);
+    }
 
     protected override void RegisterComponents()
     {

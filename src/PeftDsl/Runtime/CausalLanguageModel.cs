@@ -45,12 +45,18 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
         using var scope = NewDisposeScope();
         var logits = Logits(inputIds, attentionMask, null, Route(adapterNames, inputIds));
+        // Virtual tokens add positions at the front of the logits; they take no loss (peft's -100 labels).
+        var virtualPositions = logits.shape[1] - inputIds.shape[1];
+        if (labels is not null && virtualPositions > 0)
+            labels = cat([full(labels.shape[0], virtualPositions, Losses.IgnoreIndex, dtype: labels.dtype, device: labels.device), labels], 1);
         var loss = labels is null ? null : Losses.CausalLM(logits, labels);
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Logits for <paramref name="inputIds"/> after the tokens already in <paramref name="cache"/>.</summary>
-    /// <param name="attentionMask">(B, past + T) or null.</param>
+    /// <summary>Logits for <paramref name="inputIds"/> after the tokens already in <paramref name="cache"/>. With a
+    /// prompt task routed, the first pass also runs its virtual tokens (prompt rows in front of the logits, or a
+    /// prefix in the cache); later passes find them in the cache.</summary>
+    /// <param name="attentionMask">(B, past + T) over real tokens only, or null.</param>
     /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
     /// <param name="lastPositionOnly">Project only the last position (decoding): the head is the largest matmul.</param>
     /// <returns>(B, T, V), or (B, 1, V) with <paramref name="lastPositionOnly"/>.</returns>
@@ -58,8 +64,34 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
         bool lastPositionOnly = false)
     {
         using var scope = NewDisposeScope();
-        var h = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing ?? Route(null, inputIds)));  // (B, T, C)
-        if (lastPositionOnly) h = h.narrow(1, -1, 1);
-        return Head.forward(h).MoveToOuterDisposeScope();
+        routing ??= Route(null, inputIds);
+        var first = cache is null || cache.PastLength == 0;
+        var prompts = VirtualTokens(routing, inputIds, rows: first);
+        if (prompts is null)
+        {
+            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing));  // (B, T, C)
+            return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
+        }
+        // Real positions already cached: none on the first pass, afterwards all cached positions but the virtual ones.
+        var realPast = first ? 0 : cache!.PastLength - prompts.Count;
+        KvCache? temporary = null;
+        if (prompts.Prefix is { } prefix && first)
+        {
+            cache ??= temporary = new KvCache();
+            cache.Prefill(prefix, prompts.Count);
+        }
+        try
+        {
+            var mask = prompts.ExtendMask(attentionMask, inputIds.shape[0], realPast + inputIds.shape[1], inputIds.device);
+            var h = Hidden(inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts));  // (B, P + T, C) on a prompt's first pass
+            if (first) cache?.CheckPrefixUsed();
+            // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.
+            if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.Advance(prompts.Count);
+            return Head.forward(lastPositionOnly ? h.narrow(1, -1, 1) : h).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            temporary?.Dispose();
+        }
     }
 }

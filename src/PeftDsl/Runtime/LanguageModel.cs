@@ -13,6 +13,7 @@ namespace PeftDsl.Runtime;
 public abstract class LanguageModel(string name) : nn.Module(name), Generation.IGenerativeModel
 {
     private AdapterRegistry? adapters;
+    private Peft.Prompts.PromptTable? prompts;
 
     /// <summary>Size of the output vocabulary.</summary>
     public abstract long VocabSize { get; }
@@ -25,6 +26,19 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
 
     /// <summary>The adapters attached to this model: add, load, save, activate, merge, delete.</summary>
     public AdapterRegistry Adapters => adapters ??= new AdapterRegistry(this);
+
+    /// <summary>The prompt table: virtual prompts by task (prompt tuning, P-tuning, prefix tuning).</summary>
+    public Peft.Prompts.PromptTable Prompts => prompts ??= new Peft.Prompts.PromptTable(this);
+
+    /// <summary>Registers a PEFT container (an <see cref="IPeftTensors"/> module) at the root, under peft's name.</summary>
+    internal void AttachPeftModule(string name, nn.Module module) => register_module(name, module);
+
+    /// <summary>Stops gradients for every base weight (PEFT trains only its own tensors).</summary>
+    internal void FreezeBase()
+    {
+        foreach (var (_, module) in CheckpointLayout.BaseModules(this))
+            foreach (var (_, p) in module.named_parameters(recurse: false)) p.requires_grad = false;
+    }
 
     public abstract Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options);
 
@@ -43,9 +57,31 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>Loads base weights from a Hugging Face folder into this model, strictly.</summary>
     public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
 
-    /// <summary>The routing of one call: the active adapters, or one adapter per row of <paramref name="inputIds"/>.</summary>
-    protected AdapterRouting Route(IReadOnlyList<string>? adapterNames, Tensor inputIds) =>
-        Adapters.Route(adapterNames, inputIds.shape[0], inputIds.device);
+    /// <summary>The routing of one call: the active adapters and prompt task, or one name per row of
+    /// <paramref name="inputIds"/>, where a name is a LoRA adapter, a prompt task or <c>__base__</c>.</summary>
+    protected internal AdapterRouting Route(IReadOnlyList<string>? adapterNames, Tensor inputIds)
+    {
+        var batch = inputIds.shape[0];
+        if (prompts is null || prompts.Names.Count == 0) return Adapters.Route(adapterNames, batch, inputIds.device);
+        if (adapterNames is null)
+        {
+            var uniform = Adapters.Route(null, batch, inputIds.device);
+            return Adapters.Enabled && prompts.Active is { } task ? uniform.WithPrompts(Enumerable.Repeat<string?>(task, (int)batch).ToList()) : uniform;
+        }
+        if (adapterNames.Count != batch)
+            throw new PeftDslException($"adapter_names has {adapterNames.Count} entries for a batch of {batch} rows");
+        var promptRows = adapterNames.Select(n => n is not null && prompts.Contains(n) ? n : null).ToList();
+        var loraRows = adapterNames.Select(n => n is not null && prompts.Contains(n) ? AdapterRouting.BaseRow : n).ToList();
+        var routing = loraRows.All(n => n == AdapterRouting.BaseRow)
+            ? AdapterRouting.None
+            : Adapters.Route(loraRows!, batch, inputIds.device);
+        return Adapters.Enabled ? routing.WithPrompts(promptRows) : routing;
+    }
+
+    /// <summary>The virtual tokens of a call, or null. <paramref name="rows"/>: compute the rows (false when a cache
+    /// already holds them).</summary>
+    internal Peft.Prompts.VirtualTokens? VirtualTokens(AdapterRouting routing, Tensor inputIds, bool rows) =>
+        prompts?.Tokens(routing, inputIds.shape[0], inputIds.device, rows);
 
     internal static void Require2D(Tensor t, string name)
     {

@@ -28,8 +28,31 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
 
     /// <summary>(B, S) ids → (B, S, C) encoder states.</summary>
     /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
-    public Tensor Encode(Tensor inputIds, Tensor? attentionMask, AdapterRouting? routing = null) =>
-        EncoderHidden(inputIds, new StackInputs(attentionMask, Routing: routing ?? Route(null, inputIds)));
+    /// <returns>(B, P + S, C) with a prompt task routed: its virtual tokens go before the encoder input, as peft
+    /// puts them (the first P of its 2P saved rows).</returns>
+    public Tensor Encode(Tensor inputIds, Tensor? attentionMask, AdapterRouting? routing = null)
+    {
+        using var scope = NewDisposeScope();
+        routing ??= Route(null, inputIds);
+        var prompts = VirtualTokens(routing, inputIds, rows: true);
+        if (prompts?.Prefix is not null)
+            throw new PeftDslException("prefix tuning on encoder-decoder models is not implemented yet");
+        var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
+        return EncoderHidden(inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The cross-attention mask over <see cref="Encode"/>'s output: the caller's (B, S) mask over real tokens,
+    /// with the virtual positions in front when a prompt task is routed.</summary>
+    private Tensor? EncoderKeyMask(Tensor? encoderMask, Tensor encoderHidden, AdapterRouting routing, Tensor decoderIds)
+    {
+        var prompts = VirtualTokens(routing, decoderIds, rows: false);
+        var virtualCount = prompts?.Count ?? 0;
+        var real = encoderHidden.shape[1] - virtualCount;
+        if (encoderMask is not null && encoderMask.shape[^1] != real)
+            throw new PeftDslException($"the encoder mask covers {encoderMask.shape[^1]} positions, the encoder output has {real} real " +
+                                       $"positions{(virtualCount > 0 ? $" after {virtualCount} virtual ones" : "")}; were they encoded with another prompt routing?");
+        return prompts is null ? encoderMask : prompts.ExtendMask(encoderMask, encoderHidden.shape[0], real, encoderHidden.device);
+    }
 
     /// <summary>Decoder logits (B, T, V) for <paramref name="decoderIds"/> after the tokens in <paramref name="cache"/>.</summary>
     /// <param name="lastPositionOnly">Project only the last position (decoding).</param>
@@ -37,7 +60,8 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         KvCache? cache = null, AdapterRouting? routing = null, bool lastPositionOnly = false)
     {
         using var scope = NewDisposeScope();
-        var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing ?? Route(null, decoderIds));
+        routing ??= Route(null, decoderIds);
+        var inputs = new StackInputs(decoderMask, encoderHidden, EncoderKeyMask(encoderMask, encoderHidden, routing, decoderIds), cache, routing);
         var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
         if (lastPositionOnly) h = h.narrow(1, -1, 1);
         return Head.forward(h).MoveToOuterDisposeScope();

@@ -9,5 +9,7 @@ namespace PeftDsl.Runtime;
 /// <param name="EncoderMask">(B, S) encoder padding mask, or null.</param>
 /// <param name="Cache">Keys and values of earlier steps, extended in place; null to recompute everything.</param>
 /// <param name="Routing">Which adapters act on which rows; null runs the base model alone. The root fills it.</param>
+/// <param name="Prompts">Virtual tokens the stack's virtual-prompt site writes before the token embeddings (the mask
+/// already covers them); null for none. The root fills it for the stack that takes the prompt.</param>
 public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null,
-    KvCache? Cache = null, AdapterRouting? Routing = null);
+    KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null);

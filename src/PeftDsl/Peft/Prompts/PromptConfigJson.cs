@@ -1,0 +1,152 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PeftDsl.Errors;
+
+namespace PeftDsl.Peft.Prompts;
+
+/// <summary>
+/// peft's <c>adapter_config.json</c> for PROMPT_TUNING, P_TUNING and PREFIX_TUNING (peft 0.21 field sets). Fields
+/// with behaviour PeftDsl lacks are refused by name unless at their default; metadata is accepted.
+/// </summary>
+public static class PromptConfigJson
+{
+    public static readonly IReadOnlyDictionary<string, PromptMethod> PeftTypes = new Dictionary<string, PromptMethod>(StringComparer.Ordinal)
+    {
+        ["PROMPT_TUNING"] = PromptMethod.PromptTuning,
+        ["P_TUNING"] = PromptMethod.PTuning,
+        ["PREFIX_TUNING"] = PromptMethod.PrefixTuning,
+    };
+
+    public static string PeftType(PromptMethod method) => PeftTypes.First(p => p.Value == method).Key;
+
+    /// <summary>Fields read for their value; everything else must be metadata or at its default.</summary>
+    private static readonly HashSet<string> Read = new(StringComparer.Ordinal)
+    {
+        "peft_type", "task_type", "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads",
+        "num_layers", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
+        "encoder_reparameterization_type", "encoder_hidden_size", "encoder_num_layers", "encoder_dropout", "prefix_projection",
+        "peftdsl_encoder",
+    };
+
+    private static readonly HashSet<string> Metadata = new(StringComparer.Ordinal)
+    {
+        "auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "tokenizer_kwargs", "init_weights",
+    };
+
+    public static PromptConfig Parse(JsonObject json, string source)
+    {
+        var type = String(json, "peft_type", source) ?? throw new PeftDslException($"{source}: no \"peft_type\"");
+        if (!PeftTypes.TryGetValue(type, out var method))
+            throw new PeftDslException($"{source}: peft_type '{type}' is not a prompt-learning method ({string.Join(", ", PeftTypes.Keys)})");
+        foreach (var (key, value) in json)
+        {
+            if (Read.Contains(key) || Metadata.Contains(key)) continue;
+            if (key == "modules_to_save" && value is null) continue;
+            throw new PeftDslException($"{source}: \"{key}\" is not supported for {type} adapters" +
+                                       (key == "modules_to_save" ? " (PeftDsl trains no full modules beside an adapter)" : ""));
+        }
+        var init = String(json, "prompt_tuning_init", source) switch
+        {
+            null or "RANDOM" => PromptInit.Random,
+            "TEXT" => PromptInit.Text,
+            "SAMPLE_VOCAB" => PromptInit.SampleVocab,
+            var other => throw new PeftDslException($"{source}: prompt_tuning_init '{other}' is not RANDOM, TEXT or SAMPLE_VOCAB"),
+        };
+        var encoder = (String(json, "peftdsl_encoder", source), String(json, "encoder_reparameterization_type", source)) switch
+        {
+            ("NEMO_MLP", _) => PromptEncoderType.NemoMlp,
+            (null, null or "MLP") => PromptEncoderType.Mlp,
+            (null, "LSTM") => PromptEncoderType.Lstm,
+            (var nemo, var other) => throw new PeftDslException(
+                $"{source}: encoder type '{nemo ?? other}' is not MLP or LSTM (or peftdsl_encoder NEMO_MLP)"),
+        };
+        var config = new PromptConfig
+        {
+            Method = method,
+            TaskType = String(json, "task_type", source),
+            NumVirtualTokens = Int(json, "num_virtual_tokens", source) ?? throw new PeftDslException($"{source}: no \"num_virtual_tokens\""),
+            TokenDim = Int(json, "token_dim", source) ?? 0,
+            NumTransformerSubmodules = Int(json, "num_transformer_submodules", source) ?? 0,
+            NumAttentionHeads = Int(json, "num_attention_heads", source) ?? 0,
+            NumLayers = Int(json, "num_layers", source) ?? 0,
+            Init = init,
+            InitText = String(json, "prompt_tuning_init_text", source),
+            TokenizerNameOrPath = String(json, "tokenizer_name_or_path", source),
+            EncoderType = encoder,
+            EncoderHiddenSize = Int(json, "encoder_hidden_size", source) ?? 0,
+            EncoderNumLayers = Int(json, "encoder_num_layers", source) ?? 2,
+            EncoderDropout = Double(json, "encoder_dropout", source) ?? 0,
+            PrefixProjection = json["prefix_projection"] is JsonValue b && b.GetValueKind() == JsonValueKind.True,
+        };
+        config.Validate(source);
+        return config;
+    }
+
+    public static string Write(PromptConfig c)
+    {
+        var json = new JsonObject
+        {
+            ["auto_mapping"] = null,
+            ["base_model_name_or_path"] = null,
+        };
+        if (c.Method == PromptMethod.PTuning)
+        {
+            json["encoder_dropout"] = c.EncoderDropout;
+            json["encoder_hidden_size"] = c.EffectiveEncoderHidden;
+            json["encoder_num_layers"] = c.EncoderNumLayers;
+            // peft knows MLP and LSTM; NeMo's MLP is recorded beside it (peft drops unknown fields with a warning).
+            json["encoder_reparameterization_type"] = c.EncoderType == PromptEncoderType.Lstm ? "LSTM" : "MLP";
+            if (c.EncoderType == PromptEncoderType.NemoMlp) json["peftdsl_encoder"] = "NEMO_MLP";
+        }
+        if (c.Method == PromptMethod.PrefixTuning)
+        {
+            json["encoder_hidden_size"] = c.EffectiveEncoderHidden;
+            json["init_weights"] = null;
+        }
+        json["inference_mode"] = true;
+        json["modules_to_save"] = null;
+        json["num_attention_heads"] = c.NumAttentionHeads;
+        json["num_layers"] = c.NumLayers;
+        json["num_transformer_submodules"] = c.NumTransformerSubmodules;
+        json["num_virtual_tokens"] = c.NumVirtualTokens;
+        json["peft_type"] = PeftType(c.Method);
+        json["peft_version"] = "0.21.0";
+        if (c.Method == PromptMethod.PrefixTuning) json["prefix_projection"] = c.PrefixProjection;
+        if (c.Method == PromptMethod.PromptTuning)
+        {
+            json["prompt_tuning_init"] = c.Init switch { PromptInit.Text => "TEXT", PromptInit.SampleVocab => "SAMPLE_VOCAB", _ => "RANDOM" };
+            json["prompt_tuning_init_text"] = c.InitText;
+        }
+        json["revision"] = null;
+        json["task_type"] = c.TaskType;
+        json["token_dim"] = c.TokenDim;
+        if (c.Method == PromptMethod.PromptTuning)
+        {
+            json["tokenizer_kwargs"] = null;
+            json["tokenizer_name_or_path"] = c.TokenizerNameOrPath;
+        }
+        return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    private static string? String(JsonObject json, string key, string source) => json[key] switch
+    {
+        null => null,
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+        var other => throw new PeftDslException($"{source}: \"{key}\" must be a string, got {other.ToJsonString()}"),
+    };
+
+    private static int? Int(JsonObject json, string key, string source) => json[key] switch
+    {
+        null => null,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i) => i,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue => (int)d,
+        var other => throw new PeftDslException($"{source}: \"{key}\" must be a whole number, got {other.ToJsonString()}"),
+    };
+
+    private static double? Double(JsonObject json, string key, string source) => json[key] switch
+    {
+        null => null,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => v.GetValue<double>(),
+        var other => throw new PeftDslException($"{source}: \"{key}\" must be a number, got {other.ToJsonString()}"),
+    };
+}

@@ -1,0 +1,337 @@
+using PeftDsl.Errors;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Prompts;
+
+/// <summary>The registered module that holds every task (<c>prompt_encoder.{task}.…</c>, peft's names).</summary>
+public sealed class PromptEncoderDict : nn.Module, IPeftTensors
+{
+    public PromptEncoderDict() : base(nameof(PromptEncoderDict))
+    {
+    }
+
+    public PromptTask this[string task] => (PromptTask)_internal_submodules[task];
+
+    public bool Contains(string task) => _internal_submodules.ContainsKey(task);
+
+    public void Set(string task, PromptTask module)
+    {
+        Remove(task);
+        register_module(task, module);
+    }
+
+    public void Remove(string task)
+    {
+        if (!_internal_submodules.ContainsKey(task)) return;
+        var module = _internal_submodules[task];
+        _internal_submodules.Remove(task);
+        module.Dispose();
+    }
+
+    protected override void RegisterComponents()
+    {
+    }
+}
+
+/// <summary>
+/// NeMo's prompt table: virtual prompts by task name, each learned with prompt tuning, P-tuning or prefix tuning.
+/// Adding, training or freezing one task never touches another's tensors. A call runs the active task for every row,
+/// or one task per row (<c>adapterNames</c> may name tasks and LoRA adapters alike).
+/// </summary>
+public sealed class PromptTable
+{
+    private readonly LanguageModel model;
+    private readonly List<string> order = [];
+    private PromptEncoderDict? tasks;
+
+    internal PromptTable(LanguageModel model) => this.model = model;
+
+    /// <summary>Task names in the order they were added.</summary>
+    public IReadOnlyList<string> Names => order.ToList();
+
+    /// <summary>The task every row runs when a call names none; null for none.</summary>
+    public string? Active { get; private set; }
+
+    public bool Contains(string task) => order.Contains(task);
+
+    public PromptConfig this[string task] => Task(task).Config;
+
+    /// <summary>The module of a task (its parameters, its rows).</summary>
+    public PromptTask Task(string task) =>
+        tasks is not null && tasks.Contains(task) ? tasks[task] : throw Unknown(task);
+
+    /// <summary>
+    /// Adds a freshly initialised task, as peft's <c>get_peft_model</c> with a prompt-learning config: its parameters
+    /// are trainable, the base model is frozen, and the first task becomes active. The model's geometry fills the
+    /// config (token size, submodules; layers and heads for prefix tuning).
+    /// </summary>
+    /// <param name="initTextIds">Token ids of <see cref="PromptConfig.InitText"/> for TEXT initialisation.</param>
+    /// <param name="source">What errors name as the origin of the config.</param>
+    public PromptConfig Add(string task, PromptConfig config, IReadOnlyList<long>? initTextIds = null, string source = "PromptConfig")
+    {
+        CheckNewName(task);
+        config = Complete(config, source);
+        PromptTask module = config.Method switch
+        {
+            PromptMethod.PTuning => new PTuningEncoder(config),
+            PromptMethod.PrefixTuning when config.PrefixProjection => new PrefixEncoder(config),
+            _ => new PromptEmbeddingTask(config, InitialRows(config, initTextIds, source)),
+        };
+        Register(task, module, trainable: true);
+        return config;
+    }
+
+    /// <summary>Loads a peft prompt-learning adapter folder as <paramref name="task"/> (frozen unless
+    /// <paramref name="trainable"/>). peft saves the encoder's output, so a P-tuning task loads as its table.</summary>
+    public void Load(string directory, string task = "default", bool trainable = false)
+    {
+        CheckNewName(task);
+        var (config, rows) = PromptAdapterFile.Read(directory);
+        using var scope = NewDisposeScope();
+        config = CheckFits(config, Path.Combine(directory, PromptAdapterFile.ConfigFile));
+        if (rows.shape[0] != config.TotalVirtualTokens || rows.shape[1] != config.RowWidth)
+            throw new PeftDslException($"{Path.Combine(directory, PromptAdapterFile.WeightsFile)}: prompt_embeddings is " +
+                                       $"[{string.Join(", ", rows.shape)}], the config means [{config.TotalVirtualTokens}, {config.RowWidth}]");
+        Register(task, new PromptEmbeddingTask(config, rows.to(Dtype, Device)), trainable);
+    }
+
+    /// <summary>Writes a task in peft's format (the rows as <c>prompt_embeddings</c>), atomically.</summary>
+    public void Save(string directory, string task = "default") =>
+        Checkpoints.AtomicFolder.Write(directory, staging => PromptAdapterFile.Write(staging, this[task], Rows(task)));
+
+    /// <summary>Writes a task's two files into an existing folder, each file atomically.</summary>
+    public void WriteInto(string directory, string task)
+    {
+        Directory.CreateDirectory(directory);
+        PromptAdapterFile.Write(directory, this[task], Rows(task));
+    }
+
+    /// <summary>The task's rows as they would be saved (the encoder's output for P-tuning), detached.</summary>
+    public Tensor Rows(string task)
+    {
+        using var noGrad = no_grad();
+        return Task(task).Rows().detach();
+    }
+
+    /// <summary>Replaces a P-tuning (or projected prefix) task's encoder by its output, as NeMo and peft do after
+    /// training: the task keeps computing the same rows and drops the encoder's parameters.</summary>
+    public void Freeze(string task)
+    {
+        var module = Task(task);
+        if (!module.HasEncoder) return;
+        using var scope = NewDisposeScope();
+        var trainable = module.parameters().Any(p => p.requires_grad);
+        Register(task, new PromptEmbeddingTask(module.Config, Rows(task)), trainable, replace: true);
+    }
+
+    public void Delete(string task)
+    {
+        _ = Task(task);
+        tasks!.Remove(task);
+        order.Remove(task);
+        if (Active == task) Active = order.FirstOrDefault();
+    }
+
+    /// <summary>Makes <paramref name="task"/> the task of every row (null: no virtual prompt).</summary>
+    public void SetActive(string? task)
+    {
+        if (task is not null) _ = Task(task);
+        Active = task;
+    }
+
+    public void SetTrainable(string task, bool trainable)
+    {
+        foreach (var p in Task(task).parameters()) p.requires_grad = trainable;
+    }
+
+    /// <summary>
+    /// The virtual tokens of one call. Every distinct task's rows are computed once; a batch of one task is a view
+    /// (expand) of them, a mixed batch one gather from the tasks' left-padded stack.
+    /// </summary>
+    /// <param name="rows">Whether to compute the rows (false on decoding steps whose cache holds them).</param>
+    internal VirtualTokens? Tokens(AdapterRouting routing, long batch, Device device, bool rows)
+    {
+        if (routing.PromptRows is not { } rowTasks) return null;
+        var distinct = rowTasks.Where(t => t is not null).Select(t => t!).Distinct().ToList();
+        if (distinct.Count == 0) return null;
+        var configs = distinct.Select(t => this[t]).ToList();
+        var prefix = configs.Count(c => c.Method == PromptMethod.PrefixTuning);
+        if (prefix != 0 && prefix != configs.Count)
+            throw new PeftDslException("one batch cannot mix prefix-tuning tasks with prompt-tuning or P-tuning tasks");
+        var counts = rowTasks.Select(t => t is null ? 0L : this[t].NumVirtualTokens).ToArray();
+        var count = counts.Max();
+        var rowMask = counts.All(c => c == count)
+            ? null
+            : arange(count, dtype: ScalarType.Int64, device: device).unsqueeze(0)
+                .ge(tensor(counts.Select(c => count - c).ToArray(), dtype: ScalarType.Int64, device: device).unsqueeze(1)).to(ScalarType.Int64);
+        if (!rows) return new VirtualTokens(count, null, rowMask, null);
+
+        Tensor embeddings;
+        if (distinct.Count == 1 && rowMask is null)
+        {
+            embeddings = Task(distinct[0]).Rows().narrow(0, 0, count).to(device).unsqueeze(0).expand(batch, -1, -1);
+        }
+        else
+        {
+            // Slot k holds task k's rows left-padded to the longest; the last slot is the rows without a task.
+            var width = configs[0].RowWidth;
+            var padded = distinct.Select(t =>
+            {
+                var r = Task(t).Rows().narrow(0, 0, this[t].NumVirtualTokens).to(device);
+                return r.shape[0] == count ? r : cat([zeros(count - r.shape[0], width, dtype: r.dtype, device: device), r], 0);
+            }).Append(zeros(count, width, device: device)).ToList();
+            var slots = rowTasks.Select(t => t is null ? distinct.Count : (long)distinct.IndexOf(t)).ToArray();
+            embeddings = stack(padded).index_select(0, tensor(slots, dtype: ScalarType.Int64, device: device));
+        }
+        if (prefix == 0) return new VirtualTokens(count, embeddings, rowMask, null);
+
+        // peft's layout: (B, P, layers × 2 × heads × head) → per layer, key = row 2l and value = row 2l + 1.
+        var c0 = configs[0];
+        var heads = c0.NumAttentionHeads;
+        var kv = embeddings.view(batch, count, 2 * c0.NumLayers, heads, c0.TokenDim / heads).permute(2, 0, 3, 1, 4);
+        var layers = Enumerable.Range(0, c0.NumLayers).Select(l => (kv[2 * l], kv[2 * l + 1])).ToList();
+        return new VirtualTokens(count, null, rowMask, layers);
+    }
+
+    private void Register(string task, PromptTask module, bool trainable, bool replace = false)
+    {
+        if (tasks is null)
+        {
+            tasks = new PromptEncoderDict();
+            model.AttachPeftModule("prompt_encoder", tasks);
+        }
+        module.to(Device);
+        tasks.Set(task, module);
+        foreach (var p in module.parameters()) p.requires_grad = trainable;
+        model.FreezeBase();
+        if (!replace) order.Add(task);
+        Active ??= task;
+    }
+
+    private Device Device => InputEmbedding().weight.device;
+
+    /// <summary>Prompt rows are kept in fp32 on a bf16/fp16 base, as adapters are; they are cast at insertion.</summary>
+    private ScalarType Dtype => InputEmbedding().weight.dtype is ScalarType.BFloat16 or ScalarType.Float16
+        ? ScalarType.Float32 : InputEmbedding().weight.dtype;
+
+    /// <summary>The token embedding the virtual-prompt site follows.</summary>
+    private Modules.Embedding InputEmbedding()
+    {
+        var site = model.Sites().FirstOrDefault(s => s.Kind == SiteKind.VirtualPrompt)
+            ?? throw new PeftDslException($"{model.GetName()} declares no virtual-prompt site, so prompt learning cannot attach");
+        var modules = Checkpoints.CheckpointLayout.ModulesWithRoot(model).ToList();
+        if (modules.FirstOrDefault(m => m.Path == site.ModulePath).Module is Modules.Embedding registered) return registered;
+        // A shared embedding (T5's encoder.embed_tokens is the root's `shared`) is registered once, under the root's
+        // name; the stack keeps it in the field the generator names after the checkpoint segment.
+        var dot = site.ModulePath.LastIndexOf('.');
+        var owner = modules.FirstOrDefault(m => m.Path == (dot < 0 ? "" : site.ModulePath[..dot])).Module;
+        return owner?.GetType().GetField(site.ModulePath[(dot + 1)..])?.GetValue(owner) as Modules.Embedding
+            ?? throw new PeftDslException($"{model.GetName()}: the virtual-prompt site {site.ModulePath} is not a token embedding");
+    }
+
+    /// <summary>Fills the geometry from the model, as peft's <c>_prepare_prompt_learning_config</c> does.</summary>
+    private PromptConfig Complete(PromptConfig config, string source)
+    {
+        var seq2seq = model is Seq2SeqLanguageModel;
+        config = config with
+        {
+            TaskType = seq2seq ? "SEQ_2_SEQ_LM" : "CAUSAL_LM",
+            NumTransformerSubmodules = seq2seq ? 2 : 1,
+            TokenDim = InputEmbedding().Dim,
+        };
+        if (config.Method == PromptMethod.PrefixTuning)
+        {
+            var (layers, heads, headDim) = SelfAttentionGeometry(source);
+            config = config with { NumLayers = layers, NumAttentionHeads = heads, TokenDim = heads * headDim };
+        }
+        config.Validate(source);
+        return config;
+    }
+
+    /// <summary>A loaded config must mean this model: same kind, token size and, for prefix tuning, geometry.</summary>
+    private PromptConfig CheckFits(PromptConfig config, string source)
+    {
+        var seq2seq = model is Seq2SeqLanguageModel;
+        var submodules = seq2seq ? 2 : 1;
+        if (config.TaskType is { } t && t != (seq2seq ? "SEQ_2_SEQ_LM" : "CAUSAL_LM"))
+            throw new PeftDslException($"{source}: task_type is {t}, but the model is {(seq2seq ? "an encoder-decoder (SEQ_2_SEQ_LM)" : "a causal LM (CAUSAL_LM)")}");
+        if (config.NumTransformerSubmodules != submodules)
+            throw new PeftDslException($"{source}: num_transformer_submodules is {config.NumTransformerSubmodules}, this model needs {submodules}");
+        if (config.Method == PromptMethod.PrefixTuning)
+        {
+            var (layers, heads, headDim) = SelfAttentionGeometry(source);
+            if (config.NumLayers != layers || config.NumAttentionHeads != heads || config.TokenDim != heads * headDim)
+                throw new PeftDslException($"{source}: the prefix is for {config.NumLayers} layers × {config.NumAttentionHeads} heads × " +
+                                           $"token_dim {config.TokenDim}; this model has {layers} self-attention layers × {heads} key/value heads × {heads * headDim}");
+        }
+        else if (config.TokenDim != InputEmbedding().Dim)
+        {
+            throw new PeftDslException($"{source}: token_dim is {config.TokenDim}, the model's embeddings have {InputEmbedding().Dim}");
+        }
+        return config;
+    }
+
+    /// <summary>Self-attention layers, key/value heads and head size, read from one probe step through a cache, so
+    /// any architecture the DSL declares answers in its own terms.</summary>
+    private (int Layers, int Heads, long HeadDim) SelfAttentionGeometry(string source)
+    {
+        if (model is not CausalLanguageModel causal)
+            throw new PeftDslException($"{source}: prefix tuning on encoder-decoder models is not implemented yet (decoder-only models only)");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var cache = new KvCache();
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            causal.Logits(zeros(1, 1, dtype: ScalarType.Int64, device: Device), cache: cache, routing: AdapterRouting.None, lastPositionOnly: true);
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        var shapes = cache.SelfShapes;
+        if (shapes.Count == 0 || shapes.Distinct().Count() != 1)
+            throw new PeftDslException($"{source}: prefix tuning needs self-attention layers of one shape; this model's are {string.Join(", ", shapes)}");
+        return (shapes.Count, (int)shapes[0].Heads, shapes[0].HeadDim);
+    }
+
+    private Tensor InitialRows(PromptConfig config, IReadOnlyList<long>? initTextIds, string source)
+    {
+        using var noGrad = no_grad();
+        var embedding = InputEmbedding();
+        var n = config.TotalVirtualTokens;
+        switch (config.Init)
+        {
+            case PromptInit.Text:
+                if (initTextIds is not { Count: > 0 })
+                    throw new PeftDslException($"{source}: TEXT initialisation needs the init text's token ids (it tokenized to nothing)");
+                if (initTextIds.Any(id => id < 0 || id >= embedding.Count))
+                    throw new PeftDslException($"{source}: an init text token id is outside the vocabulary of {embedding.Count}");
+                // peft: repeat the ids to cover the virtual tokens, then cut to length.
+                var ids = Enumerable.Range(0, n).Select(i => initTextIds[i % initTextIds.Count]).ToArray();
+                return embedding.weight.index_select(0, tensor(ids, dtype: ScalarType.Int64, device: embedding.weight.device)).to(Dtype).clone();
+            case PromptInit.SampleVocab:
+                var sampled = randint(0, embedding.Count, [n], dtype: ScalarType.Int64, device: embedding.weight.device);
+                return embedding.weight.index_select(0, sampled).to(Dtype).clone();
+            default:
+                return config.Method == PromptMethod.PrefixTuning
+                    ? randn(n, config.RowWidth, dtype: Dtype, device: Device)
+                    : randn(n, config.TokenDim, dtype: Dtype, device: Device);
+        }
+    }
+
+    private void CheckNewName(string task)
+    {
+        if (string.IsNullOrWhiteSpace(task) || task == AdapterRouting.BaseRow || task.Contains('.') || task.Contains('/') || task.Contains('\\'))
+            throw new PeftDslException($"'{task}' is not a usable task name: it is a state-dict segment and a folder name " +
+                                       $"(no '.', '/', '\\\\', not '{AdapterRouting.BaseRow}')");
+        if (Contains(task)) throw new PeftDslException($"a prompt task named '{task}' already exists; delete it first or choose another name");
+        if (model.Adapters.Contains(task)) throw new PeftDslException($"'{task}' already names a LoRA adapter; a task needs its own name");
+    }
+
+    private PeftDslException Unknown(string task) =>
+        new($"prompt task '{task}' does not exist (tasks: {(order.Count == 0 ? "none" : string.Join(", ", order))})");
+}

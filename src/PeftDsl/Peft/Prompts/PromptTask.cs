@@ -1,0 +1,42 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Prompts;
+
+/// <summary>
+/// One task of the prompt table: a module that produces the task's saved rows (<see cref="PromptConfig.TotalVirtualTokens"/>
+/// × <see cref="PromptConfig.RowWidth"/>). Its parameters carry peft's in-memory names under
+/// <c>prompt_encoder.{task}.</c> (<c>embedding.weight</c>, <c>mlp_head.0.weight</c>, <c>lstm_head.weight_ih_l0</c>, …).
+/// </summary>
+public abstract class PromptTask : nn.Module
+{
+    protected PromptTask(string name, PromptConfig config) : base(name) => Config = config;
+
+    public PromptConfig Config { get; }
+
+    /// <summary>The task's rows, computed once per forward call (not per example or per layer).</summary>
+    public abstract Tensor Rows();
+
+    /// <summary>True when an encoder produces the rows (P-tuning, projected prefix), so freezing changes the module.</summary>
+    public virtual bool HasEncoder => false;
+
+    protected override void RegisterComponents()
+    {
+    }
+}
+
+/// <summary>The rows themselves are the parameters: prompt tuning, a loaded adapter of any method (peft saves the
+/// encoder's output) and prefix tuning without projection.</summary>
+public sealed class PromptEmbeddingTask : PromptTask
+{
+    public PromptEmbeddingTask(PromptConfig config, Tensor rows) : base(nameof(PromptEmbeddingTask), config)
+    {
+        embedding = new Modules.Embedding(rows.shape[0], rows.shape[1]);
+        using (no_grad()) embedding.weight.copy_(rows);
+        register_module("embedding", embedding);
+    }
+
+    public readonly Modules.Embedding embedding;
+
+    public override Tensor Rows() => embedding.weight.alias();
+}
