@@ -24,6 +24,19 @@ public sealed class ParityTests
     [InlineData("llama.rslora")]
     [InlineData("gpt2.multi_lora")]
     [InlineData("gpt2.lora_generate")]
+    [InlineData("gpt2.prompt")]
+    [InlineData("llama.prompt")]
+    [InlineData("t5.prompt")]
+    [InlineData("mt5.prompt")]
+    [InlineData("gpt2.ptuning_mlp")]
+    [InlineData("llama.ptuning_mlp")]
+    [InlineData("t5.ptuning_mlp")]
+    [InlineData("mt5.ptuning_mlp")]
+    [InlineData("gpt2.ptuning_lstm")]
+    [InlineData("llama.ptuning_lstm")]
+    [InlineData("t5.ptuning_lstm")]
+    [InlineData("mt5.ptuning_lstm")]
+    [InlineData("gpt2.prefix")]
     public void CasesMatchTransformersAndPeft(string name)
     {
         var result = ParityRunner.Run(Fixtures.Directory, c => c.Name == name).Single();
@@ -44,11 +57,10 @@ public sealed class ParityTests
     [Fact]
     public void UnsupportedCasesAreSkippedWithAReason()
     {
-        var results = ParityRunner.Run(Fixtures.Directory, c => c.Name is "gpt2.ia3" or "mt5.prompt" or "gpt2.prefix").ToList();
-        Assert.Equal(3, results.Count);
+        var results = ParityRunner.Run(Fixtures.Directory, c => c.Name is "gpt2.ia3" or "t5.ia3").ToList();
+        Assert.Equal(2, results.Count);
         Assert.All(results, r => Assert.Equal(Outcome.Skip, r.Outcome));
         Assert.Contains(results, r => r.ToString() == "SKIP gpt2.ia3 (IA3 adapters are not supported yet)");
-        Assert.Contains(results, r => r.ToString() == "SKIP mt5.prompt (PROMPT_TUNING adapters are not supported yet)");
     }
 
     /// <summary>The runner must be able to fail: a reference with one perturbed gradient fails that case.</summary>
@@ -64,6 +76,23 @@ public sealed class ParityTests
         var result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.base").Single();
         Assert.Equal(Outcome.Fail, result.Outcome);
         Assert.Contains("gradient of transformer.h.1.mlp.c_fc.weight differs", result.Detail);
+    }
+
+    /// <summary>Prompt cases compare the encoder's gradients and the saved rows: perturbing either fails the case.</summary>
+    [Theory]
+    [InlineData("grad::prompt_encoder.default.mlp_head.0.weight", "gradient of prompt_encoder.default.mlp_head.0.weight differs")]
+    [InlineData("param::prompt_encoder.default.mlp_head.4.bias", "the task's rows differ from the saved prompt_embeddings")]
+    public void PerturbedPromptReferenceFails(string key, string message)
+    {
+        using var dir = CopyFixtures("gpt2");
+        var path = dir.File("gpt2.ptuning_mlp.expected.safetensors");
+        var tensors = Fixtures.ReadAll(path);
+        tensors[key] = tensors[key] + 1e-2f;
+        SafetensorsWriter.Save(path, tensors);
+
+        var result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.ptuning_mlp").Single();
+        Assert.Equal(Outcome.Fail, result.Outcome);
+        Assert.Contains(message, result.Detail);
     }
 
     [Fact]

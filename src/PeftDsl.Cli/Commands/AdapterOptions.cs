@@ -46,8 +46,17 @@ public sealed class AdapterOptions
             throw new PeftDslException($"--use {name}: {directory} has no adapter of that name (it has {string.Join(", ", names)})");
         var active = use.Count > 0 ? use.Distinct().ToArray() : names.ToArray();
         // Only the adapters asked for are read: a broken neighbour in the folder does not block them.
-        foreach (var (name, folder) in found.Where(f => active.Contains(f.Name))) model.Adapters.Load(folder, name, trainable);
-        model.Adapters.SetActive(active);
+        var chosen = found.Where(f => active.Contains(f.Name)).ToList();
+        var prompts = chosen.Where(f => Peft.Prompts.PromptAdapterFile.IsPromptAdapter(f.Folder)).ToList();
+        if (prompts.Count > 1)
+            throw new PeftDslException($"--use: {string.Join(", ", prompts.Select(p => p.Name))} are all prompt-learning adapters; a row runs one virtual prompt");
+        foreach (var (name, folder) in chosen)
+        {
+            if (prompts.Any(p => p.Name == name)) model.Prompts.Load(folder, name, trainable);
+            else model.Adapters.Load(folder, name, trainable);
+        }
+        model.Adapters.SetActive(active.Where(a => prompts.All(p => p.Name != a)).ToArray());
+        if (prompts.Count == 1) model.Prompts.SetActive(prompts[0].Name);
         return active;
     }
 }

@@ -50,16 +50,20 @@ public sealed class DataOptions
     }
 
     /// <summary>--max-length, checked against the model's learned positions (config.json's n_positions or
-    /// max_position_embeddings), so an example never fails in the middle of a run.</summary>
-    public int Length(ParseResult parse, string modelDirectory)
+    /// max_position_embeddings), so an example never fails in the middle of a run. Virtual tokens (prompt learning)
+    /// take the first positions.</summary>
+    public int Length(ParseResult parse, string modelDirectory, int virtualTokens = 0)
     {
         var config = Checkpoints.CheckpointFolder.ReadConfig(modelDirectory);
         var limit = PositionLimit(config);
         var requested = parse.GetValue(MaxLength);
         if (requested is { } r && r < 2) throw new PeftDslException($"--max-length must be at least 2, got {r}");
-        if (requested is { } asked && limit is { } l && asked > l)
-            throw new PeftDslException($"--max-length {asked} exceeds the model's {l} positions ({config.Source})");
-        return requested ?? DefaultLength(modelDirectory);
+        var plus = virtualTokens > 0 ? $" plus {virtualTokens} virtual tokens" : "";
+        if (limit is { } room && virtualTokens + 2 > room)
+            throw new PeftDslException($"{virtualTokens} virtual tokens leave no room for an example in the model's {room} positions ({config.Source})");
+        if (requested is { } asked && limit is { } l && asked + virtualTokens > l)
+            throw new PeftDslException($"--max-length {asked}{plus} exceeds the model's {l} positions ({config.Source})");
+        return requested ?? (int)Math.Min((limit ?? long.MaxValue) - virtualTokens, 1024);
     }
 
     /// <summary>The longest example when none is asked for: the model's position limit, at most 1024.</summary>

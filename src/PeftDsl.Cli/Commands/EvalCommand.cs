@@ -29,10 +29,10 @@ public static class EvalCommand
             var directory = parse.GetValue(model)!.FullName;
             DataOptions.RequireFiles(parse.GetValue(data)!.FullName);
             var format = dataOptions.Format(parse);
-            var maxLength = dataOptions.Length(parse, directory);
             using var lm = (LanguageModel)StockModels.LoadGenerative(directory, placement.Read(parse));
             var (adapter, use) = adapters.Read(parse);
             AdapterOptions.Attach(lm, adapter, use);
+            var maxLength = dataOptions.Length(parse, directory, lm.Prompts.Active is { } task ? lm.Prompts[task].NumVirtualTokens : 0);
             var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
             var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
             var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");

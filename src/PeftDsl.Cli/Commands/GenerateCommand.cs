@@ -75,9 +75,13 @@ public static class GenerateCommand
         var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
         // Checked before decoding starts: a model with learned positions cannot go past them.
         var config = Checkpoints.CheckpointFolder.ReadConfig(directory);
+        var lm = (LanguageModel)model;
+        var virtualTokens = lm.Prompts.Active is { } task ? lm.Prompts[task].NumVirtualTokens : 0;
         if ((config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings")) is { } limit && model is CausalLanguageModel
-            && prompts.Max(p => p.Length) + options.MaxNewTokens > limit)
-            throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: the longest prompt ({prompts.Max(p => p.Length)} tokens) plus the new tokens exceed the model's {limit} positions");
+            && virtualTokens + prompts.Max(p => p.Length) + options.MaxNewTokens > limit)
+            throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: the longest prompt ({prompts.Max(p => p.Length)} tokens)" +
+                                       (virtualTokens > 0 ? $" after the adapter's {virtualTokens} virtual tokens" : "") +
+                                       $" plus the new tokens exceed the model's {limit} positions");
         var defaults = GenerationDefaults.FromFolder(directory).ApplyTo(options, padGiven: false);
         if (prompts.Count == 1)
         {

@@ -28,6 +28,10 @@ public sealed class LoraOptions
         foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }) command.Options.Add(option);
     }
 
+    /// <summary>The LoRA options given on the command line, to refuse them with another method.</summary>
+    public IEnumerable<string> Given(ParseResult parse) =>
+        new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
+
     public LoraConfig Config(ParseResult parse)
     {
         var targets = (parse.GetValue(Targets) ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();

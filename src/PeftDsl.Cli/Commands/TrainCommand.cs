@@ -27,8 +27,9 @@ public static class TrainCommand
         var data = new Option<FileInfo>("--data") { Description = "Training examples, JSONL", Required = true };
         var eval = new Option<FileInfo?>("--eval") { Description = "Held-out examples, JSONL: loss, perplexity and exact match" };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the adapter, metrics.jsonl, loss.png and checkpoint/; new or empty unless --overwrite or --resume", Required = true };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
         var lora = new LoraOptions();
+        var prompt = new PromptOptions();
         var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: --epochs over the data)" };
         var epochs = new Option<int>("--epochs") { Description = "Passes over the data when --steps is not given", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch") { Description = "Examples per micro-batch", DefaultValueFactory = _ => 8 };
@@ -54,6 +55,7 @@ public static class TrainCommand
             logEvery, evalEvery, saveEvery, patience, metric, fullLoss, resume, overwrite,
         };
         lora.AddTo(command);
+        prompt.AddTo(command);
         var dataOptions = new DataOptions();
         dataOptions.AddTo(command);
         var placement = new ModelOptions();
@@ -64,8 +66,19 @@ public static class TrainCommand
                 foreach (var needsEval in new Option[] { evalEvery, patience, metric })
                     if (parse.GetResult(needsEval) is { Implicit: false })
                         throw new PeftDslException($"{needsEval.Name} follows evaluations, which need --eval FILE");
-            if (parse.GetValue(method) != "lora")
-                throw new PeftDslException($"--method {parse.GetValue(method)}: only lora is available yet (IA3, adapters and prompt learning are coming)");
+            var methodName = parse.GetValue(method);
+            TrainMethod chosen = methodName switch
+            {
+                "lora" => new LoraMethod(lora.Config(parse)),
+                "prompt" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PromptTuning)),
+                "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
+                "prefix" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
+                var other => throw new PeftDslException($"--method {other}: not lora, prompt, ptuning or prefix (IA3 and adapters are coming)"),
+            };
+            if (methodName == "lora" && prompt.Given(parse).FirstOrDefault() is { } promptOption)
+                throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not lora");
+            if (methodName != "lora" && lora.Given(parse).FirstOrDefault() is { } loraOption)
+                throw new PeftDslException($"{loraOption} is a LoRA option; --method {methodName} does not take it");
             var options = new TrainerOptions
             {
                 MaxSteps = parse.GetValue(steps),
@@ -97,7 +110,7 @@ public static class TrainCommand
                 AnswerOnlyLoss = !parse.GetValue(fullLoss),
             }.Validate();
             var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
-                parse.GetValue(output)!.FullName, lora.Config(parse), options, parse.GetValue(resume), parse.GetValue(overwrite));
+                parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite));
             return run.Execute(parse, dataOptions, placement.Read(parse), Console.Out);
         }));
         return command;
@@ -105,7 +118,7 @@ public static class TrainCommand
 }
 
 /// <summary>One <c>peft train</c> invocation, after its options were checked.</summary>
-public sealed record TrainRun(string Model, string Data, string? Eval, string Output, LoraConfig Lora, TrainerOptions Options,
+public sealed record TrainRun(string Model, string Data, string? Eval, string Output, TrainMethod Method, TrainerOptions Options,
     bool Resume, bool Overwrite)
 {
     public const string Adapter = "default";
@@ -120,21 +133,19 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         CheckOutput();
         DataOptions.RequireFiles(Data, Eval);
         var format = data.Format(parse);
-        var maxLength = data.Length(parse, Model);
+        var maxLength = data.Length(parse, Model, Method.VirtualTokens);
+        var options = Options with { RunSettings = Settings(format, maxLength) };
+        if (Resume) Trainer.CheckResumeSettings(Path.Combine(Output, "checkpoint"), options);
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
         var tokenizer = data.LoadTokenizer(parse, Model, model);
         var train = DataOptions.Load(Data, format, tokenizer, maxLength);
         var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength);
-        var options = Options with { RunSettings = Settings(format, maxLength) };
-        if (Resume) model.Adapters.Load(Path.Combine(Output, "checkpoint", TrainingCheckpoint.AdapterFolder), Adapter, trainable: true);
-        else
-        {
-            manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
-            model.Adapters.Add(Adapter, Lora, "--targets/--r");
-        }
+        manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
+        if (Resume) Method.Resume(model, tokenizer, Path.Combine(Output, "checkpoint"));
+        else Method.Add(model, tokenizer);
         var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
         var all = model.AllParameters().Sum(p => p.Parameter.NumberOfElements);
-        log.WriteLine($"model {Model} ({model.ModelType}), LoRA r={Lora.R} alpha={Lora.Alpha}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
+        log.WriteLine($"model {Model} ({model.ModelType}), {Method.Describe}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
 
         // --overwrite trains beside the old run and swaps it in only when this one ends well: a run that fails
         // (a NaN loss, a full disk) leaves the previous adapter as it was.
@@ -186,20 +197,14 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
                     : ""), e);
             }
         }
-        model.Adapters.WriteInto(folder);   // file by file, each atomic: the run folder itself is not swapped
+        Method.WriteAdapter(model, folder);   // file by file, each atomic: the run folder itself is not swapped
         LossPlot.Write(Path.Combine(folder, "metrics.jsonl"), Path.Combine(folder, "loss.png"));
         return result;
     }
 
     /// <summary>The options a resume must repeat, besides the trainer's own: the adapter's and the data's.</summary>
-    private Dictionary<string, string> Settings(DataFormat format, int maxLength) => new()
+    private Dictionary<string, string> Settings(DataFormat format, int maxLength) => new(Method.Settings)
     {
-        ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
-        ["--alpha"] = Lora.Alpha.ToString("R", CultureInfo.InvariantCulture),
-        ["--lora-dropout"] = Lora.Dropout.ToString("R", CultureInfo.InvariantCulture),
-        ["--targets"] = Lora.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
-        ["--dora"] = Lora.UseDora ? "yes" : "no",
-        ["--rslora"] = Lora.UseRsLora ? "yes" : "no",
         ["--template"] = format.Template ?? "(the input field)",
         ["--answer-field"] = format.AnswerField,
         ["--truncate-field"] = format.TruncateField ?? "(none)",

@@ -180,16 +180,24 @@ public sealed class Trainer
         Same(saved.Accumulation, now.Accumulation, "--accumulate");
         Same(saved.Examples, now.Examples, "training examples:");
         Same(saved.TotalSteps, now.TotalSteps, "total steps (--steps, or --epochs over the data):");
-        // Checkpoints from before settings were recorded carry none; those are resumed on the checks above.
-        if (saved.Settings is { } before && now.Settings is { } after)
-        {
-            var changed = before.Keys.Union(after.Keys).Order(StringComparer.Ordinal)
-                .Where(k => before.GetValueOrDefault(k) != after.GetValueOrDefault(k))
-                .Select(k => $"{k} {before.GetValueOrDefault(k) ?? "(unset)"} → {after.GetValueOrDefault(k) ?? "(unset)"}")
-                .ToList();
-            if (changed.Count > 0)
-                throw new PeftDslException($"{directory}: this run's settings differ from the checkpoint's: {string.Join(", ", changed)}; resume with the same settings");
-        }
+        SameSettings(saved.Settings, now.Settings, directory);
         return saved with { Settings = now.Settings };
+    }
+
+    /// <summary>Refuses a resume whose settings differ from the checkpoint's, before anything is built from them (a
+    /// method's tensors, the data at another length).</summary>
+    public static void CheckResumeSettings(string directory, TrainerOptions options) =>
+        SameSettings(TrainingCheckpoint.ReadState(directory).Settings, options.Settings(), directory);
+
+    private static void SameSettings(IReadOnlyDictionary<string, string>? before, IReadOnlyDictionary<string, string>? after, string directory)
+    {
+        // Checkpoints from before settings were recorded carry none; those are resumed on the other checks.
+        if (before is null || after is null) return;
+        var changed = before.Keys.Union(after.Keys).Order(StringComparer.Ordinal)
+            .Where(k => before.GetValueOrDefault(k) != after.GetValueOrDefault(k))
+            .Select(k => $"{k} {before.GetValueOrDefault(k) ?? "(unset)"} → {after.GetValueOrDefault(k) ?? "(unset)"}")
+            .ToList();
+        if (changed.Count > 0)
+            throw new PeftDslException($"{directory}: this run's settings differ from the checkpoint's: {string.Join(", ", changed)}; resume with the same settings");
     }
 }

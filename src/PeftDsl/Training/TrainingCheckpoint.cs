@@ -18,12 +18,15 @@ public sealed record TrainerState(int Step, int Epoch, int BatchInEpoch, double?
 }
 
 /// <summary>
-/// A training checkpoint folder, written atomically: <c>adapter/</c> (peft's format), <c>optimizer.safetensors</c>
+/// A training checkpoint folder, written atomically: <c>adapter/</c> (LoRA, peft's format), <c>prompts/{task}/</c> (prompt tasks with their encoders), <c>optimizer.safetensors</c>
 /// (AdamW's moments and step count) and <c>trainer_state.json</c>. A kill during a save leaves the previous one whole.
 /// </summary>
 public static class TrainingCheckpoint
 {
     public const string AdapterFolder = "adapter";
+
+    /// <summary>Prompt tasks, one subfolder each, with their encoders (peft's adapter file keeps only the output).</summary>
+    public const string PromptsFolder = "prompts";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string StateFile = "trainer_state.json";
     private static readonly JsonSerializerOptions Json = new()
@@ -39,6 +42,7 @@ public static class TrainingCheckpoint
             var adapter = Path.Combine(staging, AdapterFolder);
             Directory.CreateDirectory(adapter);
             model.Adapters.WriteInto(adapter);
+            foreach (var task in model.Prompts.Names) model.Prompts.WriteState(Path.Combine(staging, PromptsFolder, task), task);
             using var steps = tensor(new[] { optimizer.Steps });
             SafetensorsWriter.Save(Path.Combine(staging, OptimizerFile), new Dictionary<string, Tensor>
             {

@@ -159,7 +159,8 @@ public sealed class TrainCliTests
     [InlineData("--seed", "-1", "--seed must be 0 or more, got -1")]
     [InlineData("--batch", "0", "--batch must be positive, got 0")]
     [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]
-    [InlineData("--method", "ia3", "--method ia3: only lora is available yet")]
+    [InlineData("--method", "ia3", "--method ia3: not lora, prompt, ptuning or prefix")]
+    [InlineData("--virtual-tokens", "8", "--virtual-tokens applies to --method prompt, ptuning or prefix, not lora")]
     [InlineData("--r", "0", "error: --r must be a positive whole number, got 0")]
     [InlineData("--alpha", "-2", "error: --alpha must be positive (the update is scaled by alpha / r), got -2")]
     [InlineData("--targets", "", "error: --targets names no module")]
@@ -179,6 +180,53 @@ public sealed class TrainCliTests
         Assert.StartsWith("error: ", line);
         Assert.Contains(message, line);
         Assert.False(Directory.Exists(dir.File("run")) && Directory.EnumerateFileSystemEntries(dir.File("run")).Any());
+    }
+
+    /// <summary>Prompt learning through the CLI: the run writes peft's prompt file, which eval and generate load.</summary>
+    [Theory]
+    [InlineData("prompt", "--prompt-init", "vocab")]
+    [InlineData("ptuning", "--encoder", "lstm")]
+    [InlineData("prefix", "--prefix-projection", "true")]
+    public void PromptLearningTrainsAndItsAdapterLoads(string method, string option, string value)
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", method, "--virtual-tokens", "6", option, value,
+            "--eval", dir.File("dev.jsonl")));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("with 6 virtual tokens", stdout);
+        Assert.Contains("finished after 4 steps", stdout);
+        var config = File.ReadAllText(dir.File("run/adapter_config.json"));
+        Assert.Contains(method switch { "prompt" => "PROMPT_TUNING", "ptuning" => "P_TUNING", _ => "PREFIX_TUNING" }, config);
+
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Prompts.Load(dir.File("run"));
+        Assert.Equal(["default"], model.Prompts.Names);
+
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("repeat", stdout);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", method, "--virtual-tokens", "7", option, value, "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("--virtual-tokens 6 → 7", stderr);
+    }
+
+    [Theory]
+    [InlineData("--method", "prompt", "--r", "4", "--r is a LoRA option; --method prompt does not take it")]
+    [InlineData("--method", "prompt", "--encoder", "lstm", "--encoder does not apply to --method prompt")]
+    [InlineData("--method", "ptuning", "--encoder", "gru", "--encoder: 'gru' is not mlp, lstm or nemo-mlp")]
+    [InlineData("--method", "ptuning", "--virtual-tokens", "0", "--virtual-tokens must be a positive whole number, got 0")]
+    [InlineData("--method", "prompt", "--prompt-init", "text", "--prompt-init text needs --prompt-init-text")]
+    [InlineData("--method", "ptuning", "--encoder-layers", "3", "--encoder-layers applies to --encoder lstm")]
+    [InlineData("--method", "prefix", "--virtual-tokens", "100", "100 virtual tokens leave no room for an example in the model's 64 positions")]
+    [InlineData("--method", "prompt", "--max-length", "60", "--max-length 60 plus 20 virtual tokens exceeds the model's 64 positions")]
+    public void BadPromptOptionsAreOneErrorLine(string o1, string v1, string o2, string v2, string message)
+    {
+        using var dir = Workspace();
+        var (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "1", o1, v1, o2, v2));
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.TrimEnd().Split('\n'));
+        Assert.StartsWith("error: ", line);
+        Assert.Contains(message, line);
     }
 
     [Fact]

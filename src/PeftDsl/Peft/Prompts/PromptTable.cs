@@ -108,6 +108,45 @@ public sealed class PromptTable
         PromptAdapterFile.Write(directory, this[task], Rows(task));
     }
 
+    /// <summary>A training checkpoint of a task: its config and every parameter of its module (the encoder too, which
+    /// peft's file drops), so that a resumed run continues the same optimisation.</summary>
+    public void WriteState(string folder, string task)
+    {
+        Directory.CreateDirectory(folder);
+        var module = Task(task);
+        using var scope = NewDisposeScope();
+        var tensors = module.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
+        Checkpoints.Safetensors.SafetensorsWriter.Save(Path.Combine(folder, StateFile), tensors);
+        var configPath = Path.Combine(folder, PromptAdapterFile.ConfigFile);
+        File.WriteAllText(configPath + ".tmp", PromptConfigJson.Write(module.Config));
+        File.Move(configPath + ".tmp", configPath, overwrite: true);
+    }
+
+    /// <summary>Restores <see cref="WriteState"/>'s parameters into an existing task built with the same config.</summary>
+    public void ReadState(string folder, string task)
+    {
+        var path = Path.Combine(folder, StateFile);
+        if (!File.Exists(path)) throw new PeftDslException($"{folder}: no {StateFile}; not a prompt task's checkpoint");
+        using var reader = Checkpoints.Safetensors.SafetensorsReader.Open(path);
+        var ours = Task(task).named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var missing = ours.Keys.Where(k => !reader.Entries.ContainsKey(k)).ToList();
+        var extra = reader.Entries.Keys.Where(k => !ours.ContainsKey(k)).ToList();
+        if (missing.Count + extra.Count > 0)
+            throw new PeftDslException($"{path}: the checkpoint's task tensors ({string.Join(", ", reader.Entries.Keys.Order())}) " +
+                                       $"do not match this task's ({string.Join(", ", ours.Keys.Order())})");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var (name, p) in ours)
+        {
+            var value = reader.Read(name);
+            if (!value.shape.SequenceEqual(p.shape))
+                throw new PeftDslException($"{path}: {name} is [{string.Join(", ", value.shape)}], the task's [{string.Join(", ", p.shape)}]");
+            p.copy_(value.to(p.dtype, p.device));
+        }
+    }
+
+    private const string StateFile = "task_state.safetensors";
+
     /// <summary>The task's rows as they would be saved (the encoder's output for P-tuning), detached.</summary>
     public Tensor Rows(string task)
     {

@@ -1,0 +1,89 @@
+using System.Globalization;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Peft.Prompts;
+using PeftDsl.Runtime;
+using PeftDsl.Tokenization;
+using PeftDsl.Training;
+
+namespace PeftDsl.Cli.Commands;
+
+/// <summary>What <c>peft train</c> trains, under the name <see cref="TrainRun.Adapter"/>: a LoRA adapter or a
+/// prompt-learning task. Each knows how to start, how to resume from a checkpoint and how to write peft's files.</summary>
+public abstract record TrainMethod
+{
+    /// <summary>"LoRA r=8 alpha=16", "P-tuning (mlp) with 20 virtual tokens", …</summary>
+    public abstract string Describe { get; }
+
+    public abstract void Add(LanguageModel model, TextTokenizer tokenizer);
+
+    public abstract void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint);
+
+    /// <summary>Writes the trained adapter into an existing folder, in peft's format, file by file atomically.</summary>
+    public abstract void WriteAdapter(LanguageModel model, string folder);
+
+    /// <summary>The options a resume must repeat.</summary>
+    public abstract IReadOnlyDictionary<string, string> Settings { get; }
+
+    /// <summary>Positions the method puts before every example.</summary>
+    public virtual int VirtualTokens => 0;
+}
+
+public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
+{
+    public override string Describe => $"LoRA r={Lora.R} alpha={Lora.Alpha.ToString(CultureInfo.InvariantCulture)}";
+
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(TrainRun.Adapter, Lora, "--targets/--r");
+
+    public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
+        model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder), TrainRun.Adapter, trainable: true);
+
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Adapters.WriteInto(folder);
+
+    public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
+        ["--alpha"] = Lora.Alpha.ToString("R", CultureInfo.InvariantCulture),
+        ["--lora-dropout"] = Lora.Dropout.ToString("R", CultureInfo.InvariantCulture),
+        ["--targets"] = Lora.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
+        ["--dora"] = Lora.UseDora ? "yes" : "no",
+        ["--rslora"] = Lora.UseRsLora ? "yes" : "no",
+    };
+}
+
+/// <summary>Prompt tuning, P-tuning or prefix tuning. The checkpoint keeps the encoder; the adapter file, as peft
+/// writes it, the rows the encoder produces.</summary>
+public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
+{
+    public override string Describe => Prompt.Method switch
+    {
+        PromptMethod.PTuning => $"P-tuning ({Prompt.EncoderType switch { PromptEncoderType.Lstm => "lstm", PromptEncoderType.NemoMlp => "nemo-mlp", _ => "mlp" }} encoder)",
+        PromptMethod.PrefixTuning => Prompt.PrefixProjection ? "prefix tuning (projected)" : "prefix tuning",
+        _ => "prompt tuning",
+    } + $" with {Prompt.NumVirtualTokens} virtual tokens";
+
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) =>
+        model.Prompts.Add(TrainRun.Adapter, Prompt, Prompt.InitText is { } text ? tokenizer.Encode(text) : null, "--method/--virtual-tokens");
+
+    public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint)
+    {
+        Add(model, tokenizer);
+        model.Prompts.ReadState(Path.Combine(checkpoint, TrainingCheckpoint.PromptsFolder, TrainRun.Adapter), TrainRun.Adapter);
+    }
+
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Prompts.WriteInto(folder, TrainRun.Adapter);
+
+    public override int VirtualTokens => Prompt.NumVirtualTokens;
+
+    public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["--method"] = PromptConfigJson.PeftType(Prompt.Method),
+        ["--virtual-tokens"] = Prompt.NumVirtualTokens.ToString(CultureInfo.InvariantCulture),
+        ["--prompt-init"] = Prompt.Init.ToString(),
+        ["--prompt-init-text"] = Prompt.InitText ?? "(none)",
+        ["--encoder"] = Prompt.EncoderType.ToString(),
+        ["--encoder-hidden"] = Prompt.EncoderHiddenSize.ToString(CultureInfo.InvariantCulture),
+        ["--encoder-layers"] = Prompt.EncoderNumLayers.ToString(CultureInfo.InvariantCulture),
+        ["--encoder-dropout"] = Prompt.EncoderDropout.ToString("R", CultureInfo.InvariantCulture),
+        ["--prefix-projection"] = Prompt.PrefixProjection ? "yes" : "no",
+    };
+}

@@ -1,0 +1,282 @@
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Prompts;
+using PeftDsl.Runtime;
+using PeftDsl.Tests.Lora;
+using PeftDsl.Tests.Training;
+using PeftDsl.Training;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Prompts;
+
+/// <summary>Prompt learning against the plain math: mixed-task batches, cached decoding, the prompt table's isolation,
+/// freezing an encoder, files and refusals.</summary>
+[Collection(GlobalRandomness.Name)]
+public sealed class PromptLearningTests
+{
+    private static readonly PromptConfig Tuning = new() { Method = PromptMethod.PromptTuning, NumVirtualTokens = 3 };
+    private static readonly PromptConfig PTuning = new() { Method = PromptMethod.PTuning, NumVirtualTokens = 5, EncoderHiddenSize = 16 };
+    private static readonly PromptConfig Prefix = new() { Method = PromptMethod.PrefixTuning, NumVirtualTokens = 4 };
+
+    /// <summary>Rows of different tasks (3 and 5 virtual tokens, and none) in one batch equal each row run alone, in
+    /// the real positions' logits and in every task parameter's gradient.</summary>
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    public void AMixedTaskBatchEqualsEachRowAlone(string family)
+    {
+        using var model = (CausalLanguageModel)(family == "gpt2" ? Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")) : LlamaForCausalLM.FromPretrained(Fixtures.Base("llama")));
+        manual_seed(2);
+        model.Prompts.Add("a", Tuning);
+        model.Prompts.Add("b", PTuning);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        string[] rows = ["a", "b", AdapterRouting.BaseRow];
+        long[] counts = [3, 5, 0];
+        var t = ids.shape[1];
+        var weights = randn(3, t, model.VocabSize, generator: new Generator(3));
+        model.train();
+
+        var mixed = model.Forward(ids, mask, adapterNames: rows).Logits;   // (3, 5 + T, V)
+        Assert.Equal(5 + t, mixed.shape[1]);
+        var real = mixed.narrow(1, 5, t);
+        (real * weights * mask.unsqueeze(-1)).sum().backward();
+        var mixedGrads = Grads(model);
+
+        var aloneGrads = new Dictionary<string, Tensor>();
+        for (var i = 0; i < 3; i++)
+        {
+            model.zero_grad();
+            var alone = model.Forward(ids.narrow(0, i, 1), mask.narrow(0, i, 1), adapterNames: [rows[i]]).Logits;
+            Assert.Equal(counts[i] + t, alone.shape[1]);
+            var aloneReal = alone.narrow(1, counts[i], t);
+            var where = mask.narrow(0, i, 1).unsqueeze(-1).to(ScalarType.Bool).expand_as(aloneReal);
+            Assert.True(aloneReal.masked_select(where).allclose(real.narrow(0, i, 1).masked_select(where), rtol: 0, atol: 1e-5), $"row {i}");
+            if (counts[i] == 0) continue;   // the base row has nothing trainable
+            (aloneReal * weights.narrow(0, i, 1) * mask.narrow(0, i, 1).unsqueeze(-1)).sum().backward();
+            foreach (var (name, g) in Grads(model).Where(g => g.Key.StartsWith($"prompt_encoder.{rows[i]}.", StringComparison.Ordinal)))
+                aloneGrads[name] = g;
+        }
+        Assert.Equal(mixedGrads.Keys.Order(), aloneGrads.Keys.Order());
+        foreach (var (name, g) in mixedGrads) Assert.True(g.allclose(aloneGrads[name], rtol: 1e-4, atol: 1e-6), name);
+    }
+
+    /// <summary>An encoder-decoder batch with two tasks: the decoder logits of each row equal the row alone.</summary>
+    [Fact]
+    public void AMixedTaskBatchOnT5EqualsEachRowAlone()
+    {
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        manual_seed(2);
+        model.Prompts.Add("a", Tuning);
+        model.Prompts.Add("b", PTuning with { EncoderType = PromptEncoderType.Lstm });
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var decoder = randint(2, 500, [3, 4], generator: new Generator(9));
+        string[] rows = ["b", "a", AdapterRouting.BaseRow];
+        model.eval();
+        var mixed = model.Forward(ids, mask, decoder, adapterNames: rows).Logits;
+        for (var i = 0; i < 3; i++)
+        {
+            var alone = model.Forward(ids.narrow(0, i, 1), mask.narrow(0, i, 1), decoder.narrow(0, i, 1), adapterNames: [rows[i]]).Logits;
+            Assert.True(alone.allclose(mixed.narrow(0, i, 1), rtol: 0, atol: 1e-5), $"row {i}");
+        }
+    }
+
+    /// <summary>Decoding with the cache equals recomputing everything: the prompt is inserted once, not per step.</summary>
+    [Theory]
+    [InlineData("prompt")]
+    [InlineData("prefix")]
+    public void CachedDecodingEqualsOnePass(string method)
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        manual_seed(4);
+        model.Prompts.Add("task", method == "prompt" ? PTuning : Prefix);
+        model.eval();
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch(rows: 2, length: 8, padLast: false);
+        using var noGrad = no_grad();
+        var whole = model.Logits(ids, mask);                        // (B, P + 8, V) or (B, 8, V)
+        var start = whole.shape[1] - 8;
+        using var cache = new KvCache();
+        var first = model.Logits(ids.narrow(1, 0, 5), mask.narrow(1, 0, 5), cache);
+        cache.Advance(5);
+        Assert.True(first.allclose(whole.narrow(1, 0, start + 5), rtol: 0, atol: 1e-5));
+        for (var step = 5; step < 8; step++)
+        {
+            var next = model.Logits(ids.narrow(1, step, 1), mask.narrow(1, 0, step + 1), cache);
+            cache.Advance(1);
+            Assert.True(next.allclose(whole.narrow(1, start + step, 1), rtol: 0, atol: 1e-5), $"step {step}");
+        }
+    }
+
+    /// <summary>NeMo's promise: training a new task leaves every existing task's rows and outputs bit-identical.</summary>
+    [Fact]
+    public void TrainingANewTaskLeavesTheOthersBitIdentical()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        manual_seed(6);
+        model.Prompts.Add("old", PTuning);
+        model.Prompts.Freeze("old");
+        model.Prompts.SetTrainable("old", false);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        model.eval();
+        var rowsBefore = model.Prompts.Rows("old").clone();
+        Tensor logitsBefore;
+        using (no_grad()) logitsBefore = model.Forward(ids, mask, adapterNames: ["old", "old", "old"]).Logits.clone();
+
+        model.Prompts.Add("new", Tuning);
+        model.Prompts.SetActive("new");
+        var newBefore = model.Prompts.Rows("new").clone();
+        var options = new TrainerOptions { MaxSteps = 4, BatchSize = 4, LearningRate = 1e-2, LogEvery = 1 };
+        var trained = new Trainer(model, DataTests.LlamaTokenizer(), TrainerTests.Examples(16), null, options, null).Run();
+        Assert.Equal(4, trained.Steps);
+        Assert.False(Same(model.Prompts.Rows("new"), newBefore));   // the new task did train
+
+        model.eval();
+        Assert.True(Same(model.Prompts.Rows("old"), rowsBefore));
+        using (no_grad()) Assert.True(Same(model.Forward(ids, mask, adapterNames: ["old", "old", "old"]).Logits, logitsBefore));
+    }
+
+    /// <summary>A P-tuning run resumed from its checkpoint (which keeps the encoder, unlike peft's file) gives the losses
+    /// of the uninterrupted run.</summary>
+    [Fact]
+    public void AResumedPTuningRunContinuesExactly()
+    {
+        var data = TrainerTests.Examples(20);
+        var options = new TrainerOptions { MaxSteps = 6, BatchSize = 3, LearningRate = 3e-3, LogEvery = 1, SaveEvery = 3 };
+        var config = PTuning with { EncoderType = PromptEncoderType.Lstm, EncoderDropout = 0.3 };
+        using var dir = new TempDir();
+        LlamaForCausalLM Fresh()
+        {
+            var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+            manual_seed(12);
+            model.Prompts.Add("default", config);
+            return model;
+        }
+        using var whole = Fresh();
+        var uninterrupted = Losses(new Trainer(whole, DataTests.LlamaTokenizer(), data, null, options, dir.File("a")));
+
+        using var first = Fresh();
+        var before = Losses(new Trainer(first, DataTests.LlamaTokenizer(), data, null, options with { SaveEvery = 100 }, dir.File("b")), stopAfter: 3);
+        using var resumed = Fresh();
+        resumed.Prompts.ReadState(Path.Combine(dir.File("b"), TrainingCheckpoint.PromptsFolder, "default"), "default");
+        var after = Losses(new Trainer(resumed, DataTests.LlamaTokenizer(), data, null, options, dir.File("b")), dir.File("b"));
+        Assert.Equal(uninterrupted, before.Concat(after).ToList());
+    }
+
+    private static List<double> Losses(Trainer trainer, string? resume = null, int? stopAfter = null)
+    {
+        var losses = new List<double>();
+        using var stop = new CancellationTokenSource();
+        trainer.Progress += e =>
+        {
+            if (e is not StepEvent s) return;
+            losses.Add(s.Loss);
+            if (s.Step == stopAfter) stop.Cancel();
+        };
+        trainer.Run(resume, stop.Token);
+        return losses;
+    }
+
+    /// <summary>Freezing a P-tuning encoder into its rows keeps the outputs and drops the encoder's parameters.</summary>
+    [Fact]
+    public void FreezingAnEncoderKeepsItsOutputs()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(8);
+        model.Prompts.Add("task", PTuning with { EncoderType = PromptEncoderType.NemoMlp });
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        model.eval();
+        using var noGrad = no_grad();
+        var before = model.Forward(ids, mask).Logits.clone();
+        Assert.Contains(model.TrainableParameters(), p => p.Name == "prompt_encoder.task.mlp_head.2.weight");
+        model.Prompts.Freeze("task");
+        Assert.Equal(["prompt_encoder.task.embedding.weight"], model.TrainableParameters().Select(p => p.Name));
+        Assert.True(model.Forward(ids, mask).Logits.allclose(before, rtol: 0, atol: 1e-6));
+        Assert.All(model.TrainableParameters(), p => Assert.Equal(PeftMethod.PromptLearning, p.Method));
+    }
+
+    /// <summary>Saving writes peft's two files; loading them gives the same outputs (the encoder saved as its output).</summary>
+    [Theory]
+    [InlineData("gpt2", "ptuning")]
+    [InlineData("gpt2", "prefix")]
+    [InlineData("t5", "prompt")]
+    public void SavedTasksLoadWithTheSameOutputs(string family, string method)
+    {
+        using var dir = new TempDir();
+        var config = method switch { "prompt" => Tuning with { Init = PromptInit.SampleVocab }, "prefix" => Prefix with { PrefixProjection = true, EncoderHiddenSize = 8 }, _ => PTuning };
+        using var model = Load(family);
+        manual_seed(10);
+        model.Prompts.Add("task", config);
+        model.Prompts.Save(dir.File("adapter"), "task");
+        var json = File.ReadAllText(dir.File("adapter/adapter_config.json"));
+        Assert.Contains($"\"peft_type\": \"{PromptConfigJson.PeftType(config.Method)}\"", json);
+        Assert.Contains($"\"num_transformer_submodules\": {(family == "t5" ? 2 : 1)}", json);
+
+        using var loaded = Load(family);
+        loaded.Prompts.Load(dir.File("adapter"), "task");
+        Assert.Empty(loaded.TrainableParameters());
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        model.eval();
+        loaded.eval();
+        using var noGrad = no_grad();
+        Assert.True(Outputs(model, ids, mask).allclose(Outputs(loaded, ids, mask), rtol: 0, atol: 1e-5));
+    }
+
+    [Fact]
+    public void MismatchesAreRefusedWithTheFileAndTheReason()
+    {
+        using var dir = new TempDir();
+        using (var gpt2 = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
+        {
+            gpt2.Prompts.Add("task", Prefix);
+            gpt2.Prompts.Save(dir.File("prefix"), "task");
+            gpt2.Prompts.Add("p", Tuning);
+            gpt2.Prompts.Save(dir.File("prompt"), "p");
+            var clash = Assert.Throws<PeftDslException>(() => gpt2.Adapters.Add("p", LoraMathTests.Random("c_attn")));
+            Assert.Contains("'p' already names a prompt task", clash.Message);
+        }
+        using var t5 = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        var e = Assert.Throws<PeftDslException>(() => t5.Prompts.Load(dir.File("prompt")));
+        Assert.Contains("task_type is CAUSAL_LM, but the model is an encoder-decoder", e.Message);
+        e = Assert.Throws<PeftDslException>(() => t5.Prompts.Add("x", Prefix));
+        Assert.Contains("prefix tuning on encoder-decoder models is not implemented yet", e.Message);
+
+        using var llama = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        e = Assert.Throws<PeftDslException>(() => llama.Prompts.Load(dir.File("prefix")));
+        Assert.Contains("adapter_config.json: the prefix is for", e.Message);
+
+        var config = dir.File("prompt/adapter_config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"num_virtual_tokens\": 3", "\"num_virtual_tokens\": 4"));
+        using var gpt2b = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        e = Assert.Throws<PeftDslException>(() => gpt2b.Prompts.Load(dir.File("prompt")));
+        Assert.Contains("'prompt_embeddings' is [3, 32], the config means 4 rows", e.Message);
+        Assert.Empty(gpt2b.Prompts.Names);
+    }
+
+    private static LanguageModel Load(string family) => family == "t5"
+        ? T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"))
+        : Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+
+    private static Tensor Outputs(LanguageModel model, Tensor ids, Tensor mask) => model switch
+    {
+        CausalLanguageModel causal => causal.Forward(ids, mask).Logits,
+        Seq2SeqLanguageModel seq2seq => seq2seq.Forward(ids, mask, ids.narrow(1, 0, 3)).Logits,
+        _ => throw new InvalidOperationException(),
+    };
+
+    /// <summary>Bit-identical: same shape and every element equal.</summary>
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
+    private static Dictionary<string, Tensor> Grads(nn.Module model) =>
+        model.TrainableParameters().Where(p => p.Parameter.grad is not null)
+            .ToDictionary(p => p.Name, p => p.Parameter.grad!.clone());
+}
