@@ -9,7 +9,7 @@ public sealed class AdapterOptions
 {
     public Option<DirectoryInfo?> Adapter { get; } = new("--adapter")
     {
-        Description = "peft adapter folder (adapter_config.json + adapter_model.safetensors; other adapters in subfolders)",
+        Description = "peft adapter folder (adapter_config.json + adapter_model.safetensors; other adapters in subfolders), or a prompt table folder (peft train --table)",
     };
 
     public Option<string[]> Use { get; } = new("--use")
@@ -37,6 +37,13 @@ public sealed class AdapterOptions
         {
             if (use.Count > 0) throw new PeftDslException("--use needs --adapter");
             return [];
+        }
+        if (Peft.Prompts.PromptTableFile.IsTable(directory))
+        {
+            // A multi-task prompt table: every task (or the ones named) is loaded; a lone task is active for every row.
+            var tasks = model.Prompts.LoadTable(directory, use.Count > 0 ? use.ToList() : null, trainable);
+            if (tasks.Count == 1) model.Prompts.SetActive(tasks[0]);
+            return tasks;
         }
         var found = Peft.Lora.LoraAdapterFile.AdaptersIn(directory);
         var names = found.Select(f => f.Name).ToList();

@@ -32,14 +32,14 @@ public static class EvalCommand
             using var lm = (LanguageModel)StockModels.LoadGenerative(directory, placement.Read(parse));
             var (adapter, use) = adapters.Read(parse);
             AdapterOptions.Attach(lm, adapter, use);
-            var maxLength = dataOptions.Length(parse, directory, lm.Prompts.Active is { } task ? lm.Prompts[task].NumVirtualTokens : 0);
+            var maxLength = dataOptions.Length(parse, directory, lm.Prompts.Names.Select(t => lm.Prompts[t].NumVirtualTokens).DefaultIfEmpty(0).Max());
             var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
             var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
             var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");
             var groups = examples.GroupBy(e => e.Task).ToList();
             foreach (var g in groups.Count > 1 ? groups.Append(examples.GroupBy(_ => "all").Single()) : groups)
             {
-                var r = Evaluator.Run(lm, tokenizer, g.ToList(), parse.GetValue(batch));
+                var r = Evaluator.Run(lm, tokenizer, g.ToList(), parse.GetValue(batch), TaskRows(lm, g.ToList(), adapter));
                 table.AddRow(Markup.Escape(g.Key), r.Examples.ToString(CultureInfo.InvariantCulture), r.Loss.ToString("F4", CultureInfo.InvariantCulture),
                     r.Perplexity.ToString("F2", CultureInfo.InvariantCulture), r.ExactMatch.ToString("P1", CultureInfo.InvariantCulture));
             }
@@ -47,5 +47,17 @@ public static class EvalCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>With a prompt table of several tasks, each example runs the task its <c>taskname</c> names (one mixed
+    /// batch); otherwise every row runs the active adapters.</summary>
+    private static IReadOnlyList<string>? TaskRows(LanguageModel model, IReadOnlyList<Data.TokenizedExample> examples, string? adapter)
+    {
+        var tasks = model.Prompts.Names;
+        if (tasks.Count < 2) return null;
+        if (examples.FirstOrDefault(e => !tasks.Contains(e.Task)) is { } stray)
+            throw new Errors.PeftDslException($"{adapter}: the table has no task '{stray.Task}' for {stray.Source} (its tasks: {string.Join(", ", tasks)}); " +
+                                              "name one with --use, or give the examples a taskname of the table");
+        return examples.Select(e => e.Task).ToList();
     }
 }

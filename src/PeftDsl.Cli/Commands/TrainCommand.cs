@@ -46,13 +46,15 @@ public static class TrainCommand
         var patience = new Option<int>("--patience") { Description = "Early stop after this many evaluations without improvement (0: off)", DefaultValueFactory = _ => 0 };
         var metric = new Option<string>("--metric") { Description = "What early stopping follows: loss or exact_match", DefaultValueFactory = _ => "loss" };
         var fullLoss = new Option<bool>("--full-loss") { Description = "Take the loss on prompt tokens too (default: answer tokens only, NeMo's answer_only_loss)" };
+        var task = new Option<string?>("--task") { Description = "prompt/ptuning/prefix: also add the trained task to --table under this name" };
+        var table = new Option<DirectoryInfo?>("--table") { Description = "Multi-task prompt table folder that --task is added to (created if new; other tasks stay as they are)" };
         var resume = new Option<bool>("--resume") { Description = "Continue from --out/checkpoint exactly where it stopped" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace what --out holds" };
         var command = new Command("train", Program.Example("Train a LoRA adapter on JSONL examples",
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, resume, overwrite,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, task, table, resume, overwrite,
         };
         lora.AddTo(command);
         prompt.AddTo(command);
@@ -74,6 +76,14 @@ public static class TrainCommand
                 "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
                 "prefix" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
                 var other => throw new PeftDslException($"--method {other}: not lora, prompt, ptuning or prefix (IA3 and adapters are coming)"),
+            };
+            var tableEntry = (parse.GetValue(task), parse.GetValue(table)?.FullName) switch
+            {
+                (null, null) => null,
+                ({ } name, { } folder) when methodName != "lora" => new TableEntry(name, folder),
+                ({ }, { }) => throw new PeftDslException("--task and --table add a prompt-learning task to a table; --method lora has none"),
+                (null, _) => throw new PeftDslException("--table needs --task NAME, the task's name in the table"),
+                (_, null) => throw new PeftDslException("--task needs --table DIR, the prompt table to add it to"),
             };
             if (methodName == "lora" && prompt.Given(parse).FirstOrDefault() is { } promptOption)
                 throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not lora");
@@ -110,7 +120,7 @@ public static class TrainCommand
                 AnswerOnlyLoss = !parse.GetValue(fullLoss),
             }.Validate();
             var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
-                parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite));
+                parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite)) { Table = tableEntry };
             return run.Execute(parse, dataOptions, placement.Read(parse), Console.Out);
         }));
         return command;
@@ -123,6 +133,9 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
 {
     public const string Adapter = "default";
 
+    /// <summary>Where the trained prompt task also goes: NeMo's prompt table.</summary>
+    public TableEntry? Table { get; init; }
+
     /// <summary>What a run writes into --out: the only entries --overwrite may replace.</summary>
     private static readonly string[] RunEntries =
         ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png", "checkpoint"];
@@ -132,6 +145,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         AtomicFolder.Recover(Path.Combine(Output, "checkpoint"));   // a run killed between a save's two renames left it beside its name
         CheckOutput();
         DataOptions.RequireFiles(Data, Eval);
+        if (Table is { } t) t.CheckFree();
         var format = data.Format(parse);
         var maxLength = data.Length(parse, Model, Method.VirtualTokens);
         var options = Options with { RunSettings = Settings(format, maxLength) };
@@ -168,6 +182,11 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             return Program.InternalError;
         }
         log.WriteLine($"{result.StopReason} after {result.Steps} steps; {wrote}");
+        if (Table is { } entry)
+        {
+            model.Prompts.AddToTable(entry.Folder, Adapter, format.Template, entry.Task);
+            log.WriteLine($"added task '{entry.Task}' to the prompt table {entry.Folder}");
+        }
         return 0;
     }
 
@@ -234,6 +253,24 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         foreach (var input in new[] { Model, Data, Eval }.OfType<string>())
             if (Path.GetFullPath(input).StartsWith(full + "/", StringComparison.Ordinal) || Path.GetFullPath(input) == full)
                 throw new PeftDslException($"--out {Output} contains the input {input}; write the run elsewhere");
+    }
+}
+
+/// <summary>A prompt table and the name the trained task takes in it.</summary>
+public sealed record TableEntry(string Task, string Folder)
+{
+    /// <summary>Refuses before training a name the table already has, or a folder that is something else.</summary>
+    public void CheckFree()
+    {
+        if (Task.Length == 0 || Task.Contains('.') || Task.Contains('/') || Task == Peft.AdapterRouting.BaseRow)
+            throw new PeftDslException($"--task '{Task}' is not a usable task name (no '.', '/', not '{Peft.AdapterRouting.BaseRow}')");
+        if (File.Exists(Folder)) throw new PeftDslException($"--table {Folder} is a file");
+        if (!Directory.Exists(Folder) || !Directory.EnumerateFileSystemEntries(Folder).Any()) return;
+        if (!Peft.Prompts.PromptTableFile.IsTable(Folder))
+            throw new PeftDslException($"--table {Folder} holds other things and no {Peft.Prompts.PromptTableFile.IndexFile}; choose a new folder or a prompt table");
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        if (Peft.Prompts.PromptTableFile.Read(Folder).Any(e => e.Task == Task))
+            throw new PeftDslException($"--table {Folder} already has a task '{Task}'; choose another --task name");
     }
 }
 

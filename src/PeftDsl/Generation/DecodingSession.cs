@@ -30,7 +30,7 @@ public abstract class DecodingSession : IDisposable
     /// <summary>The session's routing, made once: the same rows use the same adapters at every step.</summary>
     protected Peft.AdapterRouting Route(Runtime.LanguageModel model, IReadOnlyList<string>? adapterNames, Tensor prompts)
     {
-        var routing = model.Adapters.Route(adapterNames, prompts.shape[0], prompts.device);
+        var routing = model.Route(adapterNames, prompts);   // LoRA adapters and prompt tasks alike
         if (routing.RowSlots is { } slots) Keep(slots);
         return routing;
     }

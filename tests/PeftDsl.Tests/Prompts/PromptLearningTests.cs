@@ -114,6 +114,69 @@ public sealed class PromptLearningTests
         }
     }
 
+    /// <summary>Decoding sessions (what generation and exact-match evaluation use) run the prompt: with and without
+    /// the cache, for the active task and for a mixed batch of tasks, each step's logits equal a full forward pass
+    /// over the tokens so far, and differ from the base model's.</summary>
+    [Theory]
+    [InlineData("gpt2", true)]
+    [InlineData("gpt2", false)]
+    [InlineData("t5", true)]
+    [InlineData("t5", false)]
+    public void DecodingSessionsRunTheVirtualPrompt(string family, bool useCache)
+    {
+        using var model = Load(family);
+        manual_seed(14);
+        model.Prompts.Add("a", PTuning);
+        model.Prompts.Add("b", Tuning with { NumVirtualTokens = 2 });
+        model.eval();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var prompts = tensor(new long[,] { { 5, 17, 42, 9 }, { 5, 300, 7, 8 } });
+        var mask = ones_like(prompts);
+        var options = new Generation.GenerationOptions { UseCache = useCache };
+
+        Steps(model, prompts, mask, options, ["a", "a"]);
+        Steps(model, prompts, mask, options with { AdapterNames = ["b", "a"] }, ["b", "a"]);
+        model.Prompts.SetActive(null);
+        using var baseSession = model.BeginDecoding(prompts, mask, options);
+        Assert.False(baseSession.Next(null).allclose(Reference(model, prompts, [], ["a", "a"]), rtol: 0, atol: 1e-4));
+    }
+
+    /// <summary>Three decoding steps, each against <see cref="Reference"/>.</summary>
+    private static void Steps(LanguageModel model, Tensor prompts, Tensor mask, Generation.GenerationOptions options, string[] tasks)
+    {
+        using var session = model.BeginDecoding(prompts, mask, options);
+        var decoded = new List<Tensor>();
+        Tensor? appended = null;
+        for (var step = 0; step < 3; step++)
+        {
+            var logits = session.Next(appended);                                          // (B, V)
+            Assert.True(logits.allclose(Reference(model, prompts, decoded, tasks), rtol: 0, atol: 1e-4), $"step {step}");
+            appended = logits.argmax(-1);
+            decoded.Add(appended);
+        }
+    }
+
+    /// <summary>The last position's logits of one full forward pass per row, with that row's task.</summary>
+    private static Tensor Reference(LanguageModel model, Tensor prompts, List<Tensor> decoded, string[] tasks)
+    {
+        var rows = new List<Tensor>();
+        for (var i = 0; i < tasks.Length; i++)
+        {
+            var generated = decoded.Select(d => d.narrow(0, i, 1).view(1, 1)).ToList();
+            var ids = prompts.narrow(0, i, 1);
+            var logits = model switch
+            {
+                CausalLanguageModel causal => causal.Forward(cat([ids, .. generated], 1), adapterNames: [tasks[i]]).Logits,
+                Seq2SeqLanguageModel s2s => s2s.Forward(ids, null,
+                    cat([full(1, 1, s2s.DecoderStartTokenId, dtype: ScalarType.Int64), .. generated], 1), adapterNames: [tasks[i]]).Logits,
+                _ => throw new InvalidOperationException(),
+            };
+            rows.Add(logits[0, -1]);
+        }
+        return stack(rows);
+    }
+
     /// <summary>NeMo's promise: training a new task leaves every existing task's rows and outputs bit-identical.</summary>
     [Fact]
     public void TrainingANewTaskLeavesTheOthersBitIdentical()

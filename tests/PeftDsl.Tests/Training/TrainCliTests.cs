@@ -210,6 +210,48 @@ public sealed class TrainCliTests
         Assert.Contains("--virtual-tokens 6 → 7", stderr);
     }
 
+    /// <summary>NeMo's prompt table: tasks trained one after another into one folder; adding one leaves the others'
+    /// bytes as they were, and eval runs each example with the task its taskname names.</summary>
+    [Fact]
+    public void TasksTrainIntoOnePromptTable()
+    {
+        using var dir = Workspace();
+        var table = dir.File("table");
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "a", "--steps", "3", "--method", "ptuning", "--virtual-tokens", "4", "--task", "repeat", "--table", table));
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"added task 'repeat' to the prompt table {table}", stdout);
+        var before = TensorBytes(table, "repeat");
+
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "b", "--steps", "3", "--method", "prompt", "--virtual-tokens", "6", "--task", "echo", "--table", table));
+        Assert.True(code == 0, stderr);
+        Assert.Equal(before, TensorBytes(table, "repeat"));
+
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "c", "--steps", "3", "--method", "prompt", "--task", "echo", "--table", table));
+        Assert.Equal(2, code);
+        Assert.Contains("already has a task 'echo'; choose another --task name", stderr);
+        Assert.False(Directory.Exists(dir.File("c")) && Directory.EnumerateFileSystemEntries(dir.File("c")).Any());
+
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", table, "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("repeat", stdout);
+        Assert.Contains("echo", stdout);
+
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        Assert.Equal(["repeat", "echo"], model.Prompts.LoadTable(table));
+        Assert.Equal(6, model.Prompts["echo"].NumVirtualTokens);
+    }
+
+    /// <summary>The raw bytes of one tensor of the table's safetensors file.</summary>
+    private static byte[] TensorBytes(string table, string task)
+    {
+        var path = Path.Combine(table, PeftDsl.Peft.Prompts.PromptTableFile.TensorsFile);
+        using var reader = PeftDsl.Checkpoints.Safetensors.SafetensorsReader.Open(path);
+        var entry = reader.Entries[task];
+        var bytes = File.ReadAllBytes(path);
+        var headerLength = (long)BitConverter.ToUInt64(bytes, 0);
+        return bytes.AsSpan((int)(8 + headerLength + entry.Begin), (int)entry.ByteLength).ToArray();
+    }
+
     [Theory]
     [InlineData("--method", "prompt", "--r", "4", "--r is a LoRA option; --method prompt does not take it")]
     [InlineData("--method", "prompt", "--encoder", "lstm", "--encoder does not apply to --method prompt")]
@@ -217,6 +259,8 @@ public sealed class TrainCliTests
     [InlineData("--method", "ptuning", "--virtual-tokens", "0", "--virtual-tokens must be a positive whole number, got 0")]
     [InlineData("--method", "prompt", "--prompt-init", "text", "--prompt-init text needs --prompt-init-text")]
     [InlineData("--method", "ptuning", "--encoder-layers", "3", "--encoder-layers applies to --encoder lstm")]
+    [InlineData("--method", "prompt", "--task", "x", "--task needs --table DIR")]
+    [InlineData("--method", "lora", "--table", "t", "--table needs --task NAME")]
     [InlineData("--method", "prefix", "--virtual-tokens", "100", "100 virtual tokens leave no room for an example in the model's 64 positions")]
     [InlineData("--method", "prompt", "--max-length", "60", "--max-length 60 plus 20 virtual tokens exceeds the model's 64 positions")]
     public void BadPromptOptionsAreOneErrorLine(string o1, string v1, string o2, string v2, string message)

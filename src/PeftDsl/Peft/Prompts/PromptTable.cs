@@ -97,6 +97,42 @@ public sealed class PromptTable
         Register(task, new PromptEmbeddingTask(config, rows.to(Dtype, Device)), trainable);
     }
 
+    /// <summary>Loads the tasks of a multi-task table folder (<see cref="PromptTableFile"/>), all or the ones named.
+    /// Returns the names loaded.</summary>
+    public IReadOnlyList<string> LoadTable(string directory, IReadOnlyCollection<string>? only = null, bool trainable = false)
+    {
+        using var scope = NewDisposeScope();
+        var entries = PromptTableFile.Read(directory);
+        foreach (var name in only ?? [])
+            if (entries.All(e => e.Task != name))
+                throw new PeftDslException($"{directory}: the table has no task '{name}' (it has {string.Join(", ", entries.Select(e => e.Task))})");
+        var chosen = entries.Where(e => only is null || only.Contains(e.Task)).ToList();
+        var loaded = new List<string>();
+        try
+        {
+            foreach (var (task, entry) in chosen)
+            {
+                CheckNewName(task);
+                var config = CheckFits(entry.Config, Path.Combine(directory, PromptTableFile.IndexFile) + $" (task '{task}')");
+                Register(task, new PromptEmbeddingTask(config, entry.Rows.to(Dtype, Device)), trainable);
+                loaded.Add(task);
+            }
+        }
+        catch
+        {
+            foreach (var task in loaded) Delete(task);   // all of the table or none of it
+            throw;
+        }
+        return loaded;
+    }
+
+    /// <summary>Adds a task's rows (an encoder's output) to a table folder, atomically, leaving its other tasks as they were.</summary>
+    public void AddToTable(string directory, string task, string? template = null, string? tableName = null)
+    {
+        using var scope = NewDisposeScope();
+        PromptTableFile.Add(directory, tableName ?? task, new PromptTableFile.Entry(this[task], Rows(task).cpu(), template));
+    }
+
     /// <summary>Writes a task in peft's format (the rows as <c>prompt_embeddings</c>), atomically.</summary>
     public void Save(string directory, string task = "default") =>
         Checkpoints.AtomicFolder.Write(directory, staging => PromptAdapterFile.Write(staging, this[task], Rows(task)));
