@@ -2,6 +2,7 @@ using System.Text.Json;
 using PeftDsl.Checkpoints.Safetensors;
 using PeftDsl.Models;
 using PeftDsl.Peft.Lora;
+using PeftDsl.Peft.Prompts;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -32,7 +33,23 @@ var cases = new (string Name, string Family, Func<LanguageModel, string[]> Build
     ("llama.dora", "llama", m => { m.Adapters.Add("default", Random("q_proj", "v_proj", "up_proj") with { UseDora = true }); return ["default"]; }, null, true),
     ("t5.attention", "t5", m => { m.Adapters.Add("default", Random("attention") with { RankPattern = new Dictionary<string, int> { ["EncDecAttention.k"] = 6 } }); return ["default"]; }, null, true),
     ("mt5.mlp", "mt5", m => { m.Adapters.Add("default", Random("mlp", "LORA_Q") with { Dropout = 0.1 }); return ["default"]; }, null, true),
+    // Prompt learning: peft loads the saved rows (P-tuning's encoder output) and must compute the same logits.
+    ("gpt2.ptuning_nemo", "gpt2", m => Prompt(m, new PromptConfig { Method = PromptMethod.PTuning, NumVirtualTokens = 6, EncoderType = PromptEncoderType.NemoMlp, EncoderHiddenSize = 24 }), null, false),
+    ("llama.prompt_vocab", "llama", m => Prompt(m, new PromptConfig { Method = PromptMethod.PromptTuning, NumVirtualTokens = 3, Init = PromptInit.SampleVocab }), null, false),
+    ("llama.prefix_gqa", "llama", m => Prompt(m, new PromptConfig { Method = PromptMethod.PrefixTuning, NumVirtualTokens = 5, PrefixProjection = true, EncoderHiddenSize = 16 }), null, false),
+    ("gpt2.prefix", "gpt2", m => Prompt(m, new PromptConfig { Method = PromptMethod.PrefixTuning, NumVirtualTokens = 2 }), null, false),
+    ("t5.ptuning_lstm", "t5", m => Prompt(m, new PromptConfig { Method = PromptMethod.PTuning, NumVirtualTokens = 4, EncoderType = PromptEncoderType.Lstm, EncoderHiddenSize = 8 }), null, false),
+    ("mt5.prompt", "mt5", m => Prompt(m, new PromptConfig { Method = PromptMethod.PromptTuning, NumVirtualTokens = 3 }), null, false),
 };
+
+// A prompt task, scaled up so that a wrong insertion shows in the logits of the tiny random models.
+string[] Prompt(LanguageModel m, PromptConfig config)
+{
+    m.Prompts.Add("default", config);
+    using (no_grad())
+        foreach (var p in m.Prompts.Task("default").parameters()) p.mul_(3);
+    return ["default"];
+}
 
 var manifest = new List<object>();
 foreach (var (name, family, build, rows, merge) in cases)
@@ -41,7 +58,9 @@ foreach (var (name, family, build, rows, merge) in cases)
     using var model = (LanguageModel)StockModels.LoadGenerative(baseDir);
     var adapters = build(model);
     var adapterDir = Path.Combine(output, name);
-    model.Adapters.Save(adapterDir);
+    var prompt = model.Prompts.Names.Count > 0;
+    if (prompt) model.Prompts.Save(adapterDir, "default");
+    else model.Adapters.Save(adapterDir);
     model.eval();
     using var scope = NewDisposeScope();
     var generator = new Generator(1);
@@ -60,7 +79,7 @@ foreach (var (name, family, build, rows, merge) in cases)
     {
         foreach (var adapter in adapters)
         {
-            model.Adapters.SetActive(adapter);
+            if (!prompt) model.Adapters.SetActive(adapter);
             tensors["logits_" + adapter] = Logits();
         }
         if (rows is not null) tensors["mixed_logits"] = Logits(rows);

@@ -28,9 +28,17 @@ def logits(model, t, kind, **kw):
 
 def compare(label, ours, theirs, t, kind):
     global failed
+    if ours.shape != theirs.shape:
+        print("FAIL", label, f"shape {tuple(ours.shape)} vs peft's {tuple(theirs.shape)}", flush=True)
+        failed += 1
+        return
     diff = (ours - theirs).abs()
     if kind == "causal":
-        diff = diff[t["attention_mask"].bool()]
+        mask = t["attention_mask"].bool()
+        virtual = ours.shape[1] - mask.shape[1]   # prompt tuning / P-tuning: virtual positions in front
+        if virtual > 0:
+            mask = torch.cat([torch.ones(mask.shape[0], virtual, dtype=torch.bool), mask], 1)
+        diff = diff[mask]
     worst = diff.max().item()
     ok = worst <= TOL
     failed += not ok
