@@ -10,6 +10,7 @@ using PeftDsl.Models;
 using PeftDsl.Models.Llama;
 using PeftDsl.Peft;
 using PeftDsl.Peft.Lora;
+using PeftDsl.Peft.Prompts;
 using PeftDsl.Runtime;
 using PeftDsl.Tokenization;
 using PeftDsl.Training;
@@ -40,7 +41,13 @@ public static class DemoCommand
     }
 
     /// <summary>What a demo run writes into --out: the only entries it may replace.</summary>
-    private static readonly string[] RunEntries = ["data", "base", "base-quick", "adapters", "summary.json", .. DemoData.Tasks];
+    private static readonly string[] RunEntries = ["data", "base", "base-quick", "adapters", "prompts", "summary.json", PromptRun, .. DemoData.Tasks];
+
+    /// <summary>The task learned a second time, with P-tuning instead of LoRA, and the folder of that run.</summary>
+    private const string PromptTask = "pos";
+    private const string PromptRun = "pos-ptuning";
+
+    private static readonly PromptConfig PTuning = new() { Method = PromptMethod.PTuning, NumVirtualTokens = 10 };
 
     private static readonly LoraConfig Lora = new() { R = 8, Alpha = 16, Dropout = 0.05, TargetModules = ["all"] };
 
@@ -59,7 +66,7 @@ public static class DemoCommand
 
         using var lm = given ?? (LanguageModel)StockModels.LoadGenerative(baseDirectory);
         var tokenizer = givenTokenizer ?? TokenizerLoader.FromFolder(baseDirectory, lm.ModelType, lm.VocabSize);
-        var maxLength = DataOptions.DefaultLength(baseDirectory);
+        var maxLength = DataOptions.DefaultLength(baseDirectory) - PTuning.NumVirtualTokens;
         var tasks = DemoData.Tasks.Select(t => (Name: t,
             Train: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.train.jsonl"), DataFormat.InputOutput, tokenizer, maxLength),
             Dev: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.dev.jsonl"), DataFormat.InputOutput, tokenizer, maxLength))).ToList();
@@ -80,6 +87,16 @@ public static class DemoCommand
         // peft's layout for several adapters: runs/adapters/pos, runs/adapters/thing, … (peft generate --use NAME).
         lm.Adapters.Save(Path.Combine(output, "adapters"));
 
+        // NeMo's other family: the same task learned with P-tuning, kept in a prompt table.
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"prompt learning: P-tuning (peft's MLP encoder) with {PTuning.NumVirtualTokens} virtual tokens on {PromptTask}, lr {PromptLearningRate}"));
+        var promptData = tasks.Single(t => t.Name == PromptTask);
+        var promptOptions = options with { LearningRate = PromptLearningRate };
+        var prompted = TrainPrompt(lm, tokenizer, promptData.Train, promptData.Dev, promptOptions, Path.Combine(output, PromptRun), log);
+        var promptTable = Path.Combine(output, "prompts");
+        if (Directory.Exists(promptTable)) Directory.Delete(promptTable, recursive: true);
+        lm.Prompts.AddToTable(promptTable, PromptRun, tableName: PromptTask);
+
         // The same adapters on the same architecture, untrained: what the base's pre-training is worth.
         Dictionary<string, EvalResult>? untrained = null;
         if (modelDirectory is null)
@@ -88,6 +105,7 @@ public static class DemoCommand
             manual_seed(BaseModel.Seed + 1);
             using var blank = new LlamaForCausalLM(LlamaConfig.FromJson(Config.ConfigJson.Parse(BaseModel.ConfigJson, "demo base config")));
             untrained = tasks.ToDictionary(t => t.Name, t => TrainTask(blank, tokenizer, t.Name, t.Train, t.Dev, options, null, log));
+            untrained[PromptRun] = TrainPrompt(blank, tokenizer, promptData.Train, promptData.Dev, promptOptions, null, log);
         }
 
         var console = InspectCommand.PlainConsole(log);
@@ -100,6 +118,9 @@ public static class DemoCommand
             var chance = 1.0 / dev.Select(e => tokenizer.Decode(e.Answer)).Distinct().Count();
             table.AddRow([name, dev.Count.ToString(CultureInfo.InvariantCulture), Percent(chance), Percent(before[name].ExactMatch), Percent(after[name].ExactMatch),
                 .. untrained is null ? Array.Empty<string>() : [Percent(untrained[name].ExactMatch)], Fixed(before[name].Loss), Fixed(after[name].Loss)]);
+            if (name == PromptTask)
+                table.AddRow([$"{name} (P-tuning)", dev.Count.ToString(CultureInfo.InvariantCulture), Percent(chance), Percent(before[name].ExactMatch), Percent(prompted.ExactMatch),
+                    .. untrained is null ? Array.Empty<string>() : [Percent(untrained[PromptRun].ExactMatch)], Fixed(before[name].Loss), Fixed(prompted.Loss)]);
         }
         console.Write(table);
 
@@ -142,14 +163,24 @@ public static class DemoCommand
                 exact_match_untrained_base_with_adapter = untrained?[t.Name].ExactMatch,
                 loss_before = before[t.Name].Loss, loss_after = after[t.Name].Loss,
             }),
+            prompt_learning = new
+            {
+                task = PromptTask, method = "P_TUNING", virtual_tokens = PTuning.NumVirtualTokens,
+                exact_match_after = prompted.ExactMatch, loss_after = prompted.Loss,
+                exact_match_untrained_base_with_prompt = untrained?[PromptRun].ExactMatch,
+            },
             mixed_batch_exact_match = mixed.ExactMatch,
         }, new JsonSerializerOptions { WriteIndented = true }));
         var baseEntry = modelDirectory is null ? (quick ? "base-quick/, " : "base/, ") : "";
-        log.WriteLine($"wrote {output}: data/, {baseEntry}adapters/ ({string.Join(", ", DemoData.Tasks)}), {string.Join("/, ", DemoData.Tasks)}/ (metrics.jsonl, loss.png), summary.json");
+        log.WriteLine($"wrote {output}: data/, {baseEntry}adapters/ ({string.Join(", ", DemoData.Tasks)}), prompts/ (a prompt table: {PromptTask}), " +
+                      $"{string.Join("/, ", DemoData.Tasks.Append(PromptRun))}/ (metrics.jsonl, loss.png), summary.json");
         var task = tasks[1].Name;
         var example = JsonlDataset.Read(Path.Combine(dataDirectory, $"{task}.dev.jsonl"), DataFormat.InputOutput)[0];
         log.WriteLine($"try a held-out question (reference answer: {example.Answer}):");
         log.WriteLine($"  ./scripts/peft generate --model {baseDirectory} --adapter {Path.Combine(output, "adapters")} --use {task} --prompt \"{example.Fields["input"]}\"");
+        var posExample = JsonlDataset.Read(Path.Combine(dataDirectory, $"{PromptTask}.dev.jsonl"), DataFormat.InputOutput)[0];
+        log.WriteLine($"or the P-tuning task (reference answer: {posExample.Answer}):");
+        log.WriteLine($"  ./scripts/peft generate --model {baseDirectory} --adapter {promptTable} --use {PromptTask} --prompt \"{posExample.Fields["input"]}\"");
         return 0;
     }
 
@@ -170,6 +201,33 @@ public static class DemoCommand
             throw new PeftDslException($"--out {output} holds {foreign}, which is not part of a peft demo run; choose a new or empty folder");
     }
 
+    private const double PromptLearningRate = 3e-3;
+
+    /// <summary>Adds the P-tuning task (every LoRA adapter frozen and inactive), trains it, freezes its encoder into
+    /// its rows, and returns its held-out evaluation.</summary>
+    private static EvalResult TrainPrompt(LanguageModel lm, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> train,
+        IReadOnlyList<TokenizedExample> dev, TrainerOptions options, string? folder, TextWriter log)
+    {
+        manual_seed(BaseModel.Seed);
+        foreach (var adapter in lm.Adapters.Names) lm.Adapters.SetTrainable(adapter, false);
+        var active = lm.Adapters.Active.ToArray();
+        lm.Adapters.SetActive();
+        // Its own name: a prompt task and a LoRA adapter never share one (the table stores it as "pos").
+        lm.Prompts.Add(PromptRun, PTuning, source: "demo");
+        try
+        {
+            var result = Train(lm, tokenizer, PromptRun, train, dev, options, folder, log);
+            lm.Prompts.Freeze(PromptRun);
+            lm.Prompts.SetTrainable(PromptRun, false);
+            return result;
+        }
+        finally
+        {
+            lm.Prompts.SetActive(null);
+            lm.Adapters.SetActive(active);
+        }
+    }
+
     /// <summary>Adds the task's LoRA adapter (the others frozen), trains it, and returns its held-out evaluation; with a
     /// folder, writes metrics.jsonl and loss.png there.</summary>
     private static EvalResult TrainTask(LanguageModel lm, TextTokenizer tokenizer, string name, IReadOnlyList<TokenizedExample> train,
@@ -179,6 +237,16 @@ public static class DemoCommand
         lm.Adapters.Add(name, Lora, "demo");
         foreach (var other in lm.Adapters.Names.Where(n => n != name)) lm.Adapters.SetTrainable(other, false);
         lm.Adapters.SetActive(name);
+        var result = Train(lm, tokenizer, name, train, dev, options, folder, log);
+        lm.Adapters.SetTrainable(name, false);
+        return result;
+    }
+
+    /// <summary>Trains what is trainable and returns the held-out evaluation; with a folder, writes metrics.jsonl and
+    /// loss.png there.</summary>
+    private static EvalResult Train(LanguageModel lm, TextTokenizer tokenizer, string name, IReadOnlyList<TokenizedExample> train,
+        IReadOnlyList<TokenizedExample> dev, TrainerOptions options, string? folder, TextWriter log)
+    {
         var trainer = new Trainer(lm, tokenizer, train, dev, options, null);
         trainer.Progress += e => { if (e is StepEvent s && s.Step % options.LogEvery == 0) log.WriteLine($"  {name}: {TrainingProgress.Line(e)}"); };
         EvalResult result;
@@ -194,7 +262,6 @@ public static class DemoCommand
             }
             LossPlot.Write(Path.Combine(folder, "metrics.jsonl"), Path.Combine(folder, "loss.png"));
         }
-        lm.Adapters.SetTrainable(name, false);
         return result;
     }
 

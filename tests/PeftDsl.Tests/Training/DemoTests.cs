@@ -16,6 +16,9 @@ public sealed class DemoTests
         Assert.Contains("bit-identical: the base was not touched", stdout);
         Assert.Contains("untrained base + adapter", stdout);
         Assert.Contains("all tasks in one mixed batch, each row with its own adapter", stdout);
+        Assert.Contains("pos (P-tuning)", stdout);   // a prompt-learning row beside the LoRA rows
+        Assert.True(File.Exists(Path.Combine(dir.File("runs"), "prompts", "prompt_table.json")));
+        Assert.True(File.Exists(Path.Combine(dir.File("runs"), "pos-ptuning", "loss.png")));
         foreach (var task in new[] { "pos", "thing", "action" })
         {
             Assert.True(File.Exists(Path.Combine(dir.File("runs"), "adapters", task, "adapter_model.safetensors")), task);
@@ -24,6 +27,7 @@ public sealed class DemoTests
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("runs"), "summary.json")));
         Assert.Equal(summary.RootElement.GetProperty("base_checksum_before").GetString(), summary.RootElement.GetProperty("base_checksum_after").GetString());
         Assert.Equal(3, summary.RootElement.GetProperty("tasks").GetArrayLength());
+        Assert.Equal("P_TUNING", summary.RootElement.GetProperty("prompt_learning").GetProperty("method").GetString());
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "data", "LICENSE-WordNet.txt")));
         Assert.Contains("wrote " + dir.File("runs") + ": data/, base-quick/, adapters/", stdout);
         Assert.Contains("try a held-out question (reference answer: ", stdout);
