@@ -18,15 +18,29 @@ public sealed class DataOptions
 
     public Option<int?> MaxLength { get; } = new("--max-length") { Description = "Longest example in tokens (default: the model's position limit, at most 1024)" };
 
+    public Option<string?> VirtualTokenSplits { get; } = new("--virtual-token-splits") { Description = "prompt/ptuning: virtual tokens at each <|VIRTUAL_PROMPT_k|> marker of --template, comma-separated (NeMo's virtual_token_splits); one marker takes them all" };
+
     public Option<DirectoryInfo?> Tokenizer { get; } = new("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, Tokenizer }) command.Options.Add(option);
+        foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, VirtualTokenSplits, Tokenizer }) command.Options.Add(option);
     }
 
     public DataFormat Format(ParseResult parse) =>
-        new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField)).Validate();
+        new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField),
+            VirtualTokenSplits: Splits(parse.GetValue(VirtualTokenSplits))).Validate();
+
+    private static IReadOnlyList<int>? Splits(string? text)
+    {
+        if (text is null) return null;
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var numbers = new List<int>();
+        foreach (var part in parts)
+            numbers.Add(int.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n)
+                ? n : throw new PeftDslException($"--virtual-token-splits: '{part}' is not a whole number (write them comma-separated: 10,10)"));
+        return numbers;
+    }
 
     public TextTokenizer LoadTokenizer(ParseResult parse, string modelDirectory, LanguageModel model)
     {

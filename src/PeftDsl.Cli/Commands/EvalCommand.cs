@@ -32,7 +32,11 @@ public static class EvalCommand
             using var lm = (LanguageModel)StockModels.LoadGenerative(directory, placement.Read(parse));
             var (adapter, use) = adapters.Read(parse);
             AdapterOptions.Attach(lm, adapter, use);
-            var maxLength = dataOptions.Length(parse, directory, lm.Prompts.Names.Select(t => lm.Prompts[t].NumVirtualTokens).DefaultIfEmpty(0).Max());
+            var counts = lm.Prompts.Names.Select(t => lm.Prompts[t].NumVirtualTokens).Distinct().ToList();
+            if (format.Markers > 0)
+                format = counts.Count == 1 ? format.ForVirtualTokens(counts[0])
+                    : throw new Errors.PeftDslException($"the template's virtual-prompt markers need one prompt task's virtual tokens; --adapter has {(counts.Count == 0 ? "none" : "tasks of " + string.Join(", ", counts) + " tokens")}");
+            var maxLength = dataOptions.Length(parse, directory, format.Markers > 0 ? 0 : counts.DefaultIfEmpty(0).Max());
             var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
             var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
             var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");

@@ -147,7 +147,14 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         DataOptions.RequireFiles(Data, Eval);
         if (Table is { } t) t.CheckFree();
         var format = data.Format(parse);
-        var maxLength = data.Length(parse, Model, Method.VirtualTokens);
+        if (format.Markers > 0 || format.VirtualTokenSplits is not null)
+        {
+            if (Method is not PromptLearningMethod { Prompt.Method: not Peft.Prompts.PromptMethod.PrefixTuning })
+                throw new PeftDslException("the template's <|VIRTUAL_PROMPT_k|> markers (and --virtual-token-splits) place virtual tokens: they need --method prompt or ptuning");
+            format = format.ForVirtualTokens(Method.VirtualTokens);
+        }
+        // Marked virtual tokens sit inside each example; otherwise they come in front of it.
+        var maxLength = data.Length(parse, Model, format.Markers > 0 ? 0 : Method.VirtualTokens);
         var options = Options with { RunSettings = Settings(format, maxLength) };
         if (Resume) Trainer.CheckResumeSettings(Path.Combine(Output, "checkpoint"), options);
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);

@@ -19,7 +19,7 @@ public static class ExampleTokenizer
     public static TokenizedExample Tokenize(Example example, TextTokenizer tokenizer, DataFormat format, int maxLength)
     {
         var answer = AnswerIds(tokenizer, example.Answer);
-        var prompt = tokenizer.Encode(format.Render(example.Fields));
+        var prompt = EncodePrompt(tokenizer, format, example.Fields);
         if (prompt.Length == 0) throw new PeftDslException($"{example.Source}: the prompt is empty, so there is nothing to answer");
         if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
         if (format.TruncateField is not { } field)
@@ -32,10 +32,39 @@ public static class ExampleTokenizer
         for (var keep = pieces.Length - (prompt.Length + answer.Length - maxLength); keep >= 0; keep--)
         {
             fields[field] = tokenizer.Decode(pieces.Take(keep));
-            prompt = tokenizer.Encode(format.Render(fields));
+            prompt = EncodePrompt(tokenizer, format, fields);
             if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
         }
         throw new PeftDslException($"{example.Source}: even with \"{field}\" emptied the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}");
+    }
+
+    /// <summary>
+    /// The prompt's ids. With NeMo's virtual-prompt markers, the text between markers is tokenized piece by piece (as
+    /// NeMo does) and each marker becomes its share of slot ids (<see cref="Peft.Prompts.VirtualTokens.SlotId"/>), with
+    /// the family's special tokens around the whole as <see cref="TextTokenizer.Encode"/> puts them.
+    /// </summary>
+    public static long[] EncodePrompt(TextTokenizer tokenizer, DataFormat format, IReadOnlyDictionary<string, string> fields)
+    {
+        var text = format.Render(fields);
+        if (format.VirtualTokenSplits is not { } splits) return tokenizer.Encode(text);
+        var pieces = DataFormat.MarkerPattern().Split(text);   // k + 1 pieces around k markers (the groups interleaved)
+        var ids = new List<long>();
+        if (tokenizer.Bos is { } bos) ids.Add(bos);
+        var next = 0;
+        for (int i = 0, marker = 0; i < pieces.Length; i++)
+        {
+            if (i % 2 == 1)
+            {
+                for (var j = 0; j < splits[marker]; j++) ids.Add(Peft.Prompts.VirtualTokens.SlotId(next++));
+                marker++;
+            }
+            else if (pieces[i].Length > 0)
+            {
+                ids.AddRange(tokenizer.EncodePiece(pieces[i]));
+            }
+        }
+        if (tokenizer.Kind == TokenizerKind.SentencePieceUnigram && tokenizer.Eos is { } eos) ids.Add(eos);
+        return [.. ids];
     }
 
     /// <summary>The answer's ids, ending with EOS (so a trained model learns where an answer stops).</summary>

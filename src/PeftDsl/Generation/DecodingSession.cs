@@ -120,8 +120,8 @@ internal sealed class Seq2SeqDecodingSession : DecodingSession
     {
         this.model = model;
         cache = useCache ? new KvCache() : null;
-        encoderMask = Keep(mask.alias());
         routing = Route(model, adapterNames, prompts);
+        encoderMask = Keep((model.EncoderMask(mask, prompts, routing) ?? mask).alias());   // covers any virtual tokens
         encoded = Keep(model.Encode(prompts, mask, routing));                       // (B, S, C)
         decoderIds = Keep(full(prompts.shape[0], 1, startToken, dtype: ScalarType.Int64, device: prompts.device));
     }

@@ -14,7 +14,7 @@ public static class TextGenerator
     public static IReadOnlyList<long[]> Generate(IGenerativeModel model, IReadOnlyList<long[]> prompts, GenerationOptions options)
     {
         options.Validate();
-        CheckPrompts(prompts, model.VocabSize);
+        CheckPrompts(prompts, model.VocabSize, model is Runtime.LanguageModel { Prompts.Names.Count: > 0 });
         var results = prompts.Select(_ => new List<long>()).ToArray();
         if (options.MaxNewTokens == 0) return results.Select(r => r.ToArray()).ToList();
 
@@ -65,14 +65,15 @@ public static class TextGenerator
         return results.Select(r => r.ToArray()).ToList();
     }
 
-    private static void CheckPrompts(IReadOnlyList<long[]> prompts, long vocab)
+    /// <param name="slots">Negative ids are virtual-prompt slots (the model has prompt tasks, which check them).</param>
+    private static void CheckPrompts(IReadOnlyList<long[]> prompts, long vocab, bool slots)
     {
         if (prompts.Count == 0) throw new PeftDslException("generation: no prompts given");
         for (var i = 0; i < prompts.Count; i++)
         {
             if (prompts[i].Length == 0) throw new PeftDslException($"generation: prompt {i + 1} is empty");
-            var bad = prompts[i].FirstOrDefault(t => t < 0 || t >= vocab, -1);
-            if (bad != -1 || prompts[i].Contains(-1))
+            var bad = prompts[i].FirstOrDefault(t => (t < 0 && !slots) || t >= vocab, -1);
+            if (bad != -1 || (!slots && prompts[i].Contains(-1)))
                 throw new PeftDslException($"generation: prompt {i + 1} has token id {(bad != -1 ? bad : -1)} outside the model's vocabulary of {vocab}");
         }
     }

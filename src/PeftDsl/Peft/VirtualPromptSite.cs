@@ -22,6 +22,13 @@ public sealed class VirtualPromptSite : nn.Module, IPeftTensors
     /// <returns>(B, P + T, C) embeddings (or the input unchanged) and the inputs.</returns>
     public (Tensor Embeddings, StackInputs Inputs) Prepend(Tensor embeddings, StackInputs inputs)
     {
+        if (inputs.Prompts is { Slots: { } slots, SlotRows: { } rows })
+        {
+            // NeMo's markers: each slot takes its virtual token's row, one gather and one select for the batch.
+            var index = slots.clamp_min(0).unsqueeze(-1).expand(-1, -1, embeddings.shape[2]);   // (B, T, C)
+            var written = rows.to(embeddings.dtype).gather(1, index);
+            return (where(slots.ge(0).unsqueeze(-1), written, embeddings), inputs);
+        }
         if (inputs.Prompts?.Embeddings is not { } prompts) return (embeddings, inputs);
         if (prompts.shape[0] != embeddings.shape[0] || prompts.shape[2] != embeddings.shape[2])
             throw new PeftDslException($"virtual tokens have shape [{string.Join(", ", prompts.shape)}], the embeddings " +

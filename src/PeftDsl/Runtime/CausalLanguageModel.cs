@@ -45,6 +45,8 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
         using var scope = NewDisposeScope();
         var logits = Logits(inputIds, attentionMask, null, Route(adapterNames, inputIds));
+        // Virtual-prompt slots (negative ids) are not tokens to predict.
+        if (labels is not null) labels = labels.masked_fill(inputIds.lt(0), Losses.IgnoreIndex);
         // Virtual tokens add positions at the front of the logits; they take no loss (peft's -100 labels).
         var virtualPositions = logits.shape[1] - inputIds.shape[1];
         if (labels is not null && virtualPositions > 0)
@@ -66,14 +68,15 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
         using var scope = NewDisposeScope();
         routing ??= Route(null, inputIds);
         var first = cache is null || cache.PastLength == 0;
-        var prompts = VirtualTokens(routing, inputIds, rows: first);
+        // After the first pass, only virtual positions put in front concern later steps (slots are ordinary positions).
+        var prompts = first || cache!.VirtualLength > 0 ? VirtualTokens(routing, inputIds, rows: first) : null;
         if (prompts is null)
         {
             var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing));  // (B, T, C)
             return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
         }
         // Real positions already cached: none on the first pass, afterwards all cached positions but the virtual ones.
-        var realPast = first ? 0 : cache!.PastLength - prompts.Count;
+        var realPast = first ? 0 : cache!.PastLength - cache.VirtualLength;
         KvCache? temporary = null;
         if (prompts.Prefix is { } prefix && first)
         {
@@ -83,10 +86,10 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
         try
         {
             var mask = prompts.ExtendMask(attentionMask, inputIds.shape[0], realPast + inputIds.shape[1], inputIds.device);
-            var h = Hidden(inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts));  // (B, P + T, C) on a prompt's first pass
+            var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts));  // (B, P + T, C) on a prompt's first pass
             if (first) cache?.CheckPrefixUsed();
             // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.
-            if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.Advance(prompts.Count);
+            if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.AddVirtual(prompts.Count);
             return Head.forward(lastPositionOnly ? h.narrow(1, -1, 1) : h).MoveToOuterDisposeScope();
         }
         finally

@@ -20,6 +20,16 @@ public sealed class KvCache : IDisposable
     /// <summary>Tokens already in the self-attention entries; the next step's positions start here.</summary>
     public long PastLength { get; private set; }
 
+    /// <summary>Of <see cref="PastLength"/>, the virtual positions a prompt put in front (prompt rows or a prefix).</summary>
+    public long VirtualLength { get; private set; }
+
+    /// <summary>Records that the pass just run put <paramref name="count"/> virtual positions in front, and advances.</summary>
+    public void AddVirtual(long count)
+    {
+        VirtualLength += count;
+        PastLength += count;
+    }
+
     /// <summary>Appends this step's (B, h, T, hd) keys and values for <paramref name="module"/>; returns all of them.</summary>
     public (Tensor K, Tensor V) AppendSelf(object module, Tensor k, Tensor v)
     {
@@ -58,6 +68,7 @@ public sealed class KvCache : IDisposable
         prefix = new Queue<(Tensor K, Tensor V)>(layers.Select(l => (Own(l.K), Own(l.V))));
         prefixLayers = layers.Count;
         PastLength = length;
+        VirtualLength = length;
     }
 
     /// <summary>After the first forward: every prefix layer must have been read by a self-attention layer.</summary>

@@ -81,7 +81,7 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>The virtual tokens of a call, or null. <paramref name="rows"/>: compute the rows (false when a cache
     /// already holds them).</summary>
     internal Peft.Prompts.VirtualTokens? VirtualTokens(AdapterRouting routing, Tensor inputIds, bool rows) =>
-        prompts?.Tokens(routing, inputIds.shape[0], inputIds.device, rows);
+        prompts is null ? null : prompts.Tokens(routing, inputIds, rows);
 
     internal static void Require2D(Tensor t, string name)
     {

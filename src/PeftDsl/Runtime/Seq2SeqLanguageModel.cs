@@ -29,7 +29,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
     /// <summary>(B, S) ids → (B, S, C) encoder states.</summary>
     /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
     /// <returns>(B, P + S, C) with a prompt task routed: its virtual tokens go before the encoder input, as peft
-    /// puts them (the first P of its 2P saved rows).</returns>
+    /// puts them (the first P of its 2P saved rows), or into the input's slots (NeMo's markers: negative ids).</returns>
     public Tensor Encode(Tensor inputIds, Tensor? attentionMask, AdapterRouting? routing = null)
     {
         using var scope = NewDisposeScope();
@@ -38,20 +38,20 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         if (prompts?.Prefix is not null)
             throw new PeftDslException("prefix tuning on encoder-decoder models is not implemented yet");
         var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
-        return EncoderHidden(inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts)).MoveToOuterDisposeScope();
+        return EncoderHidden(prompts?.TokenIds ?? inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The cross-attention mask over <see cref="Encode"/>'s output: the caller's (B, S) mask over real tokens,
-    /// with the virtual positions in front when a prompt task is routed.</summary>
-    private Tensor? EncoderKeyMask(Tensor? encoderMask, Tensor encoderHidden, AdapterRouting routing, Tensor decoderIds)
+    /// <summary>The mask over <see cref="Encode"/>'s output for cross-attention: the caller's (B, S) mask over real
+    /// tokens, with the virtual positions in front when a routed prompt task put them there; null when nothing is masked.</summary>
+    public Tensor? EncoderMask(Tensor? attentionMask, Tensor inputIds, AdapterRouting? routing = null)
     {
-        var prompts = VirtualTokens(routing, decoderIds, rows: false);
-        var virtualCount = prompts?.Count ?? 0;
-        var real = encoderHidden.shape[1] - virtualCount;
-        if (encoderMask is not null && encoderMask.shape[^1] != real)
-            throw new PeftDslException($"the encoder mask covers {encoderMask.shape[^1]} positions, the encoder output has {real} real " +
-                                       $"positions{(virtualCount > 0 ? $" after {virtualCount} virtual ones" : "")}; were they encoded with another prompt routing?");
-        return prompts is null ? encoderMask : prompts.ExtendMask(encoderMask, encoderHidden.shape[0], real, encoderHidden.device);
+        using var scope = NewDisposeScope();
+        routing ??= Route(null, inputIds);
+        var slotted = routing.PromptRows is not null && inputIds.NumberOfElements > 0 && inputIds.min().item<long>() < 0;
+        var prompts = slotted ? null : VirtualTokens(routing, inputIds, rows: false);
+        var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
+        // The caller's own mask goes back untouched (it belongs to the caller's scope).
+        return ReferenceEquals(mask, attentionMask) ? attentionMask : mask?.MoveToOuterDisposeScope();
     }
 
     /// <summary>Decoder logits (B, T, V) for <paramref name="decoderIds"/> after the tokens in <paramref name="cache"/>.</summary>
@@ -61,7 +61,10 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
     {
         using var scope = NewDisposeScope();
         routing ??= Route(null, decoderIds);
-        var inputs = new StackInputs(decoderMask, encoderHidden, EncoderKeyMask(encoderMask, encoderHidden, routing, decoderIds), cache, routing);
+        if (encoderMask is not null && encoderMask.shape[^1] != encoderHidden.shape[1])
+            throw new PeftDslException($"the encoder mask covers {encoderMask.shape[^1]} positions, the encoder output has {encoderHidden.shape[1]}" +
+                                       " (with virtual tokens in front, pass EncoderMask(…), which covers them)");
+        var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing);
         var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
         if (lastPositionOnly) h = h.narrow(1, -1, 1);
         return Head.forward(h).MoveToOuterDisposeScope();
@@ -81,7 +84,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         using var scope = NewDisposeScope();
         var routing = Route(adapterNames, inputIds);
         var encoded = Encode(inputIds, attentionMask, routing);
-        var logits = Decode(decoderIds, encoded, attentionMask, routing: routing);
+        var logits = Decode(decoderIds, encoded, EncoderMask(attentionMask, inputIds, routing), routing: routing);
         var loss = labels is null ? null : Losses.Aligned(logits, labels);
         return new Seq2SeqOutput(logits.MoveToOuterDisposeScope(), loss?.MoveToOuterDisposeScope());
     }

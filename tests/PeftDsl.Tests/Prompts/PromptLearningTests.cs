@@ -294,6 +294,92 @@ public sealed class PromptLearningTests
         Assert.True(Outputs(model, ids, mask).allclose(Outputs(loaded, ids, mask), rtol: 0, atol: 1e-5));
     }
 
+    /// <summary>NeMo's markers: virtual tokens written into slots of the input equal the same tokens put in front
+    /// when the slots are at the front; slots inside the text decode through the cache like one pass; a mixed batch
+    /// with slots equals each row alone.</summary>
+    [Fact]
+    public void VirtualTokensInSlotsMatchTheFrontAndTheCache()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        manual_seed(16);
+        model.Prompts.Add("a", PTuning);                          // 5 virtual tokens
+        model.Prompts.Add("b", Tuning);                           // 3
+        model.eval();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var text = tensor(new long[,] { { 1, 40, 41, 42, 43 }, { 1, 50, 51, 52, 53 } });
+        var front = model.Forward(text, adapterNames: ["a", "a"]).Logits;                          // (2, 5 + 5, V)
+        var slotIds = cat([tensor(Enumerable.Range(0, 5).Select(VirtualTokens.SlotId).ToArray()).unsqueeze(0).expand(2, -1), text], 1);
+        var slotted = model.Forward(slotIds, adapterNames: ["a", "a"]).Logits;                     // (2, 10, V): no positions added
+        Assert.Equal(10, slotted.shape[1]);
+        Assert.True(slotted.allclose(front, rtol: 0, atol: 1e-5));
+
+        // Slots inside the text: 2 before "40", 3 after "41" (NeMo's virtual_token_splits [2, 3]).
+        long[] row = [1, -1, -2, 40, 41, -3, -4, -5, 42, 43];
+        var ids = tensor(row).unsqueeze(0);
+        var whole = model.Forward(ids, adapterNames: ["a"]).Logits;
+        using var cache = new KvCache();
+        var first = model.Logits(ids.narrow(1, 0, 8), cache: cache, routing: RouteFor(model, ids, "a"));
+        cache.Advance(8);
+        Assert.True(first.allclose(whole.narrow(1, 0, 8), rtol: 0, atol: 1e-5));
+        var next = model.Logits(ids.narrow(1, 8, 1), cache: cache, routing: RouteFor(model, ids, "a"));
+        Assert.True(next.allclose(whole.narrow(1, 8, 1), rtol: 0, atol: 1e-5));
+
+        // A mixed batch: task b's three slots in row 1, task a's five in row 0, each equal to its row alone.
+        var mixedIds = tensor(new long[,] { { 1, -1, -2, 40, -3, -4, -5, 41 }, { 1, 50, -1, -2, -3, 51, 52, 53 } });
+        var mixed = model.Forward(mixedIds, adapterNames: ["a", "b"]).Logits;
+        Assert.True(mixed.narrow(0, 0, 1).allclose(model.Forward(mixedIds.narrow(0, 0, 1), adapterNames: ["a"]).Logits, rtol: 0, atol: 1e-5));
+        Assert.True(mixed.narrow(0, 1, 1).allclose(model.Forward(mixedIds.narrow(0, 1, 1), adapterNames: ["b"]).Logits, rtol: 0, atol: 1e-5));
+
+        var e = Assert.Throws<PeftDslException>(() => model.Forward(mixedIds, adapterNames: ["b", "b"]));
+        Assert.Contains("slot 4 is beyond task 'b''s 3 virtual tokens", e.Message);
+        model.Prompts.SetActive(null);
+        e = Assert.Throws<PeftDslException>(() => model.Forward(mixedIds));
+        Assert.Contains("has virtual-prompt slots (negative ids) but no prompt task is routed to it", e.Message);
+    }
+
+    /// <summary>The routing a call with one task per row builds (what Forward builds from adapterNames).</summary>
+    private static AdapterRouting RouteFor(LanguageModel model, Tensor ids, string task) =>
+        model.Route(Enumerable.Repeat(task, (int)ids.shape[0]).ToList(), ids);
+
+    /// <summary>On T5 the slots are in the encoder input: the decoder logits equal the prompt put in front.</summary>
+    [Fact]
+    public void SlotsOnT5MatchTheFront()
+    {
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        manual_seed(18);
+        model.Prompts.Add("a", Tuning);
+        model.eval();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var text = tensor(new long[,] { { 40, 41, 42, 1 } });
+        var decoder = tensor(new long[,] { { 0, 7, 8 } });
+        var front = model.Forward(text, null, decoder).Logits;
+        var slotted = model.Forward(cat([tensor(new long[] { -1, -2, -3 }).unsqueeze(0), text], 1), null, decoder).Logits;
+        Assert.True(slotted.allclose(front, rtol: 0, atol: 1e-5));
+    }
+
+    /// <summary>peft's TEXT init: the init text's token embeddings, repeated to cover the virtual tokens; vocabulary
+    /// init: rows of the token embedding.</summary>
+    [Fact]
+    public void TextAndVocabularyInitCopyTokenEmbeddings()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Prompts.Add("text", Tuning with { NumVirtualTokens = 5, Init = PromptInit.Text, InitText = "two tokens" }, [7, 11]);
+        using var scope = NewDisposeScope();
+        var expected = model.model.embed_tokens.weight.index_select(0, tensor(new long[] { 7, 11, 7, 11, 7 }));
+        Assert.True(Same(model.Prompts.Rows("text"), expected.detach()));
+
+        manual_seed(3);
+        model.Prompts.Add("vocab", Tuning with { Init = PromptInit.SampleVocab });
+        var rows = model.Prompts.Rows("vocab");
+        var table = model.model.embed_tokens.weight.detach();
+        for (var i = 0; i < rows.shape[0]; i++)
+            Assert.True((table == rows[i]).all(1).any().item<bool>(), $"row {i} is not a vocabulary row");
+        var e = Assert.Throws<PeftDslException>(() => model.Prompts.Add("empty", Tuning with { Init = PromptInit.Text, InitText = "x" }, []));
+        Assert.Contains("tokenized to nothing", e.Message);
+    }
+
     [Fact]
     public void MismatchesAreRefusedWithTheFileAndTheReason()
     {

@@ -141,4 +141,23 @@ public sealed class DataTests
         Assert.NotEqual(first, BatchOrder.Epoch(lengths, 8, seed: 3, epoch: 1));
         Assert.All(first, b => Assert.InRange(b.Max(i => lengths[i]) - b.Min(i => lengths[i]), 0, 3));   // grouped by length
     }
+
+    /// <summary>NeMo's markers: each becomes its share of slot ids between the pieces, tokenized one by one.</summary>
+    [Fact]
+    public void VirtualPromptMarkersBecomeSlotIds()
+    {
+        var tokenizer = LlamaTokenizer();
+        var format = new DataFormat("<|VIRTUAL_PROMPT_0|> Q: {q}<|VIRTUAL_PROMPT_1|> A:", AnswerField: "a", VirtualTokenSplits: [2, 3]).Validate().ForVirtualTokens(5);
+        var fields = new Dictionary<string, string> { ["q"] = "hello" };
+        var ids = ExampleTokenizer.EncodePrompt(tokenizer, format, fields);
+        long[] expected = [tokenizer.Bos!.Value, -1, -2, .. tokenizer.EncodePiece(" Q: hello"), -3, -4, -5, .. tokenizer.EncodePiece(" A:")];
+        Assert.Equal(expected, ids);
+
+        var e = Assert.Throws<PeftDslException>(() => new DataFormat("<|VIRTUAL_PROMPT_0|> {q} <|VIRTUAL_PROMPT_1|>").Validate().ForVirtualTokens(4));
+        Assert.Contains("give --virtual-token-splits", e.Message);
+        e = Assert.Throws<PeftDslException>(() => new DataFormat("<|VIRTUAL_PROMPT_1|> {q}").Validate());
+        Assert.Contains("marker 1 is <|VIRTUAL_PROMPT_1|>", e.Message);
+        e = Assert.Throws<PeftDslException>(() => new DataFormat("<|VIRTUAL_PROMPT_0|> {q}", VirtualTokenSplits: [3]).Validate().ForVirtualTokens(4));
+        Assert.Contains("add up to 3, but the task has 4 virtual tokens", e.Message);
+    }
 }

@@ -241,6 +241,29 @@ public sealed class TrainCliTests
         Assert.Equal(6, model.Prompts["echo"].NumVirtualTokens);
     }
 
+    /// <summary>NeMo's template markers through the CLI: virtual tokens inside the prompt, split between two markers.</summary>
+    [Fact]
+    public void TemplateMarkersPlaceVirtualTokensInsideThePrompt()
+    {
+        using var dir = Workspace();
+        const string template = "<|VIRTUAL_PROMPT_0|>{input}<|VIRTUAL_PROMPT_1|>";
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "3", "--method", "ptuning", "--virtual-tokens", "6",
+            "--template", template, "--virtual-token-splits", "2,4", "--eval", dir.File("dev.jsonl")));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("finished after 3 steps", stdout);
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"),
+            "--data", dir.File("dev.jsonl"), "--template", template, "--virtual-token-splits", "2,4");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("repeat", stdout);
+
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "lora", "--steps", "1", "--template", template));
+        Assert.Equal(2, code);
+        Assert.Contains("markers (and --virtual-token-splits) place virtual tokens: they need --method prompt or ptuning", stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "bad", "--steps", "1", "--method", "prompt", "--virtual-tokens", "6", "--template", template, "--virtual-token-splits", "2,5"));
+        Assert.Equal(2, code);
+        Assert.Contains("--virtual-token-splits 2,5 add up to 7, but the task has 6 virtual tokens", stderr);
+    }
+
     /// <summary>The raw bytes of one tensor of the table's safetensors file.</summary>
     private static byte[] TensorBytes(string table, string task)
     {

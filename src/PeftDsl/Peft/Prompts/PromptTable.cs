@@ -225,9 +225,13 @@ public sealed class PromptTable
     /// The virtual tokens of one call. Every distinct task's rows are computed once; a batch of one task is a view
     /// (expand) of them, a mixed batch one gather from the tasks' left-padded stack.
     /// </summary>
+    /// <param name="inputIds">(B, T) ids; negative ids are slots of virtual tokens (<see cref="VirtualTokens.SlotId"/>).</param>
     /// <param name="rows">Whether to compute the rows (false on decoding steps whose cache holds them).</param>
-    internal VirtualTokens? Tokens(AdapterRouting routing, long batch, Device device, bool rows)
+    internal VirtualTokens? Tokens(AdapterRouting routing, Tensor inputIds, bool rows)
     {
+        var batch = inputIds.shape[0];
+        var device = inputIds.device;
+        if (rows && inputIds.NumberOfElements > 0 && inputIds.min().item<long>() < 0) return SlotTokens(routing, inputIds);
         if (routing.PromptRows is not { } rowTasks) return null;
         var distinct = rowTasks.Where(t => t is not null).Select(t => t!).Distinct().ToList();
         if (distinct.Count == 0) return null;
@@ -268,6 +272,39 @@ public sealed class PromptTable
         var kv = embeddings.view(batch, count, 2 * c0.NumLayers, heads, c0.TokenDim / heads).permute(2, 0, 3, 1, 4);
         var layers = Enumerable.Range(0, c0.NumLayers).Select(l => (kv[2 * l], kv[2 * l + 1])).ToList();
         return new VirtualTokens(count, null, rowMask, layers);
+    }
+
+    /// <summary>NeMo's markers: the input holds slot ids where the virtual tokens go, as many as its task has.</summary>
+    private VirtualTokens SlotTokens(AdapterRouting routing, Tensor inputIds)
+    {
+        var batch = inputIds.shape[0];
+        var rowTasks = routing.PromptRows ?? Enumerable.Repeat<string?>(null, (int)batch).ToList();
+        var slots = (inputIds.neg() - 1).clamp_min(-1);   // j at slot positions, −1 elsewhere
+        var highest = slots.max(1).values.cpu().data<long>().ToArray();
+        var counts = new long[batch];
+        for (var i = 0; i < batch; i++)
+        {
+            if (highest[i] < 0) continue;
+            var task = rowTasks[i] ?? throw new PeftDslException($"row {i} has virtual-prompt slots (negative ids) but no prompt task is routed to it");
+            var config = this[task];
+            if (config.Method == PromptMethod.PrefixTuning)
+                throw new PeftDslException($"row {i}: virtual-prompt slots need a prompt-tuning or P-tuning task; '{task}' is prefix tuning");
+            if (highest[i] >= config.NumVirtualTokens)
+                throw new PeftDslException($"row {i}: slot {highest[i]} is beyond task '{task}''s {config.NumVirtualTokens} virtual tokens");
+            counts[i] = config.NumVirtualTokens;
+        }
+        var count = counts.Max();
+        var distinct = rowTasks.Where(t => t is not null).Select(t => t!).Distinct().ToList();
+        var width = distinct.Count == 0 ? 1 : this[distinct[0]].TokenDim;
+        var device = inputIds.device;
+        var padded = distinct.Select(t =>
+        {
+            var r = Task(t).Rows().narrow(0, 0, this[t].NumVirtualTokens).to(device);
+            return r.shape[0] == count ? r : cat([r, zeros(count - r.shape[0], width, dtype: r.dtype, device: device)], 0);
+        }).Append(zeros(count, width, device: device)).ToList();
+        var rowSlots = rowTasks.Select(t => t is null ? distinct.Count : (long)distinct.IndexOf(t)).ToArray();
+        var slotRows = stack(padded).index_select(0, tensor(rowSlots, dtype: ScalarType.Int64, device: device));   // (B, P, C)
+        return new VirtualTokens(slots, slotRows, inputIds.clamp_min(0));
     }
 
     private void Register(string task, PromptTask module, bool trainable, bool replace = false)

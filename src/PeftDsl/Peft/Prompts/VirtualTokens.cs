@@ -19,6 +19,26 @@ public sealed class VirtualTokens
         Prefix = prefix;
     }
 
+    /// <summary>Virtual tokens written into slots of the input (NeMo's template markers) instead of in front.</summary>
+    internal VirtualTokens(Tensor slots, Tensor slotRows, Tensor tokenIds) : this(0, null, null, null)
+    {
+        Slots = slots;
+        SlotRows = slotRows;
+        TokenIds = tokenIds;
+    }
+
+    /// <summary>Slot mode: (B, T) int64, the virtual token index j at the input's slot positions, −1 elsewhere.</summary>
+    public Tensor? Slots { get; }
+
+    /// <summary>Slot mode: (B, P, C) each row's task rows, gathered into the slots.</summary>
+    public Tensor? SlotRows { get; }
+
+    /// <summary>Slot mode: the input ids with every slot (a negative id) replaced by 0, for the token embedding.</summary>
+    public Tensor? TokenIds { get; }
+
+    /// <summary>The virtual-prompt id convention: the input id −1 − j marks the slot of the task's virtual token j.</summary>
+    public static long SlotId(int j) => -1 - j;
+
     /// <summary>Virtual positions in front of each row (the largest count in a mixed batch).</summary>
     public long Count { get; }
 
