@@ -44,6 +44,24 @@ internal static class CaseChecks
         return null;
     }
 
+    /// <summary>One training forward and backward against the reference's loss and gradients; returns the case's
+    /// result with <paramref name="worst"/> (the earlier checks' largest difference) folded in.</summary>
+    public static CaseResult TrainingStep(string name, Runtime.LanguageModel model, CaseInputs inputs, SafetensorsReader expected,
+        string prefix, double worst)
+    {
+        model.train();
+        model.zero_grad();
+        var loss = inputs.TrainLoss(model);
+        loss.backward();
+        var lossDiff = Tolerance.MaxAbs(loss, expected.Read("loss").reshape([]));
+        worst = Math.Max(worst, lossDiff);
+        if (!(lossDiff <= Tolerance.OutputAbs))
+            return CaseResult.Fail(name, worst, $"loss differs beyond {Tolerance.OutputAbs}");
+        var (gradDiff, gradProblem) = Gradients(model, expected, prefix);
+        worst = Math.Max(worst, gradDiff);
+        return gradProblem is null ? CaseResult.Pass(name, worst) : CaseResult.Fail(name, worst, gradProblem);
+    }
+
     /// <summary>Gradients both ways: no reference gradient may be unmatched and no trainable parameter may lack one.</summary>
     public static (double MaxAbs, string? Problem) Gradients(nn.Module model, SafetensorsReader expected, string prefix)
     {

@@ -45,16 +45,6 @@ internal static class ModelCase
         }
         if (problem is not null) return CaseResult.Fail(c.Name, worst, problem);
 
-        model.train();
-        model.zero_grad();
-        var loss = inputs.TrainLoss(model);
-        loss.backward();
-        var lossDiff = Tolerance.MaxAbs(loss, expected.Read("loss").reshape([]));
-        worst = Math.Max(worst, lossDiff);
-        if (!(lossDiff <= Tolerance.OutputAbs))
-            return CaseResult.Fail(c.Name, worst, $"loss differs beyond {Tolerance.OutputAbs}");
-        var (gradDiff, gradProblem) = CaseChecks.Gradients(model, expected, prefix);
-        worst = Math.Max(worst, gradDiff);
-        return gradProblem is null ? CaseResult.Pass(c.Name, worst) : CaseResult.Fail(c.Name, worst, gradProblem);
+        return CaseChecks.TrainingStep(c.Name, model, inputs, expected, prefix, worst);
     }
 }

@@ -55,17 +55,7 @@ internal static class PromptCase
             if (trainableProblem is not null) return CaseResult.Fail(c.Name, worst, trainableProblem);
         }
 
-        model.train();
-        model.zero_grad();
-        var loss = inputs.TrainLoss(model);
-        loss.backward();
-        var lossDiff = Tolerance.MaxAbs(loss, expected.Read("loss").reshape([]));
-        worst = Math.Max(worst, lossDiff);
-        if (!(lossDiff <= Tolerance.OutputAbs))
-            return CaseResult.Fail(c.Name, worst, $"loss differs beyond {Tolerance.OutputAbs}");
-        var (gradDiff, gradProblem) = CaseChecks.Gradients(model, expected, CaseChecks.PeftPrefix);
-        worst = Math.Max(worst, gradDiff);
-        return gradProblem is null ? CaseResult.Pass(c.Name, worst) : CaseResult.Fail(c.Name, worst, gradProblem);
+        return CaseChecks.TrainingStep(c.Name, model, inputs, expected, CaseChecks.PeftPrefix, worst);
     }
 
     /// <summary>Causal logits gain the virtual positions at the front; they are compared where the extended mask is 1.</summary>

@@ -223,28 +223,14 @@ public sealed class PromptLearningTests
             return model;
         }
         using var whole = Fresh();
-        var uninterrupted = Losses(new Trainer(whole, DataTests.LlamaTokenizer(), data, null, options, dir.File("a")));
+        var uninterrupted = TrainerTests.Losses(new Trainer(whole, DataTests.LlamaTokenizer(), data, null, options, dir.File("a")));
 
         using var first = Fresh();
-        var before = Losses(new Trainer(first, DataTests.LlamaTokenizer(), data, null, options with { SaveEvery = 100 }, dir.File("b")), stopAfter: 3);
+        var before = TrainerTests.Losses(new Trainer(first, DataTests.LlamaTokenizer(), data, null, options with { SaveEvery = 100 }, dir.File("b")), stopAfter: 3);
         using var resumed = Fresh();
         resumed.Prompts.ReadState(Path.Combine(dir.File("b"), TrainingCheckpoint.PromptsFolder, "default"), "default");
-        var after = Losses(new Trainer(resumed, DataTests.LlamaTokenizer(), data, null, options, dir.File("b")), dir.File("b"));
+        var after = TrainerTests.Losses(new Trainer(resumed, DataTests.LlamaTokenizer(), data, null, options, dir.File("b")), dir.File("b"));
         Assert.Equal(uninterrupted, before.Concat(after).ToList());
-    }
-
-    private static List<double> Losses(Trainer trainer, string? resume = null, int? stopAfter = null)
-    {
-        var losses = new List<double>();
-        using var stop = new CancellationTokenSource();
-        trainer.Progress += e =>
-        {
-            if (e is not StepEvent s) return;
-            losses.Add(s.Loss);
-            if (s.Step == stopAfter) stop.Cancel();
-        };
-        trainer.Run(resume, stop.Token);
-        return losses;
     }
 
     /// <summary>Freezing a P-tuning encoder into its rows keeps the outputs and drops the encoder's parameters.</summary>

@@ -32,7 +32,7 @@ public sealed class TrainerTests
         return model;
     }
 
-    private static List<double> Losses(Trainer trainer, string? resume = null, int? stopAfter = null)
+    internal static List<double> Losses(Trainer trainer, string? resume = null, int? stopAfter = null)
     {
         var losses = new List<double>();
         using var stop = new CancellationTokenSource();

@@ -3,6 +3,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftDsl.Errors;
 
+using static PeftDsl.Peft.ConfigFields;
+
 namespace PeftDsl.Peft.Lora;
 
 /// <summary>
@@ -208,8 +210,6 @@ public static class LoraConfigJson
         _ => false,
     };
 
-    private static string Show(JsonNode? value) => value?.ToJsonString() ?? "null";
-
     private static LoraInit InitOf(JsonNode? value, string source) => value switch
     {
         null => LoraInit.Default,
@@ -266,41 +266,5 @@ public static class LoraConfigJson
             default:
                 throw new PeftDslException($"{source}: {field} must be an object of pattern → value");
         }
-    }
-
-    private static string? Str(JsonObject json, string field, string source) => json[field] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
-        var other => throw new PeftDslException($"{source}: {field} must be a string, got {Show(other)}"),
-    };
-
-    private static bool? Bool(JsonObject json, string field, string source) => json[field] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
-        var other => throw new PeftDslException($"{source}: {field} must be true or false, got {Show(other)}"),
-    };
-
-    private static double? Number(JsonObject json, string field, string source) => json[field] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number => v.GetValue<double>(),
-        var other => throw new PeftDslException($"{source}: {field} must be a number, got {Show(other)}"),
-    };
-
-    private static int? Int(JsonObject json, string field, string source) => json[field] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number => checked((int)Integral(v, field, source)),
-        var other => throw new PeftDslException($"{source}: {field} must be an integer, got {Show(other)}"),
-    };
-
-    private static long Integral(JsonValue v, string field, string source)
-    {
-        var d = v.GetValue<double>();
-        if (d != Math.Floor(d) || Math.Abs(d) > int.MaxValue)
-            throw new PeftDslException($"{source}: {field} must be an integer, got {d.ToString(CultureInfo.InvariantCulture)}");
-        return (long)d;
     }
 }

@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftDsl.Errors;
 
+using static PeftDsl.Peft.ConfigFields;
+
 namespace PeftDsl.Peft.Prompts;
 
 /// <summary>
@@ -35,7 +37,7 @@ public static class PromptConfigJson
 
     public static PromptConfig Parse(JsonObject json, string source)
     {
-        var type = String(json, "peft_type", source) ?? throw new PeftDslException($"{source}: no \"peft_type\"");
+        var type = Str(json, "peft_type", source) ?? throw new PeftDslException($"{source}: no \"peft_type\"");
         if (!PeftTypes.TryGetValue(type, out var method))
             throw new PeftDslException($"{source}: peft_type '{type}' is not a prompt-learning method ({string.Join(", ", PeftTypes.Keys)})");
         foreach (var (key, value) in json)
@@ -45,14 +47,14 @@ public static class PromptConfigJson
             throw new PeftDslException($"{source}: \"{key}\" is not supported for {type} adapters" +
                                        (key == "modules_to_save" ? " (PeftDsl trains no full modules beside an adapter)" : ""));
         }
-        var init = String(json, "prompt_tuning_init", source) switch
+        var init = Str(json, "prompt_tuning_init", source) switch
         {
             null or "RANDOM" => PromptInit.Random,
             "TEXT" => PromptInit.Text,
             "SAMPLE_VOCAB" => PromptInit.SampleVocab,
             var other => throw new PeftDslException($"{source}: prompt_tuning_init '{other}' is not RANDOM, TEXT or SAMPLE_VOCAB"),
         };
-        var encoder = (String(json, "peftdsl_encoder", source), String(json, "encoder_reparameterization_type", source)) switch
+        var encoder = (Str(json, "peftdsl_encoder", source), Str(json, "encoder_reparameterization_type", source)) switch
         {
             ("NEMO_MLP", _) => PromptEncoderType.NemoMlp,
             (null, null or "MLP") => PromptEncoderType.Mlp,
@@ -63,20 +65,20 @@ public static class PromptConfigJson
         var config = new PromptConfig
         {
             Method = method,
-            TaskType = String(json, "task_type", source),
+            TaskType = Str(json, "task_type", source),
             NumVirtualTokens = Int(json, "num_virtual_tokens", source) ?? throw new PeftDslException($"{source}: no \"num_virtual_tokens\""),
             TokenDim = Int(json, "token_dim", source) ?? 0,
             NumTransformerSubmodules = Int(json, "num_transformer_submodules", source) ?? 0,
             NumAttentionHeads = Int(json, "num_attention_heads", source) ?? 0,
             NumLayers = Int(json, "num_layers", source) ?? 0,
             Init = init,
-            InitText = String(json, "prompt_tuning_init_text", source),
-            TokenizerNameOrPath = String(json, "tokenizer_name_or_path", source),
+            InitText = Str(json, "prompt_tuning_init_text", source),
+            TokenizerNameOrPath = Str(json, "tokenizer_name_or_path", source),
             EncoderType = encoder,
             EncoderHiddenSize = Int(json, "encoder_hidden_size", source) ?? 0,
             EncoderNumLayers = Int(json, "encoder_num_layers", source) ?? 2,
-            EncoderDropout = Double(json, "encoder_dropout", source) ?? 0,
-            PrefixProjection = json["prefix_projection"] is JsonValue b && b.GetValueKind() == JsonValueKind.True,
+            EncoderDropout = Number(json, "encoder_dropout", source) ?? 0,
+            PrefixProjection = Bool(json, "prefix_projection", source) ?? false,
         };
         config.Validate(source);
         return config;
@@ -127,26 +129,4 @@ public static class PromptConfigJson
         }
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
-
-    private static string? String(JsonObject json, string key, string source) => json[key] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
-        var other => throw new PeftDslException($"{source}: \"{key}\" must be a string, got {other.ToJsonString()}"),
-    };
-
-    private static int? Int(JsonObject json, string key, string source) => json[key] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i) => i,
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue => (int)d,
-        var other => throw new PeftDslException($"{source}: \"{key}\" must be a whole number, got {other.ToJsonString()}"),
-    };
-
-    private static double? Double(JsonObject json, string key, string source) => json[key] switch
-    {
-        null => null,
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number => v.GetValue<double>(),
-        var other => throw new PeftDslException($"{source}: \"{key}\" must be a number, got {other.ToJsonString()}"),
-    };
 }
