@@ -42,7 +42,8 @@ public sealed class AdapterOptions
         {
             // A multi-task prompt table: every task (or the ones named) is loaded; a lone task is active for every row.
             var tasks = model.Prompts.LoadTable(directory, use.Count > 0 ? use.ToList() : null, trainable);
-            if (tasks.Count == 1) model.Prompts.SetActive(tasks[0]);
+            // One task runs on every row; with several, each row names its task (eval routes by taskname).
+            model.Prompts.SetActive(tasks.Count == 1 ? tasks[0] : null);
             return tasks;
         }
         var found = Peft.Lora.LoraAdapterFile.AdaptersIn(directory);

@@ -31,7 +31,10 @@ public static class EvalCommand
             var format = dataOptions.Format(parse);
             using var lm = (LanguageModel)StockModels.LoadGenerative(directory, placement.Read(parse));
             var (adapter, use) = adapters.Read(parse);
-            AdapterOptions.Attach(lm, adapter, use);
+            var loaded = AdapterOptions.Attach(lm, adapter, use);
+            if (adapter is not null && Peft.Prompts.PromptTableFile.IsTable(adapter))
+                format = TableFormat(adapter, loaded, format, parse.GetResult(dataOptions.Template) is { Implicit: false }
+                                                              || parse.GetResult(dataOptions.VirtualTokenSplits) is { Implicit: false });
             var counts = lm.Prompts.Names.Select(t => lm.Prompts[t].NumVirtualTokens).Distinct().ToList();
             if (format.Markers > 0)
                 format = counts.Count == 1 ? format.ForVirtualTokens(counts[0])
@@ -41,7 +44,9 @@ public static class EvalCommand
             var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
             var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");
             var groups = examples.GroupBy(e => e.Task).ToList();
-            foreach (var g in groups.Count > 1 ? groups.Append(examples.GroupBy(_ => "all").Single()) : groups)
+            // Prefix tasks and prompt tasks cannot share a batch, so a table mixing them has no "all" row.
+            var mixable = lm.Prompts.Names.Select(t => lm.Prompts[t].Method == Peft.Prompts.PromptMethod.PrefixTuning).Distinct().Count() <= 1;
+            foreach (var g in groups.Count > 1 && mixable ? groups.Append(examples.GroupBy(_ => "all").Single()) : groups)
             {
                 var r = Evaluator.Run(lm, tokenizer, g.ToList(), parse.GetValue(batch), TaskRows(lm, g.ToList(), adapter));
                 table.AddRow(Markup.Escape(g.Key), r.Examples.ToString(CultureInfo.InvariantCulture), r.Loss.ToString("F4", CultureInfo.InvariantCulture),
@@ -51,6 +56,29 @@ public static class EvalCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>A table's tasks were trained with a template (and virtual-token splits): without --template, eval uses
+    /// theirs; a --template that differs from theirs is refused, as it would place the prompt elsewhere.</summary>
+    private static Data.DataFormat TableFormat(string table, IReadOnlyList<string> tasks, Data.DataFormat format, bool given)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var layouts = Peft.Prompts.PromptTableFile.Read(table).Where(e => tasks.Contains(e.Task))
+            .Select(e => (e.Task, e.Entry.Template, Splits: e.Entry.Splits is { } s ? string.Join(",", s) : null)).ToList();
+        var distinct = layouts.Select(l => (l.Template, l.Splits)).Distinct().ToList();
+        if (!given)
+        {
+            if (distinct.Count > 1)
+                throw new Errors.PeftDslException($"{table}: its tasks were trained with different templates ({string.Join("; ", layouts.Select(l => $"{l.Task}: {l.Template ?? "the input field"}"))}); evaluate one task at a time with --use NAME");
+            var (template, splits) = distinct.Single();
+            return (format with { Template = template, VirtualTokenSplits = splits?.Split(',').Select(int.Parse).ToList() }).Validate();
+        }
+        var mine = (format.Template, format.VirtualTokenSplits is { } v ? string.Join(",", v) : null);
+        foreach (var (task, template, splits) in layouts)
+            if ((template, splits) != mine)
+                throw new Errors.PeftDslException($"{table}: task '{task}' was trained with --template \"{template ?? "(the input field)"}\"" +
+                                                  (splits is null ? "" : $" --virtual-token-splits {splits}") + "; evaluate it with the same (or leave --template out)");
+        return format;
     }
 
     /// <summary>With a prompt table of several tasks, each example runs the task its <c>taskname</c> names (one mixed

@@ -76,6 +76,8 @@ public static class GenerateCommand
         // Checked before decoding starts: a model with learned positions cannot go past them.
         var config = Checkpoints.CheckpointFolder.ReadConfig(directory);
         var lm = (LanguageModel)model;
+        if (lm.Prompts.Names.Count > 1 && lm.Prompts.Active is null)
+            throw new PeftDslException($"{adapter} holds several prompt tasks ({string.Join(", ", lm.Prompts.Names)}): choose one with --use NAME");
         var virtualTokens = lm.Prompts.Active is { } task ? lm.Prompts[task].NumVirtualTokens : 0;
         if ((config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings")) is { } limit && model is CausalLanguageModel
             && virtualTokens + prompts.Max(p => p.Length) + options.MaxNewTokens > limit)

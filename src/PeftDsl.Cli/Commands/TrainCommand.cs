@@ -191,7 +191,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         log.WriteLine($"{result.StopReason} after {result.Steps} steps; {wrote}");
         if (Table is { } entry)
         {
-            model.Prompts.AddToTable(entry.Folder, Adapter, format.Template, entry.Task);
+            model.Prompts.AddToTable(entry.Folder, Adapter, format.Template, entry.Task, format.VirtualTokenSplits);
             log.WriteLine($"added task '{entry.Task}' to the prompt table {entry.Folder}");
         }
         return 0;
@@ -229,13 +229,19 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     }
 
     /// <summary>The options a resume must repeat, besides the trainer's own: the adapter's and the data's.</summary>
-    private Dictionary<string, string> Settings(DataFormat format, int maxLength) => new(Method.Settings)
+    private Dictionary<string, string> Settings(DataFormat format, int maxLength)
     {
-        ["--template"] = format.Template ?? "(the input field)",
-        ["--answer-field"] = format.AnswerField,
-        ["--truncate-field"] = format.TruncateField ?? "(none)",
-        ["--max-length"] = maxLength.ToString(CultureInfo.InvariantCulture),
-    };
+        var settings = new Dictionary<string, string>(Method.Settings)
+        {
+            ["--template"] = format.Template ?? "(the input field)",
+            ["--answer-field"] = format.AnswerField,
+            ["--truncate-field"] = format.TruncateField ?? "(none)",
+            ["--max-length"] = maxLength.ToString(CultureInfo.InvariantCulture),
+        };
+        // Recorded only when given, so runs without markers keep the settings of earlier checkpoints.
+        if (format.VirtualTokenSplits is { } splits) settings["--virtual-token-splits"] = string.Join(",", splits);
+        return settings;
+    }
 
     private static string Plural(int n, string what) => n == 1 ? $"1 {what}" : $"{n:N0} {what}s";
 
@@ -269,8 +275,7 @@ public sealed record TableEntry(string Task, string Folder)
     /// <summary>Refuses before training a name the table already has, or a folder that is something else.</summary>
     public void CheckFree()
     {
-        if (Task.Length == 0 || Task.Contains('.') || Task.Contains('/') || Task == Peft.AdapterRouting.BaseRow)
-            throw new PeftDslException($"--task '{Task}' is not a usable task name (no '.', '/', not '{Peft.AdapterRouting.BaseRow}')");
+        Peft.Prompts.PromptTable.ValidateName(Task, "--task name");
         if (File.Exists(Folder)) throw new PeftDslException($"--table {Folder} is a file");
         if (!Directory.Exists(Folder) || !Directory.EnumerateFileSystemEntries(Folder).Any()) return;
         if (!Peft.Prompts.PromptTableFile.IsTable(Folder))

@@ -22,7 +22,8 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
     }
 
     /// <param name="answerOnly">NeMo's answer_only_loss: prompt tokens take no loss.</param>
-    public static Batch Causal(IReadOnlyList<TokenizedExample> examples, bool answerOnly, Device device, long pad = 0)
+    /// <param name="firstIsTarget">Virtual tokens come in front, so the first token is predicted from the last of them.</param>
+    public static Batch Causal(IReadOnlyList<TokenizedExample> examples, bool answerOnly, Device device, long pad = 0, bool firstIsTarget = false)
     {
         var length = examples.Max(e => e.Length);
         var ids = new long[examples.Count, length];
@@ -38,9 +39,10 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
                 var inside = col < e.Length;
                 ids[row, col] = inside ? (inPrompt ? e.Prompt[col] : e.Answer[col - e.Prompt.Length]) : pad;
                 mask[row, col] = inside ? 1 : 0;
-                labels[row, col] = inside && !(answerOnly && inPrompt) ? ids[row, col] : Losses.IgnoreIndex;
-                // The first position is never a target: nothing precedes it.
-                if (col > 0 && labels[row, col] != Losses.IgnoreIndex) lossTokens++;
+                // Virtual-prompt slots (negative ids) are not tokens to predict.
+                labels[row, col] = inside && !(answerOnly && inPrompt) && ids[row, col] >= 0 ? ids[row, col] : Losses.IgnoreIndex;
+                // The first position is a target only after virtual tokens: otherwise nothing precedes it.
+                if ((col > 0 || firstIsTarget) && labels[row, col] != Losses.IgnoreIndex) lossTokens++;
             }
         }
         return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens);

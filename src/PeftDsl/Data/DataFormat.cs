@@ -78,6 +78,12 @@ public sealed partial record DataFormat(string? Template = null, string AnswerFi
         return null;
     }
 
+    /// <summary>The prompt around its k virtual-prompt markers: k + 1 pieces, each filled separately, so a field's
+    /// text is never read as a marker.</summary>
+    public IReadOnlyList<string> RenderAroundMarkers(IReadOnlyDictionary<string, string> fields) =>
+        MarkerPattern().Split(Template ?? fields[InputField]).Where((_, i) => i % 2 == 0)   // odd entries are the marker numbers
+            .Select(piece => Template is null ? piece : FieldPattern().Replace(piece, m => fields[m.Groups[1].Value])).ToList();
+
     /// <summary>The prompt text for a record's fields.</summary>
     public string Render(IReadOnlyDictionary<string, string> fields) =>
         Template is null ? fields[InputField] : FieldPattern().Replace(Template, m => fields[m.Groups[1].Value]);

@@ -45,23 +45,16 @@ public static class ExampleTokenizer
     /// </summary>
     public static long[] EncodePrompt(TextTokenizer tokenizer, DataFormat format, IReadOnlyDictionary<string, string> fields)
     {
-        var text = format.Render(fields);
-        if (format.VirtualTokenSplits is not { } splits) return tokenizer.Encode(text);
-        var pieces = DataFormat.MarkerPattern().Split(text);   // k + 1 pieces around k markers (the groups interleaved)
+        if (format.VirtualTokenSplits is not { } splits) return tokenizer.Encode(format.Render(fields));
+        var pieces = format.RenderAroundMarkers(fields);   // k + 1 pieces around k markers
         var ids = new List<long>();
         if (tokenizer.Bos is { } bos) ids.Add(bos);
         var next = 0;
-        for (int i = 0, marker = 0; i < pieces.Length; i++)
+        for (var i = 0; i < pieces.Count; i++)
         {
-            if (i % 2 == 1)
-            {
-                for (var j = 0; j < splits[marker]; j++) ids.Add(Peft.Prompts.VirtualTokens.SlotId(next++));
-                marker++;
-            }
-            else if (pieces[i].Length > 0)
-            {
-                ids.AddRange(tokenizer.EncodePiece(pieces[i]));
-            }
+            if (pieces[i].Length > 0) ids.AddRange(tokenizer.EncodePiece(pieces[i]));
+            if (i < pieces.Count - 1)
+                for (var j = 0; j < splits[i]; j++) ids.Add(Peft.Prompts.VirtualTokens.SlotId(next++));
         }
         if (tokenizer.Kind == TokenizerKind.SentencePieceUnigram && tokenizer.Eos is { } eos) ids.Add(eos);
         return [.. ids];

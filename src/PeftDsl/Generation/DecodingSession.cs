@@ -121,7 +121,8 @@ internal sealed class Seq2SeqDecodingSession : DecodingSession
         this.model = model;
         cache = useCache ? new KvCache() : null;
         routing = Route(model, adapterNames, prompts);
-        encoderMask = Keep((model.EncoderMask(mask, prompts, routing) ?? mask).alias());   // covers any virtual tokens
+        var covering = model.EncoderMask(mask, prompts, routing);   // covers any virtual tokens
+        encoderMask = Keep(covering is null || ReferenceEquals(covering, mask) ? mask.alias() : covering);
         encoded = Keep(model.Encode(prompts, mask, routing));                       // (B, S, C)
         decoderIds = Keep(full(prompts.shape[0], 1, startToken, dtype: ScalarType.Int64, device: prompts.device));
     }

@@ -89,8 +89,13 @@ public sealed class KvCache : IDisposable
                                        "has more self-attention layers; the adapter was made for another model");
         var (pk, pv) = prefix.Dequeue();
         if (pk.shape[0] != k.shape[0] || pk.shape[1] != k.shape[1] || pk.shape[3] != k.shape[3])
-            throw new PeftDslException($"prefix tuning: layer {prefixLayers - prefix.Count - 1}'s prefix keys are [{string.Join(", ", pk.shape)}], " +
+        {
+            var shape = string.Join(", ", pk.shape);
+            pk.Dispose();
+            pv.Dispose();
+            throw new PeftDslException($"prefix tuning: layer {prefixLayers - prefix.Count - 1}'s prefix keys are [{shape}], " +
                                        $"the layer's keys [{string.Join(", ", k.shape)}] (batch, heads, positions, head size)");
+        }
         if (pk.dtype == k.dtype) return (pk, pv);
         // fp32 prefix rows on a bf16 base: the owned fp32 handles are replaced by the cast ones.
         using (pk)

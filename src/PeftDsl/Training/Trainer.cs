@@ -159,7 +159,7 @@ public sealed class Trainer
 
     private Batch MakeBatch(IReadOnlyList<TokenizedExample> examples, Device device) => model is Seq2SeqLanguageModel seq2seq
         ? Batch.Seq2Seq(examples, seq2seq.DecoderStartTokenId, device)
-        : Batch.Causal(examples, options.AnswerOnlyLoss, device);
+        : Batch.Causal(examples, options.AnswerOnlyLoss, device, firstIsTarget: model.Prompts.PrependsTo(examples));
 
     /// <summary>The mean loss of a batch over its loss tokens.</summary>
     internal static Tensor Loss(LanguageModel model, Batch batch, IReadOnlyList<string>? adapterNames = null) => model switch

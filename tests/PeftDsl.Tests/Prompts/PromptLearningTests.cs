@@ -318,7 +318,9 @@ public sealed class PromptLearningTests
         Assert.True(mixed.narrow(0, 1, 1).allclose(model.Forward(mixedIds.narrow(0, 1, 1), adapterNames: ["b"]).Logits, rtol: 0, atol: 1e-5));
 
         var e = Assert.Throws<PeftDslException>(() => model.Forward(mixedIds, adapterNames: ["b", "b"]));
-        Assert.Contains("slot 4 is beyond task 'b''s 3 virtual tokens", e.Message);
+        Assert.Contains("row 0: task 'b' has 3 virtual tokens, so its slots are ids -1 … -3, each once; the row has slots -1, -2, -3, -4, -5", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Forward(cat([mixedIds, tensor(new long[] { 1, 2, 3, 4, 5, 6, 7, 8 }).unsqueeze(0)]), adapterNames: ["a", "b", "b"]));
+        Assert.Contains("row 2 runs task 'b' without virtual-prompt slots while other rows have them", e.Message);
         model.Prompts.SetActive(null);
         e = Assert.Throws<PeftDslException>(() => model.Forward(mixedIds));
         Assert.Contains("has virtual-prompt slots (negative ids) but no prompt task is routed to it", e.Message);

@@ -152,6 +152,17 @@ public sealed class DataTests
         var ids = ExampleTokenizer.EncodePrompt(tokenizer, format, fields);
         long[] expected = [tokenizer.Bos!.Value, -1, -2, .. tokenizer.EncodePiece(" Q: hello"), -3, -4, -5, .. tokenizer.EncodePiece(" A:")];
         Assert.Equal(expected, ids);
+        // A field's text is never a marker.
+        var inField = ExampleTokenizer.EncodePrompt(tokenizer, format, new Dictionary<string, string> { ["q"] = "<|VIRTUAL_PROMPT_0|>" });
+        Assert.Equal(5, inField.Count(id => id < 0));
+
+        // Slots take no loss; after virtual tokens in front, the first token is a target.
+        var example = new TokenizedExample("t", [1, -1, -2, 7], [8, 2], "x:1");
+        using var batch = Batch.Causal([example], answerOnly: false, TorchSharp.torch.CPU);
+        Assert.Equal([1L, -100, -100, 7, 8, 2], batch.Labels.data<long>().ToArray());
+        Assert.Equal(3, batch.LossTokens);
+        using var prepended = Batch.Causal([example with { Prompt = [1, 7] }], answerOnly: false, TorchSharp.torch.CPU, firstIsTarget: true);
+        Assert.Equal(4, prepended.LossTokens);
 
         var e = Assert.Throws<PeftDslException>(() => new DataFormat("<|VIRTUAL_PROMPT_0|> {q} <|VIRTUAL_PROMPT_1|>").Validate().ForVirtualTokens(4));
         Assert.Contains("give --virtual-token-splits", e.Message);

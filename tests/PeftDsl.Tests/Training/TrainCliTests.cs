@@ -236,6 +236,20 @@ public sealed class TrainCliTests
         Assert.Contains("repeat", stdout);
         Assert.Contains("echo", stdout);
 
+        // A table's tasks keep their training layout: another template is refused; generate needs one task named.
+        (code, _, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", table,
+            "--data", dir.File("dev.jsonl"), "--template", "Q: {input}");
+        Assert.Equal(2, code);
+        Assert.Contains("task 'repeat' was trained with --template \"(the input field)\"", stderr);
+        (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", table, "--prompt", "Repeat: low =");
+        Assert.Equal(2, code);
+        Assert.Contains("holds several prompt tasks (repeat, echo): choose one with --use NAME", stderr);
+        (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", table, "--use", "echo", "--prompt", "Repeat: low =");
+        Assert.True(code == 0, stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "d", "--steps", "1", "--method", "prompt", "--task", "__metadata__", "--table", table));
+        Assert.Equal(2, code);
+        Assert.Contains("'__metadata__' is not a usable --task name", stderr);
+
         using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
         Assert.Equal(["repeat", "echo"], model.Prompts.LoadTable(table));
         Assert.Equal(6, model.Prompts["echo"].NumVirtualTokens);

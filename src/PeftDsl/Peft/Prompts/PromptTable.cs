@@ -127,20 +127,24 @@ public sealed class PromptTable
     }
 
     /// <summary>Adds a task's rows (an encoder's output) to a table folder, atomically, leaving its other tasks as they were.</summary>
-    public void AddToTable(string directory, string task, string? template = null, string? tableName = null)
+    public void AddToTable(string directory, string task, string? template = null, string? tableName = null, IReadOnlyList<int>? splits = null)
     {
         using var scope = NewDisposeScope();
-        PromptTableFile.Add(directory, tableName ?? task, new PromptTableFile.Entry(this[task], Rows(task).cpu(), template));
+        PromptTableFile.Add(directory, tableName ?? task, new PromptTableFile.Entry(this[task], Rows(task).cpu(), template, splits));
     }
 
     /// <summary>Writes a task in peft's format (the rows as <c>prompt_embeddings</c>), atomically.</summary>
-    public void Save(string directory, string task = "default") =>
+    public void Save(string directory, string task = "default")
+    {
+        using var scope = NewDisposeScope();
         Checkpoints.AtomicFolder.Write(directory, staging => PromptAdapterFile.Write(staging, this[task], Rows(task)));
+    }
 
     /// <summary>Writes a task's two files into an existing folder, each file atomically.</summary>
     public void WriteInto(string directory, string task)
     {
         Directory.CreateDirectory(directory);
+        using var scope = NewDisposeScope();
         PromptAdapterFile.Write(directory, this[task], Rows(task));
     }
 
@@ -216,6 +220,11 @@ public sealed class PromptTable
         Active = task;
     }
 
+    /// <summary>True when the active task puts virtual positions in front of these examples (prompt tuning or
+    /// P-tuning, and no slots in them), so their first token is predicted from the last virtual token.</summary>
+    public bool PrependsTo(IEnumerable<Data.TokenizedExample> examples) =>
+        Active is { } task && this[task].Method != PromptMethod.PrefixTuning && !examples.Any(e => e.Prompt.Any(id => id < 0));
+
     public void SetTrainable(string task, bool trainable)
     {
         foreach (var p in Task(task).parameters()) p.requires_grad = trainable;
@@ -229,6 +238,7 @@ public sealed class PromptTable
     /// <param name="rows">Whether to compute the rows (false on decoding steps whose cache holds them).</param>
     internal VirtualTokens? Tokens(AdapterRouting routing, Tensor inputIds, bool rows)
     {
+        if (order.Count == 0) return null;   // no task: nothing to look for, and no host sync
         var batch = inputIds.shape[0];
         var device = inputIds.device;
         if (rows && inputIds.NumberOfElements > 0 && inputIds.min().item<long>() < 0) return SlotTokens(routing, inputIds);
@@ -280,17 +290,26 @@ public sealed class PromptTable
         var batch = inputIds.shape[0];
         var rowTasks = routing.PromptRows ?? Enumerable.Repeat<string?>(null, (int)batch).ToList();
         var slots = (inputIds.neg() - 1).clamp_min(-1);   // j at slot positions, −1 elsewhere
-        var highest = slots.max(1).values.cpu().data<long>().ToArray();
+        var host = inputIds.cpu();
         var counts = new long[batch];
         for (var i = 0; i < batch; i++)
         {
-            if (highest[i] < 0) continue;
-            var task = rowTasks[i] ?? throw new PeftDslException($"row {i} has virtual-prompt slots (negative ids) but no prompt task is routed to it");
+            // Every prompted row has exactly its task's slots 0 … P−1, once each: a partial prompt is refused.
+            var found = host[i].data<long>().Where(id => id < 0).Select(id => -1 - id).Order().ToArray();
+            var task = rowTasks[i];
+            if (task is null)
+            {
+                if (found.Length > 0) throw new PeftDslException($"row {i} has virtual-prompt slots (negative ids) but no prompt task is routed to it");
+                continue;
+            }
             var config = this[task];
             if (config.Method == PromptMethod.PrefixTuning)
                 throw new PeftDslException($"row {i}: virtual-prompt slots need a prompt-tuning or P-tuning task; '{task}' is prefix tuning");
-            if (highest[i] >= config.NumVirtualTokens)
-                throw new PeftDslException($"row {i}: slot {highest[i]} is beyond task '{task}''s {config.NumVirtualTokens} virtual tokens");
+            if (!found.SequenceEqual(Enumerable.Range(0, config.NumVirtualTokens).Select(j => (long)j)))
+                throw new PeftDslException(found.Length == 0
+                    ? $"row {i} runs task '{task}' without virtual-prompt slots while other rows have them; in one batch every prompted row has slots or none does"
+                    : $"row {i}: task '{task}' has {config.NumVirtualTokens} virtual tokens, so its slots are ids -1 … -{config.NumVirtualTokens}, each once; " +
+                      $"the row has slots {string.Join(", ", found.Select(j => -1 - j))}");
             counts[i] = config.NumVirtualTokens;
         }
         var count = counts.Max();
@@ -435,11 +454,18 @@ public sealed class PromptTable
         }
     }
 
+    /// <summary>A task name is a state-dict segment, a tensor name in the table file and a folder name.</summary>
+    public static void ValidateName(string task, string what = "task name")
+    {
+        if (string.IsNullOrWhiteSpace(task) || task == AdapterRouting.BaseRow || task == "__metadata__" || task.Contains('.')
+            || task.Contains('/') || task.Contains('\\') || task.Trim() != task)
+            throw new PeftDslException($"'{task}' is not a usable {what}: it is a state-dict segment, a tensor name and a folder name " +
+                                       $"(no '.', '/', '\\\\', outer spaces, not '{AdapterRouting.BaseRow}' or '__metadata__')");
+    }
+
     private void CheckNewName(string task)
     {
-        if (string.IsNullOrWhiteSpace(task) || task == AdapterRouting.BaseRow || task.Contains('.') || task.Contains('/') || task.Contains('\\'))
-            throw new PeftDslException($"'{task}' is not a usable task name: it is a state-dict segment and a folder name " +
-                                       $"(no '.', '/', '\\\\', not '{AdapterRouting.BaseRow}')");
+        ValidateName(task);
         if (Contains(task)) throw new PeftDslException($"a prompt task named '{task}' already exists; delete it first or choose another name");
         if (model.Adapters.Contains(task)) throw new PeftDslException($"'{task}' already names a LoRA adapter; a task needs its own name");
     }

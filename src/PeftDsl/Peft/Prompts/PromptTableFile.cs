@@ -19,8 +19,9 @@ public static class PromptTableFile
     public const string TensorsFile = "prompt_table.safetensors";
     private const string Format = "peftdsl-prompt-table";
 
-    /// <summary>One task of a table: its config, rows and the prompt template it was trained with (or null).</summary>
-    public sealed record Entry(PromptConfig Config, Tensor Rows, string? Template);
+    /// <summary>One task of a table: its config, rows, and the prompt template (with NeMo's virtual-token splits) it
+    /// was trained with, or null for the plain input field.</summary>
+    public sealed record Entry(PromptConfig Config, Tensor Rows, string? Template, IReadOnlyList<int>? Splits = null);
 
     public static bool IsTable(string directory) => File.Exists(Path.Combine(directory, IndexFile));
 
@@ -29,7 +30,7 @@ public static class PromptTableFile
     {
         var indexPath = Path.Combine(directory, IndexFile);
         var index = Lora.LoraConfigJson.ReadObject(indexPath);
-        if (index["format"]?.GetValue<string>() != Format)
+        if (ConfigFields.Str(index, "format", indexPath) != Format)
             throw new PeftDslException($"{indexPath}: not a prompt table (expected \"format\": \"{Format}\")");
         if (index["tasks"] is not JsonObject tasks) throw new PeftDslException($"{indexPath}: no \"tasks\" object");
         var tensorsPath = Path.Combine(directory, TensorsFile);
@@ -45,7 +46,13 @@ public static class PromptTableFile
                 throw new PeftDslException($"{tensorsPath}: no tensor for task '{task}' of the index");
             if (tensor.Shape.Length != 2 || tensor.Shape[0] != parsed.TotalVirtualTokens || tensor.Shape[1] != parsed.RowWidth)
                 throw new PeftDslException($"{tensorsPath}: task '{task}' is {tensor.ShapeText}, its config means [{parsed.TotalVirtualTokens}, {parsed.RowWidth}]");
-            result.Add((task, new Entry(parsed, reader.Read(task), entry["template"]?.GetValue<string>())));
+            var splits = entry["virtual_token_splits"] switch
+            {
+                null => null,
+                JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<int>(out var x) && x > 0) => a.Select(n => n!.GetValue<int>()).ToList(),
+                var other => throw new PeftDslException($"{indexPath}: task '{task}': virtual_token_splits must be a list of positive whole numbers, got {other.ToJsonString()}"),
+            };
+            result.Add((task, new Entry(parsed, reader.Read(task), ConfigFields.Str(entry, "template", $"{indexPath} (task '{task}')"), splits)));
         }
         var orphans = reader.Entries.Keys.Where(k => !tasks.ContainsKey(k)).ToList();
         if (orphans.Count > 0) throw new PeftDslException($"{tensorsPath}: tensors without an index entry: {string.Join(", ", orphans)}");
@@ -71,6 +78,7 @@ public static class PromptTableFile
                 {
                     ["config"] = JsonNode.Parse(PromptConfigJson.Write(e.Config)),
                     ["template"] = e.Template,
+                    ["virtual_token_splits"] = e.Splits is { } s ? new JsonArray(s.Select(x => (JsonNode)x).ToArray()) : null,
                 };
             var json = new JsonObject { ["format"] = Format, ["version"] = 1, ["tasks"] = tasks };
             File.WriteAllText(Path.Combine(staging, IndexFile), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
