@@ -20,7 +20,8 @@ internal static class ModelCase
         var prefix = "";
         if (c.AdapterDir is not null)
         {
-            model.Adapters.Load(manifest.AdapterDirectory(c), trainable: true);
+            if (manifest.PeftTypes(c).SequenceEqual([Peft.Ia3.Ia3ConfigJson.PeftType])) model.Ia3.Load(manifest.AdapterDirectory(c), trainable: true);
+            else model.Adapters.Load(manifest.AdapterDirectory(c), trainable: true);
             prefix = CaseChecks.PeftPrefix;
             if (CaseChecks.Parameters(model, expected, prefix) is { } wrong) return CaseResult.Fail(c.Name, double.NaN, wrong);
         }

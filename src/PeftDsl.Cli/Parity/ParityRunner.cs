@@ -34,7 +34,8 @@ public static class ParityRunner
             if (!supported)
                 return CaseResult.Skip(c.Name, $"{c.Kind} model_type '{modelType}' is not supported yet");
             var peftTypes = manifest.PeftTypes(c);
-            var unsupported = peftTypes.Where(t => t != Peft.Lora.LoraConfigJson.PeftType && !Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t)).ToList();
+            var unsupported = peftTypes.Where(t => t != Peft.Lora.LoraConfigJson.PeftType && t != Peft.Ia3.Ia3ConfigJson.PeftType
+                                                   && !Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t)).ToList();
             if (unsupported.Count > 0)
                 return CaseResult.Skip(c.Name, $"{string.Join(" + ", unsupported)} adapters are not supported yet");
             if (peftTypes.Count == 1 && Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(peftTypes[0]) && c.Adapters.Count == 0

@@ -39,6 +39,7 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
             register_parameter("bias", bias);
         }
         Lora = new LoraLayer(this);
+        Ia3 = new Peft.Ia3.Ia3Layer(this);
     }
 
     public readonly Parameter weight;
@@ -60,11 +61,15 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
     /// <summary>The LoRA adapters attached to this projection (none on a base model).</summary>
     public LoraLayer Lora { get; }
 
+    /// <summary>The IA3 vectors attached to this projection (none on a base model).</summary>
+    public Peft.Ia3.Ia3Layer Ia3 { get; }
+
     /// <param name="x">(…, in)</param>
     /// <param name="routing">Which adapters act on which rows of this call.</param>
     /// <returns>(…, out)</returns>
     public override Tensor forward(Tensor x, AdapterRouting routing) =>
-        Lora.IsEmpty || routing.IsBaseOnly ? nn.functional.linear(x, weight, bias) : Lora.Forward(x, routing);
+        !Ia3.IsEmpty && Ia3.Acts(routing) ? Ia3.Forward(x, routing)
+        : Lora.IsEmpty || routing.IsBaseOnly ? nn.functional.linear(x, weight, bias) : Lora.Forward(x, routing);
 
     /// <summary>
     /// Projects one input through several projections (q/k/v on the same normalized input, gate/up of a gated MLP).
@@ -72,7 +77,8 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
     /// matrices as one block-diagonal matmul (<see cref="SharedInputLora"/>); otherwise each runs alone.
     /// </summary>
     public static Tensor[] ProjectShared(Tensor x, AdapterRouting routing, params PeftLinear[] projections) =>
-        SharedInputLora.TryProject(x, routing, projections) ?? projections.Select(p => p.forward(x, routing)).ToArray();
+        (projections.Any(p => !p.Ia3.IsEmpty && p.Ia3.Acts(routing)) ? null : SharedInputLora.TryProject(x, routing, projections))
+        ?? projections.Select(p => p.forward(x, routing)).ToArray();
 
     /// <summary>Lets a method's layer register its per-adapter containers (<c>lora_A</c>, …) under this module.</summary>
     internal void RegisterPeftModule(string name, nn.Module module) => register_module(name, module);

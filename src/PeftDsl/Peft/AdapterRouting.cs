@@ -35,7 +35,7 @@ public sealed class AdapterRouting
 
     public bool IsMixed => RowSlots is not null;
 
-    /// <summary>True when no adapter acts on any row.</summary>
+    /// <summary>True when no LoRA adapter acts on any row.</summary>
     public bool IsBaseOnly => Active.Count == 0 && !IsMixed;
 
     /// <summary>Prompt learning: the task of each row (null for none), or null when no row has a virtual prompt.</summary>
@@ -43,7 +43,19 @@ public sealed class AdapterRouting
 
     /// <summary>This routing with a prompt task per row.</summary>
     internal AdapterRouting WithPrompts(IReadOnlyList<string?> rows) =>
-        rows.All(r => r is null) ? this : new(Active, Distinct, RowSlots) { PromptRows = rows };
+        rows.All(r => r is null) ? this : new(Active, Distinct, RowSlots) { PromptRows = rows, Ia3Active = Ia3Active, Ia3Rows = Ia3Rows };
+
+    /// <summary>IA3 adapters that act on every row (their vectors multiply); empty for none.</summary>
+    public IReadOnlyList<string> Ia3Active { get; private init; } = [];
+
+    /// <summary>IA3: the adapter of each row (null for none) in a mixed batch, or null.</summary>
+    public IReadOnlyList<string?>? Ia3Rows { get; private init; }
+
+    /// <summary>This routing with IA3 adapters for every row, or one per row.</summary>
+    internal AdapterRouting WithIa3(IReadOnlyList<string> active, IReadOnlyList<string?>? rows) =>
+        active.Count == 0 && (rows is null || rows.All(r => r is null))
+            ? this
+            : new(Active, Distinct, RowSlots) { PromptRows = PromptRows, Ia3Active = active, Ia3Rows = rows is not null && rows.Any(r => r is not null) ? rows : null };
 
     /// <summary>The same adapters for every row.</summary>
     internal static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);

@@ -80,10 +80,13 @@ public static class ParameterSelection
             var dotted = path + ".";
             var layer = layers.Where(l => dotted.StartsWith(l.Prefix, StringComparison.Ordinal)).Select(l => (int?)l.Layer).LastOrDefault();
             var (method, adapter, ownerPath) = MethodOf(path);
+            // IA3's ia3_l holds its vectors directly, named after their adapter (peft's ParameterDict).
+            var vectors = module is Ia3.Ia3Vectors;
+            if (vectors) (method, ownerPath) = (PeftMethod.Ia3, path[..path.LastIndexOf('.')]);
             PeftSite? site = module is IPeftSiteOwner o ? o.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear)
                 : ownerPath is null ? null : owners.FirstOrDefault(w => w.Prefix == ownerPath + ".").Site;
             foreach (var (name, p) in module.named_parameters(recurse: false))
-                result.Add(new SelectedParameter(Modules.ModulePath.Join(path, name), p, method, site, layer, adapter));
+                result.Add(new SelectedParameter(Modules.ModulePath.Join(path, name), p, method, site, layer, vectors ? name : adapter));
         }
         return result;
     }

@@ -14,6 +14,7 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
 {
     private AdapterRegistry? adapters;
     private Peft.Prompts.PromptTable? prompts;
+    private Peft.Ia3.Ia3Registry? ia3;
 
     /// <summary>Size of the output vocabulary.</summary>
     public abstract long VocabSize { get; }
@@ -29,6 +30,9 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
 
     /// <summary>The prompt table: virtual prompts by task (prompt tuning, P-tuning, prefix tuning).</summary>
     public Peft.Prompts.PromptTable Prompts => prompts ??= new Peft.Prompts.PromptTable(this);
+
+    /// <summary>The IA3 adapters: learned vectors scaling projections' outputs or inputs.</summary>
+    public Peft.Ia3.Ia3Registry Ia3 => ia3 ??= new Peft.Ia3.Ia3Registry(this);
 
     /// <summary>Registers a PEFT container (an <see cref="IPeftTensors"/> module) at the root, under peft's name.</summary>
     internal void AttachPeftModule(string name, nn.Module module) => register_module(name, module);
@@ -57,25 +61,32 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>Loads base weights from a Hugging Face folder into this model, strictly.</summary>
     public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);
 
-    /// <summary>The routing of one call: the active adapters and prompt task, or one name per row of
-    /// <paramref name="inputIds"/>, where a name is a LoRA adapter, a prompt task or <c>__base__</c>.</summary>
+    /// <summary>The routing of one call: the active adapters, IA3 vectors and prompt task, or one name per row of
+    /// <paramref name="inputIds"/>, where a name is a LoRA adapter, an IA3 adapter, a prompt task or <c>__base__</c>.</summary>
     protected internal AdapterRouting Route(IReadOnlyList<string>? adapterNames, Tensor inputIds)
     {
         var batch = inputIds.shape[0];
-        if (prompts is null || prompts.Names.Count == 0) return Adapters.Route(adapterNames, batch, inputIds.device);
+        var hasPrompts = prompts is { Names.Count: > 0 };
+        var hasIa3 = ia3 is { Names.Count: > 0 };
+        if (!hasPrompts && !hasIa3) return Adapters.Route(adapterNames, batch, inputIds.device);
         if (adapterNames is null)
         {
             var uniform = Adapters.Route(null, batch, inputIds.device);
-            return Adapters.Enabled && prompts.Active is { } task ? uniform.WithPrompts(Enumerable.Repeat<string?>(task, (int)batch).ToList()) : uniform;
+            if (!Adapters.Enabled) return uniform;
+            if (hasIa3) uniform = uniform.WithIa3(ia3!.Active, null);
+            return hasPrompts && prompts!.Active is { } task ? uniform.WithPrompts(Enumerable.Repeat<string?>(task, (int)batch).ToList()) : uniform;
         }
         if (adapterNames.Count != batch)
             throw new PeftDslException($"adapter_names has {adapterNames.Count} entries for a batch of {batch} rows");
-        var promptRows = adapterNames.Select(n => n is not null && prompts.Contains(n) ? n : null).ToList();
-        var loraRows = adapterNames.Select(n => n is not null && prompts.Contains(n) ? AdapterRouting.BaseRow : n).ToList();
+        bool IsPrompt(string? n) => n is not null && hasPrompts && prompts!.Contains(n);
+        bool IsIa3(string? n) => n is not null && hasIa3 && ia3!.Contains(n);
+        var promptRows = adapterNames.Select(n => IsPrompt(n) ? n : null).ToList();
+        var ia3Rows = adapterNames.Select(n => IsIa3(n) ? n : null).ToList();
+        var loraRows = adapterNames.Select(n => IsPrompt(n) || IsIa3(n) ? AdapterRouting.BaseRow : n).ToList();
         var routing = loraRows.All(n => n == AdapterRouting.BaseRow)
             ? AdapterRouting.None
             : Adapters.Route(loraRows!, batch, inputIds.device);
-        return Adapters.Enabled ? routing.WithPrompts(promptRows) : routing;
+        return Adapters.Enabled ? routing.WithIa3([], ia3Rows).WithPrompts(promptRows) : routing;
     }
 
     /// <summary>The virtual tokens of a call, or null. <paramref name="rows"/>: compute the rows (false when a cache

@@ -1,0 +1,165 @@
+using PeftDsl.Errors;
+using PeftDsl.Modules;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Ia3;
+
+/// <summary>peft's <c>ia3_l</c> ParameterDict: one vector per adapter, named after it
+/// (<c>…c_attn.ia3_l.{adapter}</c>), [out, 1] when it scales the output, [1, in] when it scales the input.</summary>
+public sealed class Ia3Vectors : nn.Module, IPeftTensors
+{
+    public Ia3Vectors() : base(nameof(Ia3Vectors))
+    {
+    }
+
+    public Parameter this[string adapter] => (Parameter)_internal_params[adapter];
+
+    public bool Contains(string adapter) => _internal_params.ContainsKey(adapter);
+
+    public IEnumerable<string> Names => _internal_params.Keys;
+
+    public void Add(string adapter, Tensor value) => register_parameter(adapter, OwnedParameter.Of(value));
+
+    public void Remove(string adapter)
+    {
+        if (!_internal_params.ContainsKey(adapter)) return;
+        var p = _internal_params[adapter];
+        _internal_params.Remove(adapter);
+        p.Dispose();
+    }
+
+    protected override void RegisterComponents()
+    {
+    }
+}
+
+/// <summary>
+/// The IA3 adapters of one projection and their math. The scaling is fused into the projection's one op: an output
+/// vector scales the weight's rows (and the bias), an input vector its columns, so no scaled copy of the activations
+/// is made or kept for backward. A mixed batch scales each row's activations with its own vector. Merging folds the
+/// vectors into the weights and keeps the original weights, so unmerging restores them exactly.
+/// </summary>
+public sealed class Ia3Layer(PeftLinear linear)
+{
+    private Ia3Vectors? vectors;
+    private readonly Dictionary<string, bool> feedforward = new(StringComparer.Ordinal);
+    private readonly List<string> merged = [];
+    private (Tensor Weight, Tensor? Bias)? original;
+
+    public bool IsEmpty => vectors is null || !vectors.Names.Any();
+
+    public IEnumerable<string> Adapters => vectors?.Names ?? [];
+
+    public bool Has(string adapter) => vectors?.Contains(adapter) ?? false;
+
+    /// <summary>The vector of an adapter ([out, 1] or [1, in]).</summary>
+    public Parameter Vector(string adapter) => vectors?[adapter] ?? throw new PeftDslException($"{linear.GetName()}: no IA3 adapter '{adapter}'");
+
+    public bool IsFeedforward(string adapter) => feedforward[adapter];
+
+    internal void Add(string adapter, bool scalesInput, Tensor value)
+    {
+        if (vectors is null)
+        {
+            vectors = new Ia3Vectors();
+            linear.RegisterPeftModule("ia3_l", vectors);
+        }
+        vectors.Add(adapter, value.to(linear.weight.device));
+        feedforward[adapter] = scalesInput;
+    }
+
+    internal void Remove(string adapter)
+    {
+        if (merged.Contains(adapter)) throw new PeftDslException($"IA3 adapter '{adapter}' is merged: unmerge it first");
+        vectors?.Remove(adapter);
+        feedforward.Remove(adapter);
+    }
+
+    /// <summary>The vector(s) acting on this call, multiplied as peft multiplies several active adapters: (n) for
+    /// every row, (B, 1, n) per row, or null when none acts; and whether they scale the input.</summary>
+    private (Tensor Scale, bool Input)? Scaling(AdapterRouting routing)
+    {
+        if (routing.Ia3Rows is { } rows)
+        {
+            var present = rows.Where(r => r is not null && Has(r) && !merged.Contains(r)).Select(r => r!).Distinct().ToList();
+            if (present.Count == 0) return null;
+            var input = feedforward[present[0]];
+            if (present.Any(p => feedforward[p] != input))
+                throw new PeftDslException($"{linear.GetName()}: IA3 adapters {string.Join(", ", present)} scale this projection's input and output differently; they cannot share a batch");
+            var n = input ? linear.InFeatures : linear.OutFeatures;
+            var stackRows = rows.Select(r => r is not null && present.Contains(r) ? Vector(r).flatten() : ones(n, dtype: Vector(present[0]).dtype, device: linear.weight.device)).ToList();
+            return (stack(stackRows).unsqueeze(1), input);    // (B, 1, n)
+        }
+        Tensor? scale = null;
+        var scalesInput = false;
+        foreach (var adapter in routing.Ia3Active)
+        {
+            if (!Has(adapter) || merged.Contains(adapter)) continue;
+            scale = scale is null ? Vector(adapter).flatten() : scale * Vector(adapter).flatten();
+            scalesInput = feedforward[adapter];
+        }
+        return scale is null ? null : (scale, scalesInput);
+    }
+
+    /// <summary>True when an IA3 vector acts on this call.</summary>
+    public bool Acts(AdapterRouting routing) =>
+        !IsEmpty && (routing.Ia3Rows is { } rows ? rows.Any(r => r is not null && Has(r) && !merged.Contains(r))
+            : routing.Ia3Active.Any(a => Has(a) && !merged.Contains(a)));
+
+    public Tensor Forward(Tensor x, AdapterRouting routing)
+    {
+        using var scope = NewDisposeScope();
+        if (Scaling(routing) is not { } s) return nn.functional.linear(x, linear.weight, linear.bias).MoveToOuterDisposeScope();
+        var scale = s.Scale.to(linear.weight.dtype);
+        Tensor y;
+        if (scale.dim() == 3)   // one vector per row: scale that row's activations
+            y = s.Input ? nn.functional.linear(x * scale, linear.weight, linear.bias) : nn.functional.linear(x, linear.weight, linear.bias) * scale;
+        else if (s.Input)       // the input's features are the weight's columns
+            y = nn.functional.linear(x, linear.weight * scale, linear.bias);
+        else                    // the output's features are the weight's rows and the bias
+            y = nn.functional.linear(x, linear.weight * scale.unsqueeze(1), linear.bias is null ? null : linear.bias * scale);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Folds an adapter's vector into the weight (and bias, for an output vector).</summary>
+    internal void Merge(string adapter)
+    {
+        if (!Has(adapter) || merged.Contains(adapter)) return;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        original ??= (linear.weight.detach().clone().DetachFromDisposeScope(), linear.bias?.detach().clone().DetachFromDisposeScope());
+        var v = Vector(adapter).flatten().to(ScalarType.Float32);
+        var w = linear.weight.to(ScalarType.Float32);
+        if (feedforward[adapter]) linear.weight.copy_(w * v);
+        else
+        {
+            linear.weight.copy_(w * v.unsqueeze(1));
+            if (linear.bias is { } b) b.copy_(b.to(ScalarType.Float32) * v);
+        }
+        merged.Add(adapter);
+    }
+
+    /// <summary>Restores the weights saved before the first merge, bit for bit.</summary>
+    internal void Unmerge()
+    {
+        if (original is not { } o) return;
+        using var noGrad = no_grad();
+        linear.weight.copy_(o.Weight);
+        if (o.Bias is { } b) linear.bias!.copy_(b);
+        ForgetMerged();
+    }
+
+    /// <summary>Keeps the merged weights and drops the saved originals (merge-and-unload).</summary>
+    internal void ForgetMerged()
+    {
+        if (original is { } o)
+        {
+            o.Weight.Dispose();
+            o.Bias?.Dispose();
+        }
+        original = null;
+        merged.Clear();
+    }
+}

@@ -1,0 +1,183 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Errors;
+using PeftDsl.Modules;
+using PeftDsl.Runtime;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Ia3;
+
+/// <summary>
+/// The IA3 adapters of one model, by name (peft's <c>PeftModel</c> API for IA3): add, load, save, activate (several
+/// multiply), merge, unmerge, delete. Adapter names are shared with LoRA adapters and prompt tasks: each is unique.
+/// </summary>
+public sealed class Ia3Registry
+{
+    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = "adapter_config.json";
+    private const string Prefix = "base_model.model.";
+    private const string Suffix = ".ia3_l";
+
+    private readonly LanguageModel model;
+    private readonly Dictionary<string, Ia3Config> configs = new(StringComparer.Ordinal);
+    private readonly List<string> active = [];
+
+    internal Ia3Registry(LanguageModel model) => this.model = model;
+
+    public IReadOnlyList<string> Names => configs.Keys.ToList();
+
+    /// <summary>The adapters every row runs when a call names none.</summary>
+    public IReadOnlyList<string> Active => active.ToList();
+
+    public bool Contains(string name) => configs.ContainsKey(name);
+
+    public Ia3Config this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
+
+    /// <summary>Adds a fresh adapter (ones, or N(0, 1) without <c>init_ia3_weights</c>); the base is frozen, the
+    /// adapter trainable, and the first adapter becomes active.</summary>
+    public void Add(string name, Ia3Config config, string source = "Ia3Config")
+    {
+        var targets = Prepare(name, ref config, source);
+        foreach (var t in targets)
+        {
+            var shape = t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L];
+            using var value = config.InitIa3Weights ? ones(shape, dtype: AdapterDType(t.Linear)) : randn(shape, dtype: AdapterDType(t.Linear));
+            t.Linear.Ia3.Add(name, t.Feedforward, value);
+        }
+        Register(name, config, trainable: true);
+    }
+
+    /// <summary>Loads a peft IA3 folder; frozen unless <paramref name="trainable"/>. Shapes are checked before any
+    /// tensor is created, and every tensor must have its module.</summary>
+    public void Load(string directory, string name = "default", bool trainable = false)
+    {
+        if (!Directory.Exists(directory)) throw new PeftDslException($"{directory}: adapter folder not found");
+        var configPath = Path.Combine(directory, ConfigFile);
+        var config = Ia3ConfigJson.Parse(Lora.LoraConfigJson.ReadObject(configPath), configPath);
+        var weights = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(weights)) throw new PeftDslException($"{directory}: no {WeightsFile}");
+        var targets = Prepare(name, ref config, configPath);
+        using var reader = SafetensorsReader.Open(weights);
+        var expected = targets.ToDictionary(t => Prefix + t.Path + Suffix,
+            t => t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L]);
+        var missing = expected.Keys.Where(k => !reader.Entries.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var extra = reader.Entries.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
+        var wrong = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value))
+            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value)}]").ToList();
+        if (missing.Count + extra.Count + wrong.Count > 0)
+            throw new PeftDslException($"{weights}: the IA3 adapter does not fit this model" +
+                                       (missing.Count > 0 ? $"; missing: {string.Join(", ", missing.Take(10))}" : "") +
+                                       (extra.Count > 0 ? $"; for modules the config does not target or the model lacks: {string.Join(", ", extra.Take(10))}" : "") +
+                                       (wrong.Count > 0 ? $"; wrong shapes: {string.Join("; ", wrong.Take(10))}" : ""));
+        foreach (var t in targets)
+        {
+            using var scope = NewDisposeScope();
+            t.Linear.Ia3.Add(name, t.Feedforward, reader.Read(Prefix + t.Path + Suffix).to(AdapterDType(t.Linear)));
+        }
+        Register(name, config, trainable);
+    }
+
+    /// <summary>Writes the adapter in peft's format, atomically.</summary>
+    public void Save(string directory, string name = "default") => AtomicFolder.Write(directory, staging => WriteFiles(staging, name));
+
+    /// <summary>Writes the adapter's two files into an existing folder, each file atomically.</summary>
+    public void WriteFiles(string folder, string name)
+    {
+        var config = this[name];
+        using var scope = NewDisposeScope();
+        var tensors = Linears().Where(l => l.Linear.Ia3.Has(name))
+            .ToDictionary(l => Prefix + l.Path + Suffix, l => l.Linear.Ia3.Vector(name).detach());
+        Directory.CreateDirectory(folder);
+        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        var configPath = Path.Combine(folder, ConfigFile);
+        File.WriteAllText(configPath + ".tmp", Ia3ConfigJson.Write(config));
+        File.Move(configPath + ".tmp", configPath, overwrite: true);
+    }
+
+    public void SetActive(params string[] names)
+    {
+        foreach (var n in names) _ = this[n];
+        Unmerge();
+        active.Clear();
+        active.AddRange(names.Distinct());
+    }
+
+    public void SetTrainable(string name, bool trainable)
+    {
+        foreach (var (_, linear) in Linears())
+            if (linear.Ia3.Has(name)) linear.Ia3.Vector(name).requires_grad = trainable;
+    }
+
+    /// <summary>Folds the active adapters into the weights; <see cref="Unmerge"/> restores them exactly.</summary>
+    public void Merge()
+    {
+        foreach (var (_, linear) in Linears())
+            foreach (var n in active) linear.Ia3.Merge(n);
+    }
+
+    public void Unmerge()
+    {
+        foreach (var (_, linear) in Linears()) linear.Ia3.Unmerge();
+    }
+
+    /// <summary>Merges the active adapters and removes every IA3 adapter (peft's <c>merge_and_unload</c>).</summary>
+    public void MergeAndUnload()
+    {
+        Merge();
+        foreach (var (_, linear) in Linears())
+        {
+            linear.Ia3.ForgetMerged();
+            foreach (var n in linear.Ia3.Adapters.ToList()) linear.Ia3.Remove(n);
+        }
+        configs.Clear();
+        active.Clear();
+    }
+
+    public void Delete(string name)
+    {
+        _ = this[name];
+        Unmerge();
+        foreach (var (_, linear) in Linears()) linear.Ia3.Remove(name);
+        configs.Remove(name);
+        if (active.Remove(name) && active.Count == 0 && configs.Count > 0) active.Add(configs.Keys.First());
+    }
+
+    private IReadOnlyList<(string Path, PeftLinear Linear)> Linears() => model.Adapters.Linears();
+
+    private IReadOnlyList<Ia3Target> Prepare(string name, ref Ia3Config config, string source)
+    {
+        PromptsCheck(name);
+        config = Ia3Targets.WithDefaults(config.Validate(source), model.ModelType, source) with
+        {
+            TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM",
+        };
+        var targets = Ia3Targets.Resolve(config, Linears(), source);
+        if (targets.FirstOrDefault(t => !t.Linear.Lora.IsEmpty) is { } both)
+            throw new PeftDslException($"{source}: {both.Path} already carries a LoRA adapter; IA3 and LoRA on one projection are not combined yet");
+        config = config with { FanInFanOut = targets.Any(t => t.Linear.Layout == Dsl.WeightLayout.Conv1D) };
+        return targets;
+    }
+
+    private void Register(string name, Ia3Config config, bool trainable)
+    {
+        configs[name] = config;
+        model.FreezeBase();
+        SetTrainable(name, trainable);
+        if (active.Count == 0) active.Add(name);
+    }
+
+    private void PromptsCheck(string name)
+    {
+        Prompts.PromptTable.ValidateName(name, "adapter name");
+        if (configs.ContainsKey(name)) throw new PeftDslException($"an IA3 adapter named '{name}' already exists; delete it first or choose another name");
+        if (model.Adapters.Contains(name) || model.Prompts.Contains(name))
+            throw new PeftDslException($"'{name}' already names a LoRA adapter or a prompt task; an adapter needs its own name");
+    }
+
+    /// <summary>Vectors train in fp32 on a bf16/fp16 base, as adapters do.</summary>
+    private static ScalarType AdapterDType(PeftLinear linear) =>
+        linear.weight.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : linear.weight.dtype;
+
+    private PeftDslException Unknown(string name) =>
+        new($"IA3 adapter '{name}' does not exist (IA3 adapters: {(configs.Count == 0 ? "none" : string.Join(", ", configs.Keys))})");
+}
