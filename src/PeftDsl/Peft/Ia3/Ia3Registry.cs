@@ -69,10 +69,18 @@ public sealed class Ia3Registry
                                        (missing.Count > 0 ? $"; missing: {string.Join(", ", missing.Take(10))}" : "") +
                                        (extra.Count > 0 ? $"; for modules the config does not target or the model lacks: {string.Join(", ", extra.Take(10))}" : "") +
                                        (wrong.Count > 0 ? $"; wrong shapes: {string.Join("; ", wrong.Take(10))}" : ""));
-        foreach (var t in targets)
+        try
         {
-            using var scope = NewDisposeScope();
-            t.Linear.Ia3.Add(name, t.Feedforward, reader.Read(Prefix + t.Path + Suffix).to(AdapterDType(t.Linear)));
+            foreach (var t in targets)
+            {
+                using var scope = NewDisposeScope();
+                t.Linear.Ia3.Add(name, t.Feedforward, reader.Read(Prefix + t.Path + Suffix).to(AdapterDType(t.Linear)));
+            }
+        }
+        catch
+        {
+            foreach (var t in targets) t.Linear.Ia3.Remove(name);   // half an adapter must not stay behind
+            throw;
         }
         Register(name, config, trainable);
     }

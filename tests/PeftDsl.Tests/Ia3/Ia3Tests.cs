@@ -1,0 +1,141 @@
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Llama;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Ia3;
+using PeftDsl.Peft.Lora;
+using PeftDsl.Tests.Lora;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Ia3;
+
+/// <summary>IA3 against the plain math: the fused weight scaling, mixed batches, merging, files and refusals.</summary>
+[Collection(GlobalRandomness.Name)]
+public sealed class Ia3Tests
+{
+    /// <summary>Random vectors (peft's init_ia3_weights=false), so every adapter changes the outputs.</summary>
+    private static readonly Ia3Config Random = new() { InitIa3Weights = false };
+
+    /// <summary>The fused path (scaled weight rows or columns) equals scaling the activations, in outputs and in the
+    /// gradients of the vectors, for an output target (c_attn) and a feed-forward target (mlp.c_proj).</summary>
+    [Fact]
+    public void TheFusedScalingEqualsScalingTheActivations()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(1);
+        model.Ia3.Add("a", Random);
+        using var scope = NewDisposeScope();
+        foreach (var (path, linear) in model.Adapters.Linears().Where(l => l.Linear.Ia3.Has("a")))
+        {
+            var v = linear.Ia3.Vector("a");
+            var x = randn(2, 3, linear.InFeatures, generator: new Generator(2));
+            var fused = linear.forward(x, model.Route(null, zeros(2, 1, dtype: ScalarType.Int64)));
+            var plain = linear.Ia3.IsFeedforward("a")
+                ? nn.functional.linear(x * v.flatten(), linear.weight, linear.bias)
+                : nn.functional.linear(x, linear.weight, linear.bias) * v.flatten();
+            Assert.True(fused.allclose(plain, rtol: 1e-5, atol: 1e-6), path);
+            var weights = randn(fused.shape, generator: new Generator(3));
+            var gFused = autograd.grad([(fused * weights).sum()], [v])[0];
+            var gPlain = autograd.grad([(plain * weights).sum()], [v])[0];
+            Assert.True(gFused.allclose(gPlain, rtol: 1e-4, atol: 1e-6), path);
+        }
+    }
+
+    [Fact]
+    public void ANewAdapterWithOnesIsTheBaseModelAndTheBaseStaysFrozen()
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var before = model.Forward(ids, mask).Logits.detach();
+        model.Ia3.Add("default", new Ia3Config());
+        Assert.True(model.Forward(ids, mask).Logits.allclose(before, rtol: 0, atol: 1e-6));
+        var trainable = model.TrainableParameters();
+        Assert.All(trainable, p => Assert.Equal(PeftMethod.Ia3, p.Method));
+        Assert.Equal(["down_proj", "k_proj", "v_proj"], trainable.Select(p => p.Name.Split('.')[^3]).Distinct().Order());
+    }
+
+    /// <summary>A batch with two IA3 adapters and a base row equals each row run alone, in logits and gradients.</summary>
+    [Fact]
+    public void AMixedBatchEqualsEachRowAlone()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(4);
+        model.Ia3.Add("a", Random);
+        model.Ia3.Add("b", Random);
+        model.Ia3.SetTrainable("b", true);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        string[] rows = ["a", "b", AdapterRouting.BaseRow];
+        var mixed = model.Forward(ids, mask, adapterNames: rows).Logits;
+        for (var i = 0; i < 3; i++)
+        {
+            var alone = model.Forward(ids.narrow(0, i, 1), mask.narrow(0, i, 1), adapterNames: [rows[i]]).Logits;
+            var where = mask.narrow(0, i, 1).unsqueeze(-1).to(ScalarType.Bool).expand_as(alone);
+            Assert.True(alone.masked_select(where).allclose(mixed.narrow(0, i, 1).masked_select(where), rtol: 0, atol: 1e-5), $"row {i}");
+        }
+    }
+
+    [Fact]
+    public void MergingFoldsTheVectorsAndUnmergingRestoresTheWeightsExactly()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(6);
+        model.Ia3.Add("a", Random);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        model.eval();
+        using var noGrad = no_grad();
+        var weights = model.parameters().Select(p => p.detach().clone()).ToList();
+        var unmerged = model.Forward(ids, mask).Logits.clone();
+        model.Ia3.Merge();
+        Assert.True(model.Forward(ids, mask).Logits.allclose(unmerged, rtol: 1e-4, atol: 1e-5));
+        model.Ia3.Unmerge();
+        Assert.All(model.parameters().Zip(weights), pair => Assert.True(pair.First.eq(pair.Second).all().item<bool>()));
+        Assert.True(model.Forward(ids, mask).Logits.allclose(unmerged, rtol: 0, atol: 1e-6));
+    }
+
+    [Fact]
+    public void SavedAdaptersLoadWithTheSameOutputsInPeftsFormat()
+    {
+        using var dir = new TempDir();
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(8);
+        model.Ia3.Add("a", Random);
+        model.Ia3.Save(dir.File("ia3"), "a");
+        var json = File.ReadAllText(dir.File("ia3/adapter_config.json"));
+        Assert.Contains("\"peft_type\": \"IA3\"", json);
+        Assert.Contains("\"fan_in_fan_out\": true", json);
+        using (var reader = Checkpoints.Safetensors.SafetensorsReader.Open(dir.File("ia3/adapter_model.safetensors")))
+            Assert.Equal([96L, 1], reader.Entries["base_model.model.transformer.h.0.attn.c_attn.ia3_l"].Shape);
+
+        using var loaded = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        loaded.Ia3.Load(dir.File("ia3"), "a");
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        using var noGrad = no_grad();
+        Assert.True(loaded.Forward(ids, mask).Logits.allclose(model.Forward(ids, mask).Logits, rtol: 0, atol: 1e-6));
+    }
+
+    [Fact]
+    public void MismatchesAndClashesAreRefused()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        model.Adapters.Add("lora", new LoraConfig { R = 2, TargetModules = ["c_attn"] });
+        var e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("ia3", new Ia3Config()));
+        Assert.Contains("already carries a LoRA adapter", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("lora", new Ia3Config { TargetModules = ["c_fc"] }));
+        Assert.Contains("'lora' already names a LoRA adapter", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("x", new Ia3Config { TargetModules = ["c_fc"], FeedforwardModules = ["mlp.c_proj"] }));
+        Assert.Contains("feedforward_modules names 'mlp.c_proj', which is not in target_modules", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("x", new Ia3Config { TargetModules = ["nope"] }));
+        Assert.Contains("match no linear module", e.Message);
+
+        using var llama = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        e = Assert.Throws<PeftDslException>(() => llama.Ia3.Load(Path.Combine(Fixtures.Directory, "gpt2.ia3")));
+        Assert.Contains("match no linear module", e.Message);
+        Assert.Empty(llama.Ia3.Names);
+    }
+}
