@@ -27,6 +27,10 @@ public sealed class AdapterOptions
         command.Options.Add(Use);
     }
 
+    private static bool IsIa3(string folder) =>
+        Peft.Lora.LoraConfigJson.ReadObject(Path.Combine(folder, Peft.Lora.LoraAdapterFile.ConfigFile))["peft_type"] is System.Text.Json.Nodes.JsonValue v
+        && v.GetValueKind() == System.Text.Json.JsonValueKind.String && v.GetValue<string>() == Peft.Ia3.Ia3ConfigJson.PeftType;
+
     public (string? Directory, string[] Use) Read(ParseResult parse) => (parse.GetValue(Adapter)?.FullName, parse.GetValue(Use) ?? []);
 
     /// <summary>Loads every adapter of <paramref name="directory"/> and activates <paramref name="use"/>, or the only one.
@@ -58,12 +62,15 @@ public sealed class AdapterOptions
         var prompts = chosen.Where(f => Peft.Prompts.PromptAdapterFile.IsPromptAdapter(f.Folder)).ToList();
         if (prompts.Count > 1)
             throw new PeftDslException($"--use: {string.Join(", ", prompts.Select(p => p.Name))} are all prompt-learning adapters; a row runs one virtual prompt");
+        var ia3 = chosen.Where(f => IsIa3(f.Folder)).ToList();
         foreach (var (name, folder) in chosen)
         {
             if (prompts.Any(p => p.Name == name)) model.Prompts.Load(folder, name, trainable);
+            else if (ia3.Any(a => a.Name == name)) model.Ia3.Load(folder, name, trainable);
             else model.Adapters.Load(folder, name, trainable);
         }
-        model.Adapters.SetActive(active.Where(a => prompts.All(p => p.Name != a)).ToArray());
+        model.Adapters.SetActive(active.Where(a => prompts.All(p => p.Name != a) && ia3.All(i => i.Name != a)).ToArray());
+        if (ia3.Count > 0) model.Ia3.SetActive(ia3.Select(i => i.Name).ToArray());
         if (prompts.Count == 1) model.Prompts.SetActive(prompts[0].Name);
         return active;
     }

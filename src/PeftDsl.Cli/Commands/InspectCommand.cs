@@ -21,7 +21,8 @@ public static class InspectCommand
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)" };
         var shape = new Option<string?>("--shape") { Description = "Instead of --model, a built-in random-weight shape: " + string.Join(", ", BenchCommand.Shapes.Keys) };
-        var method = new Option<string?>("--method") { Description = "Preview a new adapter of this method (lora) on --targets, or on peft's default targets" };
+        var method = new Option<string?>("--method") { Description = "Preview a new adapter of this method (lora, ia3, prompt, ptuning, prefix) on --targets, or on peft's default targets" };
+        var virtualTokens = new Option<int>("--virtual-tokens") { Description = "prompt/ptuning/prefix preview: virtual tokens", DefaultValueFactory = _ => 20 };
         var targets = new Option<string[]>("--targets")
         {
             Description = "Preview a new LoRA adapter on these targets, space- or comma-separated (module names, NeMo site names, attention, mlp, all)",
@@ -30,33 +31,49 @@ public static class InspectCommand
         var rank = new Option<int?>("--r") { Description = "Rank of the previewed adapter (default 8; needs --targets)" };
         var dora = new Option<bool>("--dora") { Description = "Preview with DoRA's magnitude vectors (needs --targets)" };
         var command = new Command("inspect", Program.Example("Show a model's PEFT sites and the trainable parameters of its adapters",
-            "peft inspect --shape gpt2-small --method lora --r 8 --targets c_attn")) { model, shape, method, targets, rank, dora };
+            "peft inspect --shape gpt2-small --method lora --r 8 --targets c_attn")) { model, shape, method, targets, rank, dora, virtualTokens };
         var adapters = new AdapterOptions();
         adapters.AddTo(command);
         command.SetAction(parse => Program.Guard(() =>
         {
             var (adapter, use) = adapters.Read(parse);
             var names = (parse.GetValue(targets) ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-            var preview = parse.GetValue(method) switch
+            var methodName = parse.GetValue(method);
+            var preview = methodName switch
             {
                 null => names.Count > 0,
                 "lora" => true,
-                var other => throw new PeftDslException($"--method: '{other}' is not lora (more methods as they land)"),
+                "ia3" or "prompt" or "ptuning" or "prefix" => false,
+                var other => throw new PeftDslException($"--method: '{other}' is not lora, ia3, prompt, ptuning or prefix"),
             };
             if (!preview && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
-                throw new PeftDslException("--r and --dora describe a previewed adapter: give --method lora or --targets too");
+                throw new PeftDslException("--r and --dora describe a previewed LoRA adapter: give --method lora or --targets too");
+            if (methodName is "prompt" or "ptuning" or "prefix" && names.Count > 0)
+                throw new PeftDslException($"--targets does not apply to --method {methodName}");
+            var tokens = parse.GetValue(virtualTokens);
+            if (tokens <= 0) throw new PeftDslException($"--virtual-tokens must be a positive whole number, got {tokens}");
+            Action<LanguageModel>? addOther = methodName switch
+            {
+                "ia3" => m => m.Ia3.Add("default", new Peft.Ia3.Ia3Config { TargetModules = names.Count == 0 ? null : names }, "--targets"),
+                "prompt" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PromptTuning, NumVirtualTokens = tokens }),
+                "ptuning" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PTuning, NumVirtualTokens = tokens }),
+                "prefix" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PrefixTuning, NumVirtualTokens = tokens }),
+                _ => null,
+            };
             var (directory, shapeName) = (parse.GetValue(model)?.FullName, parse.GetValue(shape));
             if ((directory is null) == (shapeName is null)) throw new PeftDslException("give either --model DIR or --shape NAME");
-            return Run(directory ?? "shape:" + shapeName, adapter, use, preview ? names : null, parse.GetValue(rank) ?? 8, parse.GetValue(dora), System.Console.Out);
+            return Run(directory ?? "shape:" + shapeName, adapter, use, preview ? names : null, parse.GetValue(rank) ?? 8, parse.GetValue(dora), System.Console.Out, addOther);
         }));
         return command;
     }
 
     /// <param name="directory">A checkpoint folder, or <c>shape:NAME</c> for a built-in random-weight shape.</param>
     /// <param name="targets">Preview a new LoRA adapter on these targets (empty: peft's defaults); null: no preview.</param>
-    public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string>? targets, int rank, bool dora, TextWriter output)
+    /// <param name="preview">Adds a previewed adapter of another method (IA3, prompt learning), or null.</param>
+    public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string>? targets, int rank, bool dora, TextWriter output,
+        Action<LanguageModel>? preview = null)
     {
-        if (adapter is not null && targets is not null) throw new PeftDslException("give either --adapter or a preview (--method/--targets), not both");
+        if (adapter is not null && (targets is not null || preview is not null)) throw new PeftDslException("give either --adapter or a preview (--method/--targets), not both");
         if (rank <= 0) throw new PeftDslException($"--r must be a positive rank, got {rank}");
         using var model = (LanguageModel)(directory.StartsWith("shape:", StringComparison.Ordinal)
             ? BenchCommand.Build(directory["shape:".Length..])
@@ -69,6 +86,7 @@ public static class InspectCommand
         AdapterOptions.Attach(model, adapter, use, trainable: true);
         if (targets is not null)
             model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets.Count == 0 ? null : targets, UseDora = dora }, "--targets");
+        preview?.Invoke(model);
         var console = PlainConsole(output);
         console.WriteLine($"model: {directory} ({model.ModelType}, {model.GetType().Name})");
         foreach (var name in model.Adapters.Names)
@@ -77,8 +95,12 @@ public static class InspectCommand
             console.WriteLine($"adapter: {name} (LoRA r={c.R}, alpha={Number(c.Alpha)}{(c.UseRsLora ? ", rsLoRA" : "")}{(c.UseDora ? ", DoRA" : "")}" +
                               $"{(model.Adapters.Active.Contains(name) ? ", active" : "")})");
         }
+        foreach (var name in model.Ia3.Names)
+            console.WriteLine($"adapter: {name} (IA3{(model.Ia3.Active.Contains(name) ? ", active" : "")})");
+        foreach (var name in model.Prompts.Names)
+            console.WriteLine($"prompt task: {name} ({Peft.Prompts.PromptConfigJson.PeftType(model.Prompts[name].Method)}, {model.Prompts[name].NumVirtualTokens} virtual tokens)");
         var all = model.AllParameters();
-        console.Write(model.Adapters.Names.Count == 0 ? SiteTable(model) : TrainableTable(all));
+        console.Write(all.All(p => p.Method == PeftMethod.Base) ? SiteTable(model) : TrainableTable(all));
         var trainable = all.Where(p => p.Method != PeftMethod.Base && p.Parameter.requires_grad).Sum(p => p.Parameter.NumberOfElements);
         var total = all.Sum(p => p.Parameter.NumberOfElements);
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -71,8 +71,12 @@ public static class MergeCommand
         log.WriteLine($"loading {directory} ({placement.DType})");
         using var model = (LanguageModel)StockModels.LoadGenerative(directory, placement);
         var active = AdapterOptions.Attach(model, adapter, use);
+        // Virtual tokens are not weights: a prompt-learning adapter has nothing to fold into the model.
+        if (model.Prompts.Names.Count > 0)
+            throw new PeftDslException($"{adapter}: prompt-learning adapters ({string.Join(", ", model.Prompts.Names)}) put virtual tokens before the input; they cannot be merged into the weights");
         log.WriteLine($"merging {string.Join(" + ", active)} from {adapter}");
         model.Adapters.MergeAndUnload();
+        model.Ia3.MergeAndUnload();
         log.WriteLine($"writing {output}");
         AtomicFolder.Write(output, staging =>
         {

@@ -27,7 +27,8 @@ public static class TrainCommand
         var data = new Option<FileInfo>("--data") { Description = "Training examples, JSONL", Required = true };
         var eval = new Option<FileInfo?>("--eval") { Description = "Held-out examples, JSONL: loss, perplexity and exact match" };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the adapter, metrics.jsonl, loss.png and checkpoint/; new or empty unless --overwrite or --resume", Required = true };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora, prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, ia3, prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
+        var feedforward = new Option<string[]>("--feedforward") { Description = "ia3: the targets whose input is scaled (default: peft's for the model)", AllowMultipleArgumentsPerToken = true };
         var lora = new LoraOptions();
         var prompt = new PromptOptions();
         var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: --epochs over the data)" };
@@ -54,7 +55,7 @@ public static class TrainCommand
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, task, table, resume, overwrite,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, task, table, resume, overwrite, feedforward,
         };
         lora.AddTo(command);
         prompt.AddTo(command);
@@ -72,10 +73,11 @@ public static class TrainCommand
             TrainMethod chosen = methodName switch
             {
                 "lora" => new LoraMethod(lora.Config(parse)),
+                "ia3" => new Ia3Method(Ia3Config(parse, lora, feedforward)),
                 "prompt" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PromptTuning)),
                 "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
                 "prefix" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
-                var other => throw new PeftDslException($"--method {other}: not lora, prompt, ptuning or prefix (IA3 and adapters are coming)"),
+                var other => throw new PeftDslException($"--method {other}: not lora, ia3, prompt, ptuning or prefix (bottleneck adapters are coming)"),
             };
             var tableEntry = (parse.GetValue(task), parse.GetValue(table)?.FullName) switch
             {
@@ -87,7 +89,9 @@ public static class TrainCommand
             };
             if (methodName == "lora" && prompt.Given(parse).FirstOrDefault() is { } promptOption)
                 throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not lora");
-            if (methodName != "lora" && lora.Given(parse).FirstOrDefault() is { } loraOption)
+            if (methodName != "ia3" && parse.GetResult(feedforward) is { Implicit: false })
+                throw new PeftDslException($"--feedforward applies to --method ia3");
+            if (methodName != "lora" && lora.Given(parse).FirstOrDefault(o => !(methodName == "ia3" && o == "--targets")) is { } loraOption)
                 throw new PeftDslException($"{loraOption} is a LoRA option; --method {methodName} does not take it");
             var options = new TrainerOptions
             {
@@ -124,6 +128,24 @@ public static class TrainCommand
             return run.Execute(parse, dataOptions, placement.Read(parse), Console.Out);
         }));
         return command;
+    }
+
+    /// <summary>IA3's targets (--targets, shared with LoRA) and feed-forward modules.</summary>
+    private static Peft.Ia3.Ia3Config Ia3Config(ParseResult parse, LoraOptions lora, Option<string[]> feedforward)
+    {
+        static List<string> Names(string[]? values) =>
+            (values ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        var targets = Names(parse.GetValue(lora.Targets));
+        if (parse.GetResult(lora.Targets) is { Implicit: false } && targets.Count == 0)
+            throw new PeftDslException("--targets names no module; leave it out for the model's default targets");
+        var ff = Names(parse.GetValue(feedforward));
+        if (ff.Count > 0 && targets.Count == 0)
+            throw new PeftDslException("--feedforward needs --targets (the feed-forward modules are among the targets)");
+        return new Peft.Ia3.Ia3Config
+        {
+            TargetModules = targets.Count == 0 ? null : targets,
+            FeedforwardModules = parse.GetResult(feedforward) is { Implicit: false } ? ff : null,
+        }.Validate("--targets/--feedforward");
     }
 }
 

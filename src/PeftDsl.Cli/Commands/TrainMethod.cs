@@ -50,6 +50,26 @@ public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
     };
 }
 
+/// <summary>IA3 with peft's semantics: vectors on the targets' outputs, or inputs for the feed-forward ones.</summary>
+public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
+{
+    public override string Describe => "IA3" + (Ia3.TargetModules is { } t ? $" on {string.Join(", ", t)}" : " on peft's default targets");
+
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Ia3.Add(TrainRun.Adapter, Ia3, "--targets/--feedforward");
+
+    public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
+        model.Ia3.Load(Path.Combine(checkpoint, TrainingCheckpoint.Ia3Folder, TrainRun.Adapter), TrainRun.Adapter, trainable: true);
+
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Ia3.WriteFiles(folder, TrainRun.Adapter);
+
+    public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["--method"] = Peft.Ia3.Ia3ConfigJson.PeftType,
+        ["--targets"] = Ia3.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
+        ["--feedforward"] = Ia3.FeedforwardModules is { } f ? string.Join(",", f) : "(the model's default)",
+    };
+}
+
 /// <summary>Prompt tuning, P-tuning or prefix tuning. The checkpoint keeps the encoder; the adapter file, as peft
 /// writes it, the rows the encoder produces.</summary>
 public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod

@@ -27,6 +27,9 @@ public static class TrainingCheckpoint
 
     /// <summary>Prompt tasks, one subfolder each, with their encoders (peft's adapter file keeps only the output).</summary>
     public const string PromptsFolder = "prompts";
+
+    /// <summary>IA3 adapters, one subfolder each, in peft's format.</summary>
+    public const string Ia3Folder = "ia3";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string StateFile = "trainer_state.json";
     private static readonly JsonSerializerOptions Json = new()
@@ -43,6 +46,7 @@ public static class TrainingCheckpoint
             Directory.CreateDirectory(adapter);
             model.Adapters.WriteInto(adapter);
             foreach (var task in model.Prompts.Names) model.Prompts.WriteState(Path.Combine(staging, PromptsFolder, task), task);
+            foreach (var name in model.Ia3.Names) model.Ia3.WriteFiles(Path.Combine(staging, Ia3Folder, name), name);
             using var steps = tensor(new[] { optimizer.Steps });
             SafetensorsWriter.Save(Path.Combine(staging, OptimizerFile), new Dictionary<string, Tensor>
             {

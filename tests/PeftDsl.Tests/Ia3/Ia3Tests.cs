@@ -119,6 +119,24 @@ public sealed class Ia3Tests
         Assert.True(loaded.Forward(ids, mask).Logits.allclose(model.Forward(ids, mask).Logits, rtol: 0, atol: 1e-6));
     }
 
+    /// <summary>peft merge of peft's own IA3 adapter gives a plain model whose logits are peft's adapted logits.</summary>
+    [Fact]
+    public void MergedIa3FolderComputesPeftsLogits()
+    {
+        using var dir = new TempDir();
+        var (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("llama"), "--adapter", Path.Combine(Fixtures.Directory, "llama.ia3"), "--out", dir.File("merged"));
+        Assert.True(code == 0, stderr);
+        using var merged = LlamaForCausalLM.FromPretrained(dir.File("merged"));
+        Assert.DoesNotContain(merged.AllParameters(), p => p.Method != PeftMethod.Base);
+        var expected = Fixtures.ReadAll(Fixtures.Expected("llama.ia3"));
+        using var scope = NewDisposeScope();
+        merged.eval();
+        using var noGrad = no_grad();
+        var logits = merged.Forward(expected["input_ids"], expected["attention_mask"]).Logits;
+        var real = expected["attention_mask"].to(ScalarType.Bool).unsqueeze(-1).expand_as(logits);
+        Assert.True(logits.masked_select(real).allclose(expected["logits"].masked_select(real), rtol: 0, atol: 1e-4));
+    }
+
     [Fact]
     public void MismatchesAndClashesAreRefused()
     {

@@ -255,6 +255,28 @@ public sealed class TrainCliTests
         Assert.Equal(6, model.Prompts["echo"].NumVirtualTokens);
     }
 
+    /// <summary>IA3 through the CLI: peft's IA3 folder, loaded by eval; a resume with other feed-forward modules is refused.</summary>
+    [Fact]
+    public void Ia3TrainsAndItsAdapterLoads()
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--save-every", "2", "--method", "ia3", "--lr", "3e-2",
+            "--targets", "k_proj,v_proj,down_proj", "--feedforward", "down_proj"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("IA3 on k_proj, v_proj, down_proj", stdout);
+        Assert.Contains("\"peft_type\": \"IA3\"", File.ReadAllText(dir.File("run/adapter_config.json")));
+        using (var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama")))
+        {
+            model.Ia3.Load(dir.File("run"));
+            Assert.True(model.model.layers[0].mlp.down_proj.Ia3.IsFeedforward("default"));
+        }
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", "ia3", "--lr", "3e-2", "--targets", "k_proj,v_proj,down_proj", "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("--feedforward down_proj → (the model's default)", stderr);
+    }
+
     /// <summary>NeMo's template markers through the CLI: virtual tokens inside the prompt, split between two markers.</summary>
     [Fact]
     public void TemplateMarkersPlaceVirtualTokensInsideThePrompt()
@@ -297,6 +319,8 @@ public sealed class TrainCliTests
     [InlineData("--method", "prompt", "--prompt-init", "text", "--prompt-init text needs --prompt-init-text")]
     [InlineData("--method", "ptuning", "--encoder-layers", "3", "--encoder-layers applies to --encoder lstm")]
     [InlineData("--method", "prompt", "--task", "x", "--task needs --table DIR")]
+    [InlineData("--method", "ia3", "--r", "4", "--r is a LoRA option; --method ia3 does not take it")]
+    [InlineData("--method", "lora", "--feedforward", "down_proj", "--feedforward applies to --method ia3")]
     [InlineData("--method", "lora", "--table", "t", "--table needs --task NAME")]
     [InlineData("--method", "prefix", "--virtual-tokens", "100", "100 virtual tokens leave no room for an example in the model's 64 positions")]
     [InlineData("--method", "prompt", "--max-length", "60", "--max-length 60 plus 20 virtual tokens exceeds the model's 64 positions")]
