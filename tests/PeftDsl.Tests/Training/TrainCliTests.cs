@@ -159,7 +159,7 @@ public sealed class TrainCliTests
     [InlineData("--seed", "-1", "--seed must be 0 or more, got -1")]
     [InlineData("--batch", "0", "--batch must be positive, got 0")]
     [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]
-    [InlineData("--method", "ia3", "--method ia3: not lora, prompt, ptuning or prefix")]
+    [InlineData("--method", "loha", "--method loha: not lora, ia3, prompt, ptuning or prefix")]
     [InlineData("--virtual-tokens", "8", "--virtual-tokens applies to --method prompt, ptuning or prefix, not lora")]
     [InlineData("--r", "0", "error: --r must be a positive whole number, got 0")]
     [InlineData("--alpha", "-2", "error: --alpha must be positive (the update is scaled by alpha / r), got -2")]
