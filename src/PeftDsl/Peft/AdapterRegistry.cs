@@ -210,7 +210,8 @@ public sealed class AdapterRegistry
         ValidateName(name);
         if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
         if (model.Prompts.Contains(name)) throw new PeftDslException($"'{name}' already names a prompt task; an adapter needs its own name");
-        if (model.Ia3.Contains(name)) throw new PeftDslException($"'{name}' already names an IA3 adapter; an adapter needs its own name");
+        if (model.Ia3.Contains(name) || model.Bottleneck.Contains(name))
+            throw new PeftDslException($"'{name}' already names an IA3 or bottleneck adapter; an adapter needs its own name");
         config.Validate(source);
         var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source, strictTargets);
         if (targets.FirstOrDefault(t => !t.Linear.Ia3.IsEmpty) is { } both)

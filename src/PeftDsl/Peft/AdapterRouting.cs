@@ -43,7 +43,26 @@ public sealed class AdapterRouting
 
     /// <summary>This routing with a prompt task per row.</summary>
     internal AdapterRouting WithPrompts(IReadOnlyList<string?> rows) =>
-        rows.All(r => r is null) ? this : new(Active, Distinct, RowSlots) { PromptRows = rows, Ia3Active = Ia3Active, Ia3Rows = Ia3Rows };
+        rows.All(r => r is null) ? this : new(Active, Distinct, RowSlots)
+        {
+            PromptRows = rows, Ia3Active = Ia3Active, Ia3Rows = Ia3Rows, BottleneckActive = BottleneckActive, BottleneckRows = BottleneckRows,
+        };
+
+    /// <summary>Bottleneck adapters that act on every row; empty for none.</summary>
+    public IReadOnlyList<string> BottleneckActive { get; private init; } = [];
+
+    /// <summary>Bottleneck adapters: the adapter of each row (null for none) in a mixed batch, or null.</summary>
+    public IReadOnlyList<string?>? BottleneckRows { get; private init; }
+
+    /// <summary>This routing with bottleneck adapters for every row, or one per row.</summary>
+    internal AdapterRouting WithBottleneck(IReadOnlyList<string> active, IReadOnlyList<string?>? rows) =>
+        active.Count == 0 && (rows is null || rows.All(r => r is null))
+            ? this
+            : new(Active, Distinct, RowSlots)
+            {
+                PromptRows = PromptRows, Ia3Active = Ia3Active, Ia3Rows = Ia3Rows, BottleneckActive = active,
+                BottleneckRows = rows is not null && rows.Any(r => r is not null) ? rows : null,
+            };
 
     /// <summary>IA3 adapters that act on every row (their vectors multiply); empty for none.</summary>
     public IReadOnlyList<string> Ia3Active { get; private init; } = [];
@@ -55,7 +74,11 @@ public sealed class AdapterRouting
     internal AdapterRouting WithIa3(IReadOnlyList<string> active, IReadOnlyList<string?>? rows) =>
         active.Count == 0 && (rows is null || rows.All(r => r is null))
             ? this
-            : new(Active, Distinct, RowSlots) { PromptRows = PromptRows, Ia3Active = active, Ia3Rows = rows is not null && rows.Any(r => r is not null) ? rows : null };
+            : new(Active, Distinct, RowSlots)
+            {
+                PromptRows = PromptRows, Ia3Active = active, Ia3Rows = rows is not null && rows.Any(r => r is not null) ? rows : null,
+                BottleneckActive = BottleneckActive, BottleneckRows = BottleneckRows,
+            };
 
     /// <summary>The same adapters for every row.</summary>
     internal static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);

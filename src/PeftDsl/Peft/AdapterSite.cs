@@ -1,3 +1,4 @@
+using PeftDsl.Peft.Adapters;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -6,12 +7,14 @@ namespace PeftDsl.Peft;
 
 /// <summary>
 /// Where a bottleneck adapter goes: on a sublayer's output, before the residual add. It is registered under its
-/// site name (<c>transformer.h.0.mlp_adapter</c>), so adapter weights put here are seen by <c>parameters()</c> and
-/// <c>to(device)</c> and kept out of the base checkpoint. With nothing attached it returns its input: a base model
-/// pays one call per sublayer and no tensor op.
+/// site name (<c>transformer.h.0.mlp_adapter</c>), so adapter weights put here (<c>….mlp_adapter.bottleneck.{adapter}.linear_in.weight</c>)
+/// are seen by <c>parameters()</c> and <c>to(device)</c> and kept out of the base checkpoint. With nothing attached it
+/// returns its input: a base model pays one call per sublayer and no tensor op.
 /// </summary>
 public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPeftTensors
 {
+    private BottleneckDict? bottleneck;
+
     public AdapterSite(string name, int layer) : base(nameof(AdapterSite))
     {
         Name = name;
@@ -22,7 +25,76 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
 
     public int Layer { get; }
 
-    public override Tensor forward(Tensor sublayerOutput, ForwardContext ctx) => sublayerOutput;
+    public bool Has(string adapter) => bottleneck?.Contains(adapter) ?? false;
+
+    public BottleneckLayer Adapter(string adapter) => bottleneck![adapter];
+
+    /// <summary>The sublayer output plus every acting adapter's delta, each computed from the sublayer output (several
+    /// active adapters add, as LoRA deltas do); in a mixed batch each row takes its own adapter's delta.</summary>
+    public override Tensor forward(Tensor sublayerOutput, ForwardContext ctx)
+    {
+        if (bottleneck is null) return sublayerOutput;
+        var routing = ctx.Routing;
+        if (routing.BottleneckRows is { } rows)
+        {
+            var present = rows.Where(r => r is not null && Has(r)).Select(r => r!).Distinct().ToList();
+            if (present.Count == 0) return sublayerOutput;
+            using var scope = NewDisposeScope();
+            var y = sublayerOutput;
+            foreach (var adapter in present)
+            {
+                var mask = tensor(rows.Select(r => r == adapter ? 1f : 0f).ToArray(), device: y.device).to(y.dtype).view(-1, 1, 1);
+                y = y + bottleneck[adapter].Delta(sublayerOutput) * mask;
+            }
+            return y.MoveToOuterDisposeScope();
+        }
+        var acting = routing.BottleneckActive.Where(Has).ToList();
+        if (acting.Count == 0) return sublayerOutput;
+        using (var scope = NewDisposeScope())
+        {
+            var y = sublayerOutput;
+            foreach (var adapter in acting) y = y + bottleneck[adapter].Delta(sublayerOutput);
+            return y.MoveToOuterDisposeScope();
+        }
+    }
+
+    internal void Add(string adapter, BottleneckLayer layer)
+    {
+        if (bottleneck is null)
+        {
+            bottleneck = new BottleneckDict();
+            register_module("bottleneck", bottleneck);
+        }
+        bottleneck.Add(adapter, layer);
+    }
+
+    internal void Remove(string adapter) => bottleneck?.Remove(adapter);
+
+    protected override void RegisterComponents()
+    {
+    }
+}
+
+/// <summary>Bottleneck adapters of one site, keyed by adapter name.</summary>
+public sealed class BottleneckDict : nn.Module, IPeftTensors
+{
+    public BottleneckDict() : base(nameof(BottleneckDict))
+    {
+    }
+
+    public BottleneckLayer this[string adapter] => (BottleneckLayer)_internal_submodules[adapter];
+
+    public bool Contains(string adapter) => _internal_submodules.ContainsKey(adapter);
+
+    public void Add(string adapter, BottleneckLayer layer) => register_module(adapter, layer);
+
+    public void Remove(string adapter)
+    {
+        if (!_internal_submodules.ContainsKey(adapter)) return;
+        var module = _internal_submodules[adapter];
+        _internal_submodules.Remove(adapter);
+        module.Dispose();
+    }
 
     protected override void RegisterComponents()
     {

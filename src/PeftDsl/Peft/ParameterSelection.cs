@@ -98,6 +98,7 @@ public static class ParameterSelection
         ["lora_B"] = PeftMethod.Lora,
         ["lora_magnitude_vector"] = PeftMethod.Lora,
         ["prompt_encoder"] = PeftMethod.PromptLearning,
+        ["bottleneck"] = PeftMethod.Adapter,
     };
 
     private static (PeftMethod Method, string? Adapter, string? OwnerPath) MethodOf(string path)

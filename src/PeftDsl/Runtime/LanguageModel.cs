@@ -15,6 +15,7 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     private AdapterRegistry? adapters;
     private Peft.Prompts.PromptTable? prompts;
     private Peft.Ia3.Ia3Registry? ia3;
+    private Peft.Adapters.BottleneckRegistry? bottleneck;
 
     /// <summary>Size of the output vocabulary.</summary>
     public abstract long VocabSize { get; }
@@ -33,6 +34,9 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
 
     /// <summary>The IA3 adapters: learned vectors scaling projections' outputs or inputs.</summary>
     public Peft.Ia3.Ia3Registry Ia3 => ia3 ??= new Peft.Ia3.Ia3Registry(this);
+
+    /// <summary>The bottleneck adapters (Houlsby; NeMo's linear adapters) at the adapter sites.</summary>
+    public Peft.Adapters.BottleneckRegistry Bottleneck => bottleneck ??= new Peft.Adapters.BottleneckRegistry(this);
 
     /// <summary>Registers a PEFT container (an <see cref="IPeftTensors"/> module) at the root, under peft's name.</summary>
     internal void AttachPeftModule(string name, nn.Module module) => register_module(name, module);
@@ -68,25 +72,29 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
         var batch = inputIds.shape[0];
         var hasPrompts = prompts is { Names.Count: > 0 };
         var hasIa3 = ia3 is { Names.Count: > 0 };
-        if (!hasPrompts && !hasIa3) return Adapters.Route(adapterNames, batch, inputIds.device);
+        var hasBottleneck = bottleneck is { Names.Count: > 0 };
+        if (!hasPrompts && !hasIa3 && !hasBottleneck) return Adapters.Route(adapterNames, batch, inputIds.device);
         if (adapterNames is null)
         {
             var uniform = Adapters.Route(null, batch, inputIds.device);
             if (!Adapters.Enabled) return uniform;
             if (hasIa3) uniform = uniform.WithIa3(ia3!.Active, null);
+            if (hasBottleneck) uniform = uniform.WithBottleneck(bottleneck!.Active, null);
             return hasPrompts && prompts!.Active is { } task ? uniform.WithPrompts(Enumerable.Repeat<string?>(task, (int)batch).ToList()) : uniform;
         }
         if (adapterNames.Count != batch)
             throw new PeftDslException($"adapter_names has {adapterNames.Count} entries for a batch of {batch} rows");
         bool IsPrompt(string? n) => n is not null && hasPrompts && prompts!.Contains(n);
         bool IsIa3(string? n) => n is not null && hasIa3 && ia3!.Contains(n);
+        bool IsBottleneck(string? n) => n is not null && hasBottleneck && bottleneck!.Contains(n);
         var promptRows = adapterNames.Select(n => IsPrompt(n) ? n : null).ToList();
         var ia3Rows = adapterNames.Select(n => IsIa3(n) ? n : null).ToList();
-        var loraRows = adapterNames.Select(n => IsPrompt(n) || IsIa3(n) ? AdapterRouting.BaseRow : n).ToList();
+        var bottleneckRows = adapterNames.Select(n => IsBottleneck(n) ? n : null).ToList();
+        var loraRows = adapterNames.Select(n => IsPrompt(n) || IsIa3(n) || IsBottleneck(n) ? AdapterRouting.BaseRow : n).ToList();
         var routing = loraRows.All(n => n == AdapterRouting.BaseRow)
             ? AdapterRouting.None
             : Adapters.Route(loraRows!, batch, inputIds.device);
-        return Adapters.Enabled ? routing.WithIa3([], ia3Rows).WithPrompts(promptRows) : routing;
+        return Adapters.Enabled ? routing.WithIa3([], ia3Rows).WithBottleneck([], bottleneckRows).WithPrompts(promptRows) : routing;
     }
 
     /// <summary>The virtual tokens of a call, or null. <paramref name="rows"/>: compute the rows (false when a cache

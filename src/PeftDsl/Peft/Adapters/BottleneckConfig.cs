@@ -1,0 +1,45 @@
+using PeftDsl.Errors;
+
+namespace PeftDsl.Peft.Adapters;
+
+/// <summary>The bottleneck's nonlinearity (NeMo's default is swish).</summary>
+public enum BottleneckActivation { Swish, Gelu, Relu, Identity }
+
+/// <summary>Where the adapter's own layer norm goes: none, before the down projection, or after the up projection.</summary>
+public enum BottleneckNorm { None, Pre, Post }
+
+/// <summary>How the down projection starts (the up projection always starts at zero, so a new adapter is the identity).</summary>
+public enum BottleneckInit { Xavier, Normal, Kaiming, Zero }
+
+/// <summary>
+/// A Houlsby bottleneck adapter, as NeMo's linear adapter: on a sublayer's output h, h + dropout(up(act(down(norm(h))))),
+/// at the adapter sites the DSL declares (attention_adapter, mlp_adapter, cross_attention_adapter).
+/// </summary>
+public sealed record BottleneckConfig
+{
+    public int AdapterDim { get; init; } = 32;
+
+    public BottleneckActivation Activation { get; init; } = BottleneckActivation.Swish;
+
+    public BottleneckNorm Norm { get; init; } = BottleneckNorm.Pre;
+
+    public BottleneckInit Init { get; init; } = BottleneckInit.Xavier;
+
+    public double Dropout { get; init; }
+
+    /// <summary>Adapter site names; null for every site.</summary>
+    public IReadOnlyList<string>? Sites { get; init; }
+
+    /// <summary>Blocks to adapt; null for all.</summary>
+    public IReadOnlyList<int>? Layers { get; init; }
+
+    public string? TaskType { get; init; }
+
+    public BottleneckConfig Validate(string source)
+    {
+        if (AdapterDim <= 0 || AdapterDim > 1 << 16) throw new PeftDslException($"{source}: adapter_dim must be a positive whole number, got {AdapterDim}");
+        if (!(Dropout >= 0 && Dropout < 1)) throw new PeftDslException($"{source}: adapter_dropout must be in [0, 1), got {Dropout}");
+        if (Sites is { Count: 0 }) throw new PeftDslException($"{source}: the adapter names no site");
+        return this;
+    }
+}

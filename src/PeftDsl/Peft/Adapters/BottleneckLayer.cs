@@ -1,0 +1,71 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Adapters;
+
+/// <summary>
+/// One bottleneck adapter at one site: <c>layer_norm</c> (optional), <c>linear_in</c> [adapter_dim, dim] (no bias),
+/// the activation, <c>linear_out</c> [dim, adapter_dim] (no bias, zero-initialised) and dropout, NeMo's names and
+/// shapes. <see cref="Delta"/> is what the site adds to the sublayer's output.
+/// </summary>
+public sealed class BottleneckLayer : nn.Module
+{
+    private readonly BottleneckConfig config;
+
+    public BottleneckLayer(long dim, BottleneckConfig config, bool initialize) : base(nameof(BottleneckLayer))
+    {
+        this.config = config;
+        linear_in = nn.Linear(dim, config.AdapterDim, hasBias: false);
+        linear_out = nn.Linear(config.AdapterDim, dim, hasBias: false);
+        if (config.Norm != BottleneckNorm.None)
+        {
+            layer_norm = nn.LayerNorm(dim);
+            register_module("layer_norm", layer_norm);
+        }
+        register_module("linear_in", linear_in);
+        register_module("linear_out", linear_out);
+        using var noGrad = no_grad();
+        if (initialize)
+        {
+            switch (config.Init)
+            {
+                case BottleneckInit.Xavier: nn.init.xavier_normal_(linear_in.weight); break;
+                case BottleneckInit.Normal: nn.init.normal_(linear_in.weight, 0, 0.02); break;
+                case BottleneckInit.Kaiming: nn.init.kaiming_normal_(linear_in.weight); break;
+                case BottleneckInit.Zero: linear_in.weight.zero_(); break;
+            }
+        }
+        linear_out.weight.zero_();   // a new adapter is the identity
+    }
+
+    public readonly Linear linear_in;
+
+    public readonly Linear linear_out;
+
+    public readonly LayerNorm? layer_norm;
+
+    /// <param name="h">(…, dim) the sublayer's output.</param>
+    /// <returns>(…, dim) what the adapter adds to it.</returns>
+    public Tensor Delta(Tensor h)
+    {
+        using var scope = NewDisposeScope();
+        var z = config.Norm == BottleneckNorm.Pre ? layer_norm!.forward(h) : h;
+        z = linear_in.forward(z);
+        z = config.Activation switch
+        {
+            BottleneckActivation.Swish => nn.functional.silu(z),
+            BottleneckActivation.Gelu => nn.functional.gelu(z),
+            BottleneckActivation.Relu => nn.functional.relu(z),
+            _ => z,
+        };
+        z = linear_out.forward(z);
+        if (config.Norm == BottleneckNorm.Post) z = layer_norm!.forward(z);
+        if (training && config.Dropout > 0) z = nn.functional.dropout(z, config.Dropout, training: true);
+        return z.MoveToOuterDisposeScope();
+    }
+
+    protected override void RegisterComponents()
+    {
+    }
+}

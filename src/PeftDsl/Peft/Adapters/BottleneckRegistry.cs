@@ -1,0 +1,162 @@
+using PeftDsl.Checkpoints;
+using PeftDsl.Checkpoints.Safetensors;
+using PeftDsl.Errors;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Peft.Adapters;
+
+/// <summary>
+/// The bottleneck adapters of one model, by name: add, load, save, activate, delete. Files have peft's layout
+/// (<c>adapter_config.json</c> with <c>peft_type</c> <c>PEFTDSL_BOTTLENECK</c>, and <c>adapter_model.safetensors</c> with
+/// keys <c>base_model.model.{site}.bottleneck.{linear_in|linear_out|layer_norm}.{weight|bias}</c>, the adapter name
+/// left out as peft leaves it out).
+/// </summary>
+public sealed class BottleneckRegistry
+{
+    public const string ConfigFile = "adapter_config.json";
+    public const string WeightsFile = "adapter_model.safetensors";
+    private const string Prefix = "base_model.model.";
+
+    private readonly LanguageModel model;
+    private readonly Dictionary<string, BottleneckConfig> configs = new(StringComparer.Ordinal);
+    private readonly List<string> active = [];
+
+    internal BottleneckRegistry(LanguageModel model) => this.model = model;
+
+    public IReadOnlyList<string> Names => configs.Keys.ToList();
+
+    public IReadOnlyList<string> Active => active.ToList();
+
+    public bool Contains(string name) => configs.ContainsKey(name);
+
+    public BottleneckConfig this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
+
+    /// <summary>Every adapter site of the model with its path, in module order.</summary>
+    public IReadOnlyList<(string Path, AdapterSite Site)> Sites() =>
+        CheckpointLayout.ModulesWithRoot(model).Where(m => m.Module is AdapterSite).Select(m => (m.Path, (AdapterSite)m.Module)).ToList();
+
+    /// <summary>Adds a new adapter (identity at first: the up projection is zero); the base is frozen, the adapter trainable.</summary>
+    public void Add(string name, BottleneckConfig config, string source = "BottleneckConfig")
+    {
+        var targets = Prepare(name, ref config, source);
+        foreach (var (_, site) in targets) site.Add(name, Placed(new BottleneckLayer(Dim, config, initialize: true)));
+        Register(name, config, trainable: true);
+    }
+
+    /// <summary>Loads a folder written by <see cref="Save"/>; every tensor must fit its site.</summary>
+    public void Load(string directory, string name = "default", bool trainable = false)
+    {
+        if (!Directory.Exists(directory)) throw new PeftDslException($"{directory}: adapter folder not found");
+        var configPath = Path.Combine(directory, ConfigFile);
+        var config = BottleneckConfigJson.Parse(Lora.LoraConfigJson.ReadObject(configPath), configPath);
+        var weights = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(weights)) throw new PeftDslException($"{directory}: no {WeightsFile}");
+        var targets = Prepare(name, ref config, configPath);
+        using var reader = SafetensorsReader.Open(weights);
+        var layers = targets.Select(t => (t.Path, t.Site, Layer: new BottleneckLayer(Dim, config, initialize: false))).ToList();
+        var expected = layers.SelectMany(l => l.Layer.named_parameters().Select(p => (Key: $"{Prefix}{l.Path}.bottleneck.{p.name}", p.parameter))).ToList();
+        var missing = expected.Where(e => !reader.Entries.ContainsKey(e.Key)).Select(e => e.Key).ToList();
+        var extra = reader.Entries.Keys.Except(expected.Select(e => e.Key)).Order(StringComparer.Ordinal).ToList();
+        var wrong = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.parameter.shape))
+            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.parameter.shape)}]").ToList();
+        if (missing.Count + extra.Count + wrong.Count > 0)
+        {
+            foreach (var l in layers) l.Layer.Dispose();
+            throw new PeftDslException($"{weights}: the adapter does not fit this model" +
+                                       (missing.Count > 0 ? $"; missing: {string.Join(", ", missing.Take(10))}" : "") +
+                                       (extra.Count > 0 ? $"; unexpected: {string.Join(", ", extra.Take(10))}" : "") +
+                                       (wrong.Count > 0 ? $"; wrong shapes: {string.Join("; ", wrong.Take(10))}" : ""));
+        }
+        using (no_grad())
+            foreach (var (key, p) in expected)
+            {
+                using var scope = NewDisposeScope();
+                p.copy_(reader.Read(key).to(p.dtype));
+            }
+        foreach (var (_, site, layer) in layers) site.Add(name, Placed(layer));
+        Register(name, config, trainable);
+    }
+
+    public void Save(string directory, string name = "default") => AtomicFolder.Write(directory, staging => WriteFiles(staging, name));
+
+    /// <summary>Writes the adapter's two files into an existing folder, each file atomically.</summary>
+    public void WriteFiles(string folder, string name)
+    {
+        var config = this[name];
+        using var scope = NewDisposeScope();
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (path, site) in Sites().Where(s => s.Site.Has(name)))
+            foreach (var (param, value) in site.Adapter(name).named_parameters())
+                tensors[$"{Prefix}{path}.bottleneck.{param}"] = value.detach();
+        Directory.CreateDirectory(folder);
+        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        var configPath = Path.Combine(folder, ConfigFile);
+        File.WriteAllText(configPath + ".tmp", BottleneckConfigJson.Write(config));
+        File.Move(configPath + ".tmp", configPath, overwrite: true);
+    }
+
+    public void SetActive(params string[] names)
+    {
+        foreach (var n in names) _ = this[n];
+        active.Clear();
+        active.AddRange(names.Distinct());
+    }
+
+    public void SetTrainable(string name, bool trainable)
+    {
+        foreach (var (_, site) in Sites().Where(s => s.Site.Has(name)))
+            foreach (var p in site.Adapter(name).parameters()) p.requires_grad = trainable;
+    }
+
+    public void Delete(string name)
+    {
+        _ = this[name];
+        foreach (var (_, site) in Sites()) site.Remove(name);
+        configs.Remove(name);
+        if (active.Remove(name) && active.Count == 0 && configs.Count > 0) active.Add(configs.Keys.First());
+    }
+
+    /// <summary>The sublayers' output width: the attention output projection's.</summary>
+    private long Dim => model.Adapters.Linears().FirstOrDefault(l => l.Linear.Role == Dsl.ProjectionRole.Output).Linear?.OutFeatures
+                        ?? throw new PeftDslException($"{model.GetName()} has no attention output projection to size a bottleneck adapter from");
+
+    private BottleneckLayer Placed(BottleneckLayer layer)
+    {
+        var weight = model.Adapters.Linears()[0].Linear.weight;
+        var dtype = weight.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : weight.dtype;
+        layer.to(dtype).to(weight.device);
+        return layer;
+    }
+
+    private IReadOnlyList<(string Path, AdapterSite Site)> Prepare(string name, ref BottleneckConfig config, string source)
+    {
+        Prompts.PromptTable.ValidateName(name, "adapter name");
+        if (configs.ContainsKey(name)) throw new PeftDslException($"a bottleneck adapter named '{name}' already exists; delete it first or choose another name");
+        if (model.Adapters.Contains(name) || model.Prompts.Contains(name) || model.Ia3.Contains(name))
+            throw new PeftDslException($"'{name}' already names another adapter or prompt task; an adapter needs its own name");
+        config = config.Validate(source) with { TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM" };
+        var all = Sites();
+        if (all.Count == 0) throw new PeftDslException($"{source}: {model.GetName()} declares no adapter site");
+        var known = all.Select(s => s.Site.Name).Distinct().ToList();
+        if (config.Sites?.FirstOrDefault(s => !known.Contains(s)) is { } unknown)
+            throw new PeftDslException($"{source}: '{unknown}' is not an adapter site of the model; its sites are {string.Join(", ", known)}");
+        var sites = config.Sites;
+        var layers = config.Layers;
+        var chosen = all.Where(s => (sites is null || sites.Contains(s.Site.Name)) && (layers is null || layers.Contains(s.Site.Layer))).ToList();
+        if (chosen.Count == 0) throw new PeftDslException($"{source}: the sites and layers select no adapter site of the model");
+        return chosen;
+    }
+
+    private void Register(string name, BottleneckConfig config, bool trainable)
+    {
+        configs[name] = config;
+        model.FreezeBase();
+        SetTrainable(name, trainable);
+        if (active.Count == 0) active.Add(name);
+    }
+
+    private PeftDslException Unknown(string name) =>
+        new($"bottleneck adapter '{name}' does not exist (bottleneck adapters: {(configs.Count == 0 ? "none" : string.Join(", ", configs.Keys))})");
+}

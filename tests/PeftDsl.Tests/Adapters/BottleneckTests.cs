@@ -1,0 +1,114 @@
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.T5;
+using PeftDsl.Peft;
+using PeftDsl.Peft.Adapters;
+using PeftDsl.Tests.Lora;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Adapters;
+
+/// <summary>Bottleneck adapters against a hand computation, the identity at start, a frozen base, files, mixed batches.</summary>
+[Collection(GlobalRandomness.Name)]
+public sealed class BottleneckTests
+{
+    /// <summary>Gives every up projection random weights, so the adapter changes the outputs.</summary>
+    private static void Randomize(Runtime.LanguageModel model, string name)
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, site) in model.Bottleneck.Sites().Where(s => s.Site.Has(name)))
+            site.Adapter(name).linear_out.weight.normal_(0, 0.5);
+    }
+
+    [Fact]
+    public void TheAdapterIsTheHandComputedBottleneck()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(31);
+        model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 8, Norm = BottleneckNorm.Pre, Activation = BottleneckActivation.Swish });
+        Randomize(model, "a");
+        var layer = model.transformer.h[0].MlpAdapter.Adapter("a");
+        using var scope = NewDisposeScope();
+        using (no_grad())
+        {
+            layer.layer_norm!.weight!.normal_();
+            layer.layer_norm.bias!.normal_();
+        }
+        var h = randn(2, 5, 32, generator: new Generator(2));
+        // h + W_out · swish(W_in · LN(h)), written out from the definitions.
+        var mean = h.mean([-1], keepdim: true);
+        var variance = (h - mean).pow(2).mean([-1], keepdim: true);
+        var normalized = (h - mean) / (variance + 1e-5).sqrt() * layer.layer_norm.weight! + layer.layer_norm.bias!;
+        var z = normalized.matmul(layer.linear_in.weight.t());
+        var expected = (z * sigmoid(z)).matmul(layer.linear_out.weight.t());
+        Assert.True(layer.Delta(h).allclose(expected, rtol: 1e-4, atol: 1e-5));
+    }
+
+    [Fact]
+    public void ANewAdapterIsTheIdentityAndTheBaseStaysFrozen()
+    {
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var decoder = ids.narrow(1, 0, 3);
+        // Both under no_grad: with gradients on, SDPA may pick another kernel once the base is frozen.
+        Tensor before, after;
+        using (no_grad()) before = model.Forward(ids, mask, decoder).Logits;
+        manual_seed(32);
+        model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 4 });
+        using (no_grad()) after = model.Forward(ids, mask, decoder).Logits;
+        Assert.True(after.eq(before).all().item<bool>(), $"max diff {(after - before).abs().max().item<float>()}, nan {after.isnan().any().item<bool>()}");   // bit-identical
+        var trainable = model.TrainableParameters();
+        Assert.All(trainable, p => Assert.Equal(PeftMethod.Adapter, p.Method));
+        // Encoder: attention and MLP sites; decoder: also cross-attention, in each of the 2 + 2 blocks.
+        Assert.Equal(2 * 2 + 2 * 3, model.Bottleneck.Sites().Count(s => s.Site.Has("a")));
+    }
+
+    [Fact]
+    public void SavedAdaptersLoadWithTheSameOutputsAndMixedBatchesEqualTheirRows()
+    {
+        using var dir = new TempDir();
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(33);
+        model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 4, Sites = ["mlp_adapter"], Norm = BottleneckNorm.Post, Activation = BottleneckActivation.Gelu });
+        model.Bottleneck.Add("b", new BottleneckConfig { AdapterDim = 6, Norm = BottleneckNorm.None, Layers = [1] });
+        Randomize(model, "a");
+        Randomize(model, "b");
+        model.Bottleneck.Save(dir.File("a"), "a");
+        Assert.Contains("\"peft_type\": \"PEFTDSL_BOTTLENECK\"", File.ReadAllText(dir.File("a/adapter_config.json")));
+
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        model.eval();
+        using var noGrad = no_grad();
+        using (var loaded = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
+        {
+            loaded.Bottleneck.Load(dir.File("a"), "a");
+            loaded.eval();
+            Assert.True(loaded.Forward(ids, mask).Logits.allclose(model.Forward(ids, mask, adapterNames: ["a", "a", "a"]).Logits, rtol: 0, atol: 1e-6));
+        }
+        string[] rows = ["a", "b", AdapterRouting.BaseRow];
+        var mixed = model.Forward(ids, mask, adapterNames: rows).Logits;
+        for (var i = 0; i < 3; i++)
+        {
+            var alone = model.Forward(ids.narrow(0, i, 1), mask.narrow(0, i, 1), adapterNames: [rows[i]]).Logits;
+            var where = mask.narrow(0, i, 1).unsqueeze(-1).to(ScalarType.Bool).expand_as(alone);
+            Assert.True(alone.masked_select(where).allclose(mixed.narrow(0, i, 1).masked_select(where), rtol: 0, atol: 1e-5), $"row {i}");
+        }
+    }
+
+    [Fact]
+    public void BadConfigsAreRefusedByName()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { Sites = ["cross_attention_adapter"] }));
+        Assert.Contains("'cross_attention_adapter' is not an adapter site of the model; its sites are attention_adapter, mlp_adapter", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 0 }));
+        Assert.Contains("adapter_dim must be a positive whole number", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { Layers = [7] }));
+        Assert.Contains("select no adapter site", e.Message);
+        Assert.Empty(model.Bottleneck.Names);
+    }
+}
