@@ -27,9 +27,10 @@ public sealed class AdapterOptions
         command.Options.Add(Use);
     }
 
-    private static bool IsIa3(string folder) =>
+    /// <summary>The folder's <c>peft_type</c>, or null.</summary>
+    private static string? PeftType(string folder) =>
         Peft.Lora.LoraConfigJson.ReadObject(Path.Combine(folder, Peft.Lora.LoraAdapterFile.ConfigFile))["peft_type"] is System.Text.Json.Nodes.JsonValue v
-        && v.GetValueKind() == System.Text.Json.JsonValueKind.String && v.GetValue<string>() == Peft.Ia3.Ia3ConfigJson.PeftType;
+        && v.GetValueKind() == System.Text.Json.JsonValueKind.String ? v.GetValue<string>() : null;
 
     public (string? Directory, string[] Use) Read(ParseResult parse) => (parse.GetValue(Adapter)?.FullName, parse.GetValue(Use) ?? []);
 
@@ -62,15 +63,19 @@ public sealed class AdapterOptions
         var prompts = chosen.Where(f => Peft.Prompts.PromptAdapterFile.IsPromptAdapter(f.Folder)).ToList();
         if (prompts.Count > 1)
             throw new PeftDslException($"--use: {string.Join(", ", prompts.Select(p => p.Name))} are all prompt-learning adapters; a row runs one virtual prompt");
-        var ia3 = chosen.Where(f => IsIa3(f.Folder)).ToList();
+        var ia3 = chosen.Where(f => PeftType(f.Folder) == Peft.Ia3.Ia3ConfigJson.PeftType).ToList();
+        var bottleneck = chosen.Where(f => PeftType(f.Folder) == Peft.Adapters.BottleneckConfigJson.PeftType).ToList();
         foreach (var (name, folder) in chosen)
         {
             if (prompts.Any(p => p.Name == name)) model.Prompts.Load(folder, name, trainable);
             else if (ia3.Any(a => a.Name == name)) model.Ia3.Load(folder, name, trainable);
+            else if (bottleneck.Any(a => a.Name == name)) model.Bottleneck.Load(folder, name, trainable);
             else model.Adapters.Load(folder, name, trainable);
         }
-        model.Adapters.SetActive(active.Where(a => prompts.All(p => p.Name != a) && ia3.All(i => i.Name != a)).ToArray());
+        var others = prompts.Concat(ia3).Concat(bottleneck).Select(f => f.Name).ToHashSet();
+        model.Adapters.SetActive(active.Where(a => !others.Contains(a)).ToArray());
         if (ia3.Count > 0) model.Ia3.SetActive(ia3.Select(i => i.Name).ToArray());
+        if (bottleneck.Count > 0) model.Bottleneck.SetActive(bottleneck.Select(i => i.Name).ToArray());
         if (prompts.Count == 1) model.Prompts.SetActive(prompts[0].Name);
         return active;
     }

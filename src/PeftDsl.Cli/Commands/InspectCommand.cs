@@ -43,18 +43,19 @@ public static class InspectCommand
             {
                 null => names.Count > 0,
                 "lora" => true,
-                "ia3" or "prompt" or "ptuning" or "prefix" => false,
-                var other => throw new PeftDslException($"--method: '{other}' is not lora, ia3, prompt, ptuning or prefix"),
+                "ia3" or "adapter" or "prompt" or "ptuning" or "prefix" => false,
+                var other => throw new PeftDslException($"--method: '{other}' is not lora, ia3, adapter, prompt, ptuning or prefix"),
             };
             if (!preview && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
                 throw new PeftDslException("--r and --dora describe a previewed LoRA adapter: give --method lora or --targets too");
-            if (methodName is "prompt" or "ptuning" or "prefix" && names.Count > 0)
+            if (methodName is "prompt" or "ptuning" or "prefix" or "adapter" && names.Count > 0)
                 throw new PeftDslException($"--targets does not apply to --method {methodName}");
             var tokens = parse.GetValue(virtualTokens);
             if (tokens <= 0) throw new PeftDslException($"--virtual-tokens must be a positive whole number, got {tokens}");
             Action<LanguageModel>? addOther = methodName switch
             {
                 "ia3" => m => m.Ia3.Add("default", new Peft.Ia3.Ia3Config { TargetModules = names.Count == 0 ? null : names }, "--targets"),
+                "adapter" => m => m.Bottleneck.Add("default", new Peft.Adapters.BottleneckConfig()),
                 "prompt" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PromptTuning, NumVirtualTokens = tokens }),
                 "ptuning" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PTuning, NumVirtualTokens = tokens }),
                 "prefix" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PrefixTuning, NumVirtualTokens = tokens }),
@@ -95,6 +96,8 @@ public static class InspectCommand
             console.WriteLine($"adapter: {name} (LoRA r={c.R}, alpha={Number(c.Alpha)}{(c.UseRsLora ? ", rsLoRA" : "")}{(c.UseDora ? ", DoRA" : "")}" +
                               $"{(model.Adapters.Active.Contains(name) ? ", active" : "")})");
         }
+        foreach (var name in model.Bottleneck.Names)
+            console.WriteLine($"adapter: {name} (bottleneck, width {model.Bottleneck[name].AdapterDim})");
         foreach (var name in model.Ia3.Names)
             console.WriteLine($"adapter: {name} (IA3{(model.Ia3.Active.Contains(name) ? ", active" : "")})");
         foreach (var name in model.Prompts.Names)

@@ -74,6 +74,8 @@ public static class MergeCommand
         // Virtual tokens are not weights: a prompt-learning adapter has nothing to fold into the model.
         if (model.Prompts.Names.Count > 0)
             throw new PeftDslException($"{adapter}: prompt-learning adapters ({string.Join(", ", model.Prompts.Names)}) put virtual tokens before the input; they cannot be merged into the weights");
+        if (model.Bottleneck.Names.Count > 0)
+            throw new PeftDslException($"{adapter}: bottleneck adapters ({string.Join(", ", model.Bottleneck.Names)}) add layers with a nonlinearity; they cannot be merged into the weights");
         log.WriteLine($"merging {string.Join(" + ", active)} from {adapter}");
         model.Adapters.MergeAndUnload();
         model.Ia3.MergeAndUnload();

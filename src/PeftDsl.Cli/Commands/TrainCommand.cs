@@ -27,7 +27,11 @@ public static class TrainCommand
         var data = new Option<FileInfo>("--data") { Description = "Training examples, JSONL", Required = true };
         var eval = new Option<FileInfo?>("--eval") { Description = "Held-out examples, JSONL: loss, perplexity and exact match" };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the adapter, metrics.jsonl, loss.png and checkpoint/; new or empty unless --overwrite or --resume", Required = true };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora, ia3, prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, ia3, adapter (bottleneck), prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
+        var adapterDim = new Option<int>("--adapter-dim") { Description = "adapter: the bottleneck width", DefaultValueFactory = _ => 32 };
+        var adapterActivation = new Option<string>("--adapter-activation") { Description = "adapter: swish, gelu, relu or identity", DefaultValueFactory = _ => "swish" };
+        var adapterNorm = new Option<string>("--adapter-norm") { Description = "adapter: the adapter's layer norm: pre, post or none", DefaultValueFactory = _ => "pre" };
+        var adapterSites = new Option<string[]>("--adapter-sites") { Description = "adapter: sites (attention_adapter, mlp_adapter, cross_attention_adapter; default all)", AllowMultipleArgumentsPerToken = true };
         var feedforward = new Option<string[]>("--feedforward") { Description = "ia3: the targets whose input is scaled (default: peft's for the model)", AllowMultipleArgumentsPerToken = true };
         var lora = new LoraOptions();
         var prompt = new PromptOptions();
@@ -56,6 +60,7 @@ public static class TrainCommand
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
             logEvery, evalEvery, saveEvery, patience, metric, fullLoss, task, table, resume, overwrite, feedforward,
+            adapterDim, adapterActivation, adapterNorm, adapterSites,
         };
         lora.AddTo(command);
         prompt.AddTo(command);
@@ -74,10 +79,26 @@ public static class TrainCommand
             {
                 "lora" => new LoraMethod(lora.Config(parse)),
                 "ia3" => new Ia3Method(Ia3Config(parse, lora, feedforward)),
+                "adapter" => new BottleneckMethod(new Peft.Adapters.BottleneckConfig
+                {
+                    AdapterDim = parse.GetValue(adapterDim),
+                    Activation = parse.GetValue(adapterActivation) switch
+                    {
+                        "swish" => Peft.Adapters.BottleneckActivation.Swish, "gelu" => Peft.Adapters.BottleneckActivation.Gelu,
+                        "relu" => Peft.Adapters.BottleneckActivation.Relu, "identity" => Peft.Adapters.BottleneckActivation.Identity,
+                        var a => throw new PeftDslException($"--adapter-activation: '{a}' is not swish, gelu, relu or identity"),
+                    },
+                    Norm = parse.GetValue(adapterNorm) switch
+                    {
+                        "pre" => Peft.Adapters.BottleneckNorm.Pre, "post" => Peft.Adapters.BottleneckNorm.Post, "none" => Peft.Adapters.BottleneckNorm.None,
+                        var n => throw new PeftDslException($"--adapter-norm: '{n}' is not pre, post or none"),
+                    },
+                    Sites = (parse.GetValue(adapterSites) ?? []).SelectMany(s => s.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries)).ToList() is { Count: > 0 } sites ? sites : null,
+                }.Validate("--adapter-dim")),
                 "prompt" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PromptTuning)),
                 "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
                 "prefix" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
-                var other => throw new PeftDslException($"--method {other}: not lora, ia3, prompt, ptuning or prefix (bottleneck adapters are coming)"),
+                var other => throw new PeftDslException($"--method {other}: not lora, ia3, adapter, prompt, ptuning or prefix"),
             };
             var tableEntry = (parse.GetValue(task), parse.GetValue(table)?.FullName) switch
             {
@@ -91,6 +112,8 @@ public static class TrainCommand
                 throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not lora");
             if (methodName != "ia3" && parse.GetResult(feedforward) is { Implicit: false })
                 throw new PeftDslException($"--feedforward applies to --method ia3");
+            if (methodName != "adapter" && new Option[] { adapterDim, adapterActivation, adapterNorm, adapterSites }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } adapterOption)
+                throw new PeftDslException($"{adapterOption.Name} applies to --method adapter");
             if (methodName != "lora" && lora.Given(parse).FirstOrDefault(o => !(methodName == "ia3" && o == "--targets")) is { } loraOption)
                 throw new PeftDslException($"{loraOption} is a LoRA option; --method {methodName} does not take it");
             var options = new TrainerOptions

@@ -70,6 +70,29 @@ public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
     };
 }
 
+/// <summary>Bottleneck adapters at the model's adapter sites (NeMo's canonical adapters).</summary>
+public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : TrainMethod
+{
+    public override string Describe => $"bottleneck adapters of width {Adapter.AdapterDim} ({Adapter.Activation.ToString().ToLowerInvariant()})" +
+                                       (Adapter.Sites is { } s ? $" at {string.Join(", ", s)}" : " at every adapter site");
+
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Bottleneck.Add(TrainRun.Adapter, Adapter, "--adapter-dim/--adapter-sites");
+
+    public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
+        model.Bottleneck.Load(Path.Combine(checkpoint, TrainingCheckpoint.BottleneckFolder, TrainRun.Adapter), TrainRun.Adapter, trainable: true);
+
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Bottleneck.WriteFiles(folder, TrainRun.Adapter);
+
+    public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["--method"] = Peft.Adapters.BottleneckConfigJson.PeftType,
+        ["--adapter-dim"] = Adapter.AdapterDim.ToString(CultureInfo.InvariantCulture),
+        ["--adapter-activation"] = Adapter.Activation.ToString(),
+        ["--adapter-norm"] = Adapter.Norm.ToString(),
+        ["--adapter-sites"] = Adapter.Sites is { } s ? string.Join(",", s) : "(all)",
+    };
+}
+
 /// <summary>Prompt tuning, P-tuning or prefix tuning. The checkpoint keeps the encoder; the adapter file, as peft
 /// writes it, the rows the encoder produces.</summary>
 public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod

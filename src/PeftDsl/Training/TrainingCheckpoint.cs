@@ -30,6 +30,9 @@ public static class TrainingCheckpoint
 
     /// <summary>IA3 adapters, one subfolder each, in peft's format.</summary>
     public const string Ia3Folder = "ia3";
+
+    /// <summary>Bottleneck adapters, one subfolder each.</summary>
+    public const string BottleneckFolder = "bottleneck";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string StateFile = "trainer_state.json";
     private static readonly JsonSerializerOptions Json = new()
@@ -47,6 +50,7 @@ public static class TrainingCheckpoint
             model.Adapters.WriteInto(adapter);
             foreach (var task in model.Prompts.Names) model.Prompts.WriteState(Path.Combine(staging, PromptsFolder, task), task);
             foreach (var name in model.Ia3.Names) model.Ia3.WriteFiles(Path.Combine(staging, Ia3Folder, name), name);
+            foreach (var name in model.Bottleneck.Names) model.Bottleneck.WriteFiles(Path.Combine(staging, BottleneckFolder, name), name);
             using var steps = tensor(new[] { optimizer.Steps });
             SafetensorsWriter.Save(Path.Combine(staging, OptimizerFile), new Dictionary<string, Tensor>
             {

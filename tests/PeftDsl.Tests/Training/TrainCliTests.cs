@@ -159,7 +159,8 @@ public sealed class TrainCliTests
     [InlineData("--seed", "-1", "--seed must be 0 or more, got -1")]
     [InlineData("--batch", "0", "--batch must be positive, got 0")]
     [InlineData("--schedule", "step", "--schedule: 'step' is not cosine, linear or constant")]
-    [InlineData("--method", "loha", "--method loha: not lora, ia3, prompt, ptuning or prefix")]
+    [InlineData("--method", "loha", "--method loha: not lora, ia3, adapter, prompt, ptuning or prefix")]
+    [InlineData("--adapter-dim", "8", "--adapter-dim applies to --method adapter")]
     [InlineData("--virtual-tokens", "8", "--virtual-tokens applies to --method prompt, ptuning or prefix, not lora")]
     [InlineData("--r", "0", "error: --r must be a positive whole number, got 0")]
     [InlineData("--alpha", "-2", "error: --alpha must be positive (the update is scaled by alpha / r), got -2")]
@@ -275,6 +276,27 @@ public sealed class TrainCliTests
         (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", "ia3", "--lr", "3e-2", "--targets", "k_proj,v_proj,down_proj", "--resume"));
         Assert.Equal(2, code);
         Assert.Contains("--feedforward down_proj → (the model's default)", stderr);
+    }
+
+    /// <summary>Bottleneck adapters through the CLI: our own peft-layout folder, loaded by eval; refused by merge.</summary>
+    [Fact]
+    public void BottleneckAdaptersTrainAndLoad()
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "3", "--save-every", "3", "--method", "adapter", "--adapter-dim", "8",
+            "--adapter-activation", "gelu", "--adapter-sites", "mlp_adapter"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("bottleneck adapters of width 8 (gelu) at mlp_adapter", stdout);
+        Assert.Contains("\"peft_type\": \"PEFTDSL_BOTTLENECK\"", File.ReadAllText(dir.File("run/adapter_config.json")));
+        (code, _, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        (code, _, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("llama"), "--adapter", dir.File("run"), "--out", dir.File("merged"));
+        Assert.Equal(2, code);
+        Assert.Contains("bottleneck adapters (default) add layers with a nonlinearity; they cannot be merged", stderr);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "3", "--method", "adapter", "--adapter-dim", "16",
+            "--adapter-activation", "gelu", "--adapter-sites", "mlp_adapter", "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("--adapter-dim 8 → 16", stderr);
     }
 
     /// <summary>NeMo's template markers through the CLI: virtual tokens inside the prompt, split between two markers.</summary>
