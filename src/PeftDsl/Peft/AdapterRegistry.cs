@@ -35,6 +35,9 @@ public sealed class AdapterRegistry
 
     public bool Contains(string name) => configs.ContainsKey(name);
 
+    /// <summary>True when a LoRA adapter is folded into the weights.</summary>
+    internal bool AnyMerged => merged.Count > 0;
+
     /// <summary>The model's config.json <c>model_type</c> (peft's default targets depend on it).</summary>
     public string ModelType => model.ModelType;
 
@@ -128,6 +131,7 @@ public sealed class AdapterRegistry
     public void Disable()
     {
         Unmerge();
+        model.Ia3.Unmerge();
         Enabled = false;
     }
 
@@ -209,9 +213,7 @@ public sealed class AdapterRegistry
     {
         ValidateName(name);
         if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
-        if (model.Prompts.Contains(name)) throw new PeftDslException($"'{name}' already names a prompt task; an adapter needs its own name");
-        if (model.Ia3.Contains(name) || model.Bottleneck.Contains(name))
-            throw new PeftDslException($"'{name}' already names an IA3 or bottleneck adapter; an adapter needs its own name");
+        model.CheckNameFree(name);
         config.Validate(source);
         var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source, strictTargets);
         if (targets.FirstOrDefault(t => !t.Linear.Ia3.IsEmpty) is { } both)

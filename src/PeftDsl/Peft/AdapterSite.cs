@@ -40,23 +40,28 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
             var present = rows.Where(r => r is not null && Has(r)).Select(r => r!).Distinct().ToList();
             if (present.Count == 0) return sublayerOutput;
             using var scope = NewDisposeScope();
-            var y = sublayerOutput;
+            Tensor? sum = null;
             foreach (var adapter in present)
             {
-                var mask = tensor(rows.Select(r => r == adapter ? 1f : 0f).ToArray(), device: y.device).to(y.dtype).view(-1, 1, 1);
-                y = y + bottleneck[adapter].Delta(sublayerOutput) * mask;
+                var delta = bottleneck[adapter].Delta(sublayerOutput);
+                var mask = tensor(rows.Select(r => r == adapter ? 1f : 0f).ToArray(), device: delta.device).to(delta.dtype).view(-1, 1, 1);
+                sum = sum is null ? delta * mask : sum + delta * mask;
             }
-            return y.MoveToOuterDisposeScope();
+            return AddOnce(sublayerOutput, sum!).MoveToOuterDisposeScope();
         }
         var acting = routing.BottleneckActive.Where(Has).ToList();
         if (acting.Count == 0) return sublayerOutput;
         using (var scope = NewDisposeScope())
         {
-            var y = sublayerOutput;
-            foreach (var adapter in acting) y = y + bottleneck[adapter].Delta(sublayerOutput);
-            return y.MoveToOuterDisposeScope();
+            Tensor? sum = null;
+            foreach (var adapter in acting) sum = sum is null ? bottleneck[adapter].Delta(sublayerOutput) : sum + bottleneck[adapter].Delta(sublayerOutput);
+            return AddOnce(sublayerOutput, sum!).MoveToOuterDisposeScope();
         }
     }
+
+    /// <summary>Adds the deltas in their (fp32) dtype and rounds back to the model's once, as LoRA does.</summary>
+    private static Tensor AddOnce(Tensor output, Tensor delta) =>
+        output.dtype == delta.dtype ? output + delta : (output.to(delta.dtype) + delta).to(output.dtype);
 
     internal void Add(string adapter, BottleneckLayer layer)
     {

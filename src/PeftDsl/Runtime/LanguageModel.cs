@@ -38,6 +38,19 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>The bottleneck adapters (Houlsby; NeMo's linear adapters) at the adapter sites.</summary>
     public Peft.Adapters.BottleneckRegistry Bottleneck => bottleneck ??= new Peft.Adapters.BottleneckRegistry(this);
 
+    /// <summary>One namespace for every method: a name routes rows, so a LoRA adapter, an IA3 adapter, a bottleneck
+    /// adapter and a prompt task never share one; names that are state-dict containers are reserved.</summary>
+    internal void CheckNameFree(string name)
+    {
+        Peft.Prompts.PromptTable.ValidateName(name, "adapter name");
+        string[] reserved = ["lora_A", "lora_B", "lora_magnitude_vector", "prompt_encoder", "bottleneck", "ia3_l"];
+        if (reserved.Contains(name))
+            throw new PeftDslException($"'{name}' is a container name in the state dict; choose another adapter name");
+        var owner = Adapters.Contains(name) ? "a LoRA adapter" : ia3?.Contains(name) == true ? "an IA3 adapter"
+            : bottleneck?.Contains(name) == true ? "a bottleneck adapter" : prompts?.Contains(name) == true ? "a prompt task" : null;
+        if (owner is not null) throw new PeftDslException($"'{name}' already names {owner}; delete it first or choose another name");
+    }
+
     /// <summary>Registers a PEFT container (an <see cref="IPeftTensors"/> module) at the root, under peft's name.</summary>
     internal void AttachPeftModule(string name, nn.Module module) => register_module(name, module);
 
@@ -84,6 +97,9 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
         }
         if (adapterNames.Count != batch)
             throw new PeftDslException($"adapter_names has {adapterNames.Count} entries for a batch of {batch} rows");
+        // Folded weights would act on every row, whatever the row names.
+        if (Adapters.AnyMerged || (hasIa3 && ia3!.AnyMerged))
+            throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
         bool IsPrompt(string? n) => n is not null && hasPrompts && prompts!.Contains(n);
         bool IsIa3(string? n) => n is not null && hasIa3 && ia3!.Contains(n);
         bool IsBottleneck(string? n) => n is not null && hasBottleneck && bottleneck!.Contains(n);

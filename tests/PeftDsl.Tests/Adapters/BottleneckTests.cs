@@ -99,6 +99,23 @@ public sealed class BottleneckTests
         }
     }
 
+    /// <summary>On a bf16 base the fp32 adapter runs in fp32 and the sum is rounded once to bf16.</summary>
+    [Fact]
+    public void AnFp32AdapterRunsOnABf16Base()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"), new Runtime.ModelLoadOptions(ScalarType.BFloat16));
+        manual_seed(34);
+        model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 4 });
+        Randomize(model, "a");
+        Assert.Equal(ScalarType.Float32, model.transformer.h[0].MlpAdapter.Adapter("a").linear_in.weight.dtype);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var logits = model.Forward(ids, mask, ids.masked_fill(mask == 0, -100));
+        Assert.Equal(ScalarType.BFloat16, logits.Logits.dtype);
+        logits.Loss!.backward();
+        Assert.NotNull(model.transformer.h[0].MlpAdapter.Adapter("a").linear_out.weight.grad);
+    }
+
     [Fact]
     public void BadConfigsAreRefusedByName()
     {
@@ -108,7 +125,14 @@ public sealed class BottleneckTests
         e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { AdapterDim = 0 }));
         Assert.Contains("adapter_dim must be a positive whole number", e.Message);
         e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { Layers = [7] }));
-        Assert.Contains("select no adapter site", e.Message);
+        Assert.Contains("layer 7 does not exist (the model's blocks are 0 … 1)", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("a", new BottleneckConfig { Init = BottleneckInit.Zero }));
+        Assert.Contains("never trains", e.Message);
+        model.Ia3.Add("taken", new Peft.Ia3.Ia3Config());
+        e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("taken", new BottleneckConfig()));
+        Assert.Contains("'taken' already names an IA3 adapter", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Bottleneck.Add("lora_A", new BottleneckConfig()));
+        Assert.Contains("is a container name in the state dict", e.Message);
         Assert.Empty(model.Bottleneck.Names);
     }
 }

@@ -137,6 +137,46 @@ public sealed class Ia3Tests
         Assert.True(logits.masked_select(real).allclose(expected["logits"].masked_select(real), rtol: 0, atol: 1e-4));
     }
 
+    /// <summary>peft's default feed-forward list applies when only the targets are given; a bf16 base scales in fp32.</summary>
+    [Fact]
+    public void DefaultFeedforwardModulesAndBf16()
+    {
+        using (var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
+        {
+            model.Ia3.Add("a", new Ia3Config { TargetModules = ["c_attn", "c_proj"] });
+            Assert.True(model.transformer.h[0].mlp.c_proj.Ia3.IsFeedforward("a"));
+            Assert.False(model.transformer.h[0].attn.c_proj.Ia3.IsFeedforward("a"));
+        }
+        using var bf16 = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"), new Runtime.ModelLoadOptions(ScalarType.BFloat16));
+        manual_seed(9);
+        bf16.Ia3.Add("a", Random);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var output = bf16.Forward(ids, mask, ids.masked_fill(mask == 0, -100));
+        Assert.Equal(ScalarType.BFloat16, output.Logits.dtype);
+        output.Loss!.backward();
+        Assert.All(bf16.TrainableParameters(), p => Assert.Equal(ScalarType.Float32, p.Parameter.grad!.dtype));
+    }
+
+    /// <summary>Folded vectors act on every row, so a mixed batch is refused while merged; disabling unmerges.</summary>
+    [Fact]
+    public void MergedAdaptersRefuseMixedBatchesAndDisableUnmerges()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(10);
+        model.Ia3.Add("a", Random);
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var before = model.transformer.h[0].attn.c_attn.weight.detach().clone();
+        model.Ia3.Merge();
+        var e = Assert.Throws<PeftDslException>(() => model.Forward(ids, mask, adapterNames: ["a", AdapterRouting.BaseRow, "a"]));
+        Assert.Contains("cannot be used while adapters are merged", e.Message);
+        model.Adapters.Disable();
+        Assert.True(model.transformer.h[0].attn.c_attn.weight.eq(before).all().item<bool>());
+        e = Assert.Throws<PeftDslException>(() => model.Ia3.Merge());
+        Assert.Contains("adapters are disabled", e.Message);
+    }
+
     [Fact]
     public void MismatchesAndClashesAreRefused()
     {
@@ -148,8 +188,9 @@ public sealed class Ia3Tests
         Assert.Contains("'lora' already names a LoRA adapter", e.Message);
         e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("x", new Ia3Config { TargetModules = ["c_fc"], FeedforwardModules = ["mlp.c_proj"] }));
         Assert.Contains("feedforward_modules names 'mlp.c_proj', which is not in target_modules", e.Message);
-        e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("x", new Ia3Config { TargetModules = ["nope"] }));
-        Assert.Contains("match no linear module", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("x", new Ia3Config { TargetModules = ["c_fc", "nope"] }));
+        Assert.Contains("target 'nope' matches no linear module", e.Message);
+        Assert.Empty(model.Ia3.Names);
 
         using var llama = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
         e = Assert.Throws<PeftDslException>(() => llama.Ia3.Load(Path.Combine(Fixtures.Directory, "gpt2.ia3")));

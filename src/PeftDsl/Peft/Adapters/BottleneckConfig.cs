@@ -40,6 +40,8 @@ public sealed record BottleneckConfig
         if (AdapterDim <= 0 || AdapterDim > 1 << 16) throw new PeftDslException($"{source}: adapter_dim must be a positive whole number, got {AdapterDim}");
         if (!(Dropout >= 0 && Dropout < 1)) throw new PeftDslException($"{source}: adapter_dropout must be in [0, 1), got {Dropout}");
         if (Sites is { Count: 0 }) throw new PeftDslException($"{source}: the adapter names no site");
+        if (Init == BottleneckInit.Zero)
+            throw new PeftDslException($"{source}: a zero-initialised down projection with the zero-initialised up projection never trains (both gradients stay zero); use xavier, normal or kaiming");
         return this;
     }
 }

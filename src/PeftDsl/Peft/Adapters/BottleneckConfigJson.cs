@@ -30,8 +30,14 @@ public static class BottleneckConfigJson
             Init = Enum("init", BottleneckInit.Xavier),
             Dropout = Number(json, "adapter_dropout", source) ?? 0,
             Sites = Strings(json, "target_sites", source),
-            Layers = json["layers_to_transform"] is JsonArray a ? a.Select(n => n is JsonValue v && v.TryGetValue<int>(out var i) ? i
-                : throw new PeftDslException($"{source}: layers_to_transform must list whole numbers")).ToList() : null,
+            Layers = json["layers_to_transform"] switch
+            {
+                null => null,
+                JsonValue one when one.TryGetValue<int>(out var single) => [single],
+                JsonArray a => a.Select(n => n is JsonValue v && v.TryGetValue<int>(out var i) ? i
+                    : throw new PeftDslException($"{source}: layers_to_transform must list whole numbers")).ToList(),
+                var other => throw new PeftDslException($"{source}: layers_to_transform must be a whole number or a list of them, got {Show(other)}"),
+            },
             TaskType = Str(json, "task_type", source),
         }.Validate(source);
     }

@@ -50,6 +50,8 @@ public sealed class BottleneckLayer : nn.Module
     public Tensor Delta(Tensor h)
     {
         using var scope = NewDisposeScope();
+        // fp32 adapter on a bf16 base: computed in the adapter's dtype (the caller rounds the sum back once).
+        if (h.dtype != linear_in.weight.dtype) h = h.to(linear_in.weight.dtype);
         var z = config.Norm == BottleneckNorm.Pre ? layer_norm!.forward(h) : h;
         z = linear_in.forward(z);
         z = config.Activation switch

@@ -41,7 +41,15 @@ public sealed class BottleneckRegistry
     public void Add(string name, BottleneckConfig config, string source = "BottleneckConfig")
     {
         var targets = Prepare(name, ref config, source);
-        foreach (var (_, site) in targets) site.Add(name, Placed(new BottleneckLayer(Dim, config, initialize: true)));
+        try
+        {
+            foreach (var (_, site) in targets) site.Add(name, Placed(new BottleneckLayer(Dim, config, initialize: true)));
+        }
+        catch
+        {
+            foreach (var (_, site) in targets) site.Remove(name);
+            throw;
+        }
         Register(name, config, trainable: true);
     }
 
@@ -132,10 +140,7 @@ public sealed class BottleneckRegistry
 
     private IReadOnlyList<(string Path, AdapterSite Site)> Prepare(string name, ref BottleneckConfig config, string source)
     {
-        Prompts.PromptTable.ValidateName(name, "adapter name");
-        if (configs.ContainsKey(name)) throw new PeftDslException($"a bottleneck adapter named '{name}' already exists; delete it first or choose another name");
-        if (model.Adapters.Contains(name) || model.Prompts.Contains(name) || model.Ia3.Contains(name))
-            throw new PeftDslException($"'{name}' already names another adapter or prompt task; an adapter needs its own name");
+        model.CheckNameFree(name);
         config = config.Validate(source) with { TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM" };
         var all = Sites();
         if (all.Count == 0) throw new PeftDslException($"{source}: {model.GetName()} declares no adapter site");
@@ -144,6 +149,8 @@ public sealed class BottleneckRegistry
             throw new PeftDslException($"{source}: '{unknown}' is not an adapter site of the model; its sites are {string.Join(", ", known)}");
         var sites = config.Sites;
         var layers = config.Layers;
+        if (layers?.FirstOrDefault(l => all.All(s => s.Site.Layer != l), -1) is { } missing && missing != -1)
+            throw new PeftDslException($"{source}: layer {missing} does not exist (the model's blocks are 0 … {all.Max(s => s.Site.Layer)})");
         var chosen = all.Where(s => (sites is null || sites.Contains(s.Site.Name)) && (layers is null || layers.Contains(s.Site.Layer))).ToList();
         if (chosen.Count == 0) throw new PeftDslException($"{source}: the sites and layers select no adapter site of the model");
         return chosen;

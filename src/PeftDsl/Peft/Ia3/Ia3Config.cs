@@ -36,7 +36,7 @@ public sealed record Ia3Config
             throw new PeftDslException($"{source}: target_modules is empty; name the modules to scale");
         if (TargetModules is not null && TargetPattern is not null)
             throw new PeftDslException($"{source}: give target_modules as a list or as a pattern, not both");
-        if (TargetModules is { } targets && FeedforwardModules is { } ff && ff.FirstOrDefault(f => !targets.Contains(f)) is { } stray)
+        if (TargetModules is { } targets && FeedforwardModules is { } ff && ff.FirstOrDefault(f => !targets.Any(t => t == f || t.EndsWith("." + f, StringComparison.Ordinal) || f.EndsWith("." + t, StringComparison.Ordinal))) is { } stray)
             throw new PeftDslException($"{source}: feedforward_modules names '{stray}', which is not in target_modules (peft requires a subset)");
         return this;
     }

@@ -18,6 +18,8 @@ public static class Ia3ConfigJson
 
     public static Ia3Config Parse(JsonObject json, string source)
     {
+        if (Str(json, "peft_type", source) is var type && type != PeftType)
+            throw new PeftDslException($"{source}: peft_type is '{type ?? "missing"}', not {PeftType}");
         foreach (var (key, value) in json)
         {
             if (key is "peft_type" or "task_type" or "target_modules" or "feedforward_modules" or "exclude_modules" or "init_ia3_weights"

@@ -93,15 +93,20 @@ public sealed class Ia3Layer(PeftLinear linear)
             return (stack(stackRows).unsqueeze(1), input);    // (B, 1, n)
         }
         Tensor? scale = null;
-        var scalesInput = false;
+        bool? scalesInput = null;
         foreach (var adapter in routing.Ia3Active)
         {
             if (!Has(adapter) || merged.Contains(adapter)) continue;
+            if (scalesInput is { } known && known != feedforward[adapter])
+                throw new PeftDslException($"{linear.GetName()}: the active IA3 adapters {string.Join(", ", routing.Ia3Active)} scale this projection's input and output differently; activate them one at a time");
             scale = scale is null ? Vector(adapter).flatten() : scale * Vector(adapter).flatten();
             scalesInput = feedforward[adapter];
         }
-        return scale is null ? null : (scale, scalesInput);
+        return scale is null ? null : (scale, scalesInput!.Value);
     }
+
+    /// <summary>True when some adapter of this projection is folded into its weights.</summary>
+    public bool AnyMerged => merged.Count > 0;
 
     /// <summary>True when an IA3 vector acts on this call.</summary>
     public bool Acts(AdapterRouting routing) =>
@@ -112,8 +117,18 @@ public sealed class Ia3Layer(PeftLinear linear)
     {
         using var scope = NewDisposeScope();
         if (Scaling(routing) is not { } s) return nn.functional.linear(x, linear.weight, linear.bias).MoveToOuterDisposeScope();
-        var scale = s.Scale.to(linear.weight.dtype);
         Tensor y;
+        if (s.Scale.dtype != linear.weight.dtype)
+        {
+            // fp32 vectors on a bf16 base: as peft, the activations are scaled in fp32 and rounded once, so small
+            // trained changes of a vector near 1 are not lost to the base dtype's rounding.
+            var dt = linear.weight.dtype;
+            var scaled = s.Input
+                ? nn.functional.linear((x.to(s.Scale.dtype) * s.Scale).to(dt), linear.weight, linear.bias)
+                : (nn.functional.linear(x, linear.weight, linear.bias).to(s.Scale.dtype) * s.Scale).to(dt);
+            return scaled.MoveToOuterDisposeScope();
+        }
+        var scale = s.Scale;
         if (scale.dim() == 3)   // one vector per row: scale that row's activations
             y = s.Input ? nn.functional.linear(x * scale, linear.weight, linear.bias) : nn.functional.linear(x, linear.weight, linear.bias) * scale;
         else if (s.Input)       // the input's features are the weight's columns
@@ -124,12 +139,13 @@ public sealed class Ia3Layer(PeftLinear linear)
     }
 
     /// <summary>Folds an adapter's vector into the weight (and bias, for an output vector).</summary>
-    internal void Merge(string adapter)
+    /// <param name="keepOriginal">Keep a copy of the weights for an exact unmerge (not needed by merge-and-unload).</param>
+    internal void Merge(string adapter, bool keepOriginal = true)
     {
         if (!Has(adapter) || merged.Contains(adapter)) return;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        original ??= (linear.weight.detach().clone().DetachFromDisposeScope(), linear.bias?.detach().clone().DetachFromDisposeScope());
+        if (keepOriginal) original ??= (linear.weight.detach().clone().DetachFromDisposeScope(), linear.bias?.detach().clone().DetachFromDisposeScope());
         var v = Vector(adapter).flatten().to(ScalarType.Float32);
         var w = linear.weight.to(ScalarType.Float32);
         if (feedforward[adapter]) linear.weight.copy_(w * v);

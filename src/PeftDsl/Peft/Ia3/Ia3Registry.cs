@@ -38,11 +38,20 @@ public sealed class Ia3Registry
     public void Add(string name, Ia3Config config, string source = "Ia3Config")
     {
         var targets = Prepare(name, ref config, source);
-        foreach (var t in targets)
+        Ia3Targets.RequireEachTarget(config, Linears(), source);
+        try
         {
-            var shape = t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L];
-            using var value = config.InitIa3Weights ? ones(shape, dtype: AdapterDType(t.Linear)) : randn(shape, dtype: AdapterDType(t.Linear));
-            t.Linear.Ia3.Add(name, t.Feedforward, value);
+            foreach (var t in targets)
+            {
+                var shape = t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L];
+                using var value = config.InitIa3Weights ? ones(shape, dtype: AdapterDType(t.Linear)) : randn(shape, dtype: AdapterDType(t.Linear));
+                t.Linear.Ia3.Add(name, t.Feedforward, value);
+            }
+        }
+        catch
+        {
+            foreach (var t in targets) t.Linear.Ia3.Remove(name);
+            throw;
         }
         Register(name, config, trainable: true);
     }
@@ -117,11 +126,17 @@ public sealed class Ia3Registry
     }
 
     /// <summary>Folds the active adapters into the weights; <see cref="Unmerge"/> restores them exactly.</summary>
-    public void Merge()
+    public void Merge() => Merge(keepOriginal: true);
+
+    private void Merge(bool keepOriginal)
     {
+        if (!model.Adapters.Enabled) throw new PeftDslException("adapters are disabled: Enable() before merging");
         foreach (var (_, linear) in Linears())
-            foreach (var n in active) linear.Ia3.Merge(n);
+            foreach (var n in active) linear.Ia3.Merge(n, keepOriginal);
     }
+
+    /// <summary>True when an adapter is folded into the weights (a mixed batch would then be wrong for other rows).</summary>
+    public bool AnyMerged => Linears().Any(l => l.Linear.Ia3.AnyMerged);
 
     public void Unmerge()
     {
@@ -131,7 +146,7 @@ public sealed class Ia3Registry
     /// <summary>Merges the active adapters and removes every IA3 adapter (peft's <c>merge_and_unload</c>).</summary>
     public void MergeAndUnload()
     {
-        Merge();
+        if (model.Adapters.Enabled) Merge(keepOriginal: false);
         foreach (var (_, linear) in Linears())
         {
             linear.Ia3.ForgetMerged();
@@ -174,13 +189,7 @@ public sealed class Ia3Registry
         if (active.Count == 0) active.Add(name);
     }
 
-    private void PromptsCheck(string name)
-    {
-        Prompts.PromptTable.ValidateName(name, "adapter name");
-        if (configs.ContainsKey(name)) throw new PeftDslException($"an IA3 adapter named '{name}' already exists; delete it first or choose another name");
-        if (model.Adapters.Contains(name) || model.Prompts.Contains(name))
-            throw new PeftDslException($"'{name}' already names a LoRA adapter or a prompt task; an adapter needs its own name");
-    }
+    private void PromptsCheck(string name) => model.CheckNameFree(name);
 
     /// <summary>Vectors train in fp32 on a bf16/fp16 base, as adapters do.</summary>
     private static ScalarType AdapterDType(PeftLinear linear) =>

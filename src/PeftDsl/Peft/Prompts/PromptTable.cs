@@ -467,7 +467,7 @@ public sealed class PromptTable
     {
         ValidateName(task);
         if (Contains(task)) throw new PeftDslException($"a prompt task named '{task}' already exists; delete it first or choose another name");
-        if (model.Adapters.Contains(task)) throw new PeftDslException($"'{task}' already names a LoRA adapter; a task needs its own name");
+        model.CheckNameFree(task);
     }
 
     private PeftDslException Unknown(string task) =>
