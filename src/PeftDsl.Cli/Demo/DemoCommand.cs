@@ -41,7 +41,12 @@ public static class DemoCommand
     }
 
     /// <summary>What a demo run writes into --out: the only entries it may replace.</summary>
-    private static readonly string[] RunEntries = ["data", "base", "base-quick", "adapters", "prompts", "summary.json", PromptRun, .. DemoData.Tasks];
+    private static readonly string[] RunEntries = ["data", "base", "base-quick", "adapters", "prompts", "ia3", "summary.json", PromptRun, Ia3Run, .. DemoData.Tasks];
+
+    /// <summary>The task learned a third time, with IA3 vectors, and the folder of that run.</summary>
+    private const string Ia3Task = "thing";
+    private const string Ia3Run = "thing-ia3";
+    private const double Ia3LearningRate = 1e-2;
 
     /// <summary>The task learned a second time, with P-tuning instead of LoRA, and the folder of that run.</summary>
     private const string PromptTask = "pos";
@@ -97,6 +102,18 @@ public static class DemoCommand
         if (Directory.Exists(promptTable)) Directory.Delete(promptTable, recursive: true);
         lm.Prompts.AddToTable(promptTable, PromptRun, tableName: PromptTask);
 
+        // IA3, on its own copy of the base: LoRA already sits on every projection of this one.
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"IA3: learned vectors on every linear layer (inputs of the feed-forward output projection) on {Ia3Task}, lr {Ia3LearningRate}"));
+        var ia3Data = tasks.Single(t => t.Name == Ia3Task);
+        var ia3Options = options with { LearningRate = Ia3LearningRate };
+        EvalResult scaled;
+        using (var copy = (LanguageModel)StockModels.LoadGenerative(modelDirectory ?? baseDirectory))
+        {
+            scaled = TrainIa3(copy, tokenizer, ia3Data.Train, ia3Data.Dev, ia3Options, Path.Combine(output, Ia3Run), log);
+            copy.Ia3.Save(Path.Combine(output, "ia3"), Ia3Run);
+        }
+
         // The same adapters on the same architecture, untrained: what the base's pre-training is worth.
         Dictionary<string, EvalResult>? untrained = null;
         if (modelDirectory is null)
@@ -106,6 +123,9 @@ public static class DemoCommand
             using var blank = new LlamaForCausalLM(LlamaConfig.FromJson(Config.ConfigJson.Parse(BaseModel.ConfigJson, "demo base config")));
             untrained = tasks.ToDictionary(t => t.Name, t => TrainTask(blank, tokenizer, t.Name, t.Train, t.Dev, options, null, log));
             untrained[PromptRun] = TrainPrompt(blank, tokenizer, promptData.Train, promptData.Dev, promptOptions, null, log);
+            manual_seed(BaseModel.Seed + 1);
+            using var blankForIa3 = new LlamaForCausalLM(LlamaConfig.FromJson(Config.ConfigJson.Parse(BaseModel.ConfigJson, "demo base config")));
+            untrained[Ia3Run] = TrainIa3(blankForIa3, tokenizer, ia3Data.Train, ia3Data.Dev, ia3Options, null, log);
         }
 
         var console = InspectCommand.PlainConsole(log);
@@ -121,6 +141,9 @@ public static class DemoCommand
             if (name == PromptTask)
                 table.AddRow([$"{name} (P-tuning)", dev.Count.ToString(CultureInfo.InvariantCulture), Percent(chance), Percent(before[name].ExactMatch), Percent(prompted.ExactMatch),
                     .. untrained is null ? Array.Empty<string>() : [Percent(untrained[PromptRun].ExactMatch)], Fixed(before[name].Loss), Fixed(prompted.Loss)]);
+            if (name == Ia3Task)
+                table.AddRow([$"{name} (IA3)", dev.Count.ToString(CultureInfo.InvariantCulture), Percent(chance), Percent(before[name].ExactMatch), Percent(scaled.ExactMatch),
+                    .. untrained is null ? Array.Empty<string>() : [Percent(untrained[Ia3Run].ExactMatch)], Fixed(before[name].Loss), Fixed(scaled.Loss)]);
         }
         console.Write(table);
 
@@ -169,11 +192,16 @@ public static class DemoCommand
                 exact_match_after = prompted.ExactMatch, loss_after = prompted.Loss,
                 exact_match_untrained_base_with_prompt = untrained?[PromptRun].ExactMatch,
             },
+            ia3 = new
+            {
+                task = Ia3Task, method = "IA3", exact_match_after = scaled.ExactMatch, loss_after = scaled.Loss,
+                exact_match_untrained_base_with_ia3 = untrained?[Ia3Run].ExactMatch,
+            },
             mixed_batch_exact_match = mixed.ExactMatch,
         }, new JsonSerializerOptions { WriteIndented = true }));
         var baseEntry = modelDirectory is null ? (quick ? "base-quick/, " : "base/, ") : "";
         log.WriteLine($"wrote {output}: data/, {baseEntry}adapters/ ({string.Join(", ", DemoData.Tasks)}), prompts/ (a prompt table: {PromptTask}), " +
-                      $"{string.Join("/, ", DemoData.Tasks.Append(PromptRun))}/ (metrics.jsonl, loss.png), summary.json");
+                      $"ia3/ (peft's IA3 folder: {Ia3Task}), {string.Join("/, ", DemoData.Tasks.Append(PromptRun).Append(Ia3Run))}/ (metrics.jsonl, loss.png), summary.json");
         var task = tasks[1].Name;
         var example = JsonlDataset.Read(Path.Combine(dataDirectory, $"{task}.dev.jsonl"), DataFormat.InputOutput)[0];
         log.WriteLine($"try a held-out question (reference answer: {example.Answer}):");
@@ -202,6 +230,17 @@ public static class DemoCommand
     }
 
     private const double PromptLearningRate = 3e-3;
+
+    /// <summary>Adds IA3 vectors on every linear layer of <paramref name="lm"/> (peft's feed-forward rule for the family),
+    /// trains them and returns the held-out evaluation.</summary>
+    private static EvalResult TrainIa3(LanguageModel lm, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> train,
+        IReadOnlyList<TokenizedExample> dev, TrainerOptions options, string? folder, TextWriter log)
+    {
+        manual_seed(BaseModel.Seed);
+        var names = lm.Adapters.Linears().Select(l => l.Path.Split('.')[^1]).Distinct().ToList();
+        lm.Ia3.Add(Ia3Run, new Peft.Ia3.Ia3Config { TargetModules = names }, "demo");
+        return Train(lm, tokenizer, Ia3Run, train, dev, options, folder, log);
+    }
 
     /// <summary>Adds the P-tuning task (every LoRA adapter frozen and inactive), trains it, freezes its encoder into
     /// its rows, and returns its held-out evaluation.</summary>

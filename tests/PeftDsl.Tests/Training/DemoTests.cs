@@ -17,6 +17,8 @@ public sealed class DemoTests
         Assert.Contains("untrained base + adapter", stdout);
         Assert.Contains("all tasks in one mixed batch, each row with its own adapter", stdout);
         Assert.Contains("pos (P-tuning)", stdout);   // a prompt-learning row beside the LoRA rows
+        Assert.Contains("thing (IA3)", stdout);
+        Assert.True(File.Exists(Path.Combine(dir.File("runs"), "ia3", "adapter_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "prompts", "prompt_table.json")));
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "pos-ptuning", "loss.png")));
         foreach (var task in new[] { "pos", "thing", "action" })
