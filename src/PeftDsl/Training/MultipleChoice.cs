@@ -1,0 +1,115 @@
+using PeftDsl.Errors;
+using PeftDsl.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Training;
+
+/// <summary>
+/// The T-Few recipe's pieces for multiple-choice data (Liu et al. 2022), which NeMo's IA3 leaves out: every answer
+/// choice is scored by the model after the prompt; the length-normalised loss is the cross-entropy over the choices'
+/// mean token log-probabilities; the unlikelihood loss pushes down every token of the wrong choices; rank
+/// classification picks the choice with the highest mean log-probability. Usable with any method.
+/// </summary>
+public static class MultipleChoice
+{
+    /// <summary>Per choice: the log-probabilities of its tokens, (K, L), and a (K, L) 0/1 mask of real tokens.</summary>
+    public sealed record Scores(Tensor TokenLogProbs, Tensor Mask) : IDisposable
+    {
+        /// <summary>(K) mean token log-probability of each choice: T-Few's length-normalised score.</summary>
+        public Tensor LengthNormalized => (TokenLogProbs * Mask).sum(1) / Mask.sum(1);
+
+        public void Dispose()
+        {
+            TokenLogProbs.Dispose();
+            Mask.Dispose();
+        }
+    }
+
+    /// <summary>Scores every choice after the prompt, in one batch of K rows (causal: prompt + choice; seq2seq: the
+    /// prompt into the encoder, the choice as the decoder's target).</summary>
+    public static Scores Score(LanguageModel model, long[] prompt, IReadOnlyList<long[]> choices)
+    {
+        if (choices.Count < 2) throw new PeftDslException($"a multiple-choice example needs at least 2 choices, got {choices.Count}");
+        if (choices.FirstOrDefault(c => c.Length == 0) is not null) throw new PeftDslException("a choice is empty");
+        var device = model.parameters().First().device;
+        using var scope = NewDisposeScope();
+        var k = choices.Count;
+        var longest = choices.Max(c => c.Length);
+        Tensor logProbs, mask;
+        if (model is CausalLanguageModel causal)
+        {
+            var width = prompt.Length + longest;
+            var ids = new long[k, width];
+            var attention = new long[k, width];
+            for (var row = 0; row < k; row++)
+                for (var col = 0; col < prompt.Length + choices[row].Length; col++)
+                {
+                    ids[row, col] = col < prompt.Length ? prompt[col] : choices[row][col - prompt.Length];
+                    attention[row, col] = 1;
+                }
+            var input = tensor(ids, device: device);
+            var logits = causal.Forward(input, tensor(attention, device: device)).Logits;         // (K, P' + T, V)
+            var offset = logits.shape[1] - width;                                                    // virtual tokens in front
+            // Choice token t sits at column prompt + t and is predicted from the column before it.
+            var predicting = logits.narrow(1, offset + prompt.Length - 1, longest).log_softmax(-1);
+            var targets = input.narrow(1, prompt.Length, longest);
+            logProbs = predicting.gather(2, targets.unsqueeze(-1)).squeeze(-1);
+            mask = tensor(attention, device: device).narrow(1, prompt.Length, longest).to(logProbs.dtype);
+        }
+        else
+        {
+            var seq2seq = (Seq2SeqLanguageModel)model;
+            var encoder = tensor(prompt, device: device).unsqueeze(0).expand(k, -1);
+            var decoder = new long[k, longest];
+            var targets = new long[k, longest];
+            var real = new float[k, longest];
+            for (var row = 0; row < k; row++)
+                for (var col = 0; col < choices[row].Length; col++)
+                {
+                    decoder[row, col] = col == 0 ? seq2seq.DecoderStartTokenId : choices[row][col - 1];
+                    targets[row, col] = choices[row][col];
+                    real[row, col] = 1;
+                }
+            var logits = seq2seq.Forward(encoder, null, tensor(decoder, device: device)).Logits;   // (K, T, V)
+            logProbs = logits.log_softmax(-1).gather(2, tensor(targets, device: device).unsqueeze(-1)).squeeze(-1);
+            mask = tensor(real, device: device).to(logProbs.dtype);
+        }
+        return new Scores(logProbs.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>T-Few's L_LN: cross-entropy over the choices' length-normalised scores, the label as the target.</summary>
+    public static Tensor LengthNormalizedLoss(Scores scores, int label)
+    {
+        CheckLabel(scores, label);
+        using var scope = NewDisposeScope();
+        var logits = scores.LengthNormalized.unsqueeze(0);                                          // (1, K)
+        return nn.functional.cross_entropy(logits, tensor(new long[] { label }, device: logits.device)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>T-Few's L_UL: −mean over the wrong choices' tokens of log(1 − p(token)).</summary>
+    public static Tensor UnlikelihoodLoss(Scores scores, int label)
+    {
+        CheckLabel(scores, label);
+        using var scope = NewDisposeScope();
+        var wrong = ones(scores.Mask.shape[0], dtype: scores.Mask.dtype, device: scores.Mask.device);
+        wrong[label] = 0;
+        var mask = scores.Mask * wrong.unsqueeze(1);
+        // log(1 − p) from log p, kept finite when p rounds to 1.
+        var logNot = (-scores.TokenLogProbs.exp()).log1p().clamp_min(-100);
+        return (-(logNot * mask).sum() / mask.sum()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rank classification: the index of the choice with the highest length-normalised score.</summary>
+    public static int Predict(Scores scores)
+    {
+        using var scope = NewDisposeScope();
+        return (int)scores.LengthNormalized.argmax().item<long>();
+    }
+
+    private static void CheckLabel(Scores scores, int label)
+    {
+        if (label < 0 || label >= scores.Mask.shape[0])
+            throw new PeftDslException($"label {label} is not one of the {scores.Mask.shape[0]} choices (0 … {scores.Mask.shape[0] - 1})");
+    }
+}

@@ -1,0 +1,84 @@
+using PeftDsl.Errors;
+using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.T5;
+using PeftDsl.Peft;
+using PeftDsl.Runtime;
+using PeftDsl.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Training;
+
+/// <summary>The T-Few losses and rank classification against a hand computation on a tiny example.</summary>
+public sealed class MultipleChoiceTests
+{
+    private static readonly long[] Prompt = [5, 17, 42];
+    private static readonly long[][] Choices = [[7, 8], [9], [10, 11, 12]];
+
+    /// <summary>Each choice's token log-probabilities from its own forward pass, as plain numbers.</summary>
+    private static double[][] ByHand(LanguageModel model)
+    {
+        var result = new double[Choices.Length][];
+        for (var j = 0; j < Choices.Length; j++)
+        {
+            using var scope = NewDisposeScope();
+            var choice = Choices[j];
+            Tensor logits;
+            int first;
+            if (model is CausalLanguageModel causal)
+            {
+                logits = causal.Forward(tensor(Prompt.Concat(choice).ToArray()).unsqueeze(0)).Logits[0];
+                first = Prompt.Length - 1;                      // the position predicting the choice's first token
+            }
+            else
+            {
+                var s2s = (Seq2SeqLanguageModel)model;
+                var decoder = new[] { s2s.DecoderStartTokenId }.Concat(choice.Take(choice.Length - 1)).ToArray();
+                logits = s2s.Forward(tensor(Prompt).unsqueeze(0), null, tensor(decoder).unsqueeze(0)).Logits[0];
+                first = 0;
+            }
+            var logSoftmax = logits.to(ScalarType.Float64).log_softmax(-1);
+            result[j] = choice.Select((token, t) => logSoftmax[first + t, token].item<double>()).ToArray();
+        }
+        return result;
+    }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("t5")]
+    public void TheLossesAndTheRankingAreTheHandComputation(string family)
+    {
+        using var model = family == "gpt2" ? (LanguageModel)Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")) : T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        model.eval();
+        using var noGrad = no_grad();
+        var hand = ByHand(model);
+        var beta = hand.Select(lp => lp.Average()).ToArray();                       // length-normalised scores
+        const int label = 2;
+        var lnLoss = -(beta[label] - Math.Log(beta.Sum(Math.Exp)));
+        var wrong = hand.Where((_, j) => j != label).SelectMany(lp => lp).ToArray();
+        var ulLoss = -wrong.Average(lp => Math.Log(1 - Math.Exp(lp)));
+
+        using var scores = MultipleChoice.Score(model, Prompt, Choices);
+        var ours = scores.LengthNormalized.to(ScalarType.Float64).data<double>().ToArray();
+        for (var j = 0; j < beta.Length; j++) Assert.Equal(beta[j], ours[j], 1e-5);
+        Assert.Equal(lnLoss, MultipleChoice.LengthNormalizedLoss(scores, label).item<float>(), 1e-5);
+        Assert.Equal(ulLoss, MultipleChoice.UnlikelihoodLoss(scores, label).item<float>(), 1e-5);
+        Assert.Equal(Array.IndexOf(beta, beta.Max()), MultipleChoice.Predict(scores));
+
+        var e = Assert.Throws<PeftDslException>(() => MultipleChoice.LengthNormalizedLoss(scores, 3));
+        Assert.Contains("label 3 is not one of the 3 choices", e.Message);
+    }
+
+    /// <summary>Both losses train an adapter: their gradients reach its parameters.</summary>
+    [Fact]
+    public void TheLossesTrainAnAdapter()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(3);
+        model.Ia3.Add("a", new Peft.Ia3.Ia3Config { InitIa3Weights = false });
+        using var scope = NewDisposeScope();
+        using var scores = MultipleChoice.Score(model, Prompt, Choices);
+        (MultipleChoice.LengthNormalizedLoss(scores, 0) + MultipleChoice.UnlikelihoodLoss(scores, 0)).backward();
+        Assert.All(model.TrainableParameters(), p => Assert.True(p.Parameter.grad is not null && p.Parameter.grad.abs().sum().item<float>() > 0, p.Name));
+    }
+}
