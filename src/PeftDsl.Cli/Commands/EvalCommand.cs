@@ -42,15 +42,18 @@ public static class EvalCommand
             var maxLength = dataOptions.Length(parse, directory, format.Markers > 0 ? 0 : counts.DefaultIfEmpty(0).Max());
             var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
             var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength);
-            var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match");
+            var multipleChoice = examples.Any(e => e.Choices is not null);
+            var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match")
+                .AddColumns(multipleChoice ? ["rank accuracy"] : []);
             var groups = examples.GroupBy(e => e.Task).ToList();
             // Prefix tasks and prompt tasks cannot share a batch, so a table mixing them has no "all" row.
             var mixable = lm.Prompts.Names.Select(t => lm.Prompts[t].Method == Peft.Prompts.PromptMethod.PrefixTuning).Distinct().Count() <= 1;
             foreach (var g in groups.Count > 1 && mixable ? groups.Append(examples.GroupBy(_ => "all").Single()) : groups)
             {
                 var r = Evaluator.Run(lm, tokenizer, g.ToList(), parse.GetValue(batch), TaskRows(lm, g.ToList(), adapter));
-                table.AddRow(Markup.Escape(g.Key), r.Examples.ToString(CultureInfo.InvariantCulture), r.Loss.ToString("F4", CultureInfo.InvariantCulture),
-                    r.Perplexity.ToString("F2", CultureInfo.InvariantCulture), r.ExactMatch.ToString("P1", CultureInfo.InvariantCulture));
+                table.AddRow([Markup.Escape(g.Key), r.Examples.ToString(CultureInfo.InvariantCulture), r.Loss.ToString("F4", CultureInfo.InvariantCulture),
+                    r.Perplexity.ToString("F2", CultureInfo.InvariantCulture), r.ExactMatch.ToString("P1", CultureInfo.InvariantCulture),
+                    .. multipleChoice ? [r.RankAccuracy?.ToString("P1", CultureInfo.InvariantCulture) ?? "-"] : Array.Empty<string>()]);
             }
             InspectCommand.PlainConsole(Console.Out).Write(table);
             return 0;

@@ -50,6 +50,7 @@ public static class TrainCommand
         var saveEvery = new Option<int>("--save-every") { Description = "Steps between checkpoints (0: with each evaluation and at the end)", DefaultValueFactory = _ => 0 };
         var patience = new Option<int>("--patience") { Description = "Early stop after this many evaluations without improvement (0: off)", DefaultValueFactory = _ => 0 };
         var metric = new Option<string>("--metric") { Description = "What early stopping follows: loss or exact_match", DefaultValueFactory = _ => "loss" };
+        var tfew = new Option<bool>("--tfew") { Description = "T-Few: on multiple-choice examples ({\"input\", \"choices\", \"label\"}) add the length-normalised and unlikelihood losses over the choices" };
         var fullLoss = new Option<bool>("--full-loss") { Description = "Take the loss on prompt tokens too (default: answer tokens only, NeMo's answer_only_loss)" };
         var task = new Option<string?>("--task") { Description = "prompt/ptuning/prefix: also add the trained task to --table under this name" };
         var table = new Option<DirectoryInfo?>("--table") { Description = "Multi-task prompt table folder that --task is added to (created if new; other tasks stay as they are)" };
@@ -59,7 +60,7 @@ public static class TrainCommand
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, task, table, resume, overwrite, feedforward,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward,
             adapterDim, adapterActivation, adapterNorm, adapterSites,
         };
         lora.AddTo(command);
@@ -145,6 +146,7 @@ public static class TrainCommand
                     var other => throw new PeftDslException($"--metric: '{other}' is not loss or exact_match"),
                 },
                 AnswerOnlyLoss = !parse.GetValue(fullLoss),
+                TFewLosses = parse.GetValue(tfew),
             }.Validate();
             var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
                 parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite)) { Table = tableEntry };
@@ -206,6 +208,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var tokenizer = data.LoadTokenizer(parse, Model, model);
         var train = DataOptions.Load(Data, format, tokenizer, maxLength);
         var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength);
+        if (Options.TFewLosses && train.All(e => e.Choices is null))
+            throw new PeftDslException($"--tfew: {Data} has no multiple-choice examples (records with \"choices\" and \"label\")");
         manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
         if (Resume) Method.Resume(model, tokenizer, Path.Combine(Output, "checkpoint"));
         else Method.Add(model, tokenizer);
@@ -226,7 +230,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var wrote = $"wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/";
         if (result!.LastEval is { } e)
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}"));
+                $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}") +
+                (e.RankAccuracy is { } rank ? string.Create(CultureInfo.InvariantCulture, $", rank accuracy {rank:P1}") : ""));
         if (result.StopReason == "stopped")
         {
             log.WriteLine($"stopped at step {result.Steps} of {result.TotalSteps}; {wrote}");

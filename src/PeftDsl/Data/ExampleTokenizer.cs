@@ -18,24 +18,28 @@ public static class ExampleTokenizer
 
     public static TokenizedExample Tokenize(Example example, TextTokenizer tokenizer, DataFormat format, int maxLength)
     {
-        var answer = AnswerIds(tokenizer, example.Answer);
+        var choices = example.Choices?.Select(c => AnswerIds(tokenizer, c)).ToArray();
+        var answer = choices?[example.Label] ?? AnswerIds(tokenizer, example.Answer);
+        TokenizedExample Made(long[] p) => new(example.Task, p, answer, example.Source, choices, example.Label);
+        // The longest choice must fit after the prompt, as the answer must.
+        var longest = choices?.Max(c => c.Length) ?? answer.Length;
         var prompt = EncodePrompt(tokenizer, format, example.Fields);
         if (prompt.Length == 0) throw new PeftDslException($"{example.Source}: the prompt is empty, so there is nothing to answer");
-        if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
+        if (prompt.Length + longest <= maxLength) return Made(prompt);
         if (format.TruncateField is not { } field)
-            throw new PeftDslException($"{example.Source}: the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}, " +
+            throw new PeftDslException($"{example.Source}: the example has {prompt.Length + longest} tokens, more than the maximum length {maxLength}, " +
                                        "and no truncation field is named (--truncate-field) to cut");
         var pieces = tokenizer.EncodePiece(example.Fields[field]);
         var fields = new Dictionary<string, string>(example.Fields);
         // Cutting tokens from the field does not cut exactly as many from the prompt (tokens merge across the
         // field's edges), so cut, re-render and measure until it fits.
-        for (var keep = pieces.Length - (prompt.Length + answer.Length - maxLength); keep >= 0; keep--)
+        for (var keep = pieces.Length - (prompt.Length + longest - maxLength); keep >= 0; keep--)
         {
             fields[field] = tokenizer.Decode(pieces.Take(keep));
             prompt = EncodePrompt(tokenizer, format, fields);
-            if (prompt.Length + answer.Length <= maxLength) return new TokenizedExample(example.Task, prompt, answer, example.Source);
+            if (prompt.Length + longest <= maxLength) return Made(prompt);
         }
-        throw new PeftDslException($"{example.Source}: even with \"{field}\" emptied the example has {prompt.Length + answer.Length} tokens, more than the maximum length {maxLength}");
+        throw new PeftDslException($"{example.Source}: even with \"{field}\" emptied the example has {prompt.Length + longest} tokens, more than the maximum length {maxLength}");
     }
 
     /// <summary>

@@ -69,7 +69,8 @@ public static class JsonlDataset
         }
         if (root.ValueKind != JsonValueKind.Object) throw new PeftDslException($"{source}: expected a JSON object, got {root.ValueKind}");
         var fields = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var name in format.PromptFields.Append(format.AnswerField))
+        (IReadOnlyList<string> Choices, int Label)? choices = root.TryGetProperty("choices", out var c) ? Choices(c, root, source) : null;
+        foreach (var name in choices is null ? format.PromptFields.Append(format.AnswerField) : format.PromptFields)
         {
             if (!root.TryGetProperty(name, out var value))
             {
@@ -86,9 +87,24 @@ public static class JsonlDataset
         var task = root.TryGetProperty("taskname", out var t)
             ? t.ValueKind == JsonValueKind.String && t.GetString() is { Length: > 0 } s ? s : throw new PeftDslException($"{source}: \"taskname\" must be a non-empty string")
             : defaultTask;
+        if (choices is { } mc) return new Example(task, fields, mc.Choices[mc.Label], source, mc.Choices, mc.Label);
         var answer = fields[format.AnswerField];
         if (string.IsNullOrWhiteSpace(answer)) throw new PeftDslException($"{source}: \"{format.AnswerField}\" (the answer) is empty");
         fields.Remove(format.AnswerField);
         return new Example(task, fields, answer, source);
+    }
+
+    /// <summary>A multiple-choice record's <c>choices</c> (two or more non-empty strings) and <c>label</c> (the right one's index).</summary>
+    private static (IReadOnlyList<string> Choices, int Label) Choices(JsonElement choices, JsonElement root, string source)
+    {
+        if (choices.ValueKind != JsonValueKind.Array || choices.GetArrayLength() < 2
+            || choices.EnumerateArray().Any(x => x.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(x.GetString())))
+            throw new PeftDslException($"{source}: \"choices\" must be a list of two or more non-empty strings");
+        var list = choices.EnumerateArray().Select(x => x.GetString()!).ToList();
+        if (!root.TryGetProperty("label", out var label) || label.ValueKind != JsonValueKind.Number || !label.TryGetInt32(out var index))
+            throw new PeftDslException($"{source}: a record with \"choices\" needs \"label\", the index of the right choice");
+        if (index < 0 || index >= list.Count)
+            throw new PeftDslException($"{source}: \"label\" {index} is not an index of the {list.Count} choices (0 … {list.Count - 1})");
+        return (list, index);
     }
 }

@@ -33,7 +33,17 @@ public static class Evaluator
                 correct += ExactMatches(model, tokenizer, chunk, rows);
             }
             var loss = tokens == 0 ? double.NaN : lossSum / tokens;
-            return new EvalResult(loss, Math.Exp(loss), (double)correct / examples.Count, examples.Count);
+            // Multiple choice: rank classification, each choice scored and the best one taken (T-Few).
+            double? rank = null;
+            var withChoices = examples.Select((e, i) => (e, i)).Where(x => x.e.Choices is not null).ToList();
+            if (withChoices.Count > 0)
+                rank = (double)withChoices.Count(x =>
+                {
+                    using var scope = NewDisposeScope();
+                    using var scores = MultipleChoice.Score(model, x.e.Prompt, x.e.Choices!, adapterNames?[x.i]);
+                    return MultipleChoice.Predict(scores) == x.e.Label;
+                }) / withChoices.Count;
+            return new EvalResult(loss, Math.Exp(loss), (double)correct / examples.Count, examples.Count) { RankAccuracy = rank };
         }
         finally
         {

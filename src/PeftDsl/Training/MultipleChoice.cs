@@ -28,7 +28,8 @@ public static class MultipleChoice
 
     /// <summary>Scores every choice after the prompt, in one batch of K rows (causal: prompt + choice; seq2seq: the
     /// prompt into the encoder, the choice as the decoder's target).</summary>
-    public static Scores Score(LanguageModel model, long[] prompt, IReadOnlyList<long[]> choices)
+    /// <param name="adapterName">The adapter or prompt task to score with (as a row's <c>adapterNames</c> entry); null for the active ones.</param>
+    public static Scores Score(LanguageModel model, long[] prompt, IReadOnlyList<long[]> choices, string? adapterName = null)
     {
         if (choices.Count < 2) throw new PeftDslException($"a multiple-choice example needs at least 2 choices, got {choices.Count}");
         if (choices.FirstOrDefault(c => c.Length == 0) is not null) throw new PeftDslException("a choice is empty");
@@ -36,6 +37,7 @@ public static class MultipleChoice
         using var scope = NewDisposeScope();
         var k = choices.Count;
         var longest = choices.Max(c => c.Length);
+        var names = adapterName is null ? null : Enumerable.Repeat(adapterName, k).ToList();
         Tensor logProbs, mask;
         if (model is CausalLanguageModel causal)
         {
@@ -49,7 +51,7 @@ public static class MultipleChoice
                     attention[row, col] = 1;
                 }
             var input = tensor(ids, device: device);
-            var logits = causal.Forward(input, tensor(attention, device: device)).Logits;         // (K, P' + T, V)
+            var logits = causal.Forward(input, tensor(attention, device: device), adapterNames: names).Logits;   // (K, P' + T, V)
             var offset = logits.shape[1] - width;                                                    // virtual tokens in front
             // Choice token t sits at column prompt + t and is predicted from the column before it.
             var predicting = logits.narrow(1, offset + prompt.Length - 1, longest).log_softmax(-1);
@@ -71,7 +73,7 @@ public static class MultipleChoice
                     targets[row, col] = choices[row][col];
                     real[row, col] = 1;
                 }
-            var logits = seq2seq.Forward(encoder, null, tensor(decoder, device: device)).Logits;   // (K, T, V)
+            var logits = seq2seq.Forward(encoder, null, tensor(decoder, device: device), adapterNames: names).Logits;   // (K, T, V)
             logProbs = logits.log_softmax(-1).gather(2, tensor(targets, device: device).unsqueeze(-1)).squeeze(-1);
             mask = tensor(real, device: device).to(logProbs.dtype);
         }

@@ -154,6 +154,18 @@ public sealed class Trainer
             total.add_(loss.detach());
             batch.Dispose();
         }
+        if (options.TFewLosses)
+        {
+            // T-Few: L = L_LM + L_UL + L_LN, the two choice losses averaged over the step's examples.
+            var chosen = microBatches.SelectMany(m => m).Where(e => e.Choices is not null).ToList();
+            foreach (var e in chosen)
+            {
+                using var scores = MultipleChoice.Score(model, e.Prompt, e.Choices!);
+                var extra = (MultipleChoice.LengthNormalizedLoss(scores, e.Label) + MultipleChoice.UnlikelihoodLoss(scores, e.Label)) / chosen.Count;
+                extra.backward();
+                total.add_(extra.detach());
+            }
+        }
         return total;
     }
 

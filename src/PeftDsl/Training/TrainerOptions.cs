@@ -41,6 +41,10 @@ public sealed record TrainerOptions
     /// <summary>NeMo's answer_only_loss: prompt tokens take no loss.</summary>
     public bool AnswerOnlyLoss { get; init; } = true;
 
+    /// <summary>T-Few: on multiple-choice examples, add the length-normalised and unlikelihood losses over the choices
+    /// to the language-modelling loss on the right answer.</summary>
+    public bool TFewLosses { get; init; }
+
     public int LogEvery { get; init; } = 10;
 
     /// <summary>Evaluate every n steps (0: only at the end).</summary>
@@ -63,7 +67,7 @@ public sealed record TrainerOptions
     public IReadOnlyDictionary<string, string> Settings()
     {
         static string N(double x) => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-        var settings = new Dictionary<string, string>(RunSettings)
+        var settings = new Dictionary<string, string>(TFewLosses ? RunSettings.Append(new("--tfew", "yes")).ToDictionary() : RunSettings)
         {
             ["--lr"] = N(LearningRate),
             ["--warmup"] = WarmupSteps.ToString(System.Globalization.CultureInfo.InvariantCulture),

@@ -16,6 +16,9 @@ public sealed record SaveEvent(int Step, string Path) : TrainingEvent(Step);
 /// <summary>Loss and perplexity over answer tokens, and the share of examples whose greedy answer is exactly right.</summary>
 public sealed record EvalResult(double Loss, double Perplexity, double ExactMatch, int Examples)
 {
+    /// <summary>Multiple-choice examples: the share whose best-scored choice is the right one (rank classification).</summary>
+    public double? RankAccuracy { get; init; }
+
     public double Value(EvalMetric metric) => metric == EvalMetric.Loss ? Loss : ExactMatch;
 
     public bool Beats(EvalResult other, EvalMetric metric) =>

@@ -3,6 +3,7 @@ using PeftDsl.Models.Gpt2;
 using PeftDsl.Models.T5;
 using PeftDsl.Peft;
 using PeftDsl.Runtime;
+using PeftDsl.Data;
 using PeftDsl.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -10,6 +11,7 @@ using static TorchSharp.torch;
 namespace PeftDsl.Tests.Training;
 
 /// <summary>The T-Few losses and rank classification against a hand computation on a tiny example.</summary>
+[Collection(GlobalRandomness.Name)]
 public sealed class MultipleChoiceTests
 {
     private static readonly long[] Prompt = [5, 17, 42];
@@ -80,5 +82,58 @@ public sealed class MultipleChoiceTests
         using var scores = MultipleChoice.Score(model, Prompt, Choices);
         (MultipleChoice.LengthNormalizedLoss(scores, 0) + MultipleChoice.UnlikelihoodLoss(scores, 0)).backward();
         Assert.All(model.TrainableParameters(), p => Assert.True(p.Parameter.grad is not null && p.Parameter.grad.abs().sum().item<float>() > 0, p.Name));
+    }
+}
+
+/// <summary>Multiple-choice data through the data layer, the trainer and the CLI.</summary>
+[Collection(GlobalRandomness.Name)]
+public sealed class MultipleChoiceTrainingTests
+{
+    private static List<TokenizedExample> Examples() =>
+    [
+        new("t", [1, 40, 41], [50, 2], "x:1", [[50, 2], [60, 61, 2], [70, 2]], 0),
+        new("t", [1, 42, 43, 44], [61, 2], "x:2", [[60, 2], [61, 2]], 1),
+    ];
+
+    /// <summary>With --tfew the step's loss is the language-modelling loss plus the mean of each example's
+    /// length-normalised and unlikelihood losses.</summary>
+    [Fact]
+    public void TheTFewStepAddsTheChoiceLosses()
+    {
+        var data = Examples();
+        var options = new TrainerOptions { MaxSteps = 1, BatchSize = 2, LearningRate = 1e-3, LogEvery = 1 };
+        using var model = TrainerTests.Model();
+        var plain = new Trainer(model, DataTests.LlamaTokenizer(), data, null, options, null).Backward([data], CPU).item<float>();
+        var tfew = new Trainer(model, DataTests.LlamaTokenizer(), data, null, options with { TFewLosses = true }, null).Backward([data], CPU).item<float>();
+        double extra = 0;
+        foreach (var e in data)
+        {
+            using var scores = MultipleChoice.Score(model, e.Prompt, e.Choices!);
+            extra += (MultipleChoice.LengthNormalizedLoss(scores, e.Label).item<float>() + MultipleChoice.UnlikelihoodLoss(scores, e.Label).item<float>()) / data.Count;
+        }
+        Assert.Equal(plain + extra, tfew, 1e-4);
+        var eval = Evaluator.Run(model, DataTests.LlamaTokenizer(), data, 2);
+        Assert.NotNull(eval.RankAccuracy);
+    }
+
+    [Theory]
+    [InlineData("{\"input\": \"q\", \"choices\": [\"a\", \"b\"], \"label\": 1}", null)]
+    [InlineData("{\"input\": \"q\", \"choices\": [\"a\"], \"label\": 0}", "\"choices\" must be a list of two or more non-empty strings")]
+    [InlineData("{\"input\": \"q\", \"choices\": [\"a\", \"b\"]}", "needs \"label\", the index of the right choice")]
+    [InlineData("{\"input\": \"q\", \"choices\": [\"a\", \"b\"], \"label\": 2}", "\"label\" 2 is not an index of the 2 choices (0 … 1)")]
+    public void MultipleChoiceRecordsAreReadOrRefusedWithTheirLine(string line, string? error)
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("mc.jsonl"), line + "\n");
+        if (error is null)
+        {
+            var example = Assert.Single(Data.JsonlDataset.Read(dir.File("mc.jsonl"), Data.DataFormat.InputOutput));
+            Assert.Equal("b", example.Answer);
+            Assert.Equal(["a", "b"], example.Choices);
+            return;
+        }
+        var e = Assert.Throws<PeftDslException>(() => Data.JsonlDataset.Read(dir.File("mc.jsonl"), Data.DataFormat.InputOutput));
+        Assert.StartsWith($"{dir.File("mc.jsonl")}:1: ", e.Message);
+        Assert.Contains(error, e.Message);
     }
 }

@@ -299,6 +299,27 @@ public sealed class TrainCliTests
         Assert.Contains("--adapter-dim 8 → 16", stderr);
     }
 
+    /// <summary>T-Few through the CLI: multiple-choice JSONL, --tfew, rank accuracy in train's and eval's results.</summary>
+    [Fact]
+    public void TFewTrainsOnMultipleChoiceDataAndReportsRankAccuracy()
+    {
+        using var dir = Workspace();
+        File.WriteAllLines(dir.File("mc.jsonl"), Words.Select((w, i) => JsonSerializer.Serialize(new
+        {
+            input = $"Repeat: {w} =", choices = new[] { w, Words[(i + 1) % Words.Length], Words[(i + 2) % Words.Length] }, label = 0,
+        })));
+        var (code, stdout, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("mc.jsonl"),
+            "--eval", dir.File("mc.jsonl"), "--out", dir.File("run"), "--steps", "2", "--batch", "3", "--tfew");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("rank accuracy", stdout);
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("mc.jsonl"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("rank accuracy", stdout);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "plain", "--steps", "1", "--tfew"));
+        Assert.Equal(2, code);
+        Assert.Contains("has no multiple-choice examples", stderr);
+    }
+
     /// <summary>NeMo's template markers through the CLI: virtual tokens inside the prompt, split between two markers.</summary>
     [Fact]
     public void TemplateMarkersPlaceVirtualTokensInsideThePrompt()
