@@ -27,11 +27,6 @@ public sealed class AdapterOptions
         command.Options.Add(Use);
     }
 
-    /// <summary>The folder's <c>peft_type</c>, or null.</summary>
-    private static string? PeftType(string folder) =>
-        Peft.Lora.LoraConfigJson.ReadObject(Path.Combine(folder, Peft.Lora.LoraAdapterFile.ConfigFile))["peft_type"] is System.Text.Json.Nodes.JsonValue v
-        && v.GetValueKind() == System.Text.Json.JsonValueKind.String ? v.GetValue<string>() : null;
-
     public (string? Directory, string[] Use) Read(ParseResult parse) => (parse.GetValue(Adapter)?.FullName, parse.GetValue(Use) ?? []);
 
     /// <summary>Loads every adapter of <paramref name="directory"/> and activates <paramref name="use"/>, or the only one.
@@ -60,11 +55,13 @@ public sealed class AdapterOptions
         var active = use.Count > 0 ? use.Distinct().ToArray() : names.ToArray();
         // Only the adapters asked for are read: a broken neighbour in the folder does not block them.
         var chosen = found.Where(f => active.Contains(f.Name)).ToList();
-        var prompts = chosen.Where(f => Peft.Prompts.PromptAdapterFile.IsPromptAdapter(f.Folder)).ToList();
+        // Each chosen folder's config is read once for its method.
+        var types = chosen.ToDictionary(f => f.Name, f => Peft.AdapterFolder.PeftType(f.Folder));
+        var prompts = chosen.Where(f => types[f.Name] is { } t && Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t)).ToList();
         if (prompts.Count > 1)
             throw new PeftDslException($"--use: {string.Join(", ", prompts.Select(p => p.Name))} are all prompt-learning adapters; a row runs one virtual prompt");
-        var ia3 = chosen.Where(f => PeftType(f.Folder) == Peft.Ia3.Ia3ConfigJson.PeftType).ToList();
-        var bottleneck = chosen.Where(f => PeftType(f.Folder) == Peft.Adapters.BottleneckConfigJson.PeftType).ToList();
+        var ia3 = chosen.Where(f => types[f.Name] == Peft.Ia3.Ia3ConfigJson.PeftType).ToList();
+        var bottleneck = chosen.Where(f => types[f.Name] == Peft.Adapters.BottleneckConfigJson.PeftType).ToList();
         foreach (var (name, folder) in chosen)
         {
             if (prompts.Any(p => p.Name == name)) model.Prompts.Load(folder, name, trainable);

@@ -15,8 +15,8 @@ namespace PeftDsl.Peft.Adapters;
 /// </summary>
 public sealed class BottleneckRegistry
 {
-    public const string ConfigFile = "adapter_config.json";
-    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = AdapterFolder.ConfigFile;
+    public const string WeightsFile = AdapterFolder.WeightsFile;
     private const string Prefix = "base_model.model.";
 
     private readonly LanguageModel model;
@@ -65,17 +65,14 @@ public sealed class BottleneckRegistry
         using var reader = SafetensorsReader.Open(weights);
         var layers = targets.Select(t => (t.Path, t.Site, Layer: new BottleneckLayer(Dim, config, initialize: false))).ToList();
         var expected = layers.SelectMany(l => l.Layer.named_parameters().Select(p => (Key: $"{Prefix}{l.Path}.bottleneck.{p.name}", p.parameter))).ToList();
-        var missing = expected.Where(e => !reader.Entries.ContainsKey(e.Key)).Select(e => e.Key).ToList();
-        var extra = reader.Entries.Keys.Except(expected.Select(e => e.Key)).Order(StringComparer.Ordinal).ToList();
-        var wrong = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.parameter.shape))
-            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.parameter.shape)}]").ToList();
-        if (missing.Count + extra.Count + wrong.Count > 0)
+        try
+        {
+            AdapterFolder.CheckFits(reader, weights, expected.ToDictionary(e => e.Key, e => (e.parameter.shape, "")));
+        }
+        catch
         {
             foreach (var l in layers) l.Layer.Dispose();
-            throw new PeftDslException($"{weights}: the adapter does not fit this model" +
-                                       (missing.Count > 0 ? $"; missing: {string.Join(", ", missing.Take(10))}" : "") +
-                                       (extra.Count > 0 ? $"; unexpected: {string.Join(", ", extra.Take(10))}" : "") +
-                                       (wrong.Count > 0 ? $"; wrong shapes: {string.Join("; ", wrong.Take(10))}" : ""));
+            throw;
         }
         using (no_grad())
             foreach (var (key, p) in expected)
@@ -99,10 +96,7 @@ public sealed class BottleneckRegistry
             foreach (var (param, value) in site.Adapter(name).named_parameters())
                 tensors[$"{Prefix}{path}.bottleneck.{param}"] = value.detach();
         Directory.CreateDirectory(folder);
-        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        var configPath = Path.Combine(folder, ConfigFile);
-        File.WriteAllText(configPath + ".tmp", BottleneckConfigJson.Write(config));
-        File.Move(configPath + ".tmp", configPath, overwrite: true);
+        AdapterFolder.Write(folder, BottleneckConfigJson.Write(config), tensors);
     }
 
     public void SetActive(params string[] names)

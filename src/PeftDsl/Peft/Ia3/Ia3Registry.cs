@@ -13,8 +13,8 @@ namespace PeftDsl.Peft.Ia3;
 /// </summary>
 public sealed class Ia3Registry
 {
-    public const string WeightsFile = "adapter_model.safetensors";
-    public const string ConfigFile = "adapter_config.json";
+    public const string WeightsFile = AdapterFolder.WeightsFile;
+    public const string ConfigFile = AdapterFolder.ConfigFile;
     private const string Prefix = "base_model.model.";
     private const string Suffix = ".ia3_l";
 
@@ -67,17 +67,8 @@ public sealed class Ia3Registry
         if (!File.Exists(weights)) throw new PeftDslException($"{directory}: no {WeightsFile}");
         var targets = Prepare(name, ref config, configPath);
         using var reader = SafetensorsReader.Open(weights);
-        var expected = targets.ToDictionary(t => Prefix + t.Path + Suffix,
-            t => t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L]);
-        var missing = expected.Keys.Where(k => !reader.Entries.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var extra = reader.Entries.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var wrong = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value))
-            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value)}]").ToList();
-        if (missing.Count + extra.Count + wrong.Count > 0)
-            throw new PeftDslException($"{weights}: the IA3 adapter does not fit this model" +
-                                       (missing.Count > 0 ? $"; missing: {string.Join(", ", missing.Take(10))}" : "") +
-                                       (extra.Count > 0 ? $"; for modules the config does not target or the model lacks: {string.Join(", ", extra.Take(10))}" : "") +
-                                       (wrong.Count > 0 ? $"; wrong shapes: {string.Join("; ", wrong.Take(10))}" : ""));
+        AdapterFolder.CheckFits(reader, weights, targets.ToDictionary(t => Prefix + t.Path + Suffix,
+            t => t.Feedforward ? (new[] { 1L, t.Linear.InFeatures }, "feed-forward: scales the input") : ([t.Linear.OutFeatures, 1L], "scales the output")));
         try
         {
             foreach (var t in targets)
@@ -105,10 +96,7 @@ public sealed class Ia3Registry
         var tensors = Linears().Where(l => l.Linear.Ia3.Has(name))
             .ToDictionary(l => Prefix + l.Path + Suffix, l => l.Linear.Ia3.Vector(name).detach());
         Directory.CreateDirectory(folder);
-        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        var configPath = Path.Combine(folder, ConfigFile);
-        File.WriteAllText(configPath + ".tmp", Ia3ConfigJson.Write(config));
-        File.Move(configPath + ".tmp", configPath, overwrite: true);
+        AdapterFolder.Write(folder, Ia3ConfigJson.Write(config), tensors);
     }
 
     public void SetActive(params string[] names)

@@ -1,4 +1,3 @@
-using System.Text;
 using PeftDsl.Checkpoints;
 using PeftDsl.Checkpoints.Safetensors;
 using PeftDsl.Dsl;
@@ -19,10 +18,9 @@ namespace PeftDsl.Peft.Lora;
 /// </summary>
 public static class LoraAdapterFile
 {
-    public const string ConfigFile = "adapter_config.json";
-    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = AdapterFolder.ConfigFile;
+    public const string WeightsFile = AdapterFolder.WeightsFile;
     private const string Prefix = "base_model.model.";
-    private const int ListedPerKind = 20;
 
     /// <summary>The key suffixes of the tensors PeftDsl reads from a LoRA file.</summary>
     private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"];
@@ -65,7 +63,7 @@ public static class LoraAdapterFile
         // Shapes are checked against the file before anything is allocated, so a config that lies about r (1e9)
         // is refused instead of attempting a huge allocation.
         var targets = LoraTargets.Resolve(config, registry.Linears(), model.ModelType, configPath);
-        Check(reader, weightsPath, Expected(targets, config.UseDora));
+        AdapterFolder.CheckFits(reader, weightsPath, Expected(targets, config.UseDora), Why);
         registry.Inject(name, config, configPath, initialize: false);
         try
         {
@@ -102,10 +100,7 @@ public static class LoraAdapterFile
             if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
         }
         // Each file appears whole (written beside, then renamed), also when this runs outside an atomic folder write.
-        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        var configPath = Path.Combine(folder, ConfigFile);
-        File.WriteAllText(configPath + ".tmp", LoraConfigJson.Write(saved));
-        File.Move(configPath + ".tmp", configPath, overwrite: true);
+        AdapterFolder.Write(folder, LoraConfigJson.Write(saved), tensors);
     }
 
     /// <summary>Every tensor the file must hold for these targets: key → (shape, what the shape is made of).</summary>
@@ -122,21 +117,6 @@ public static class LoraAdapterFile
         return expected;
     }
 
-    private static void Check(SafetensorsReader reader, string weightsPath, Dictionary<string, (long[] Shape, string Describe)> expected)
-    {
-        var missing = expected.Keys.Where(k => !reader.Entries.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
-        var unexpected = reader.Entries.Keys.Where(k => !expected.ContainsKey(k)).Order(StringComparer.Ordinal)
-            .Select(k => k + Why(k)).ToList();
-        var wrongShape = expected.Where(e => reader.Entries.TryGetValue(e.Key, out var entry) && !entry.Shape.SequenceEqual(e.Value.Shape))
-            .Select(e => $"{e.Key}: file {reader.Entries[e.Key].ShapeText}, model expects [{string.Join(", ", e.Value.Shape)}] ({e.Value.Describe})")
-            .Order(StringComparer.Ordinal).ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count == 0) return;
-        var text = new StringBuilder($"{weightsPath}: the adapter does not fit this model");
-        Append(text, "missing tensors", missing);
-        Append(text, "tensors for modules the config does not target or the model lacks", unexpected);
-        Append(text, "wrong shapes", wrongShape);
-        throw new PeftDslException(text.ToString());
-    }
 
     private static void Fill(SafetensorsReader reader, IReadOnlyList<LoraTarget> targets, string name)
     {
@@ -175,13 +155,5 @@ public static class LoraAdapterFile
             default:
                 throw new PeftDslException($"{source}: task_type '{task}' is not supported (CAUSAL_LM and SEQ_2_SEQ_LM are)");
         }
-    }
-
-    private static void Append(StringBuilder text, string title, List<string> items)
-    {
-        if (items.Count == 0) return;
-        text.Append($"\n  {title} ({items.Count}):");
-        foreach (var item in items.Take(ListedPerKind)) text.Append("\n    ").Append(item);
-        if (items.Count > ListedPerKind) text.Append($"\n    … and {items.Count - ListedPerKind} more");
     }
 }

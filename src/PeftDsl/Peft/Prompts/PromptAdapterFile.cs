@@ -11,19 +11,9 @@ namespace PeftDsl.Peft.Prompts;
 /// </summary>
 public static class PromptAdapterFile
 {
-    public const string ConfigFile = "adapter_config.json";
-    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = AdapterFolder.ConfigFile;
+    public const string WeightsFile = AdapterFolder.WeightsFile;
     public const string Key = "prompt_embeddings";
-
-    /// <summary>True when the folder's config names a prompt-learning method.</summary>
-    public static bool IsPromptAdapter(string directory)
-    {
-        var path = Path.Combine(directory, ConfigFile);
-        if (!File.Exists(path)) return false;
-        var json = Lora.LoraConfigJson.ReadObject(path);
-        return json["peft_type"] is System.Text.Json.Nodes.JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String
-               && PromptConfigJson.PeftTypes.ContainsKey(v.GetValue<string>());
-    }
 
     /// <summary>The config and the rows (fp32 or the file's dtype, on the CPU; the caller's dispose scope owns them).</summary>
     public static (PromptConfig Config, Tensor Rows) Read(string directory)
@@ -48,10 +38,6 @@ public static class PromptAdapterFile
     /// <summary>Writes both files into <paramref name="folder"/>, each whole (written beside, then renamed).</summary>
     public static void Write(string folder, PromptConfig config, Tensor rows)
     {
-        SafetensorsWriter.Save(Path.Combine(folder, WeightsFile), new Dictionary<string, Tensor> { [Key] = rows },
-            new Dictionary<string, string> { ["format"] = "pt" });
-        var configPath = Path.Combine(folder, ConfigFile);
-        File.WriteAllText(configPath + ".tmp", PromptConfigJson.Write(config));
-        File.Move(configPath + ".tmp", configPath, overwrite: true);
+        AdapterFolder.Write(folder, PromptConfigJson.Write(config), new Dictionary<string, Tensor> { [Key] = rows });
     }
 }

@@ -157,9 +157,7 @@ public sealed class PromptTable
         using var scope = NewDisposeScope();
         var tensors = module.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
         Checkpoints.Safetensors.SafetensorsWriter.Save(Path.Combine(folder, StateFile), tensors);
-        var configPath = Path.Combine(folder, PromptAdapterFile.ConfigFile);
-        File.WriteAllText(configPath + ".tmp", PromptConfigJson.Write(module.Config));
-        File.Move(configPath + ".tmp", configPath, overwrite: true);
+        AdapterFolder.WriteConfig(folder, PromptConfigJson.Write(module.Config));
     }
 
     /// <summary>Restores <see cref="WriteState"/>'s parameters into an existing task built with the same config.</summary>
