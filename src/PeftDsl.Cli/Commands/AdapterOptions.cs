@@ -48,7 +48,8 @@ public sealed class AdapterOptions
         }
         var found = Peft.Lora.LoraAdapterFile.AdaptersIn(directory);
         var names = found.Select(f => f.Name).ToList();
-        if (use.Count == 0 && names.Count > 1)
+        // Adapters of different methods (a `peft train --method ptuning,lora` run) act together; two of one method are a choice.
+        if (use.Count == 0 && names.Count > 1 && found.GroupBy(f => Family(Peft.AdapterFolder.PeftType(f.Folder))).Any(g => g.Count() > 1))
             throw new PeftDslException($"{directory} holds several adapters ({string.Join(", ", names)}): choose with --use NAME");
         foreach (var name in use.Where(n => !names.Contains(n)))
             throw new PeftDslException($"--use {name}: {directory} has no adapter of that name (it has {string.Join(", ", names)})");
@@ -76,4 +77,9 @@ public sealed class AdapterOptions
         if (prompts.Count == 1) model.Prompts.SetActive(prompts[0].Name);
         return active;
     }
+
+    /// <summary>The method a peft_type belongs to: prompt tuning, P-tuning and prefix tuning are one (a row runs one
+    /// virtual prompt).</summary>
+    private static string Family(string? peftType) =>
+        peftType is { } t && Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t) ? "prompt" : peftType ?? "";
 }

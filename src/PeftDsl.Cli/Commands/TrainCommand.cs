@@ -27,12 +27,13 @@ public static class TrainCommand
         var data = new Option<FileInfo>("--data") { Description = "Training examples, JSONL", Required = true };
         var eval = new Option<FileInfo?>("--eval") { Description = "Held-out examples, JSONL: loss, perplexity and exact match" };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for the adapter, metrics.jsonl, loss.png and checkpoint/; new or empty unless --overwrite or --resume", Required = true };
-        var method = new Option<string>("--method") { Description = "PEFT method: lora, ia3, adapter (bottleneck), prompt (prompt tuning), ptuning or prefix", DefaultValueFactory = _ => "lora" };
+        var method = new Option<string>("--method") { Description = "PEFT method: lora, ia3, adapter (bottleneck), prompt (prompt tuning), ptuning or prefix; several together separated by commas (ptuning,lora)", DefaultValueFactory = _ => "lora" };
         var adapterDim = new Option<int>("--adapter-dim") { Description = "adapter: the bottleneck width", DefaultValueFactory = _ => 32 };
         var adapterActivation = new Option<string>("--adapter-activation") { Description = "adapter: swish, gelu, relu or identity", DefaultValueFactory = _ => "swish" };
         var adapterNorm = new Option<string>("--adapter-norm") { Description = "adapter: the adapter's layer norm: pre, post or none", DefaultValueFactory = _ => "pre" };
         var adapterSites = new Option<string[]>("--adapter-sites") { Description = "adapter: sites (attention_adapter, mlp_adapter, cross_attention_adapter; default all)", AllowMultipleArgumentsPerToken = true };
         var feedforward = new Option<string[]>("--feedforward") { Description = "ia3: the targets whose input is scaled (default: peft's for the model)", AllowMultipleArgumentsPerToken = true };
+        var ia3Placement = new Option<string>("--ia3-placement") { Description = "ia3: peft (whole target projections) or nemo (keys and values after the QKV split, the MLP activation)", DefaultValueFactory = _ => "peft" };
         var lora = new LoraOptions();
         var prompt = new PromptOptions();
         var steps = new Option<int?>("--steps") { Description = "Optimizer steps (default: --epochs over the data)" };
@@ -60,7 +61,7 @@ public static class TrainCommand
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
             adapterDim, adapterActivation, adapterNorm, adapterSites,
         };
         lora.AddTo(command);
@@ -75,11 +76,18 @@ public static class TrainCommand
                 foreach (var needsEval in new Option[] { evalEvery, patience, metric })
                     if (parse.GetResult(needsEval) is { Implicit: false })
                         throw new PeftDslException($"{needsEval.Name} follows evaluations, which need --eval FILE");
-            var methodName = parse.GetValue(method);
-            TrainMethod chosen = methodName switch
+            var methodNames = parse.GetValue(method)!.Split(',', StringSplitOptions.TrimEntries);
+            if (methodNames.FirstOrDefault(m => !KnownMethods.Contains(m)) is { } unknownMethod)
+                throw new PeftDslException($"--method {unknownMethod}: not {string.Join(", ", KnownMethods.SkipLast(1))} or {KnownMethods[^1]}" +
+                                           (methodNames.Length > 1 ? " (a combination lists methods separated by commas: ptuning,lora)" : ""));
+            if (methodNames.GroupBy(m => m).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                throw new PeftDslException($"--method names {twice.Key} twice");
+            if (methodNames.Count(m => m is "prompt" or "ptuning" or "prefix") > 1)
+                throw new PeftDslException($"--method {parse.GetValue(method)}: a model runs one virtual prompt; combine prompt, ptuning or prefix with other methods, not with each other");
+            var parts = methodNames.Select(name => (TrainMethod)(name switch
             {
-                "lora" => new LoraMethod(lora.Config(parse)),
-                "ia3" => new Ia3Method(Ia3Config(parse, lora, feedforward)),
+                "lora" => (TrainMethod)new LoraMethod(lora.Config(parse)),
+                "ia3" => new Ia3Method(Ia3Config(parse, lora, feedforward, ia3Placement, targetsAreLora: methodNames.Contains("lora"))),
                 "adapter" => new BottleneckMethod(new Peft.Adapters.BottleneckConfig
                 {
                     AdapterDim = parse.GetValue(adapterDim),
@@ -98,25 +106,26 @@ public static class TrainCommand
                 }.Validate("--adapter-dim")),
                 "prompt" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PromptTuning)),
                 "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
-                "prefix" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
-                var other => throw new PeftDslException($"--method {other}: not lora, ia3, adapter, prompt, ptuning or prefix"),
-            };
+                _ => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PrefixTuning)),
+            } with { Name = methodNames.Length == 1 ? TrainRun.Adapter : name })).ToList();
+            var chosen = parts.Count == 1 ? parts[0] : new CombinedMethod(parts);
+            var promptMethod = chosen.PromptPart is not null;
             var tableEntry = (parse.GetValue(task), parse.GetValue(table)?.FullName) switch
             {
                 (null, null) => null,
-                ({ } name, { } folder) when methodName != "lora" => new TableEntry(name, folder),
-                ({ }, { }) => throw new PeftDslException("--task and --table add a prompt-learning task to a table; --method lora has none"),
+                ({ } name, { } folder) when promptMethod => new TableEntry(name, folder),
+                ({ }, { }) => throw new PeftDslException($"--task and --table add a prompt-learning task to a table; --method {parse.GetValue(method)} has none"),
                 (null, _) => throw new PeftDslException("--table needs --task NAME, the task's name in the table"),
                 (_, null) => throw new PeftDslException("--task needs --table DIR, the prompt table to add it to"),
             };
-            if (methodName == "lora" && prompt.Given(parse).FirstOrDefault() is { } promptOption)
-                throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not lora");
-            if (methodName != "ia3" && parse.GetResult(feedforward) is { Implicit: false })
-                throw new PeftDslException($"--feedforward applies to --method ia3");
-            if (methodName != "adapter" && new Option[] { adapterDim, adapterActivation, adapterNorm, adapterSites }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } adapterOption)
+            if (!promptMethod && prompt.Given(parse).FirstOrDefault() is { } promptOption)
+                throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not {parse.GetValue(method)}");
+            if (!methodNames.Contains("ia3") && new Option[] { feedforward, ia3Placement }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } ia3Option)
+                throw new PeftDslException($"{ia3Option.Name} applies to --method ia3");
+            if (!methodNames.Contains("adapter") && new Option[] { adapterDim, adapterActivation, adapterNorm, adapterSites }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } adapterOption)
                 throw new PeftDslException($"{adapterOption.Name} applies to --method adapter");
-            if (methodName != "lora" && lora.Given(parse).FirstOrDefault(o => !(methodName == "ia3" && o == "--targets")) is { } loraOption)
-                throw new PeftDslException($"{loraOption} is a LoRA option; --method {methodName} does not take it");
+            if (!methodNames.Contains("lora") && lora.Given(parse).FirstOrDefault(o => !(methodNames.Contains("ia3") && o == "--targets")) is { } loraOption)
+                throw new PeftDslException($"{loraOption} is a LoRA option; --method {parse.GetValue(method)} does not take it");
             var options = new TrainerOptions
             {
                 MaxSteps = parse.GetValue(steps),
@@ -155,21 +164,33 @@ public static class TrainCommand
         return command;
     }
 
-    /// <summary>IA3's targets (--targets, shared with LoRA) and feed-forward modules.</summary>
-    private static Peft.Ia3.Ia3Config Ia3Config(ParseResult parse, LoraOptions lora, Option<string[]> feedforward)
+    private static readonly string[] KnownMethods = ["lora", "ia3", "adapter", "prompt", "ptuning", "prefix"];
+
+    /// <summary>IA3's targets (--targets, shared with LoRA unless LoRA is trained too) and feed-forward modules, or
+    /// NeMo's placement, which takes its sites from the model.</summary>
+    private static Peft.Ia3.Ia3Config Ia3Config(ParseResult parse, LoraOptions lora, Option<string[]> feedforward, Option<string> placement, bool targetsAreLora)
     {
         static List<string> Names(string[]? values) =>
             (values ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-        var targets = Names(parse.GetValue(lora.Targets));
-        if (parse.GetResult(lora.Targets) is { Implicit: false } && targets.Count == 0)
+        var targets = targetsAreLora ? [] : Names(parse.GetValue(lora.Targets));
+        if (!targetsAreLora && parse.GetResult(lora.Targets) is { Implicit: false } && targets.Count == 0)
             throw new PeftDslException("--targets names no module; leave it out for the model's default targets");
         var ff = Names(parse.GetValue(feedforward));
         if (ff.Count > 0 && targets.Count == 0)
-            throw new PeftDslException("--feedforward needs --targets (the feed-forward modules are among the targets)");
+            throw new PeftDslException(targetsAreLora ? "--feedforward: with --method lora,ia3, --targets are LoRA's and IA3 takes its default targets" : "--feedforward needs --targets (the feed-forward modules are among the targets)");
+        var nemo = parse.GetValue(placement) switch
+        {
+            "peft" => false,
+            "nemo" => true,
+            var other => throw new PeftDslException($"--ia3-placement: '{other}' is not peft or nemo"),
+        };
+        if (nemo && (targets.Count > 0 || parse.GetResult(feedforward) is { Implicit: false }))
+            throw new PeftDslException("--ia3-placement nemo takes its sites from the model (keys, values, the MLP activation); leave out --targets and --feedforward");
         return new Peft.Ia3.Ia3Config
         {
             TargetModules = targets.Count == 0 ? null : targets,
             FeedforwardModules = parse.GetResult(feedforward) is { Implicit: false } ? ff : null,
+            Placement = nemo ? Peft.Ia3.Ia3Placement.Nemo : Peft.Ia3.Ia3Placement.Peft,
         }.Validate("--targets/--feedforward");
     }
 }
@@ -185,7 +206,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
 
     /// <summary>What a run writes into --out: the only entries --overwrite may replace.</summary>
     private static readonly string[] RunEntries =
-        ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png", "checkpoint"];
+        ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png", "checkpoint",
+         "lora", "ia3", "adapter", "prompt", "ptuning", "prefix"];   // a combination's adapter folders
 
     public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
     {
@@ -196,7 +218,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var format = data.Format(parse);
         if (format.Markers > 0 || format.VirtualTokenSplits is not null)
         {
-            if (Method is not PromptLearningMethod { Prompt.Method: not Peft.Prompts.PromptMethod.PrefixTuning })
+            if (Method.PromptPart is not { Prompt.Method: not Peft.Prompts.PromptMethod.PrefixTuning })
                 throw new PeftDslException("the template's <|VIRTUAL_PROMPT_k|> markers (and --virtual-token-splits) place virtual tokens: they need --method prompt or ptuning");
             format = format.ForVirtualTokens(Method.VirtualTokens);
         }
@@ -227,7 +249,10 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             Directory.CreateDirectory(Output);
             result = TrainInto(Output, model, tokenizer, train, held, options, log);
         }
-        var wrote = $"wrote {Output}: adapter_config.json, adapter_model.safetensors, metrics.jsonl, loss.png, checkpoint/";
+        var adapterFiles = Method is CombinedMethod combined
+            ? string.Join(", ", combined.Parts.Select(p => p.Name + "/")) + " (an adapter folder each)"
+            : "adapter_config.json, adapter_model.safetensors";
+        var wrote = $"wrote {Output}: {adapterFiles}, metrics.jsonl, loss.png, checkpoint/";
         if (result!.LastEval is { } e)
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"eval: loss {e.Loss:F4}, perplexity {e.Perplexity:F2}, exact match {e.ExactMatch:P1} of {e.Examples}") +
@@ -241,7 +266,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         log.WriteLine($"{result.StopReason} after {result.Steps} steps; {wrote}");
         if (Table is { } entry)
         {
-            model.Prompts.AddToTable(entry.Folder, Adapter, format.Template, entry.Task, format.VirtualTokenSplits);
+            model.Prompts.AddToTable(entry.Folder, Method.PromptPart!.Name, format.Template, entry.Task, format.VirtualTokenSplits);
             log.WriteLine($"added task '{entry.Task}' to the prompt table {entry.Folder}");
         }
         return 0;

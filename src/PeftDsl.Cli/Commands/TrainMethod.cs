@@ -7,10 +7,14 @@ using PeftDsl.Training;
 
 namespace PeftDsl.Cli.Commands;
 
-/// <summary>What <c>peft train</c> trains, under the name <see cref="TrainRun.Adapter"/>: a LoRA adapter or a
-/// prompt-learning task. Each knows how to start, how to resume from a checkpoint and how to write peft's files.</summary>
+/// <summary>What <c>peft train</c> trains, under the name <see cref="Name"/> (<see cref="TrainRun.Adapter"/> alone, the
+/// method's own name in a combination): a LoRA adapter, IA3 vectors, bottleneck adapters, a prompt-learning task, or
+/// several of them. Each knows how to start, how to resume from a checkpoint and how to write peft's files.</summary>
 public abstract record TrainMethod
 {
+    /// <summary>The adapter's name in the model (names are unique across methods).</summary>
+    public string Name { get; init; } = TrainRun.Adapter;
+
     /// <summary>"LoRA r=8 alpha=16", "P-tuning (mlp) with 20 virtual tokens", …</summary>
     public abstract string Describe { get; }
 
@@ -26,18 +30,23 @@ public abstract record TrainMethod
 
     /// <summary>Positions the method puts before every example.</summary>
     public virtual int VirtualTokens => 0;
+
+    /// <summary>The prompt-learning part of the method, if it has one.</summary>
+    public virtual PromptLearningMethod? PromptPart => null;
 }
 
 public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
 {
     public override string Describe => $"LoRA r={Lora.R} alpha={Lora.Alpha.ToString(CultureInfo.InvariantCulture)}";
 
-    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(TrainRun.Adapter, Lora, "--targets/--r");
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(Name, Lora, "--targets/--r");
 
+    // The checkpoint lays LoRA adapters out as peft does: "default" at the top, others in a subfolder of their name.
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
-        model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder), TrainRun.Adapter, trainable: true);
+        model.Adapters.Load(Name == TrainRun.Adapter ? Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder)
+            : Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder, Name), Name, trainable: true);
 
-    public override void WriteAdapter(LanguageModel model, string folder) => model.Adapters.WriteInto(folder);
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Adapters.WriteFiles(folder, Name);
 
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
@@ -53,20 +62,22 @@ public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
 /// <summary>IA3 with peft's semantics: vectors on the targets' outputs, or inputs for the feed-forward ones.</summary>
 public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
 {
-    public override string Describe => "IA3" + (Ia3.TargetModules is { } t ? $" on {string.Join(", ", t)}" : " on peft's default targets");
+    public override string Describe => Ia3.Placement == Peft.Ia3.Ia3Placement.Nemo ? "IA3 (NeMo placement: keys, values, MLP activation)"
+        : "IA3" + (Ia3.TargetModules is { } t ? $" on {string.Join(", ", t)}" : " on peft's default targets");
 
-    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Ia3.Add(TrainRun.Adapter, Ia3, "--targets/--feedforward");
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Ia3.Add(Name, Ia3, "--targets/--feedforward/--ia3-placement");
 
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
-        model.Ia3.Load(Path.Combine(checkpoint, TrainingCheckpoint.Ia3Folder, TrainRun.Adapter), TrainRun.Adapter, trainable: true);
+        model.Ia3.Load(Path.Combine(checkpoint, TrainingCheckpoint.Ia3Folder, Name), Name, trainable: true);
 
-    public override void WriteAdapter(LanguageModel model, string folder) => model.Ia3.WriteFiles(folder, TrainRun.Adapter);
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Ia3.WriteFiles(folder, Name);
 
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["--method"] = Peft.Ia3.Ia3ConfigJson.PeftType,
         ["--targets"] = Ia3.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
         ["--feedforward"] = Ia3.FeedforwardModules is { } f ? string.Join(",", f) : "(the model's default)",
+        ["--ia3-placement"] = Ia3.Placement.ToString(),
     };
 }
 
@@ -76,12 +87,12 @@ public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : 
     public override string Describe => $"bottleneck adapters of width {Adapter.AdapterDim} ({Adapter.Activation.ToString().ToLowerInvariant()})" +
                                        (Adapter.Sites is { } s ? $" at {string.Join(", ", s)}" : " at every adapter site");
 
-    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Bottleneck.Add(TrainRun.Adapter, Adapter, "--adapter-dim/--adapter-sites");
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Bottleneck.Add(Name, Adapter, "--adapter-dim/--adapter-sites");
 
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
-        model.Bottleneck.Load(Path.Combine(checkpoint, TrainingCheckpoint.BottleneckFolder, TrainRun.Adapter), TrainRun.Adapter, trainable: true);
+        model.Bottleneck.Load(Path.Combine(checkpoint, TrainingCheckpoint.BottleneckFolder, Name), Name, trainable: true);
 
-    public override void WriteAdapter(LanguageModel model, string folder) => model.Bottleneck.WriteFiles(folder, TrainRun.Adapter);
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Bottleneck.WriteFiles(folder, Name);
 
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
@@ -105,17 +116,19 @@ public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
     } + $" with {Prompt.NumVirtualTokens} virtual tokens";
 
     public override void Add(LanguageModel model, TextTokenizer tokenizer) =>
-        model.Prompts.Add(TrainRun.Adapter, Prompt, Prompt.InitText is { } text ? tokenizer.Encode(text) : null, "--method/--virtual-tokens");
+        model.Prompts.Add(Name, Prompt, Prompt.InitText is { } text ? tokenizer.Encode(text) : null, "--method/--virtual-tokens");
 
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint)
     {
         Add(model, tokenizer);
-        model.Prompts.ReadState(Path.Combine(checkpoint, TrainingCheckpoint.PromptsFolder, TrainRun.Adapter), TrainRun.Adapter);
+        model.Prompts.ReadState(Path.Combine(checkpoint, TrainingCheckpoint.PromptsFolder, Name), Name);
     }
 
-    public override void WriteAdapter(LanguageModel model, string folder) => model.Prompts.WriteInto(folder, TrainRun.Adapter);
+    public override void WriteAdapter(LanguageModel model, string folder) => model.Prompts.WriteInto(folder, Name);
 
     public override int VirtualTokens => Prompt.NumVirtualTokens;
+
+    public override PromptLearningMethod? PromptPart => this;
 
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
@@ -129,4 +142,44 @@ public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
         ["--encoder-dropout"] = Prompt.EncoderDropout.ToString("R", CultureInfo.InvariantCulture),
         ["--prefix-projection"] = Prompt.PrefixProjection ? "yes" : "no",
     };
+}
+
+/// <summary>
+/// Several methods trained together in one model (NeMo's <c>peft_scheme: "ptuning,lora"</c>): each part is named after
+/// its method and writes its own adapter folder into a subfolder of that name, peft's layout for several adapters,
+/// so each stays loadable alone and <c>--adapter</c> runs them together.
+/// </summary>
+public sealed record CombinedMethod(IReadOnlyList<TrainMethod> Parts) : TrainMethod
+{
+    public override string Describe => string.Join(" + ", Parts.Select(p => p.Describe));
+
+    public override void Add(LanguageModel model, TextTokenizer tokenizer)
+    {
+        foreach (var part in Parts) part.Add(model, tokenizer);
+    }
+
+    public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint)
+    {
+        foreach (var part in Parts) part.Resume(model, tokenizer, checkpoint);
+    }
+
+    public override void WriteAdapter(LanguageModel model, string folder)
+    {
+        foreach (var part in Parts)
+        {
+            var sub = Path.Combine(folder, part.Name);
+            Directory.CreateDirectory(sub);
+            part.WriteAdapter(model, sub);
+        }
+    }
+
+    /// <summary>Each part's settings under its name, so two parts' options never overwrite each other.</summary>
+    public override IReadOnlyDictionary<string, string> Settings =>
+        Parts.SelectMany(p => p.Settings.Select(kv => ($"{p.Name}: {kv.Key}", kv.Value)))
+            .Append(("--method", string.Join(",", Parts.Select(p => p.Name))))
+            .ToDictionary(kv => kv.Item1, kv => kv.Item2);
+
+    public override int VirtualTokens => Parts.Sum(p => p.VirtualTokens);
+
+    public override PromptLearningMethod? PromptPart => Parts.Select(p => p.PromptPart).FirstOrDefault(p => p is not null);
 }

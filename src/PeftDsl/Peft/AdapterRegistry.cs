@@ -117,6 +117,14 @@ public sealed class AdapterRegistry
         }
     }
 
+    /// <summary>Writes one adapter's two files into an existing folder, each file atomically.</summary>
+    public void WriteFiles(string folder, string name)
+    {
+        _ = this[name];
+        Directory.CreateDirectory(folder);
+        LoraAdapterFile.WriteFiles(model, this, name, folder);
+    }
+
     /// <summary>Makes <paramref name="names"/> the adapters every row runs (peft's <c>set_adapter</c>; several act
     /// together). Merged adapters that are no longer active are unmerged first.</summary>
     public void SetActive(params string[] names)

@@ -2,6 +2,12 @@ using PeftDsl.Errors;
 
 namespace PeftDsl.Peft.Ia3;
 
+/// <summary>Where the vectors go. <see cref="Peft"/>: on the output (or, for feed-forward modules, the input) of whole
+/// target projections, as Hugging Face peft. <see cref="Nemo"/>: NeMo's infused adapters, on the keys and the values
+/// after the QKV split (only the k and v columns of a fused projection) and on the MLP activation before fc2, at the
+/// IA3 sites the DSL declares.</summary>
+public enum Ia3Placement { Peft, Nemo }
+
 /// <summary>
 /// peft's <c>IA3Config</c>: learned vectors that scale the output of every target, or the input of the targets that
 /// are also <see cref="FeedforwardModules"/>. <see cref="InitIa3Weights"/> starts them at ones (the base model), as
@@ -25,6 +31,8 @@ public sealed record Ia3Config
 
     public bool InitIa3Weights { get; init; } = true;
 
+    public Ia3Placement Placement { get; init; } = Ia3Placement.Peft;
+
     public string? TaskType { get; init; }
 
     /// <summary>peft records the layout of the targets (true for GPT-2's Conv1D); it does not change the math here.</summary>
@@ -32,6 +40,10 @@ public sealed record Ia3Config
 
     public Ia3Config Validate(string source)
     {
+        // NeMo's sites come from the model; a saved file lists their modules in peft's terms, which the load checks.
+        if (Placement == Ia3Placement.Nemo && (TargetPattern is not null || FeedforwardPattern is not null || ExcludeModules is not null))
+            throw new PeftDslException($"{source}: NeMo's IA3 placement takes its sites from the model (keys, values, the MLP activation); " +
+                                       "target and feed-forward patterns and exclude_modules do not apply to it");
         if (TargetModules is { Count: 0 } && TargetPattern is null)
             throw new PeftDslException($"{source}: target_modules is empty; name the modules to scale");
         if (TargetModules is not null && TargetPattern is not null)

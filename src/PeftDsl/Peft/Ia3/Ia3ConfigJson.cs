@@ -11,6 +11,10 @@ public static class Ia3ConfigJson
 {
     public const string PeftType = "IA3";
 
+    /// <summary>Our key for NeMo's placement. peft drops keys it does not know (with a warning) and loads the vectors,
+    /// which are stored whole with ones outside NeMo's columns, so it computes the same.</summary>
+    public const string PlacementKey = "peftdsl_ia3_placement";
+
     private static readonly HashSet<string> Metadata = new(StringComparer.Ordinal)
     {
         "auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "fan_in_fan_out",
@@ -22,7 +26,7 @@ public static class Ia3ConfigJson
             throw new PeftDslException($"{source}: peft_type is '{type ?? "missing"}', not {PeftType}");
         foreach (var (key, value) in json)
         {
-            if (key is "peft_type" or "task_type" or "target_modules" or "feedforward_modules" or "exclude_modules" or "init_ia3_weights"
+            if (key is "peft_type" or "task_type" or "target_modules" or "feedforward_modules" or "exclude_modules" or "init_ia3_weights" or PlacementKey
                 || Metadata.Contains(key)) continue;
             if (key == "modules_to_save" && value is null) continue;
             if (key == "layers_to_transform" && value is null) continue;
@@ -43,6 +47,12 @@ public static class Ia3ConfigJson
             InitIa3Weights = Bool(json, "init_ia3_weights", source) ?? true,
             TaskType = Str(json, "task_type", source),
             FanInFanOut = Bool(json, "fan_in_fan_out", source) ?? false,
+            Placement = Str(json, PlacementKey, source) switch
+            {
+                null or "peft" => Ia3Placement.Peft,
+                "nemo" => Ia3Placement.Nemo,
+                var other => throw new PeftDslException($"{source}: {PlacementKey} is '{other}'; it is peft or nemo"),
+            },
         }.Validate(source);
     }
 
@@ -64,6 +74,7 @@ public static class Ia3ConfigJson
             ["target_modules"] = c.TargetPattern is { } tp ? tp : c.TargetModules is { } t ? new JsonArray(t.Select(x => (JsonNode)x).ToArray()) : null,
             ["task_type"] = c.TaskType,
         };
+        if (c.Placement == Ia3Placement.Nemo) json[PlacementKey] = "nemo";
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 

@@ -45,6 +45,7 @@ public sealed class Ia3Layer(PeftLinear linear)
 {
     private Ia3Vectors? vectors;
     private readonly Dictionary<string, bool> feedforward = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long Start, long Length)> slices = new(StringComparer.Ordinal);
     private readonly List<string> merged = [];
     private (Tensor Weight, Tensor? Bias)? original;
 
@@ -54,13 +55,27 @@ public sealed class Ia3Layer(PeftLinear linear)
 
     public bool Has(string adapter) => vectors?.Contains(adapter) ?? false;
 
-    /// <summary>The vector of an adapter ([out, 1] or [1, in]).</summary>
+    /// <summary>The vector of an adapter ([out, 1] or [1, in]; [columns, 1] for a slice of the output).</summary>
     public Parameter Vector(string adapter) => vectors?[adapter] ?? throw new PeftDslException($"{linear.GetName()}: no IA3 adapter '{adapter}'");
 
     public bool IsFeedforward(string adapter) => feedforward[adapter];
 
-    internal void Add(string adapter, bool scalesInput, Tensor value)
+    /// <summary>The output columns an adapter scales, or null for all of them (NeMo's placement scales only the
+    /// key and value columns of a fused projection).</summary>
+    public (long Start, long Length)? Slice(string adapter) => slices.TryGetValue(adapter, out var s) ? s : null;
+
+    /// <summary>The adapter's vector over every feature it could scale (ones outside its slice), flattened.</summary>
+    public Tensor Full(string adapter)
     {
+        var v = Vector(adapter).flatten();
+        if (Slice(adapter) is not { } s) return v;
+        var rest = linear.OutFeatures - s.Start - s.Length;
+        return cat([ones(s.Start, dtype: v.dtype, device: v.device), v, ones(rest, dtype: v.dtype, device: v.device)]);
+    }
+
+    internal void Add(string adapter, bool scalesInput, Tensor value, (long Start, long Length)? slice = null)
+    {
+        if (slice is { } s) slices[adapter] = s;
         if (vectors is null)
         {
             vectors = new Ia3Vectors();
@@ -75,6 +90,7 @@ public sealed class Ia3Layer(PeftLinear linear)
         if (merged.Contains(adapter)) throw new PeftDslException($"IA3 adapter '{adapter}' is merged: unmerge it first");
         vectors?.Remove(adapter);
         feedforward.Remove(adapter);
+        slices.Remove(adapter);
     }
 
     /// <summary>The vector(s) acting on this call, multiplied as peft multiplies several active adapters: (n) for
@@ -89,7 +105,7 @@ public sealed class Ia3Layer(PeftLinear linear)
             if (present.Any(p => feedforward[p] != input))
                 throw new PeftDslException($"{linear.GetName()}: IA3 adapters {string.Join(", ", present)} scale this projection's input and output differently; they cannot share a batch");
             var n = input ? linear.InFeatures : linear.OutFeatures;
-            var stackRows = rows.Select(r => r is not null && present.Contains(r) ? Vector(r).flatten() : ones(n, dtype: Vector(present[0]).dtype, device: linear.weight.device)).ToList();
+            var stackRows = rows.Select(r => r is not null && present.Contains(r) ? Full(r) : ones(n, dtype: Vector(present[0]).dtype, device: linear.weight.device)).ToList();
             return (stack(stackRows).unsqueeze(1), input);    // (B, 1, n)
         }
         Tensor? scale = null;
@@ -99,7 +115,7 @@ public sealed class Ia3Layer(PeftLinear linear)
             if (!Has(adapter) || merged.Contains(adapter)) continue;
             if (scalesInput is { } known && known != feedforward[adapter])
                 throw new PeftDslException($"{linear.GetName()}: the active IA3 adapters {string.Join(", ", routing.Ia3Active)} scale this projection's input and output differently; activate them one at a time");
-            scale = scale is null ? Vector(adapter).flatten() : scale * Vector(adapter).flatten();
+            scale = scale is null ? Full(adapter) : scale * Full(adapter);
             scalesInput = feedforward[adapter];
         }
         return scale is null ? null : (scale, scalesInput!.Value);
@@ -146,7 +162,7 @@ public sealed class Ia3Layer(PeftLinear linear)
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         if (keepOriginal) original ??= (linear.weight.detach().clone().DetachFromDisposeScope(), linear.bias?.detach().clone().DetachFromDisposeScope());
-        var v = Vector(adapter).flatten().to(ScalarType.Float32);
+        var v = Full(adapter).to(ScalarType.Float32);
         var w = linear.weight.to(ScalarType.Float32);
         if (feedforward[adapter]) linear.weight.copy_(w * v);
         else

@@ -38,14 +38,13 @@ public sealed class Ia3Registry
     public void Add(string name, Ia3Config config, string source = "Ia3Config")
     {
         var targets = Prepare(name, ref config, source);
-        Ia3Targets.RequireEachTarget(config, Linears(), source);
+        if (config.Placement == Ia3Placement.Peft) Ia3Targets.RequireEachTarget(config, Linears(), source);
         try
         {
             foreach (var t in targets)
             {
-                var shape = t.Feedforward ? new[] { 1L, t.Linear.InFeatures } : [t.Linear.OutFeatures, 1L];
-                using var value = config.InitIa3Weights ? ones(shape, dtype: AdapterDType(t.Linear)) : randn(shape, dtype: AdapterDType(t.Linear));
-                t.Linear.Ia3.Add(name, t.Feedforward, value);
+                using var value = config.InitIa3Weights ? ones(t.Shape, dtype: AdapterDType(t.Linear)) : randn(t.Shape, dtype: AdapterDType(t.Linear));
+                t.Linear.Ia3.Add(name, t.Feedforward, value, t.Slice);
             }
         }
         catch
@@ -67,6 +66,7 @@ public sealed class Ia3Registry
         if (!File.Exists(weights)) throw new PeftDslException($"{directory}: no {WeightsFile}");
         var targets = Prepare(name, ref config, configPath);
         using var reader = SafetensorsReader.Open(weights);
+        // The file holds peft's whole-projection vectors; a NeMo-placed adapter's columns outside its slice are ones.
         AdapterFolder.CheckFits(reader, weights, targets.ToDictionary(t => Prefix + t.Path + Suffix,
             t => t.Feedforward ? (new[] { 1L, t.Linear.InFeatures }, "feed-forward: scales the input") : ([t.Linear.OutFeatures, 1L], "scales the output")));
         try
@@ -74,7 +74,16 @@ public sealed class Ia3Registry
             foreach (var t in targets)
             {
                 using var scope = NewDisposeScope();
-                t.Linear.Ia3.Add(name, t.Feedforward, reader.Read(Prefix + t.Path + Suffix).to(AdapterDType(t.Linear)));
+                var key = Prefix + t.Path + Suffix;
+                var value = reader.Read(key).to(AdapterDType(t.Linear));
+                if (t.Slice is { } slice)
+                {
+                    var outside = cat([value[..(int)slice.Start], value[(int)(slice.Start + slice.Length)..]]);
+                    if (outside.numel() > 0 && !outside.eq(1).all().item<bool>())
+                        throw new PeftDslException($"{weights}: {key} scales columns outside the keys and values, which NeMo's IA3 placement does not train (they must be 1)");
+                    value = value[(int)slice.Start..(int)(slice.Start + slice.Length)];
+                }
+                t.Linear.Ia3.Add(name, t.Feedforward, value, t.Slice);
             }
         }
         catch
@@ -93,8 +102,9 @@ public sealed class Ia3Registry
     {
         var config = this[name];
         using var scope = NewDisposeScope();
+        // Whole-projection vectors, as peft stores them (a NeMo-placed slice padded with ones), so peft loads the file.
         var tensors = Linears().Where(l => l.Linear.Ia3.Has(name))
-            .ToDictionary(l => Prefix + l.Path + Suffix, l => l.Linear.Ia3.Vector(name).detach());
+            .ToDictionary(l => Prefix + l.Path + Suffix, l => l.Linear.Ia3.Full(name).detach().view(l.Linear.Ia3.Vector(name).shape[0] == 1 ? [1, -1] : [-1, 1]));
         Directory.CreateDirectory(folder);
         AdapterFolder.Write(folder, Ia3ConfigJson.Write(config), tensors);
     }
@@ -158,11 +168,30 @@ public sealed class Ia3Registry
     private IReadOnlyList<Ia3Target> Prepare(string name, ref Ia3Config config, string source)
     {
         PromptsCheck(name);
-        config = Ia3Targets.WithDefaults(config.Validate(source), model.ModelType, source) with
+        config = config.Validate(source) with { TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM" };
+        IReadOnlyList<Ia3Target> targets;
+        if (config.Placement == Ia3Placement.Nemo)
         {
-            TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM",
-        };
-        var targets = Ia3Targets.Resolve(config, Linears(), source);
+            targets = Ia3Targets.ResolveNemo(model.Sites(), Linears(), source);
+            var named = config with
+            {
+                TargetModules = Ia3Targets.PeftNames(targets.Select(t => t.Path), Linears()),
+                FeedforwardModules = Ia3Targets.PeftNames(targets.Where(t => t.Feedforward).Select(t => t.Path), Linears()),
+            };
+            // A saved file names its modules in peft's terms; they must be the model's sites.
+            if (config.TargetModules is not null)
+            {
+                var listed = Ia3Targets.Resolve(config with { FeedforwardModules = config.FeedforwardModules ?? [] }, Linears(), source);
+                if (!listed.Select(t => (t.Path, t.Feedforward)).OrderBy(t => t.Path).SequenceEqual(targets.Select(t => (t.Path, t.Feedforward)).OrderBy(t => t.Path)))
+                    throw new PeftDslException($"{source}: target_modules and feedforward_modules do not name this model's IA3 sites ({string.Join(", ", named.TargetModules!)}), which NeMo's placement uses");
+            }
+            config = named;
+        }
+        else
+        {
+            config = Ia3Targets.WithDefaults(config, model.ModelType, source);
+            targets = Ia3Targets.Resolve(config, Linears(), source);
+        }
         if (targets.FirstOrDefault(t => !t.Linear.Lora.IsEmpty) is { } both)
             throw new PeftDslException($"{source}: {both.Path} already carries a LoRA adapter; IA3 and LoRA on one projection are not combined yet");
         config = config with { FanInFanOut = targets.Any(t => t.Linear.Layout == Dsl.WeightLayout.Conv1D) };

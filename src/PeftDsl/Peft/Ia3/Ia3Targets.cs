@@ -5,8 +5,14 @@ using PeftDsl.Peft.Lora;
 
 namespace PeftDsl.Peft.Ia3;
 
-/// <summary>One projection an IA3 adapter scales, and whether it scales the input (a feed-forward module).</summary>
-public sealed record Ia3Target(string Path, PeftLinear Linear, bool Feedforward);
+/// <summary>One projection an IA3 adapter scales, and whether it scales the input (a feed-forward module).
+/// <paramref name="Slice"/>: the output columns the vector covers (NeMo's keys and values of a fused projection);
+/// null for all of them.</summary>
+public sealed record Ia3Target(string Path, PeftLinear Linear, bool Feedforward, (long Start, long Length)? Slice = null)
+{
+    /// <summary>The vector's shape: [1, in] on the input, [columns, 1] on the output.</summary>
+    public long[] Shape => Feedforward ? [1L, Linear.InFeatures] : [Slice?.Length ?? Linear.OutFeatures, 1L];
+}
 
 /// <summary>Which projections an <see cref="Ia3Config"/> selects: peft's target rule (the one LoRA uses) and its
 /// feed-forward rule (<c>_check_target_module_feedforward</c>: the path ends with a name, or fully matches a pattern).</summary>
@@ -48,6 +54,54 @@ public static class Ia3Targets
             throw new PeftDslException($"{source}: target_modules [{string.Join(", ", config.TargetModules ?? [config.TargetPattern!])}] match no linear module " +
                                        $"of the model; its linear modules are: {string.Join(", ", linears.Select(l => l.Path.Split('.')[^1]).Distinct())}");
         return result;
+    }
+
+    /// <summary>
+    /// NeMo's placement: the model's IA3 sites. Key and value sites scale their columns of the projection's output
+    /// (after the QKV split, before rotary, as NeMo's infused adapters); the MLP site scales the down projection's
+    /// input, which is the activation (after the gate for a gated MLP). Grouped-query keys and values have the kv
+    /// heads' width. The key and value columns of one fused projection are adjacent, so they form one slice.
+    /// </summary>
+    public static IReadOnlyList<Ia3Target> ResolveNemo(IReadOnlyList<PeftSite> sites, IReadOnlyList<(string Path, PeftLinear Linear)> linears, string source)
+    {
+        var byPath = linears.ToDictionary(l => l.Path, l => l.Linear, StringComparer.Ordinal);
+        var result = new List<Ia3Target>();
+        foreach (var group in sites.Where(s => s.Kind == SiteKind.Ia3).GroupBy(s => s.ModulePath))
+        {
+            var linear = byPath[group.Key];
+            if (group.Any(s => s.Name == SiteNames.Ia3Mlp))
+            {
+                result.Add(new Ia3Target(group.Key, linear, Feedforward: true));
+                continue;
+            }
+            var slices = group.Select(s => s.Slice ?? (0, linear.OutFeatures)).OrderBy(s => s.Start).ToList();
+            var start = slices[0].Start;
+            var end = start;
+            foreach (var (s, length) in slices)
+            {
+                if (s != end) throw new PeftDslException($"{source}: the key and value columns of {group.Key} are not adjacent; NeMo's IA3 placement cannot scale them with one vector");
+                end = s + length;
+            }
+            result.Add(new Ia3Target(group.Key, linear, Feedforward: false, start == 0 && end == linear.OutFeatures ? null : (start, end - start)));
+        }
+        if (result.Count == 0) throw new PeftDslException($"{source}: the model declares no IA3 site (keys, values or the MLP's down projection)");
+        return result;
+    }
+
+    /// <summary>The shortest module-name suffixes that select exactly <paramref name="chosen"/> among
+    /// <paramref name="linears"/> under peft's rule, so a NeMo-placed adapter's file names its modules as peft would.</summary>
+    public static IReadOnlyList<string> PeftNames(IEnumerable<string> chosen, IReadOnlyList<(string Path, PeftLinear Linear)> linears)
+    {
+        var set = chosen.ToHashSet(StringComparer.Ordinal);
+        if (set.Count == 0) return [];
+        var depth = set.Max(p => p.Split('.').Length);
+        for (var n = 1; n <= depth; n++)
+        {
+            var names = set.Select(p => string.Join('.', p.Split('.').TakeLast(n))).Distinct().ToList();
+            if (linears.All(l => set.Contains(l.Path) == names.Any(t => l.Path == t || l.Path.EndsWith("." + t, StringComparison.Ordinal))))
+                return names;
+        }
+        return set.ToList();
     }
 
     /// <summary>Refuses a target name that selects nothing (a typo) when a new adapter is added.</summary>
