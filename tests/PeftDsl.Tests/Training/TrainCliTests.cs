@@ -278,6 +278,61 @@ public sealed class TrainCliTests
         Assert.Contains("--feedforward down_proj → (the model's default)", stderr);
     }
 
+    /// <summary>NeMo's <c>peft_scheme: "ptuning,lora"</c>: both train in one run, each into its own peft folder
+    /// (out/ptuning, out/lora) that loads alone; eval runs them together; --resume restores both.</summary>
+    [Fact]
+    public void CombinedMethodsTrainTogetherIntoOneFolderEach()
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--save-every", "2", "--method", "ptuning,lora", "--virtual-tokens", "4"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("P-tuning (mlp encoder) with 4 virtual tokens + LoRA r=8", stdout);
+        Assert.Contains("wrote " + dir.File("run") + ": ptuning/, lora/ (an adapter folder each)", stdout);
+        Assert.Contains("\"peft_type\": \"P_TUNING\"", File.ReadAllText(dir.File("run/ptuning/adapter_config.json")));
+        Assert.Contains("\"peft_type\": \"LORA\"", File.ReadAllText(dir.File("run/lora/adapter_config.json")));
+        Assert.False(File.Exists(dir.File("run/adapter_config.json")));
+        using (var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama")))
+        {
+            model.Prompts.Load(dir.File("run/ptuning"), "ptuning");
+            model.Adapters.Load(dir.File("run/lora"), "lora");
+        }
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("repeat", stdout);
+        (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", "ptuning,lora", "--virtual-tokens", "4", "--resume"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("resuming at step 4", stdout);
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", "ptuning,lora", "--virtual-tokens", "4", "--r", "4", "--resume"));
+        Assert.Equal(2, code);
+        Assert.Contains("lora: --r 8 → 4", stderr);
+    }
+
+    /// <summary>Adapters + IA3 in NeMo's placement, the other combination NeMo's recipes use.</summary>
+    [Fact]
+    public void AdaptersAndNemoPlacedIa3TrainTogether()
+    {
+        using var dir = Workspace();
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "2", "--method", "adapter,ia3", "--adapter-dim", "4", "--ia3-placement", "nemo"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("bottleneck adapters of width 4 (swish) at every adapter site + IA3 (NeMo placement: keys, values, MLP activation)", stdout);
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Ia3.Load(dir.File("run/ia3"), "ia3");
+        model.Bottleneck.Load(dir.File("run/adapter"), "adapter");
+        Assert.Equal(Peft.Ia3.Ia3Placement.Nemo, model.Ia3["ia3"].Placement);
+    }
+
+    [Theory]
+    [InlineData("prompt,ptuning", "a model runs one virtual prompt")]
+    [InlineData("lora,lora", "--method names lora twice")]
+    [InlineData("lora,loha", "--method loha: not lora, ia3, adapter, prompt, ptuning or prefix (a combination lists methods separated by commas")]
+    public void BadCombinationsAreOneErrorLine(string methods, string message)
+    {
+        using var dir = Workspace();
+        var (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--method", methods));
+        Assert.Equal(2, code);
+        Assert.Contains(message, Assert.Single(stderr.TrimEnd().Split('\n')));
+    }
+
     /// <summary>Bottleneck adapters through the CLI: our own peft-layout folder, loaded by eval; refused by merge.</summary>
     [Fact]
     public void BottleneckAdaptersTrainAndLoad()
