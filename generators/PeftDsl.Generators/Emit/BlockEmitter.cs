@@ -49,8 +49,14 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <returns>(B, T, C)</returns>");
             w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
+            // The adapter site sees the sublayer's output and its (normed) input: a parallel adapter runs beside it.
+            var first = true;
             foreach (var s in b.Sublayers)
-                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(this.{s.Norm.Field}.forward(x), ctx), ctx);");
+            {
+                w.Line($"{(first ? "var " : "")}h = this.{s.Norm.Field}.forward(x);");
+                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx);");
+                first = false;
+            }
             w.Line("return x.MoveToOuterDisposeScope();");
             w.Close();
             w.Line();

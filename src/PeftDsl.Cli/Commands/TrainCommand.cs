@@ -32,6 +32,8 @@ public static class TrainCommand
         var adapterActivation = new Option<string>("--adapter-activation") { Description = "adapter: swish, gelu, relu or identity", DefaultValueFactory = _ => "swish" };
         var adapterNorm = new Option<string>("--adapter-norm") { Description = "adapter: the adapter's layer norm: pre, post or none", DefaultValueFactory = _ => "pre" };
         var adapterSites = new Option<string[]>("--adapter-sites") { Description = "adapter: sites (attention_adapter, mlp_adapter, cross_attention_adapter; default all)", AllowMultipleArgumentsPerToken = true };
+        var adapterPlacement = new Option<string>("--adapter-placement") { Description = "adapter: sequential (after the sublayer, Houlsby) or parallel (beside it, on its input)", DefaultValueFactory = _ => "sequential" };
+        var adapterTie = new Option<bool>("--adapter-tie") { Description = "adapter: one adapter per site name shared by every block (NeMo's weight_tying)" };
         var feedforward = new Option<string[]>("--feedforward") { Description = "ia3: the targets whose input is scaled (default: peft's for the model)", AllowMultipleArgumentsPerToken = true };
         var ia3Placement = new Option<string>("--ia3-placement") { Description = "ia3: peft (whole target projections) or nemo (keys and values after the QKV split, the MLP activation)", DefaultValueFactory = _ => "peft" };
         var lora = new LoraOptions();
@@ -62,7 +64,7 @@ public static class TrainCommand
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
             logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
-            adapterDim, adapterActivation, adapterNorm, adapterSites,
+            adapterDim, adapterActivation, adapterNorm, adapterSites, adapterPlacement, adapterTie,
         };
         lora.AddTo(command);
         prompt.AddTo(command);
@@ -103,6 +105,12 @@ public static class TrainCommand
                         var n => throw new PeftDslException($"--adapter-norm: '{n}' is not pre, post or none"),
                     },
                     Sites = (parse.GetValue(adapterSites) ?? []).SelectMany(s => s.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries)).ToList() is { Count: > 0 } sites ? sites : null,
+                    Placement = parse.GetValue(adapterPlacement) switch
+                    {
+                        "sequential" => Peft.Adapters.BottleneckPlacement.Sequential, "parallel" => Peft.Adapters.BottleneckPlacement.Parallel,
+                        var p => throw new PeftDslException($"--adapter-placement: '{p}' is not sequential or parallel"),
+                    },
+                    TieWeights = parse.GetValue(adapterTie),
                 }.Validate("--adapter-dim")),
                 "prompt" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PromptTuning)),
                 "ptuning" => new PromptLearningMethod(prompt.Config(parse, Peft.Prompts.PromptMethod.PTuning)),
@@ -122,7 +130,7 @@ public static class TrainCommand
                 throw new PeftDslException($"{promptOption} applies to --method prompt, ptuning or prefix, not {parse.GetValue(method)}");
             if (!methodNames.Contains("ia3") && new Option[] { feedforward, ia3Placement }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } ia3Option)
                 throw new PeftDslException($"{ia3Option.Name} applies to --method ia3");
-            if (!methodNames.Contains("adapter") && new Option[] { adapterDim, adapterActivation, adapterNorm, adapterSites }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } adapterOption)
+            if (!methodNames.Contains("adapter") && new Option[] { adapterDim, adapterActivation, adapterNorm, adapterSites, adapterPlacement, adapterTie }.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } adapterOption)
                 throw new PeftDslException($"{adapterOption.Name} applies to --method adapter");
             if (!methodNames.Contains("lora") && lora.Given(parse).FirstOrDefault(o => !(methodNames.Contains("ia3") && o == "--targets")) is { } loraOption)
                 throw new PeftDslException($"{loraOption} is a LoRA option; --method {parse.GetValue(method)} does not take it");

@@ -84,7 +84,8 @@ public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
 /// <summary>Bottleneck adapters at the model's adapter sites (NeMo's canonical adapters).</summary>
 public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : TrainMethod
 {
-    public override string Describe => $"bottleneck adapters of width {Adapter.AdapterDim} ({Adapter.Activation.ToString().ToLowerInvariant()})" +
+    public override string Describe => $"{(Adapter.TieWeights ? "tied " : "")}{(Adapter.Placement == Peft.Adapters.BottleneckPlacement.Parallel ? "parallel " : "")}" +
+                                       $"bottleneck adapters of width {Adapter.AdapterDim} ({Adapter.Activation.ToString().ToLowerInvariant()})" +
                                        (Adapter.Sites is { } s ? $" at {string.Join(", ", s)}" : " at every adapter site");
 
     public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Bottleneck.Add(Name, Adapter, "--adapter-dim/--adapter-sites");
@@ -101,6 +102,8 @@ public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : 
         ["--adapter-activation"] = Adapter.Activation.ToString(),
         ["--adapter-norm"] = Adapter.Norm.ToString(),
         ["--adapter-sites"] = Adapter.Sites is { } s ? string.Join(",", s) : "(all)",
+        ["--adapter-placement"] = Adapter.Placement.ToString(),
+        ["--adapter-tie"] = Adapter.TieWeights ? "yes" : "no",
     };
 }
 

@@ -6,14 +6,18 @@ using static TorchSharp.torch;
 namespace PeftDsl.Peft;
 
 /// <summary>
-/// Where a bottleneck adapter goes: on a sublayer's output, before the residual add. It is registered under its
+/// Where a bottleneck adapter goes: on a sublayer's output (or beside the sublayer, on its input), before the residual add. It is registered under its
 /// site name (<c>transformer.h.0.mlp_adapter</c>), so adapter weights put here (<c>….mlp_adapter.bottleneck.{adapter}.linear_in.weight</c>)
 /// are seen by <c>parameters()</c> and <c>to(device)</c> and kept out of the base checkpoint. With nothing attached it
 /// returns its input: a base model pays one call per sublayer and no tensor op.
 /// </summary>
-public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPeftTensors
+public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tensor>, IPeftTensors
 {
     private BottleneckDict? bottleneck;
+
+    /// <summary>Tied adapters: the layer registered at the first block's site of this name, used here as well; not
+    /// registered here, so its parameters are counted, moved and saved once.</summary>
+    private readonly Dictionary<string, BottleneckLayer> borrowed = new(StringComparer.Ordinal);
 
     public AdapterSite(string name, int layer) : base(nameof(AdapterSite))
     {
@@ -25,15 +29,21 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
 
     public int Layer { get; }
 
-    public bool Has(string adapter) => bottleneck?.Contains(adapter) ?? false;
+    public bool Has(string adapter) => Owns(adapter) || borrowed.ContainsKey(adapter);
 
-    public BottleneckLayer Adapter(string adapter) => bottleneck![adapter];
+    /// <summary>The adapter's layer is registered here (false where a tied adapter's layer is borrowed).</summary>
+    public bool Owns(string adapter) => bottleneck?.Contains(adapter) ?? false;
 
-    /// <summary>The sublayer output plus every acting adapter's delta, each computed from the sublayer output (several
-    /// active adapters add, as LoRA deltas do); in a mixed batch each row takes its own adapter's delta.</summary>
-    public override Tensor forward(Tensor sublayerOutput, ForwardContext ctx)
+    public BottleneckLayer Adapter(string adapter) => borrowed.TryGetValue(adapter, out var layer) ? layer : bottleneck![adapter];
+
+    /// <summary>The sublayer output plus every acting adapter's delta, each computed from the sublayer output, or from
+    /// its input for a parallel adapter (several active adapters add, as LoRA deltas do); in a mixed batch each row
+    /// takes its own adapter's delta.</summary>
+    /// <param name="sublayerOutput">(B, T, C) what the sublayer returned.</param>
+    /// <param name="sublayerInput">(B, T, C) what the sublayer was given (after the block's norm).</param>
+    public override Tensor forward(Tensor sublayerOutput, Tensor sublayerInput, ForwardContext ctx)
     {
-        if (bottleneck is null) return sublayerOutput;
+        if (bottleneck is null && borrowed.Count == 0) return sublayerOutput;
         var routing = ctx.Routing;
         if (routing.BottleneckRows is { } rows)
         {
@@ -43,7 +53,7 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
             Tensor? sum = null;
             foreach (var adapter in present)
             {
-                var delta = bottleneck[adapter].Delta(sublayerOutput);
+                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput);
                 var mask = tensor(rows.Select(r => r == adapter ? 1f : 0f).ToArray(), device: delta.device).to(delta.dtype).view(-1, 1, 1);
                 sum = sum is null ? delta * mask : sum + delta * mask;
             }
@@ -54,7 +64,11 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
         using (var scope = NewDisposeScope())
         {
             Tensor? sum = null;
-            foreach (var adapter in acting) sum = sum is null ? bottleneck[adapter].Delta(sublayerOutput) : sum + bottleneck[adapter].Delta(sublayerOutput);
+            foreach (var adapter in acting)
+            {
+                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput);
+                sum = sum is null ? delta : sum + delta;
+            }
             return AddOnce(sublayerOutput, sum!).MoveToOuterDisposeScope();
         }
     }
@@ -73,7 +87,14 @@ public sealed class AdapterSite : nn.Module<Tensor, ForwardContext, Tensor>, IPe
         bottleneck.Add(adapter, layer);
     }
 
-    internal void Remove(string adapter) => bottleneck?.Remove(adapter);
+    /// <summary>Uses a tied adapter's layer, registered at another site, here too.</summary>
+    internal void Borrow(string adapter, BottleneckLayer layer) => borrowed.Add(adapter, layer);
+
+    internal void Remove(string adapter)
+    {
+        borrowed.Remove(adapter);
+        bottleneck?.Remove(adapter);
+    }
 
     protected override void RegisterComponents()
     {

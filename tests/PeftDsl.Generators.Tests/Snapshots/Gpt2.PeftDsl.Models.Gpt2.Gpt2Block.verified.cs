@@ -42,8 +42,10 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.forward(this.attn.forward(this.ln_1.forward(x), ctx), ctx);
-        x = x + this.MlpAdapter.forward(this.mlp.forward(this.ln_2.forward(x), ctx), ctx);
+        var h = this.ln_1.forward(x);
+        x = x + this.AttentionAdapter.forward(this.attn.forward(h, ctx), h, ctx);
+        h = this.ln_2.forward(x);
+        x = x + this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

@@ -42,8 +42,10 @@ partial class LlamaDecoderLayer : global::TorchSharp.torch.nn.Module<global::Tor
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.forward(this.self_attn.forward(this.input_layernorm.forward(x), ctx), ctx);
-        x = x + this.MlpAdapter.forward(this.mlp.forward(this.post_attention_layernorm.forward(x), ctx), ctx);
+        var h = this.input_layernorm.forward(x);
+        x = x + this.AttentionAdapter.forward(this.self_attn.forward(h, ctx), h, ctx);
+        h = this.post_attention_layernorm.forward(x);
+        x = x + this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

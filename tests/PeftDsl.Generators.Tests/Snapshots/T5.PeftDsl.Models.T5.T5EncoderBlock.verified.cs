@@ -48,8 +48,10 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     public override global::TorchSharp.torch.Tensor forward(global::TorchSharp.torch.Tensor x, global::PeftDsl.Runtime.ForwardContext ctx)
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
-        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(this.layer_0_layer_norm.forward(x), ctx), ctx);
-        x = x + this.MlpAdapter.forward(this.layer_1_DenseReluDense.forward(this.layer_1_layer_norm.forward(x), ctx), ctx);
+        var h = this.layer_0_layer_norm.forward(x);
+        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(h, ctx), h, ctx);
+        h = this.layer_1_layer_norm.forward(x);
+        x = x + this.MlpAdapter.forward(this.layer_1_DenseReluDense.forward(h, ctx), h, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

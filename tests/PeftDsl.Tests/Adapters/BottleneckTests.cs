@@ -43,7 +43,7 @@ public sealed class BottleneckTests
         var normalized = (h - mean) / (variance + 1e-5).sqrt() * layer.layer_norm.weight! + layer.layer_norm.bias!;
         var z = normalized.matmul(layer.linear_in.weight.t());
         var expected = (z * sigmoid(z)).matmul(layer.linear_out.weight.t());
-        Assert.True(layer.Delta(h).allclose(expected, rtol: 1e-4, atol: 1e-5));
+        Assert.True(layer.Delta(h, h).allclose(expected, rtol: 1e-4, atol: 1e-5));
     }
 
     [Fact]
@@ -114,6 +114,62 @@ public sealed class BottleneckTests
         Assert.Equal(ScalarType.BFloat16, logits.Logits.dtype);
         logits.Loss!.backward();
         Assert.NotNull(model.transformer.h[0].MlpAdapter.Adapter("a").linear_out.weight.grad);
+    }
+
+    /// <summary>A parallel adapter runs beside the sublayer: the block is x1 = x + attn(ln_1 x), then
+    /// x1 + mlp(ln_2 x1) + W_out relu(W_in ln_2 x1), composed here from the block's parts.</summary>
+    [Fact]
+    public void AParallelAdapterReadsTheSublayersInput()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(35);
+        model.Bottleneck.Add("p", new BottleneckConfig { AdapterDim = 4, Sites = ["mlp_adapter"], Norm = BottleneckNorm.None,
+            Activation = BottleneckActivation.Relu, Placement = BottleneckPlacement.Parallel });
+        Randomize(model, "p");
+        using var scope = NewDisposeScope();
+        var block = model.transformer.h[0];
+        var x = randn(2, 5, 32, generator: new Generator(4));
+        using var ctx = Runtime.ForwardContext.Create(x, new Runtime.StackInputs(Routing: model.Route(null, zeros(2, 5, dtype: ScalarType.Int64))), null);
+        var layer = block.MlpAdapter.Adapter("p");
+        var x1 = x + block.attn.forward(block.ln_1.forward(x), ctx);
+        var h2 = block.ln_2.forward(x1);
+        var expected = x1 + block.mlp.forward(h2, ctx) + nn.functional.relu(h2.matmul(layer.linear_in.weight.t())).matmul(layer.linear_out.weight.t());
+        Assert.True(block.forward(x, ctx).allclose(expected, rtol: 1e-5, atol: 1e-5));
+    }
+
+    /// <summary>NeMo's weight tying: one adapter per site name in each stack (T5: 2 in the encoder, 3 in the decoder),
+    /// shared by every block, counted and saved once, trained by every block's gradient; it loads back the same.</summary>
+    [Fact]
+    public void TiedAdaptersAreOneLayerPerSiteSharedByEveryBlock()
+    {
+        using var dir = new TempDir();
+        using var model = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        manual_seed(36);
+        model.Bottleneck.Add("t", new BottleneckConfig { AdapterDim = 4, TieWeights = true });
+        Randomize(model, "t");
+        var sites = model.Bottleneck.Sites().Where(s => s.Site.Has("t")).ToList();
+        Assert.Equal(10, sites.Count);
+        Assert.Equal(5, sites.Count(s => s.Site.Owns("t")));
+        Assert.Same(sites.First(s => s.Path == "encoder.block.0.mlp_adapter").Site.Adapter("t"), sites.First(s => s.Path == "encoder.block.1.mlp_adapter").Site.Adapter("t"));
+        var perLayer = model.encoder.block[0].MlpAdapter.Adapter("t").parameters().Sum(p => p.numel());
+        Assert.Equal(5 * perLayer, model.TrainableParameters().Sum(p => p.Parameter.numel()));
+
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        var decoder = ids.narrow(1, 0, 3);
+        var logits = model.Forward(ids, mask, decoder).Logits;
+        // The shared weight's gradient is the sum over the blocks that use it: nonzero through block 1 alone too.
+        logits.sum().backward();
+        Assert.NotNull(model.encoder.block[1].MlpAdapter.Adapter("t").linear_in.weight.grad);
+
+        model.Bottleneck.Save(dir.File("t"), "t");
+        var keys = Fixtures.ReadAll(dir.File("t/adapter_model.safetensors")).Keys.ToList();
+        Assert.DoesNotContain(keys, k => k.Contains("block.1.", StringComparison.Ordinal));
+        Assert.Contains("\"weight_tying\": true", File.ReadAllText(dir.File("t/adapter_config.json")));
+        using var loaded = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        loaded.Bottleneck.Load(dir.File("t"), "t");
+        using var noGrad = no_grad();
+        Assert.True(loaded.Forward(ids, mask, decoder).Logits.allclose(logits.detach(), rtol: 0, atol: 1e-6));
     }
 
     [Fact]

@@ -312,13 +312,16 @@ public sealed class TrainCliTests
     public void AdaptersAndNemoPlacedIa3TrainTogether()
     {
         using var dir = Workspace();
-        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "2", "--method", "adapter,ia3", "--adapter-dim", "4", "--ia3-placement", "nemo"));
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "2", "--method", "adapter,ia3", "--adapter-dim", "4", "--ia3-placement", "nemo",
+            "--adapter-placement", "parallel", "--adapter-tie"));
         Assert.True(code == 0, stderr);
-        Assert.Contains("bottleneck adapters of width 4 (swish) at every adapter site + IA3 (NeMo placement: keys, values, MLP activation)", stdout);
+        Assert.Contains("tied parallel bottleneck adapters of width 4 (swish) at every adapter site + IA3 (NeMo placement: keys, values, MLP activation)", stdout);
         using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
         model.Ia3.Load(dir.File("run/ia3"), "ia3");
         model.Bottleneck.Load(dir.File("run/adapter"), "adapter");
         Assert.Equal(Peft.Ia3.Ia3Placement.Nemo, model.Ia3["ia3"].Placement);
+        Assert.True(model.Bottleneck["adapter"].TieWeights);
+        Assert.Equal(Peft.Adapters.BottleneckPlacement.Parallel, model.Bottleneck["adapter"].Placement);
     }
 
     [Theory]

@@ -8,12 +8,17 @@ public enum BottleneckActivation { Swish, Gelu, Relu, Identity }
 /// <summary>Where the adapter's own layer norm goes: none, before the down projection, or after the up projection.</summary>
 public enum BottleneckNorm { None, Pre, Post }
 
+/// <summary>Sequential: after the sublayer, on its output (Houlsby). Parallel: beside the sublayer, on the input the
+/// sublayer sees, its delta added to the sublayer's output (He et al., 2022).</summary>
+public enum BottleneckPlacement { Sequential, Parallel }
+
 /// <summary>How the down projection starts (the up projection always starts at zero, so a new adapter is the identity).</summary>
 public enum BottleneckInit { Xavier, Normal, Kaiming, Zero }
 
 /// <summary>
 /// A Houlsby bottleneck adapter, as NeMo's linear adapter: on a sublayer's output h, h + dropout(up(act(down(norm(h))))),
-/// at the adapter sites the DSL declares (attention_adapter, mlp_adapter, cross_attention_adapter).
+/// at the adapter sites the DSL declares (attention_adapter, mlp_adapter, cross_attention_adapter); or, parallel, the
+/// same function of the sublayer's input x added beside it: h + dropout(up(act(down(norm(x))))).
 /// </summary>
 public sealed record BottleneckConfig
 {
@@ -26,6 +31,13 @@ public sealed record BottleneckConfig
     public BottleneckInit Init { get; init; } = BottleneckInit.Xavier;
 
     public double Dropout { get; init; }
+
+    public BottleneckPlacement Placement { get; init; } = BottleneckPlacement.Sequential;
+
+    /// <summary>NeMo's <c>weight_tying</c>: one adapter per site name (attention, MLP, cross-attention), shared by every
+    /// selected block, so the parameter count does not grow with depth. (NeMo's optional layer-position embeddings
+    /// are not implemented.)</summary>
+    public bool TieWeights { get; init; }
 
     /// <summary>Adapter site names; null for every site.</summary>
     public IReadOnlyList<string>? Sites { get; init; }

@@ -17,7 +17,7 @@ public static class BottleneckConfigJson
     {
         foreach (var (key, value) in json)
             if (key is not ("peft_type" or "task_type" or "adapter_dim" or "activation" or "norm_position" or "init" or "adapter_dropout"
-                    or "target_sites" or "layers_to_transform" or "peft_version" or "base_model_name_or_path" or "inference_mode"))
+                    or "target_sites" or "layers_to_transform" or "placement" or "weight_tying" or "peft_version" or "base_model_name_or_path" or "inference_mode"))
                 throw new PeftDslException($"{source}: \"{key}\" is not a field of a {PeftType} adapter (at {Show(value)})");
         T Enum<T>(string field, T fallback) where T : struct, System.Enum => Str(json, field, source) is not { } text ? fallback
             : System.Enum.TryParse<T>(text.Replace("_", ""), ignoreCase: true, out var v) ? v
@@ -29,6 +29,8 @@ public static class BottleneckConfigJson
             Norm = Enum("norm_position", BottleneckNorm.Pre),
             Init = Enum("init", BottleneckInit.Xavier),
             Dropout = Number(json, "adapter_dropout", source) ?? 0,
+            Placement = Enum("placement", BottleneckPlacement.Sequential),
+            TieWeights = Bool(json, "weight_tying", source) ?? false,
             Sites = Strings(json, "target_sites", source),
             Layers = json["layers_to_transform"] switch
             {
@@ -54,8 +56,10 @@ public static class BottleneckConfigJson
         ["norm_position"] = c.Norm.ToString().ToLowerInvariant(),
         ["peft_type"] = PeftType,
         ["peft_version"] = "0.21.0",
+        ["placement"] = c.Placement.ToString().ToLowerInvariant(),
         ["target_sites"] = c.Sites is { } s ? new JsonArray(s.Select(x => (JsonNode)x).ToArray()) : null,
         ["task_type"] = c.TaskType,
+        ["weight_tying"] = c.TieWeights,
     }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     private static IReadOnlyList<string>? Strings(JsonObject json, string field, string source) => json[field] switch

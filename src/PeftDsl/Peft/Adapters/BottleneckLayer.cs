@@ -45,11 +45,13 @@ public sealed class BottleneckLayer : nn.Module
 
     public readonly LayerNorm? layer_norm;
 
-    /// <param name="h">(…, dim) the sublayer's output.</param>
-    /// <returns>(…, dim) what the adapter adds to it.</returns>
-    public Tensor Delta(Tensor h)
+    /// <param name="output">(…, dim) the sublayer's output.</param>
+    /// <param name="input">(…, dim) the sublayer's input: a parallel adapter reads it instead.</param>
+    /// <returns>(…, dim) what the adapter adds to the sublayer's output.</returns>
+    public Tensor Delta(Tensor output, Tensor input)
     {
         using var scope = NewDisposeScope();
+        var h = config.Placement == BottleneckPlacement.Parallel ? input : output;
         // fp32 adapter on a bf16 base: computed in the adapter's dtype (the caller rounds the sum back once).
         if (h.dtype != linear_in.weight.dtype) h = h.to(linear_in.weight.dtype);
         var z = config.Norm == BottleneckNorm.Pre ? layer_norm!.forward(h) : h;

@@ -43,7 +43,9 @@ public sealed class BottleneckRegistry
         var targets = Prepare(name, ref config, source);
         try
         {
-            foreach (var (_, site) in targets) site.Add(name, Placed(new BottleneckLayer(Dim, config, initialize: true)));
+            foreach (var (_, site, owner) in Owners(targets, config))
+                if (owner is null) site.Add(name, Placed(new BottleneckLayer(Dim, config, initialize: true)));
+                else site.Borrow(name, owner.Adapter(name));
         }
         catch
         {
@@ -63,7 +65,8 @@ public sealed class BottleneckRegistry
         if (!File.Exists(weights)) throw new PeftDslException($"{directory}: no {WeightsFile}");
         var targets = Prepare(name, ref config, configPath);
         using var reader = SafetensorsReader.Open(weights);
-        var layers = targets.Select(t => (t.Path, t.Site, Layer: new BottleneckLayer(Dim, config, initialize: false))).ToList();
+        var owners = Owners(targets, config);
+        var layers = owners.Where(t => t.Owner is null).Select(t => (t.Path, t.Site, Layer: new BottleneckLayer(Dim, config, initialize: false))).ToList();
         var expected = layers.SelectMany(l => l.Layer.named_parameters().Select(p => (Key: $"{Prefix}{l.Path}.bottleneck.{p.name}", p.parameter))).ToList();
         try
         {
@@ -81,6 +84,7 @@ public sealed class BottleneckRegistry
                 p.copy_(reader.Read(key).to(p.dtype));
             }
         foreach (var (_, site, layer) in layers) site.Add(name, Placed(layer));
+        foreach (var (_, site, owner) in owners.Where(t => t.Owner is not null)) site.Borrow(name, owner!.Adapter(name));
         Register(name, config, trainable);
     }
 
@@ -92,7 +96,8 @@ public sealed class BottleneckRegistry
         var config = this[name];
         using var scope = NewDisposeScope();
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (path, site) in Sites().Where(s => s.Site.Has(name)))
+        // A tied adapter is written once, at the sites that own it.
+        foreach (var (path, site) in Sites().Where(s => s.Site.Owns(name)))
             foreach (var (param, value) in site.Adapter(name).named_parameters())
                 tensors[$"{Prefix}{path}.bottleneck.{param}"] = value.detach();
         Directory.CreateDirectory(folder);
@@ -148,6 +153,34 @@ public sealed class BottleneckRegistry
         var chosen = all.Where(s => (sites is null || sites.Contains(s.Site.Name)) && (layers is null || layers.Contains(s.Site.Layer))).ToList();
         if (chosen.Count == 0) throw new PeftDslException($"{source}: the sites and layers select no adapter site of the model");
         return chosen;
+    }
+
+    /// <summary>Each chosen site with the site whose layer it shares: null where it gets its own (every site untied;
+    /// the first block's site of each name when tied).</summary>
+    private static List<(string Path, AdapterSite Site, AdapterSite? Owner)> Owners(IReadOnlyList<(string Path, AdapterSite Site)> targets, BottleneckConfig config)
+    {
+        var first = new Dictionary<string, AdapterSite>(StringComparer.Ordinal);
+        var result = new List<(string, AdapterSite, AdapterSite?)>();
+        foreach (var (path, site) in targets)
+        {
+            // Encoder and decoder sites share a name but not a stack: each stack ties its own blocks.
+            var key = config.TieWeights ? StackOf(path) + site.Name : path;
+            if (first.TryGetValue(key, out var owner)) result.Add((path, site, owner));
+            else
+            {
+                first[key] = site;
+                result.Add((path, site, null));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>The path up to the block index (<c>encoder.block.</c>, <c>transformer.h.</c>).</summary>
+    private static string StackOf(string path)
+    {
+        var parts = path.Split('.');
+        var index = Array.FindIndex(parts, p => p.Length > 0 && p.All(char.IsAsciiDigit));
+        return index < 0 ? "" : string.Join('.', parts.Take(index)) + ".";
     }
 
     private void Register(string name, BottleneckConfig config, bool trainable)
