@@ -202,6 +202,12 @@ public sealed class DiagnosticTests
     [InlineData("PEFT022", """
         [ModelConfig] public sealed partial record EmptyKey { [ConfigKey("")] public int X { get; init; } }
         """)]
+    [InlineData("PEFT024", """
+        [ModelConfig] public sealed partial record WrongComputes { [ConfigKey("use_parallel_residual", Computes = new object[] { "yes" })] public bool X { get; init; } }
+        """)]
+    [InlineData("PEFT024", """
+        [ModelConfig] public sealed partial record NullForNonNullable { [ConfigKey("window", Computes = new object?[] { null })] public int X { get; init; } }
+        """)]
     public void InvalidDeclarationReportsExactlyItsDiagnostics(string id, string declaration, int count = 1)
     {
         var diagnostics = PeftDiagnostics(declaration);

@@ -40,12 +40,50 @@ public sealed class ConfigJsonTests
     }
 
     [Theory]
-    [InlineData("scale_attn_by_inverse_layer_idx", "true", "config.json: scale_attn_by_inverse_layer_idx = true is not supported")]
-    [InlineData("scale_attn_weights", "false", "config.json: scale_attn_weights = false is not supported (GPT-2 attention here is scaled by 1/sqrt(head_dim))")]
+    [InlineData("scale_attn_by_inverse_layer_idx", "true", "config.json: \"scale_attn_by_inverse_layer_idx\": true is not computed by Gpt2Config.ScaleAttentionByLayer's declaration, which computes false; refusing rather than running other math")]
+    [InlineData("scale_attn_weights", "false", "config.json: \"scale_attn_weights\": false is not computed by Gpt2Config.ScaleAttentionWeights's declaration, which computes true; refusing rather than running other math")]
     public void UnsupportedAttentionVariantsAreRefused(string key, string value, string message)
     {
         var json = Gpt2Json.TrimEnd('}') + $", \"{key}\": {value}}}";
         Assert.Equal(message, Assert.Throws<ConfigException>(() => Gpt2Config.FromJson(ConfigJson.Parse(json, "config.json"))).Message);
+    }
+
+    /// <summary>Keys that ask for a computation no property of the declaration binds are refused with the key, the
+    /// value and the class; their plain values (and a window longer than every position) are accepted.</summary>
+    [Theory]
+    [InlineData("\"use_parallel_residual\": true", "\"use_parallel_residual\": true asks for a parallel residual")]
+    [InlineData("\"rotary_pct\": 0.25", "\"rotary_pct\": 0.25 asks for partial rotary embeddings")]
+    [InlineData("\"partial_rotary_factor\": 0.5", "\"partial_rotary_factor\": 0.5 asks for partial rotary embeddings")]
+    [InlineData("\"sliding_window\": 4", "\"sliding_window\": 4 asks for sliding-window attention")]
+    [InlineData("\"alibi\": true", "\"alibi\": true asks for ALiBi position biases")]
+    [InlineData("\"use_parallel_residual\": false", null)]
+    [InlineData("\"rotary_pct\": 1.0", null)]
+    [InlineData("\"sliding_window\": 4096", null)]
+    [InlineData("\"sliding_window\": 4, \"use_sliding_window\": false", null)]
+    [InlineData("\"sliding_window\": null", null)]
+    public void KeysTheDeclarationDoesNotComputeAreRefused(string extra, string? message)
+    {
+        var json = Gpt2Json.TrimEnd('}') + ", " + extra + "}";
+        if (message is null)
+        {
+            Gpt2Config.FromJson(ConfigJson.Parse(json, "config.json"));
+            return;
+        }
+        var e = Assert.Throws<ConfigException>(() => Gpt2Config.FromJson(ConfigJson.Parse(json, "config.json")));
+        Assert.StartsWith("config.json: " + message, e.Message);
+        Assert.Contains("which Gpt2Config's declaration does not compute", e.Message);
+    }
+
+    /// <summary>Llama 3's rope scaling: bound to LlamaConfig.RopeType, which computes only "default".</summary>
+    [Fact]
+    public void Llama3RopeScalingIsRefusedAtBind()
+    {
+        var json = """
+            {"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64,
+             "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+            """;
+        var e = Assert.Throws<ConfigException>(() => Models.Llama.LlamaConfig.FromJson(ConfigJson.Parse(json, "config.json")));
+        Assert.Equal("config.json: \"rope_scaling.rope_type\": \"llama3\" is not computed by LlamaConfig.RopeType's declaration, which computes \"default\"; refusing rather than running other math", e.Message);
     }
 
     [Fact]

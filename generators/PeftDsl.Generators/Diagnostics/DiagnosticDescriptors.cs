@@ -79,6 +79,9 @@ namespace PeftDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor SharedEmbeddingMissing = Error("PEFT023", "Shared token embedding without a provider",
             "'{0}' uses a shared token embedding, but '{1}' has no [SharedEmbedding] to give it");
 
+        public static readonly DiagnosticDescriptor ComputesWrongType = Error("PEFT024", "Computed value has the wrong type",
+            "Computes on '{0}' lists {1}, which is not a value of its type {2}");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> All = typeof(DiagnosticDescriptors)
             .GetFields()
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))

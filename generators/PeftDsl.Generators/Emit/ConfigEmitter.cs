@@ -34,6 +34,10 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"if (json.Optional<{type}>({Keys(m)}, {Literals.String(spec.Name + "." + m.Name)}, out var v{m.Name}))");
                 w.Line($"    config = config with {{ {Names.Identifier(m.Name)} = v{m.Name} }};");
             }
+            // What the declaration computes: the values its properties accept, then the keys no property binds.
+            foreach (var m in spec.Members.Where(m => m.Computes is not null))
+                w.Line($"json.RequireComputed({Keys(m)}, config.{Names.Identifier(m.Name)}, new object?[] {{ {string.Join(", ", m.Computes!.Value)} }}, {Literals.String(spec.Name + "." + m.Name)});");
+            w.Line($"json.RefuseUncomputed(new[] {{ {string.Join(", ", spec.Members.SelectMany(m => m.Keys).Select(Literals.String))} }}, {Literals.String(spec.Name)});");
             w.Line("config.OnBound(json);");
             w.Line("return config;");
             w.Close();

@@ -118,7 +118,9 @@ namespace PeftDsl.Generators.Model
         public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
     }
 
-    internal sealed record ConfigMemberSpec(string Name, string Type, bool Nullable, bool Required, EquatableArray<string> Keys);
+    /// <param name="Computes">C# literals of the values the declaration computes ([ConfigKey(Computes = …)]); null for any.</param>
+    internal sealed record ConfigMemberSpec(string Name, string Type, bool Nullable, bool Required, EquatableArray<string> Keys,
+        EquatableArray<string>? Computes = null);
 
     internal sealed record ConfigSpec(string? Namespace, string Name, EquatableArray<ConfigMemberSpec> Members)
     {

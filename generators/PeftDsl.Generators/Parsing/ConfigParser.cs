@@ -53,13 +53,44 @@ namespace PeftDsl.Generators.Parsing
                     diagnostics.Add(DiagnosticDescriptors.UnsupportedConfigType, propertyLocation, property.Name, property.Type.ToDisplayString());
                     continue;
                 }
-                members.Add(new ConfigMemberSpec(property.Name, typeName, nullable, property.IsRequired, keys.ToEquatableArray()));
+                var computes = Computes(keyAttribute, property, typeName, nullable, diagnostics);
+                members.Add(new ConfigMemberSpec(property.Name, typeName, nullable, property.IsRequired, keys.ToEquatableArray(), computes));
             }
             var spec = diagnostics.HasErrors
                 ? null
                 : new ConfigSpec(type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
                     type.Name, members.ToEquatableArray());
             return new ParseResult<ConfigSpec>(spec, diagnostics.ToArray());
+        }
+
+        /// <summary>[ConfigKey(Computes = …)] as C# literals, each checked against the property's type.</summary>
+        private static EquatableArray<string>? Computes(AttributeData attribute, IPropertySymbol property, string typeName, bool nullable, DiagnosticBag diagnostics)
+        {
+            var named = attribute.NamedArguments.FirstOrDefault(a => a.Key == "Computes");
+            if (named.Key is null || named.Value.IsNull || named.Value.Kind != TypedConstantKind.Array) return null;
+            var literals = new System.Collections.Generic.List<string>();
+            foreach (var item in named.Value.Values)
+            {
+                var value = item.Kind == TypedConstantKind.Array ? null : item.Value;
+                string? literal = value switch
+                {
+                    null when nullable || typeName == "string" => "null",
+                    string text when typeName == "string" => Literals.String(text),
+                    bool b when typeName == "bool" => b ? "true" : "false",
+                    int or long or double or float when typeName is "int" or "long" => value is int or long ? System.Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) + "L" : null,
+                    int or long or double or float when typeName is "double" or "float" => Literals.Double(System.Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)),
+                    _ => null,
+                };
+                if (literal is null)
+                {
+                    diagnostics.Add(DiagnosticDescriptors.ComputesWrongType, Bindings.Where(attribute), property.Name,
+                        value is string s ? Literals.String(s) : value is bool bv ? (bv ? "true" : "false") : System.Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "null",
+                        typeName + (nullable ? "?" : ""));
+                    return null;
+                }
+                literals.Add(literal);
+            }
+            return literals.ToEquatableArray();
         }
 
         private static (string? Name, bool Nullable) Describe(ITypeSymbol type)

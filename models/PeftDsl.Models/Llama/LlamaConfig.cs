@@ -16,7 +16,8 @@ public sealed partial record LlamaConfig
     [ConfigKey("hidden_act")] public string HiddenAct { get; init; } = "silu";
     [ConfigKey("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     [ConfigKey("rope_parameters.rope_theta", "rope_theta")] public double RopeTheta { get; init; } = 10000.0;
-    [ConfigKey("rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type")] public string RopeType { get; init; } = "default";
+    [ConfigKey("rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", Computes = new object[] { "default" })]
+    public string RopeType { get; init; } = "default";
     [ConfigKey("attention_bias")] public bool AttentionBias { get; init; }
     [ConfigKey("mlp_bias")] public bool MlpBias { get; init; }
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }

@@ -98,6 +98,54 @@ public sealed class ConfigJson
         throw new ConfigException($"{Source}: key '{key}' must be a token id or a list of token ids, found {value.GetRawText()}");
     }
 
+    /// <summary>
+    /// Refuses a bound value the declaration does not compute ([ConfigKey(Computes = …)]): the message names the key
+    /// and its value (or the property's default when the key is absent), the property and what it computes.
+    /// </summary>
+    public void RequireComputed(string[] keys, object? value, object?[] computes, string member)
+    {
+        if (computes.Any(c => SameValue(c, value))) return;
+        var found = TryGet(keys, out var element, out var key);
+        var shown = string.Join(", ", computes.Select(c => c is string t ? JsonSerializer.Serialize(t) : c is null ? "null" : Show(c)));
+        throw new ConfigException(found
+            ? $"{Source}: \"{key}\": {Shorten(element.GetRawText())} is not computed by {member}'s declaration, which computes {shown}; refusing rather than running other math"
+            : $"{Source}: '{string.Join("' / '", keys)}' is absent, and {member}'s default {(value is string v ? JsonSerializer.Serialize(v) : value is null ? "null" : Show(value))} is not among the values the declaration computes ({shown})");
+    }
+
+    /// <summary>
+    /// Refuses a key that asks for a computation no property of <paramref name="declaration"/> binds (a parallel
+    /// residual, sliding windows, partial rotary, rope scaling, …) unless its value means the plain computation.
+    /// <paramref name="bound"/> are every key the declaration binds; a bound key (or one under it) is the
+    /// declaration's to check.
+    /// </summary>
+    public void RefuseUncomputed(string[] bound, string declaration)
+    {
+        foreach (var rule in UncomputedKeys.Rules)
+        {
+            if (bound.Any(b => b == rule.Key || b.StartsWith(rule.Key + ".", StringComparison.Ordinal) || rule.Key.StartsWith(b + ".", StringComparison.Ordinal)))
+                continue;
+            if (!TryGetPath(rule.Key, out var value) || rule.IsPlain(value, this)) continue;
+            throw new ConfigException($"{Source}: \"{rule.Key}\": {Shorten(value.GetRawText())} asks for {rule.Meaning}, which {declaration}'s declaration does not compute " +
+                                      $"(no property binds the key); declare it, or use a checkpoint without it");
+        }
+    }
+
+    /// <summary>The number at a top-level or dotted key, when present.</summary>
+    internal double? Number(string key) =>
+        TryGetPath(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+
+    private static bool SameValue(object? a, object? b) => (a, b) switch
+    {
+        (null, null) => true,
+        (null, _) or (_, null) => false,
+        (string x, string y) => x == y,
+        (bool x, bool y) => x == y,
+        (string or bool, _) or (_, string or bool) => false,
+        _ => System.Convert.ToDouble(a, CultureInfo.InvariantCulture) == System.Convert.ToDouble(b, CultureInfo.InvariantCulture),
+    };
+
+    private static string Shorten(string raw) => raw.Length > 60 ? raw[..60] + "…" : raw;
+
     private bool TryGetPath(string dotted, out JsonElement value)
     {
         value = root;

@@ -17,4 +17,11 @@ public sealed class ModelConfigAttribute : Attribute;
 public sealed class ConfigKeyAttribute(params string[] keys) : Attribute
 {
     public string[] Keys { get; } = keys;
+
+    /// <summary>
+    /// The values of this key the declaration computes (<c>Computes = new object[] { "default" }</c>; <c>null</c> in
+    /// the list accepts an absent key). Any other value is refused when config.json is bound, naming the file, the
+    /// key, the value and the property, so a checkpoint never runs through math it does not mean.
+    /// </summary>
+    public object?[]? Computes { get; set; }
 }

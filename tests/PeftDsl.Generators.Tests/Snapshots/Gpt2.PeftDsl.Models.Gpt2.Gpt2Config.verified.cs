@@ -28,6 +28,9 @@ partial record Gpt2Config
             config = config with { ScaleAttentionWeights = vScaleAttentionWeights };
         if (json.Optional<bool>(new[] { "scale_attn_by_inverse_layer_idx" }, "Gpt2Config.ScaleAttentionByLayer", out var vScaleAttentionByLayer))
             config = config with { ScaleAttentionByLayer = vScaleAttentionByLayer };
+        json.RequireComputed(new[] { "scale_attn_weights" }, config.ScaleAttentionWeights, new object?[] { true }, "Gpt2Config.ScaleAttentionWeights");
+        json.RequireComputed(new[] { "scale_attn_by_inverse_layer_idx" }, config.ScaleAttentionByLayer, new object?[] { false }, "Gpt2Config.ScaleAttentionByLayer");
+        json.RefuseUncomputed(new[] { "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function", "layer_norm_epsilon", "tie_word_embeddings", "scale_attn_weights", "scale_attn_by_inverse_layer_idx" }, "Gpt2Config");
         config.OnBound(json);
         return config;
     }

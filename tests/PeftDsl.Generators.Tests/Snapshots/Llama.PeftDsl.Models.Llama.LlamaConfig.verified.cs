@@ -34,6 +34,8 @@ partial record LlamaConfig
             config = config with { MlpBias = vMlpBias };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "LlamaConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
+        json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default" }, "LlamaConfig.RopeType");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "attention_bias", "mlp_bias", "tie_word_embeddings" }, "LlamaConfig");
         config.OnBound(json);
         return config;
     }
