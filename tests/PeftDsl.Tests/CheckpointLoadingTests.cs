@@ -201,13 +201,34 @@ public sealed class CheckpointLoadingTests
 
 public sealed class CheckpointSavingTests
 {
+    /// <summary>An integer tensor where the model has a float weight (same shape) is refused by name, not converted.</summary>
+    [Fact]
+    public void AnIntegerTensorForAFloatWeightIsRefused()
+    {
+        using var dir = new TempDir();
+        Fixtures.CopyBase("gpt2", dir);
+        var tensors = Fixtures.ReadAll(dir.File("model.safetensors"));
+        var key = tensors.Keys.First(k => k.EndsWith("ln_f.weight", StringComparison.Ordinal));
+        tensors[key] = tensors[key].to(ScalarType.Int32);
+        PeftDsl.Checkpoints.Safetensors.SafetensorsWriter.Save(dir.File("model.safetensors"), tensors);
+        var e = Assert.ThrowsAny<CheckpointException>(() => Gpt2LMHeadModel.FromPretrained(dir.Path));
+        Assert.Contains($"{key}: stored as Int32, but the model's weight is floating point; not converted", e.Message);
+    }
+
     [Fact]
     public void SavedWeightsRoundTripInHuggingFaceLayout()
     {
         using var dir = new TempDir();
         Fixtures.CopyBase("gpt2", dir);
         using (var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
-            model.SaveWeights(dir.File("model.safetensors"));
+        {
+            // The copied base is there already: replaced only when asked; a folder is never a weights file.
+            var e = Assert.Throws<CheckpointException>(() => model.SaveWeights(dir.File("model.safetensors")));
+            Assert.Equal($"{dir.File("model.safetensors")}: already exists; pass overwrite: true to replace it", e.Message);
+            e = Assert.Throws<CheckpointException>(() => model.SaveWeights(dir.Path));
+            Assert.StartsWith($"{dir.Path}: is a folder; give the path of the .safetensors file to write", e.Message);
+            model.SaveWeights(dir.File("model.safetensors"), overwrite: true);
+        }
 
         var original = Fixtures.ReadAll(Path.Combine(Fixtures.Base("gpt2"), "model.safetensors"));
         var saved = Fixtures.ReadAll(dir.File("model.safetensors"));

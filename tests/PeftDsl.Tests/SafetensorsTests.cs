@@ -89,6 +89,8 @@ public sealed class SafetensorsTests
     [InlineData("""{"w": [1, 2""", "not valid JSON")]
     [InlineData("""[1, 2]""", "not a JSON object")]
     [InlineData("""{"__metadata__":{"a":1}}""", "must be a string")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}""", "the data section has 4 bytes no tensor accounts for, before 'b'")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", "8 bytes follow the last tensor's data")]
     public void LyingHeaderIsRejected(string header, string message)
     {
         using var dir = new TempDir();

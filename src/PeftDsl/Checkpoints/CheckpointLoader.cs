@@ -42,6 +42,9 @@ public static class CheckpointLoader
             var entry = folder.Entry(fileKey);
             if (!entry.Shape.SequenceEqual(t.CheckpointShape))
                 wrongShape.Add($"{fileKey}: checkpoint {entry.ShapeText}, model expects [{string.Join(", ", t.CheckpointShape)}]");
+            // Integers or booleans are never a float weight's values: converting them would load garbage silently.
+            else if (IsFloat(t.Target.dtype) && !IsFloat(entry.DType))
+                wrongShape.Add($"{fileKey}: stored as {entry.DType}, but the model's weight is floating point; not converted");
         }
         foreach (var tied in rules.TiedKeys)
         {
@@ -62,6 +65,8 @@ public static class CheckpointLoader
             t.Target.copy_(source.to(t.Target.dtype, t.Target.device));
         }
     }
+
+    private static bool IsFloat(ScalarType t) => t is ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64;
 
     /// <summary>Model key → file key. A checkpoint saved from the bare body (the hub's <c>gpt2</c>) has keys
     /// without the body prefix; it is accepted only when no key in the file carries the prefix.</summary>

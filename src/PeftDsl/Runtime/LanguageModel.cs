@@ -72,8 +72,9 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>The sorted <c>key [shape]</c> listing of this model's base weights in checkpoint layout.</summary>
     public string DescribeCheckpoint() => CheckpointLayout.Describe(this);
 
-    /// <summary>Writes model.safetensors (base weights only) in Hugging Face layout; <c>FromPretrained</c> reads it back.</summary>
-    public void SaveWeights(string path) => CheckpointWriter.SaveWeights(this, path);
+    /// <summary>Writes model.safetensors (base weights only) in Hugging Face layout; <c>FromPretrained</c> reads it back.
+    /// A folder is refused, and so is an existing file unless <paramref name="overwrite"/>.</summary>
+    public void SaveWeights(string path, bool overwrite = false) => CheckpointWriter.SaveWeights(this, path, overwrite);
 
     /// <summary>Loads base weights from a Hugging Face folder into this model, strictly.</summary>
     public void LoadCheckpoint(CheckpointFolder folder) => CheckpointLoader.Load(this, folder, CheckpointRules);

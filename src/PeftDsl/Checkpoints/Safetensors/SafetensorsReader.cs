@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Text;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
 using PeftDsl.Errors;
@@ -19,6 +20,7 @@ public sealed class SafetensorsReader : IDisposable
     public const long MaxHeaderBytes = 100L << 20;
 
     private const int ChunkBytes = 16 << 20;
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private readonly SafeFileHandle handle;
     private readonly long dataStart;
 
@@ -117,6 +119,15 @@ public sealed class SafetensorsReader : IDisposable
     private static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(
         string path, byte[] header, long dataLength)
     {
+        // JsonDocument checks UTF-8 only when a string is read; a header with broken bytes is refused here, whole.
+        try
+        {
+            _ = StrictUtf8.GetCharCount(header);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw Bad(path, "header is not valid UTF-8");
+        }
         JsonDocument doc;
         try
         {
