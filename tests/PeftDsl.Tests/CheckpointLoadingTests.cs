@@ -125,6 +125,24 @@ public sealed class CheckpointLoadingTests
         Assert.Empty(e.Missing);
     }
 
+    /// <summary>A config that lies about sizes is refused before anything is allocated: a 2-billion-row vocabulary
+    /// (which would crash the allocator) and a hundred million layers (which would hang listing them).</summary>
+    [Theory]
+    [InlineData("vocab_size", 2000000000, "model.embed_tokens.weight: checkpoint [512, 32], model expects [2000000000, 32]")]
+    [InlineData("num_hidden_layers", 100000000, "num_hidden_layers = 100000000, but the checkpoint holds only")]
+    [InlineData("hidden_size", 1000000, "config.json implies larger tensors than it stores")]
+    public void AConfigThatLiesAboutSizesIsRefusedBeforeAllocating(string key, long value, string message)
+    {
+        using var dir = new TempDir();
+        Fixtures.CopyBase("llama", dir);
+        var config = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
+        config[key] = value;
+        if (key == "hidden_size") config["head_dim"] = null;
+        File.WriteAllText(dir.File("config.json"), config.ToJsonString());
+        var e = Assert.ThrowsAny<PeftDslException>(() => LlamaForCausalLM.FromPretrained(dir.Path));
+        Assert.Contains(message, e.Message);
+    }
+
     [Fact]
     public void TruncatedWeightsNameTheFile()
     {

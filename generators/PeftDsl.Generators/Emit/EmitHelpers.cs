@@ -46,6 +46,10 @@ namespace PeftDsl.Generators.Emit
         public static string Positive(Binding b, string module) =>
             $"{TypeNames.DslChecks}.Positive({b.Expression}, {Literals.String(b.Display)}, {Literals.String(module)})";
 
+        /// <summary>A block count while listing checkpoint keys: also bounded by the checkpoint being loaded.</summary>
+        public static string BlockCount(Binding b, string module) =>
+            $"{TypeNames.DslChecks}.BlockCount({b.Expression}, {Literals.String(b.Display)}, {Literals.String(module)})";
+
         public static string Norm(string kind) => TypeNames.Modules + kind;
 
         /// <summary>TorchSharp would also register every module-typed field under its C# name (layer_0_SelfAttention,

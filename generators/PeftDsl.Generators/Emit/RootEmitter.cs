@@ -55,8 +55,9 @@ namespace PeftDsl.Generators.Emit
             var accepted = modelType.Length == 0 ? new string[0] : new[] { modelType }.Concat(alsoReads);
             w.Line("/// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>");
             w.Open($"public static {spec.Name} FromPretrained(string directory, {ModelLoadOptions}? options = null)");
+            // The config's shapes are checked against the checkpoint's header before anything is allocated.
             w.Line($"return {PretrainedLoader}.Load(directory, options, new string[] {{ {string.Join(", ", accepted.Select(Literals.String))} }},");
-            w.Line($"    json => new {spec.Name}({spec.ConfigType}.FromJson(json), {WeightInit}.None));");
+            w.Line($"    {spec.ConfigType}.FromJson, CheckpointKeys, config => new {spec.Name}(config, {WeightInit}.None));");
             w.Close();
             w.Line();
         }

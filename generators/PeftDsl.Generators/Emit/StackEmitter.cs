@@ -106,7 +106,7 @@ namespace PeftDsl.Generators.Emit
             }
             if (s.Positions is { } pp)
                 w.Line($"{CheckpointKeys}.Embedding(keys, prefix + {Literals.String(pp.Name)}, {EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
-            w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
+            w.Line($"var count = {EmitHelpers.BlockCount(s.Count, spec.Name)};");
             w.Line($"for (var i = 0; i < count; i++) {s.BlockType.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Blocks.Name + ".")} + i + \".\", keys, i);");
             w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.FinalNorm.Name)}, {NormKind}.{s.FinalNormKind}, dim);");
             w.Close();

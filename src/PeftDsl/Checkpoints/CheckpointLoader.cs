@@ -80,9 +80,9 @@ public static class CheckpointLoader
         return k => k.StartsWith(dotted, StringComparison.Ordinal) ? k[dotted.Length..] : k;
     }
 
-    private static CheckpointMismatchException Mismatch(string directory, List<string> missing, List<string> unexpected, List<string> wrongShape)
+    internal static CheckpointMismatchException Mismatch(string directory, List<string> missing, List<string> unexpected, List<string> wrongShape, string why = "")
     {
-        var text = new StringBuilder($"{directory}: checkpoint does not match the model");
+        var text = new StringBuilder($"{directory}: checkpoint does not match the model{why}");
         Append(text, "missing keys", missing);
         Append(text, "unexpected keys", unexpected);
         Append(text, "wrong shapes", wrongShape);

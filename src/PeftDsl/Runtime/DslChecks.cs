@@ -15,6 +15,32 @@ public static class DslChecks
         return value;
     }
 
+    /// <summary>While a checkpoint's keys are listed before the model is built: at most this many blocks (the
+    /// checkpoint's tensor count, since every block has at least one), so a config that lies about its depth is
+    /// refused at once instead of listing (or building) a hundred million blocks.</summary>
+    private static readonly AsyncLocal<(long Limit, string Source)?> blockLimit = new();
+
+    internal static IDisposable LimitBlocks(long limit, string source)
+    {
+        var previous = blockLimit.Value;
+        blockLimit.Value = (limit, source);
+        return new Restore(() => blockLimit.Value = previous);
+    }
+
+    /// <summary>A stack's block count: positive, and no more than the checkpoint being loaded can hold.</summary>
+    public static long BlockCount(long value, string key, string module)
+    {
+        Positive(value, key, module);
+        if (blockLimit.Value is { } l && value > l.Limit)
+            throw new ConfigException($"{l.Source}: {key} = {value}, but the checkpoint holds only {l.Limit} tensors; the config does not describe these weights ({module})");
+        return value;
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
+
     /// <summary>The head size Dim / Heads, which must divide exactly.</summary>
     public static long HeadDim(long dim, string dimKey, long heads, string headsKey, string module)
     {

@@ -12,7 +12,10 @@ public static class PretrainedLoader
     /// converts it to the requested dtype and loads the weights strictly; it returns in eval mode. The model is
     /// disposed on any failure.</summary>
     /// <param name="modelTypes">config.json model_type values the class reads; empty accepts any.</param>
-    public static T Load<T>(string directory, ModelLoadOptions? options, IReadOnlyList<string> modelTypes, Func<Config.ConfigJson, T> create)
+    /// <param name="bind">config.json → the config record.</param>
+    /// <param name="describe">The checkpoint keys and shapes the config implies, listed without building anything.</param>
+    public static T Load<T, TConfig>(string directory, ModelLoadOptions? options, IReadOnlyList<string> modelTypes,
+        Func<Config.ConfigJson, TConfig> bind, Func<TConfig, IReadOnlyList<CheckpointKey>> describe, Func<TConfig, T> create)
         where T : nn.Module
     {
         options ??= ModelLoadOptions.Default;
@@ -21,7 +24,9 @@ public static class PretrainedLoader
         if (modelTypes.Count > 0 && actual is not null && !modelTypes.Contains(actual))
             throw new CheckpointException(
                 $"{folder.Config.Source}: model_type is '{actual}', but {typeof(T).Name} reads '{string.Join("' or '", modelTypes)}' checkpoints");
-        var model = create(folder.Config);
+        var config = bind(folder.Config);
+        CheckShapesBeforeBuilding(folder, () => describe(config));
+        var model = create(config);
         try
         {
             model.to(options.DType);
@@ -38,6 +43,35 @@ public static class PretrainedLoader
             throw;
         }
     }
+
+    /// <summary>
+    /// A config that lies about sizes (<c>vocab_size: 2000000000</c>, <c>n_layer: 100000000</c>) must not reach the
+    /// allocator: the keys it implies are listed first (at most one block per stored tensor), and a key the checkpoint
+    /// holds (with or without the body's prefix) in a smaller shape than the config implies is refused here, listing
+    /// every such key. Other disagreements cost no more memory than the weights themselves and are left to the strict
+    /// load, which lists missing, unexpected and mis-shaped keys together.
+    /// </summary>
+    private static void CheckShapesBeforeBuilding(CheckpointFolder folder, Func<IReadOnlyList<CheckpointKey>> describe)
+    {
+        var stored = folder.Keys.ToHashSet(StringComparer.Ordinal);
+        IReadOnlyList<CheckpointKey> keys;
+        using (DslChecks.LimitBlocks(stored.Count, folder.Config.Source)) keys = describe();
+        var wrong = new List<string>();
+        var grows = false;
+        foreach (var key in keys)
+        {
+            var fileKey = stored.Contains(key.Key) ? key.Key
+                : key.Key.IndexOf('.') is var dot and > 0 && stored.Contains(key.Key[(dot + 1)..]) ? key.Key[(dot + 1)..] : null;
+            if (fileKey is null) continue;
+            var entry = folder.Entry(fileKey);
+            if (entry.Shape.SequenceEqual(key.Shape)) continue;
+            wrong.Add($"{fileKey}: checkpoint {entry.ShapeText}, model expects [{string.Join(", ", key.Shape)}]");
+            grows |= Elements(key.Shape) > entry.ElementCount;
+        }
+        if (grows) throw CheckpointLoader.Mismatch(folder.Directory, [], [], wrong, "; config.json implies larger tensors than it stores (checked before building the model)");
+    }
+
+    private static double Elements(long[] shape) => shape.Aggregate(1.0, (n, d) => n * d);
 
     private static CheckpointRules RulesOf(nn.Module model) => model is LanguageModel root ? root.CheckpointRules : CheckpointRules.Strict;
 }

@@ -43,7 +43,7 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     public static Gpt2LMHeadModel FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
         return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "gpt2" },
-            json => new Gpt2LMHeadModel(global::PeftDsl.Models.Gpt2.Gpt2Config.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
+            global::PeftDsl.Models.Gpt2.Gpt2Config.FromJson, CheckpointKeys, config => new Gpt2LMHeadModel(config, global::PeftDsl.Modules.WeightInit.None));
     }
 
     /// <summary>Every checkpoint key and shape for <paramref name="config"/>, computed without building the model.</summary>

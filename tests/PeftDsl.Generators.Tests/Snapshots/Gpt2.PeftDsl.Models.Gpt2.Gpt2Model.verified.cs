@@ -63,7 +63,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         var (vocab, dim) = EmbeddingShape(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "wte", vocab, dim);
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "wpe", global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "n_positions", "Gpt2Model"), dim);
-        var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "n_layer", "Gpt2Model");
+        var count = global::PeftDsl.Runtime.DslChecks.BlockCount(config.Layers, "n_layer", "Gpt2Model");
         for (var i = 0; i < count; i++) global::PeftDsl.Models.Gpt2.Gpt2Block.DescribeCheckpoint(config, prefix + "h." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "ln_f", global::PeftDsl.Dsl.NormKind.LayerNorm, dim);
     }

@@ -43,7 +43,7 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     public static LlamaForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
         return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "llama" },
-            json => new LlamaForCausalLM(global::PeftDsl.Models.Llama.LlamaConfig.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
+            global::PeftDsl.Models.Llama.LlamaConfig.FromJson, CheckpointKeys, config => new LlamaForCausalLM(config, global::PeftDsl.Modules.WeightInit.None));
     }
 
     /// <summary>Every checkpoint key and shape for <paramref name="config"/>, computed without building the model.</summary>

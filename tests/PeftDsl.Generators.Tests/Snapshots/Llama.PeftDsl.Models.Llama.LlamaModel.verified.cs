@@ -60,7 +60,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     {
         var (vocab, dim) = EmbeddingShape(config);
         global::PeftDsl.Checkpoints.CheckpointKeys.Embedding(keys, prefix + "embed_tokens", vocab, dim);
-        var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "LlamaModel");
+        var count = global::PeftDsl.Runtime.DslChecks.BlockCount(config.Layers, "num_hidden_layers", "LlamaModel");
         for (var i = 0; i < count; i++) global::PeftDsl.Models.Llama.LlamaDecoderLayer.DescribeCheckpoint(config, prefix + "layers." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "norm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
     }

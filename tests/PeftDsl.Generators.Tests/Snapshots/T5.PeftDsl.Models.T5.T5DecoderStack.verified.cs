@@ -46,7 +46,7 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     internal static void DescribeCheckpoint(global::PeftDsl.Models.T5.T5Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
     {
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.DModel, "d_model", "T5DecoderStack");
-        var count = global::PeftDsl.Runtime.DslChecks.Positive(config.DecoderLayers, "DecoderLayers", "T5DecoderStack");
+        var count = global::PeftDsl.Runtime.DslChecks.BlockCount(config.DecoderLayers, "DecoderLayers", "T5DecoderStack");
         for (var i = 0; i < count; i++) global::PeftDsl.Models.T5.T5DecoderBlock.DescribeCheckpoint(config, prefix + "block." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "final_layer_norm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
     }

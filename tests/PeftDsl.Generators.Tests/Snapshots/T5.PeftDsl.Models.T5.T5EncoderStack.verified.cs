@@ -51,7 +51,7 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     internal static void DescribeCheckpoint(global::PeftDsl.Models.T5.T5Config config, string prefix, global::System.Collections.Generic.List<global::PeftDsl.Checkpoints.CheckpointKey> keys)
     {
         var dim = global::PeftDsl.Runtime.DslChecks.Positive(config.DModel, "d_model", "T5EncoderStack");
-        var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_layers", "T5EncoderStack");
+        var count = global::PeftDsl.Runtime.DslChecks.BlockCount(config.Layers, "num_layers", "T5EncoderStack");
         for (var i = 0; i < count; i++) global::PeftDsl.Models.T5.T5EncoderBlock.DescribeCheckpoint(config, prefix + "block." + i + ".", keys, i);
         global::PeftDsl.Checkpoints.CheckpointKeys.Norm(keys, prefix + "final_layer_norm", global::PeftDsl.Dsl.NormKind.RmsNorm, dim);
     }

@@ -56,7 +56,7 @@ partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangua
     public static T5ForConditionalGeneration FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {
         return global::PeftDsl.Runtime.PretrainedLoader.Load(directory, options, new string[] { "t5", "mt5" },
-            json => new T5ForConditionalGeneration(global::PeftDsl.Models.T5.T5Config.FromJson(json), global::PeftDsl.Modules.WeightInit.None));
+            global::PeftDsl.Models.T5.T5Config.FromJson, CheckpointKeys, config => new T5ForConditionalGeneration(config, global::PeftDsl.Modules.WeightInit.None));
     }
 
     /// <summary>Every checkpoint key and shape for <paramref name="config"/>, computed without building the model.</summary>
