@@ -48,16 +48,19 @@ public sealed class AdapterOptions
         }
         var found = Peft.Lora.LoraAdapterFile.AdaptersIn(directory);
         var names = found.Select(f => f.Name).ToList();
+        // Each folder's config is read once, and only when needed: a broken neighbour does not block the ones asked for.
+        var typeOf = new Dictionary<string, string?>(StringComparer.Ordinal);
+        string? TypeOf((string Name, string Folder) f) =>
+            typeOf.TryGetValue(f.Name, out var t) ? t : typeOf[f.Name] = Peft.AdapterFolder.PeftType(f.Folder);
         // Adapters of different methods (a `peft train --method ptuning,lora` run) act together; two of one method are a choice.
-        if (use.Count == 0 && names.Count > 1 && found.GroupBy(f => Family(Peft.AdapterFolder.PeftType(f.Folder))).Any(g => g.Count() > 1))
+        if (use.Count == 0 && names.Count > 1 && found.GroupBy(f => Family(TypeOf(f))).Any(g => g.Count() > 1))
             throw new PeftDslException($"{directory} holds several adapters ({string.Join(", ", names)}): choose with --use NAME");
         foreach (var name in use.Where(n => !names.Contains(n)))
             throw new PeftDslException($"--use {name}: {directory} has no adapter of that name (it has {string.Join(", ", names)})");
         var active = use.Count > 0 ? use.Distinct().ToArray() : names.ToArray();
         // Only the adapters asked for are read: a broken neighbour in the folder does not block them.
         var chosen = found.Where(f => active.Contains(f.Name)).ToList();
-        // Each chosen folder's config is read once for its method.
-        var types = chosen.ToDictionary(f => f.Name, f => Peft.AdapterFolder.PeftType(f.Folder));
+        var types = chosen.ToDictionary(f => f.Name, TypeOf);
         var prompts = chosen.Where(f => types[f.Name] is { } t && Peft.Prompts.PromptConfigJson.PeftTypes.ContainsKey(t)).ToList();
         if (prompts.Count > 1)
             throw new PeftDslException($"--use: {string.Join(", ", prompts.Select(p => p.Name))} are all prompt-learning adapters; a row runs one virtual prompt");

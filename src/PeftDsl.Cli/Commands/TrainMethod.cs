@@ -77,8 +77,7 @@ public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
         ["--method"] = Peft.Ia3.Ia3ConfigJson.PeftType,
         ["--targets"] = Ia3.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
         ["--feedforward"] = Ia3.FeedforwardModules is { } f ? string.Join(",", f) : "(the model's default)",
-        ["--ia3-placement"] = Ia3.Placement.ToString(),
-    };
+    }.WithNonDefault("--ia3-placement", Ia3.Placement, Peft.Ia3.Ia3Placement.Peft);
 }
 
 /// <summary>Bottleneck adapters at the model's adapter sites (NeMo's canonical adapters).</summary>
@@ -102,9 +101,8 @@ public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : 
         ["--adapter-activation"] = Adapter.Activation.ToString(),
         ["--adapter-norm"] = Adapter.Norm.ToString(),
         ["--adapter-sites"] = Adapter.Sites is { } s ? string.Join(",", s) : "(all)",
-        ["--adapter-placement"] = Adapter.Placement.ToString(),
-        ["--adapter-tie"] = Adapter.TieWeights ? "yes" : "no",
-    };
+    }.WithNonDefault("--adapter-placement", Adapter.Placement, Peft.Adapters.BottleneckPlacement.Sequential)
+     .WithNonDefault("--adapter-tie", Adapter.TieWeights, false);
 }
 
 /// <summary>Prompt tuning, P-tuning or prefix tuning. The checkpoint keeps the encoder; the adapter file, as peft
@@ -185,4 +183,15 @@ public sealed record CombinedMethod(IReadOnlyList<TrainMethod> Parts) : TrainMet
     public override int VirtualTokens => Parts.Sum(p => p.VirtualTokens);
 
     public override PromptLearningMethod? PromptPart => Parts.Select(p => p.PromptPart).FirstOrDefault(p => p is not null);
+}
+
+internal static class RunSettings
+{
+    /// <summary>Records an option added after checkpoints already existed only when it is not at its default, so
+    /// those checkpoints resume with unchanged settings.</summary>
+    public static Dictionary<string, string> WithNonDefault<T>(this Dictionary<string, string> settings, string option, T value, T plain)
+    {
+        if (!EqualityComparer<T>.Default.Equals(value, plain)) settings[option] = value is bool b ? (b ? "yes" : "no") : value!.ToString()!;
+        return settings;
+    }
 }

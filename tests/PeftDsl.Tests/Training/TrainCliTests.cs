@@ -265,6 +265,8 @@ public sealed class TrainCliTests
             "--targets", "k_proj,v_proj,down_proj", "--feedforward", "down_proj"));
         Assert.True(code == 0, stderr);
         Assert.Contains("IA3 on k_proj, v_proj, down_proj", stdout);
+        // An option at its default is not recorded, so checkpoints from before it existed resume unchanged.
+        Assert.DoesNotContain("--ia3-placement", TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Settings!.Keys);
         Assert.Contains("\"peft_type\": \"IA3\"", File.ReadAllText(dir.File("run/adapter_config.json")));
         using (var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama")))
         {
