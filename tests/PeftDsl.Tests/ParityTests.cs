@@ -58,6 +58,16 @@ public sealed class ParityTests
         Assert.All(results, r => Assert.True(r.Outcome == Outcome.Pass, r.ToString()));
     }
 
+    /// <summary>The same for prompt learning: other virtual token counts, encoder widths and a projected GPT-2 prefix
+    /// (tests/fixtures/hf-peft-alt-prompt/README.md).</summary>
+    [Fact]
+    public void APromptFixtureFolderWithOtherSizesAndTokenCountsPasses()
+    {
+        var results = ParityRunner.Run(Repo.File("tests", "fixtures", "hf-peft-alt-prompt")).ToList();
+        Assert.Equal(17, results.Count);
+        Assert.All(results, r => Assert.True(r.Outcome == Outcome.Pass, r.ToString()));
+    }
+
     [Fact]
     public void UnsupportedCasesAreSkippedWithAReason()
     {
