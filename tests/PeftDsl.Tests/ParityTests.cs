@@ -68,6 +68,17 @@ public sealed class ParityTests
         Assert.All(results, r => Assert.True(r.Outcome == Outcome.Pass, r.ToString()));
     }
 
+    /// <summary>Cases of tests/fixtures/hf-arch (README there): more architectures, and peft's prefix on T5/mT5.</summary>
+    [Theory]
+    [InlineData("t5.prefix")]
+    [InlineData("t5.prefix_proj")]
+    [InlineData("mt5.prefix")]
+    public void ArchitectureCasesMatchTransformersAndPeft(string name)
+    {
+        var result = ParityRunner.Run(Repo.File("tests", "fixtures", "hf-arch"), c => c.Name == name).Single();
+        Assert.True(result.Outcome == Outcome.Pass, result.ToString());
+    }
+
     [Fact]
     public void UnsupportedCasesAreSkippedWithAReason()
     {

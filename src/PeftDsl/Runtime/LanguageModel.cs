@@ -119,6 +119,9 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     internal Peft.Prompts.VirtualTokens? VirtualTokens(AdapterRouting routing, Tensor inputIds, bool rows) =>
         prompts is null ? null : prompts.Tokens(routing, inputIds, rows);
 
+    /// <summary>True when the routed prompt tasks are prefix tuning (a batch never mixes them with other prompt tasks).</summary>
+    internal bool RoutesPrefix(AdapterRouting routing) => prompts is not null && prompts.RoutesPrefix(routing);
+
     internal static void Require2D(Tensor t, string name)
     {
         if (t.dim() != 2)

@@ -29,14 +29,13 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
     /// <summary>(B, S) ids → (B, S, C) encoder states.</summary>
     /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
     /// <returns>(B, P + S, C) with a prompt task routed: its virtual tokens go before the encoder input, as peft
-    /// puts them (the first P of its 2P saved rows), or into the input's slots (NeMo's markers: negative ids).</returns>
+    /// puts them (the first P of its 2P saved rows), or into the input's slots (NeMo's markers: negative ids). A
+    /// prefix-tuning task leaves the encoder alone (see <see cref="Decode"/>).</returns>
     public Tensor Encode(Tensor inputIds, Tensor? attentionMask, AdapterRouting? routing = null)
     {
         using var scope = NewDisposeScope();
         routing ??= Route(null, inputIds);
-        var prompts = VirtualTokens(routing, inputIds, rows: true);
-        if (prompts?.Prefix is not null)
-            throw new PeftDslException("prefix tuning on encoder-decoder models is not implemented yet");
+        var prompts = RoutesPrefix(routing) ? null : VirtualTokens(routing, inputIds, rows: true);
         var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
         return EncoderHidden(prompts?.TokenIds ?? inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts)).MoveToOuterDisposeScope();
     }
@@ -48,13 +47,17 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         using var scope = NewDisposeScope();
         routing ??= Route(null, inputIds);
         var slotted = routing.PromptRows is not null && inputIds.NumberOfElements > 0 && inputIds.min().item<long>() < 0;
-        var prompts = slotted ? null : VirtualTokens(routing, inputIds, rows: false);
+        var prompts = slotted || RoutesPrefix(routing) ? null : VirtualTokens(routing, inputIds, rows: false);
         var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
         // The caller's own mask goes back untouched (it belongs to the caller's scope).
         return ReferenceEquals(mask, attentionMask) ? attentionMask : mask?.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Decoder logits (B, T, V) for <paramref name="decoderIds"/> after the tokens in <paramref name="cache"/>.</summary>
+    /// <summary>Decoder logits (B, T, V) for <paramref name="decoderIds"/> after the tokens in <paramref name="cache"/>.
+    /// A routed prefix-tuning task goes where peft 0.21 puts it on an encoder-decoder: past keys and values of the
+    /// decoder's self-attention layers, P positions before the first decoder token (T5's relative positions count
+    /// them); the encoder and cross-attention do not see it.</summary>
+    /// <param name="decoderMask">(B, past + T) over real decoder tokens, or null.</param>
     /// <param name="lastPositionOnly">Project only the last position (decoding).</param>
     public Tensor Decode(Tensor decoderIds, Tensor encoderHidden, Tensor? encoderMask, Tensor? decoderMask = null,
         KvCache? cache = null, AdapterRouting? routing = null, bool lastPositionOnly = false)
@@ -64,10 +67,31 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         if (encoderMask is not null && encoderMask.shape[^1] != encoderHidden.shape[1])
             throw new PeftDslException($"the encoder mask covers {encoderMask.shape[^1]} positions, the encoder output has {encoderHidden.shape[1]}" +
                                        " (with virtual tokens in front, pass EncoderMask(…), which covers them)");
-        var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing);
-        var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
-        if (lastPositionOnly) h = h.narrow(1, -1, 1);
-        return Head.forward(h).MoveToOuterDisposeScope();
+        var first = cache is null || cache.PastLength == 0;
+        KvCache? temporary = null;
+        if (RoutesPrefix(routing) && (first || cache!.VirtualLength > 0))
+        {
+            var prefix = VirtualTokens(routing, decoderIds, rows: first)!;
+            var realPast = first ? 0 : cache!.PastLength - cache.VirtualLength;
+            if (first)
+            {
+                cache ??= temporary = new KvCache();
+                cache.Prefill(prefix.Prefix!, prefix.Count);
+            }
+            decoderMask = prefix.ExtendMask(decoderMask, decoderIds.shape[0], realPast + decoderIds.shape[1], decoderIds.device);
+        }
+        try
+        {
+            var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing);
+            var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
+            if (first && cache is not null && cache.VirtualLength > 0) cache.CheckPrefixUsed();
+            if (lastPositionOnly) h = h.narrow(1, -1, 1);
+            return Head.forward(h).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            temporary?.Dispose();
+        }
     }
 
     /// <summary>Logits and, with <paramref name="labels"/> (aligned with <paramref name="decoderIds"/>), the loss.</summary>

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json;
 using PeftDsl.Models.Llama;
+using PeftDsl.Models.T5;
+using PeftDsl.Runtime;
 using PeftDsl.Testing;
 using PeftDsl.Training;
 using Xunit;
@@ -31,10 +33,9 @@ public sealed class TrainCliTests
     /// <summary>peft train on the workspace; <paramref name="extra"/> options replace the defaults of the same name.</summary>
     private static string[] Train(TempDir dir, string output, params string[] extra)
     {
-        var defaults = new[] { ("--batch", "8"), ("--lr", "5e-3"), ("--log-every", "2") }.Where(d => !extra.Contains(d.Item1))
-            .SelectMany(d => new[] { d.Item1, d.Item2 });
-        return ["train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
-            "--out", dir.File(output), .. defaults, .. extra];
+        var defaults = new[] { ("--model", Fixtures.Base("llama")), ("--batch", "8"), ("--lr", "5e-3"), ("--log-every", "2") }
+            .Where(d => !extra.Contains(d.Item1)).SelectMany(d => new[] { d.Item1, d.Item2 });
+        return ["train", "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"), "--out", dir.File(output), .. defaults, .. extra];
     }
 
     [Fact]
@@ -188,25 +189,26 @@ public sealed class TrainCliTests
     [InlineData("prompt", "--prompt-init", "vocab")]
     [InlineData("ptuning", "--encoder", "lstm")]
     [InlineData("prefix", "--prefix-projection", "true")]
-    public void PromptLearningTrainsAndItsAdapterLoads(string method, string option, string value)
+    [InlineData("prefix", "--prefix-projection", "false", "t5")]
+    public void PromptLearningTrainsAndItsAdapterLoads(string method, string option, string value, string family = "llama")
     {
         using var dir = Workspace();
-        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", method, "--virtual-tokens", "6", option, value,
-            "--eval", dir.File("dev.jsonl")));
+        var (code, stdout, stderr) = ParityTests.Peft(Train(dir, "run", "--model", Fixtures.Base(family), "--steps", "4", "--method", method,
+            "--virtual-tokens", "6", option, value, "--eval", dir.File("dev.jsonl")));
         Assert.True(code == 0, stderr);
         Assert.Contains("with 6 virtual tokens", stdout);
         Assert.Contains("finished after 4 steps", stdout);
         var config = File.ReadAllText(dir.File("run/adapter_config.json"));
         Assert.Contains(method switch { "prompt" => "PROMPT_TUNING", "ptuning" => "P_TUNING", _ => "PREFIX_TUNING" }, config);
 
-        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        using LanguageModel model = family == "t5" ? T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5")) : LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
         model.Prompts.Load(dir.File("run"));
         Assert.Equal(["default"], model.Prompts.Names);
 
-        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
+        (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base(family), "--tokenizer", dir.File("tok"), "--adapter", dir.File("run"), "--data", dir.File("dev.jsonl"));
         Assert.True(code == 0, stderr);
         Assert.Contains("repeat", stdout);
-        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "4", "--method", method, "--virtual-tokens", "7", option, value, "--resume"));
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--model", Fixtures.Base(family), "--steps", "4", "--method", method, "--virtual-tokens", "7", option, value, "--resume"));
         Assert.Equal(2, code);
         Assert.Contains("--virtual-tokens 6 → 7", stderr);
     }

@@ -31,7 +31,7 @@ public static class PromptAdapterFile
             throw new PeftDslException($"{weights}: unexpected tensors beside '{Key}': {string.Join(", ", extra.Take(5))}");
         if (entry.Shape.Length != 2 || entry.Shape[0] != config.TotalVirtualTokens)
             throw new PeftDslException($"{weights}: '{Key}' is {entry.ShapeText}, the config means {config.TotalVirtualTokens} rows " +
-                                       $"({config.NumVirtualTokens} virtual tokens × {Math.Max(1, config.NumTransformerSubmodules)} submodules)");
+                                       $"({config.RowsExplained})");
         return (config, reader.Read(Key));
     }
 

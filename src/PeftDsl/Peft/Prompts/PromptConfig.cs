@@ -85,8 +85,15 @@ public sealed record PromptConfig
     /// <summary>CAUSAL_LM or SEQ_2_SEQ_LM; null until added to a model.</summary>
     public string? TaskType { get; init; }
 
-    /// <summary>Rows of the saved table: <see cref="NumVirtualTokens"/> × <see cref="NumTransformerSubmodules"/>.</summary>
-    public int TotalVirtualTokens => NumVirtualTokens * Math.Max(1, NumTransformerSubmodules);
+    /// <summary>Rows of the saved table: <see cref="NumVirtualTokens"/> × <see cref="NumTransformerSubmodules"/>, except
+    /// for prefix tuning, whose table peft keeps at <see cref="NumVirtualTokens"/> rows on every model (on an
+    /// encoder-decoder the prefix goes to the decoder's self-attention only).</summary>
+    public int TotalVirtualTokens => Method == PromptMethod.PrefixTuning ? NumVirtualTokens : NumVirtualTokens * Math.Max(1, NumTransformerSubmodules);
+
+    /// <summary>How <see cref="TotalVirtualTokens"/> comes about, for messages.</summary>
+    public string RowsExplained => Method == PromptMethod.PrefixTuning
+        ? $"{NumVirtualTokens} virtual tokens; a prefix has one row per token"
+        : $"{NumVirtualTokens} virtual tokens × {Math.Max(1, NumTransformerSubmodules)} submodules";
 
     /// <summary>The width of one saved row: the prompt's hidden size, or every layer's key and value for prefix tuning.</summary>
     public long RowWidth => Method == PromptMethod.PrefixTuning ? 2L * NumLayers * TokenDim : TokenDim;

@@ -228,6 +228,10 @@ public sealed class PromptTable
         foreach (var p in Task(task).parameters()) p.requires_grad = trainable;
     }
 
+    /// <summary>True when a routed row has a prefix-tuning task.</summary>
+    internal bool RoutesPrefix(AdapterRouting routing) =>
+        routing.PromptRows is { } rowTasks && rowTasks.Any(t => t is not null && this[t].Method == PromptMethod.PrefixTuning);
+
     /// <summary>
     /// The virtual tokens of one call. Every distinct task's rows are computed once; a batch of one task is a view
     /// (expand) of them, a mixed batch one gather from the tasks' left-padded stack.
@@ -274,13 +278,21 @@ public sealed class PromptTable
         }
         if (prefix == 0) return new VirtualTokens(count, embeddings, rowMask, null);
 
-        // peft's layout: (B, P, layers × 2 × heads × head) → per layer, key = row 2l and value = row 2l + 1.
+        // peft's layout: (B, P, layers × 2 × heads × head) → 2L entries e, key and value of layer l at e[2l], e[2l + 1].
         var c0 = configs[0];
         var heads = c0.NumAttentionHeads;
         var kv = embeddings.view(batch, count, 2 * c0.NumLayers, heads, c0.TokenDim / heads).permute(2, 0, 3, 1, 4);
-        var layers = Enumerable.Range(0, c0.NumLayers).Select(l => (kv[2 * l], kv[2 * l + 1])).ToList();
+        var layers = Enumerable.Range(0, c0.NumLayers).Select(l => (kv[PrefixEntry(c0, l, 0)], kv[PrefixEntry(c0, l, 1)])).ToList();
         return new VirtualTokens(count, null, rowMask, layers);
     }
+
+    /// <summary>Which of the 2L saved entries is decoder layer <paramref name="layer"/>'s key (<paramref name="part"/> 0)
+    /// or value (1). Causal: 2l + part. On an encoder-decoder peft 0.21 concatenates the 2L entries with themselves
+    /// and cuts the 4L into groups of four (self key, self value, cross key, cross value) per layer, so layer l's
+    /// self-attention reads entry (4l + part) mod 2L: layer 1 of 2 reuses layer 0's pair. Computed as peft does, so
+    /// that its folders mean the same here.</summary>
+    private static int PrefixEntry(PromptConfig config, int layer, int part) =>
+        config.NumTransformerSubmodules == 2 ? (4 * layer + part) % (2 * config.NumLayers) : 2 * layer + part;
 
     /// <summary>NeMo's markers: the input holds slot ids where the virtual tokens go, as many as its task has.</summary>
     private VirtualTokens SlotTokens(AdapterRouting routing, Tensor inputIds)
@@ -393,7 +405,10 @@ public sealed class PromptTable
             var (layers, heads, headDim) = SelfAttentionGeometry(source);
             if (config.NumLayers != layers || config.NumAttentionHeads != heads || config.TokenDim != heads * headDim)
                 throw new PeftDslException($"{source}: the prefix is for {config.NumLayers} layers × {config.NumAttentionHeads} heads × " +
-                                           $"token_dim {config.TokenDim}; this model has {layers} self-attention layers × {heads} key/value heads × {heads * headDim}");
+                                           $"token_dim {config.TokenDim}; this model has {layers} {(seq2seq ? "decoder " : "")}self-attention layers × {heads} key/value heads × {heads * headDim}" +
+                                           (seq2seq && config.NumLayers != layers
+                                               ? " (peft writes the encoder's layer count for T5 models whose decoder has fewer layers; only equal counts are supported)"
+                                               : ""));
         }
         else if (config.TokenDim != InputEmbedding().Dim)
         {
@@ -403,11 +418,10 @@ public sealed class PromptTable
     }
 
     /// <summary>Self-attention layers, key/value heads and head size, read from one probe step through a cache, so
-    /// any architecture the DSL declares answers in its own terms.</summary>
+    /// any architecture the DSL declares answers in its own terms. On an encoder-decoder these are the decoder's: peft
+    /// gives the prefix to the decoder's self-attention only (its cache's cross-attention part stays empty).</summary>
     private (int Layers, int Heads, long HeadDim) SelfAttentionGeometry(string source)
     {
-        if (model is not CausalLanguageModel causal)
-            throw new PeftDslException($"{source}: prefix tuning on encoder-decoder models is not implemented yet (decoder-only models only)");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var cache = new KvCache();
@@ -415,7 +429,11 @@ public sealed class PromptTable
         model.eval();
         try
         {
-            causal.Logits(zeros(1, 1, dtype: ScalarType.Int64, device: Device), cache: cache, routing: AdapterRouting.None, lastPositionOnly: true);
+            var probe = zeros(1, 1, dtype: ScalarType.Int64, device: Device);
+            if (model is Seq2SeqLanguageModel seq2seq)
+                seq2seq.Decode(probe, seq2seq.Encode(probe, null, AdapterRouting.None), null, cache: cache, routing: AdapterRouting.None, lastPositionOnly: true);
+            else
+                ((CausalLanguageModel)model).Logits(probe, cache: cache, routing: AdapterRouting.None, lastPositionOnly: true);
         }
         finally
         {
