@@ -22,6 +22,7 @@ public static class Evaluator
             long tokens = 0;
             var correct = 0;
             using var noGrad = no_grad();
+            using var table = model.Prompts.InferenceTable();   // each task's encoder runs once for the whole pass
             for (var start = 0; start < examples.Count; start += batchSize)
             {
                 using var scope = NewDisposeScope();

@@ -165,6 +165,38 @@ public sealed class PromptLearningTests
         Assert.True(Same(model.Encode(prompts, mask, model.Route(["a", "b"], prompts)), model.Encode(prompts, mask, AdapterRouting.None)));
     }
 
+    /// <summary>NeMo's inference table: inside <c>InferenceTable()</c> the encoder's rows are computed once and reused
+    /// (a change to the encoder made inside is not seen, by design), outputs equal the plain path, a call with
+    /// gradients computes afresh, and ending the scope drops the rows.</summary>
+    [Fact]
+    public void TheInferenceTableComputesEachTasksRowsOnce()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(16);
+        model.Prompts.Add("a", PTuning);
+        model.eval();
+        using var scope = NewDisposeScope();
+        var (ids, mask) = LoraMathTests.Batch();
+        Tensor plain, before, stale, trained, after;
+        using (no_grad()) plain = model.Logits(ids, mask);
+        var weight = ((PTuningEncoder)model.Prompts.Task("a")).embedding.weight;
+        using (model.Prompts.InferenceTable())
+        {
+            using (no_grad())
+            {
+                before = model.Logits(ids, mask);
+                weight.add_(0.5f);
+                stale = model.Logits(ids, mask);
+            }
+            trained = model.Logits(ids, mask).detach();   // with gradients: computed afresh
+        }
+        using (no_grad()) after = model.Logits(ids, mask);
+        Assert.True(Same(before, plain));
+        Assert.True(Same(stale, before));
+        Assert.False(trained.allclose(before, rtol: 0, atol: 1e-4));
+        Assert.True(after.allclose(trained, rtol: 0, atol: 1e-6));
+    }
+
     /// <summary>Three decoding steps, each against <see cref="Reference"/>.</summary>
     private static void Steps(LanguageModel model, Tensor prompts, Tensor mask, Generation.GenerationOptions options, string[] tasks)
     {

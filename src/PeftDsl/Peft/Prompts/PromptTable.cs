@@ -262,7 +262,7 @@ public sealed class PromptTable
         Tensor embeddings;
         if (distinct.Count == 1 && rowMask is null)
         {
-            embeddings = Task(distinct[0]).Rows().narrow(0, 0, count).to(device).unsqueeze(0).expand(batch, -1, -1);
+            embeddings = CallRows(distinct[0]).narrow(0, 0, count).to(device).unsqueeze(0).expand(batch, -1, -1);
         }
         else
         {
@@ -270,7 +270,7 @@ public sealed class PromptTable
             var width = configs[0].RowWidth;
             var padded = distinct.Select(t =>
             {
-                var r = Task(t).Rows().narrow(0, 0, this[t].NumVirtualTokens).to(device);
+                var r = CallRows(t).narrow(0, 0, this[t].NumVirtualTokens).to(device);
                 return r.shape[0] == count ? r : cat([zeros(count - r.shape[0], width, dtype: r.dtype, device: device), r], 0);
             }).Append(zeros(count, width, device: device)).ToList();
             var slots = rowTasks.Select(t => t is null ? distinct.Count : (long)distinct.IndexOf(t)).ToArray();
@@ -328,7 +328,7 @@ public sealed class PromptTable
         var device = inputIds.device;
         var padded = distinct.Select(t =>
         {
-            var r = Task(t).Rows().narrow(0, 0, this[t].NumVirtualTokens).to(device);
+            var r = CallRows(t).narrow(0, 0, this[t].NumVirtualTokens).to(device);
             return r.shape[0] == count ? r : cat([r, zeros(count - r.shape[0], width, dtype: r.dtype, device: device)], 0);
         }).Append(zeros(count, width, device: device)).ToList();
         var rowSlots = rowTasks.Select(t => t is null ? distinct.Count : (long)distinct.IndexOf(t)).ToArray();
@@ -336,8 +336,58 @@ public sealed class PromptTable
         return new VirtualTokens(slots, slotRows, inputIds.clamp_min(0));
     }
 
+    /// <summary>
+    /// NeMo's inference table: while the returned scope lives, each task's rows are computed once (the P-tuning or
+    /// prefix encoder runs once) and every forward call and decoding step without gradients reuses them. For
+    /// evaluation and generation loops, which do not train; a call with gradients, and any change to the table,
+    /// computes afresh. Changing a task's parameters in place inside the scope is not seen: end the scope first.
+    /// </summary>
+    public IDisposable InferenceTable()
+    {
+        if (inference is not null) return new InferenceScope(null);   // nested: the outer scope owns the table
+        inference = [];
+        return new InferenceScope(this);
+    }
+
+    private Dictionary<string, Tensor>? inference;
+
+    private sealed class InferenceScope(PromptTable? table) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (table is null) return;
+            table.DropInference();
+            table.inference = null;
+            table = null;
+        }
+    }
+
+    private void DropInference(string? task = null)
+    {
+        if (inference is null) return;
+        foreach (var name in inference.Keys.Where(k => task is null || k == task).ToList())
+        {
+            inference[name].Dispose();
+            inference.Remove(name);
+        }
+    }
+
+    /// <summary>A task's rows for one call: from the inference table when one is open and no gradient is wanted.</summary>
+    private Tensor CallRows(string task)
+    {
+        if (inference is null || is_grad_enabled()) return Task(task).Rows();
+        if (!inference.TryGetValue(task, out var rows))
+        {
+            using var scope = NewDisposeScope();
+            rows = Task(task).Rows().detach().DetachFromDisposeScope();
+            inference[task] = rows;
+        }
+        return rows.alias();
+    }
+
     private void Register(string task, PromptTask module, bool trainable, bool replace = false)
     {
+        DropInference(task);
         if (tasks is null)
         {
             tasks = new PromptEncoderDict();
