@@ -1,7 +1,9 @@
 using PeftDsl.Config;
 using PeftDsl.Errors;
 using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.GptNeoX;
 using PeftDsl.Models.Llama;
+using PeftDsl.Models.Mistral;
 using PeftDsl.Models.T5;
 using PeftDsl.Runtime;
 
@@ -14,6 +16,8 @@ public static class StockModels
     {
         ["gpt2"] = Gpt2LMHeadModel.FromPretrained,
         ["llama"] = LlamaForCausalLM.FromPretrained,
+        ["gpt_neox"] = GptNeoXForCausalLM.FromPretrained,
+        ["mistral"] = MistralForCausalLM.FromPretrained,
     };
 
     private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()

@@ -17,6 +17,11 @@ namespace PeftDsl.Generators.Emit
             w.Line("private readonly long nHead;");
             w.Line("private readonly long nKvHead;");
             w.Line("private readonly long headDim;");
+            if (a.SlidingWindow is { } sw)
+            {
+                w.Line($"/// <summary>{sw.Display}: keys more than window − 1 positions back are masked; 0 for none.</summary>");
+                w.Line("private readonly long window;");
+            }
             w.Line();
             foreach (var p in a.Projections)
             {
@@ -34,10 +39,13 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, nHead, nKvHead, headDim) = Sizes(config);");
             w.Line("(this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);");
+            if (a.SlidingWindow is { } win)
+                w.Line($"this.window = {DslChecks}.Window({win.Expression}, {Literals.String(win.Display)}, {Literals.String(spec.Name)});");
             foreach (var p in a.Projections)
             {
                 var (inF, outF, split) = Shape(p.Role);
-                var extra = (split is null ? "" : ", " + split) + (a.Cross ? (split is null ? ", null" : "") + ", crossAttention: true" : "");
+                var extra = (split is null ? "" : ", " + split) + (a.Cross ? (split is null ? ", null" : "") + ", crossAttention: true" : "")
+                    + (p.Interleaved ? ", interleavedQkv: true" : "");
                 w.Line($"this.{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout}{extra});");
             }
             EmitHelpers.Register(w, a.Projections.Select(p => p.Member));
@@ -78,7 +86,11 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <returns>(B, T, C)</returns>");
             w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
-            if (a.Projections.Any(p => p.Role == "Qkv"))
+            if (a.Projections.FirstOrDefault(p => p.Role == "Qkv") is { Interleaved: true } fused)
+            {
+                w.Line($"var (q, k, v) = {Attention}.SplitInterleaved(this.{fused.Member.Field}.forward(x, ctx.Routing), nHead, nKvHead, headDim);  // per group [q… | k | v]");
+            }
+            else if (a.Projections.Any(p => p.Role == "Qkv"))
             {
                 w.Line($"var qkv = this.{Role("Qkv").Member.Field}.forward(x, ctx.Routing).split(new[] {{ nHead * headDim, nKvHead * headDim, nKvHead * headDim }}, -1);");
                 w.Line($"var q = {Attention}.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)");
@@ -109,7 +121,8 @@ namespace PeftDsl.Generators.Emit
                 bias = ", bias: bias";
             }
             var flags = (a.Scaled ? "" : ", scaled: false") + bias;
-            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}){flags});  // (B, nh, T, hs)");
+            var window = a.SlidingWindow is not null ? ", window: this.window" : "";
+            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}{window}){flags});  // (B, nh, T, hs)");
             w.Line($"return this.{Role("Output").Member.Field}.forward({Attention}.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();");
             w.Close();
         }

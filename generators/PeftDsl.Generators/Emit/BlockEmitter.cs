@@ -14,11 +14,10 @@ namespace PeftDsl.Generators.Emit
             var norm = EmitHelpers.Norm(b.NormKind);
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, ForwardContext, Tensor)}, {IBlockModule}, {IPeftSiteOwner}");
-            foreach (var s in b.Sublayers)
-            {
-                w.Line($"public readonly {norm} {s.Norm.Field};");
-                w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
-            }
+            // Parallel sublayers may share one norm (GPT-J, Falcon): one field per distinct norm.
+            var norms = b.Sublayers.Select(s => s.Norm).GroupBy(n => n.Name).Select(g => g.First()).ToList();
+            foreach (var n in norms) w.Line($"public readonly {norm} {n.Field};");
+            foreach (var s in b.Sublayers) w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
             w.Line();
             foreach (var s in b.Sublayers)
             {
@@ -29,17 +28,26 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <summary>This block's index in the stack.</summary>");
             w.Line("public int Layer { get; }");
             w.Line();
+            var parallel = b.Parallel.Expression;
+            var configParallel = parallel != "true" && parallel != "false";
+            if (configParallel)
+            {
+                w.Line($"/// <summary>{b.Parallel.Display}: x + attn(norm(x)) + mlp(norm(x)) instead of one sublayer after the other.</summary>");
+                w.Line("private readonly bool parallelResidual;");
+                w.Line();
+            }
 
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("this.Layer = layer;");
+            if (configParallel) w.Line($"this.parallelResidual = {parallel};");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
+            foreach (var n in norms) w.Line($"this.{n.Field} = new {norm}(dim, {b.NormEps.Expression});");
             foreach (var s in b.Sublayers)
             {
-                w.Line($"this.{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
                 w.Line($"this.{s.Member.Field} = new {s.Module.FullName}(config, layer);");
                 w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
             }
-            EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }));
+            EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }).GroupBy(m => m.Name).Select(g => g.First()));
             foreach (var s in b.Sublayers)
                 w.Line($"register_module({Literals.String(s.AdapterSite)}, this.{Pascal(s.AdapterSite)});");
             w.Close();
@@ -50,14 +58,28 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public override {Tensor} forward({Tensor} x, {ForwardContext} ctx)");
             w.Line($"using var scope = {Torch}.NewDisposeScope();");
             // The adapter site sees the sublayer's output and its (normed) input: a parallel adapter runs beside it.
-            var first = true;
-            foreach (var s in b.Sublayers)
+            if (configParallel) w.Open("if (!this.parallelResidual)");
+            if (parallel != "true")
             {
-                w.Line($"{(first ? "var " : "")}h = this.{s.Norm.Field}.forward(x);");
-                w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx);");
-                first = false;
+                var first = true;
+                foreach (var s in b.Sublayers)
+                {
+                    w.Line($"{(first ? "var " : "")}h = this.{s.Norm.Field}.forward(x);");
+                    w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx);");
+                    first = false;
+                }
+                w.Line("return x.MoveToOuterDisposeScope();");
             }
-            w.Line("return x.MoveToOuterDisposeScope();");
+            if (configParallel) w.Close();
+            if (parallel != "false")
+            {
+                // Every sublayer reads the block input; a shared norm is computed once.
+                w.Line("var y = x;");
+                foreach (var n in norms) w.Line($"var {Local(n)} = this.{n.Field}.forward(x);");
+                foreach (var s in b.Sublayers)
+                    w.Line($"y = y + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward({Local(s.Norm)}, ctx), {Local(s.Norm)}, ctx);");
+                w.Line("return y.MoveToOuterDisposeScope();");
+            }
             w.Close();
             w.Line();
 
@@ -70,15 +92,16 @@ namespace PeftDsl.Generators.Emit
 
             w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys, int layer)");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
+            foreach (var n in norms) w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(n.Name)}, {NormKind}.{b.NormKind}, dim);");
             foreach (var s in b.Sublayers)
-            {
-                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.Norm.Name)}, {NormKind}.{b.NormKind}, dim);");
                 w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys, layer);");
-            }
             w.Close();
             w.Close();
             return w.ToString();
         }
+
+        /// <summary>The local holding a norm's output in the parallel form: h_input_layernorm.</summary>
+        private static string Local(Member norm) => "h_" + norm.Field.TrimStart('@');
 
         /// <summary>attention_adapter → AttentionAdapter: site fields are C# names, not checkpoint names.</summary>
         public static string Pascal(string snake) =>

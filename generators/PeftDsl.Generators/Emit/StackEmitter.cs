@@ -1,3 +1,4 @@
+using System.Linq;
 using PeftDsl.Generators.Model;
 using PeftDsl.Generators.Parsing;
 using static PeftDsl.Generators.Emit.TypeNames;
@@ -42,7 +43,11 @@ namespace PeftDsl.Generators.Emit
             }
             if (s.Positions is { } p) w.Line($"this.{p.Field} = new {Embedding}({EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
             if (s.Rotary is { } r)
-                w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)});");
+            {
+                var fraction = r.Fraction.Expression == "1" || r.Fraction.Expression == "1.0" ? "" : $", fraction: {r.Fraction.Expression}";
+                var scaling = r.Scaling is { } sc ? $", scaling: ({string.Join(", ", sc.Select(b => b.Expression))})" : "";
+                w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)}{fraction}{scaling});");
+            }
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
             w.Line($"var blocks = new {s.BlockType.FullName}[count];");
             w.Line($"for (var i = 0; i < count; i++) blocks[i] = new {s.BlockType.FullName}(config, i);");

@@ -28,7 +28,8 @@ namespace PeftDsl.Generators.Model
     internal sealed record Member(string Name, string Field);
 
     /// <param name="When">The flag the projection's existence depends on, or null when it always exists.</param>
-    internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias, Binding? When);
+    /// <param name="Interleaved">A fused Qkv output ordered per key/value group (GPT-NeoX, Falcon), not [q | k | v].</param>
+    internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias, Binding? When, bool Interleaved = false);
 
     /// <param name="Kind">SelfAttention, CrossAttention or FeedForward: fixes the call and its place in the block.</param>
     internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite);
@@ -81,9 +82,11 @@ namespace PeftDsl.Generators.Model
         string FinalNormKind,
         Binding FinalNormEps);
 
-    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType);
+    /// <param name="Scaling">llama3's factor, low/high frequency factors and original context, or null.</param>
+    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<Binding>? Scaling);
 
-    internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers);
+    /// <param name="Parallel">Every sublayer reads the block input; their outputs are added together.</param>
+    internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers, Binding Parallel);
 
     /// <param name="Cross">Cross-attention: keys and values come from the encoder output.</param>
     internal sealed record AttentionSpec(
@@ -96,7 +99,8 @@ namespace PeftDsl.Generators.Model
         bool Scaled,
         bool Cross,
         RelativeBiasSpec? RelativeBias,
-        EquatableArray<ProjectionSpec> Projections);
+        EquatableArray<ProjectionSpec> Projections,
+        Binding? SlidingWindow = null);
 
     internal sealed record RelativeBiasSpec(Member Member, Binding Buckets, Binding MaxDistance);
 

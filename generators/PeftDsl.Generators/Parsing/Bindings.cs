@@ -18,6 +18,8 @@ namespace PeftDsl.Generators.Parsing
         RopeType,
         /// <summary>A token id: a non-negative integer.</summary>
         TokenId,
+        /// <summary>An attention window: a non-negative integer, 0 for none.</summary>
+        Window,
     }
 
     /// <summary>Resolves binding strings: a config member name, else a literal of the expected kind.</summary>
@@ -26,7 +28,8 @@ namespace PeftDsl.Generators.Parsing
         /// <summary>Must match PeftDsl.Modules.Activations.Names (a test checks that they agree).</summary>
         public static readonly string[] Activations = { "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish" };
 
-        public static readonly string[] RopeTypes = { "default" };
+        /// <summary>Must match PeftDsl.Modules.RotaryEmbedding.RopeTypes.</summary>
+        public static readonly string[] RopeTypes = { "default", "llama3" };
 
         private readonly INamedTypeSymbol config;
         private readonly DiagnosticBag diagnostics;
@@ -81,10 +84,12 @@ namespace PeftDsl.Generators.Parsing
                     }
                     break;
                 case BindingKind.TokenId:
+                case BindingKind.Window:
                     if (long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var id))
                     {
                         if (id >= 0) return new Binding(id.ToString(CultureInfo.InvariantCulture), value, id);
-                        diagnostics.Add(DiagnosticDescriptors.BindingType, location, argument, value, "a token id must not be negative");
+                        diagnostics.Add(DiagnosticDescriptors.BindingType, location, argument, value,
+                            kind == BindingKind.Window ? "a window must not be negative (0: none)" : "a token id must not be negative");
                         return null;
                     }
                     break;
@@ -119,7 +124,7 @@ namespace PeftDsl.Generators.Parsing
             }
             var ok = kind switch
             {
-                BindingKind.Size or BindingKind.TokenId => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
+                BindingKind.Size or BindingKind.TokenId or BindingKind.Window => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
                 BindingKind.Real => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
                     or SpecialType.System_Single or SpecialType.System_Double,
                 BindingKind.Flag => type.SpecialType == SpecialType.System_Boolean,
@@ -155,6 +160,7 @@ namespace PeftDsl.Generators.Parsing
         {
             BindingKind.Size => "positive integer",
             BindingKind.TokenId => "token id",
+            BindingKind.Window => "non-negative integer (0: no window)",
             BindingKind.Real => "number",
             BindingKind.Flag => "true/false",
             BindingKind.Activation => "activation",

@@ -11,6 +11,7 @@ namespace PeftDsl.Generators.Parsing
         // Values of PeftDsl.Dsl.ProjectionRole, in declaration order.
         private static readonly string[] Roles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output", "Gate", "Up", "Down" };
         private static readonly string[] Layouts = { "Linear", "Conv1D" };
+        private static readonly string[] QkvLayouts = { "Blocks", "Interleaved" };
         private static readonly string[] AttentionRoles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output" };
         private static readonly string[] FeedForwardRoles = { "Gate", "Up", "Down" };
 
@@ -35,10 +36,14 @@ namespace PeftDsl.Generators.Parsing
             // add a second, misleading error.
             if (roles.Count == Components(AttributeNames.Projection).Count()) CheckAttentionForm(roles);
             var relativeBias = cross ? null : ParseRelativeBias(a);
+            var causal = !cross && Bindings.NamedValue(a, "Causal", false);
+            var window = cross ? null : bindings.Optional(a, "SlidingWindow", BindingKind.Window);
+            if (window is not null && !causal)
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "SlidingWindow"), type.Name,
+                    "SlidingWindow needs Causal = true (the window counts back from each query)");
             if (dim is null || heads is null || diagnostics.HasErrors) return null;
-            return new AttentionSpec(dim, heads, kvHeads, headDim,
-                !cross && Bindings.NamedValue(a, "Causal", false), !cross && Bindings.NamedValue(a, "Rotary", false),
-                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray());
+            return new AttentionSpec(dim, heads, kvHeads, headDim, causal, !cross && Bindings.NamedValue(a, "Rotary", false),
+                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window);
         }
 
         private RelativeBiasSpec? ParseRelativeBias(AttributeData a)
@@ -94,7 +99,11 @@ namespace PeftDsl.Generators.Parsing
                 if (when is not null && !allowConditional)
                     diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute, "When"), type.Name,
                         "When is only supported on [FeedForward] projections");
-                if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias, when));
+                var interleaved = EnumName(Bindings.NamedValue<object?>(attribute, "QkvLayout", 0), QkvLayouts) == "Interleaved";
+                if (interleaved && role != "Qkv")
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute, "QkvLayout"), type.Name,
+                        $"QkvLayout orders a fused Qkv projection's output; {member?.Name ?? "this projection"} is {role}");
+                if (member is not null && bias is not null) result.Add(new ProjectionSpec(member, role, layout, bias, when, interleaved));
             }
             CheckUnique(named);
             return (result, roles);

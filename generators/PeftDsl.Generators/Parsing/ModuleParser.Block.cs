@@ -16,6 +16,7 @@ namespace PeftDsl.Generators.Parsing
             var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
             var normKind = EnumName(Bindings.NamedValue<object?>(a, "Norm", 0), NormKinds) ?? "LayerNorm";
             var eps = bindings.Optional(a, "NormEps", BindingKind.Real, "1e-5");
+            var parallel = bindings.Optional(a, "ParallelResidual", BindingKind.Flag, "false");
             var sublayers = new List<SublayerSpec>();
             var named = new List<(Member?, AttributeData)>();
             foreach (var attribute in Components(AttributeNames.Sublayer))
@@ -25,7 +26,9 @@ namespace PeftDsl.Generators.Parsing
                 var normName = Bindings.Named(attribute, "Norm");
                 var norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
                 named.Add((member, attribute));
-                named.Add((norm, attribute));
+                // One norm shared by parallel sublayers (GPT-J, Falcon) is declared once per sublayer under one name.
+                if (!(parallel?.Expression == "true" && norm is not null && sublayers.Any(s => s.Norm.Name == norm.Name)))
+                    named.Add((norm, attribute));
                 if (member is null || module is null || norm is null) continue;
                 var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
                 sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind]));
@@ -33,10 +36,10 @@ namespace PeftDsl.Generators.Parsing
             CheckUnique(named);
             if (sublayers.Count == 0 && !diagnostics.HasErrors)
                 diagnostics.Add(DiagnosticDescriptors.MissingComponent, type.Locations.FirstOrDefault(), type.Name, "at least one [Sublayer]");
-            if (dim is null || eps is null || diagnostics.HasErrors) return null;
+            if (dim is null || eps is null || parallel is null || diagnostics.HasErrors) return null;
             // The documented order: self-attention, cross-attention, feed-forward; declaration order within each.
             var ordered = sublayers.OrderBy(s => System.Array.IndexOf(SublayerOrder, s.Kind));
-            return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray());
+            return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray(), parallel);
         }
 
         private static readonly ModuleKind[] SublayerOrder = { ModuleKind.SelfAttention, ModuleKind.CrossAttention, ModuleKind.FeedForward };

@@ -44,7 +44,23 @@ namespace PeftDsl.Generators.Parsing
                 var headDim = bindings.Required(rotaryAttribute, "HeadDim", BindingKind.Size, type.Name);
                 var theta = bindings.Optional(rotaryAttribute, "Theta", BindingKind.Real, "10000");
                 var ropeType = bindings.Optional(rotaryAttribute, "RopeType", BindingKind.RopeType, "default");
-                if (headDim is not null && theta is not null && ropeType is not null) rotary = new RotarySpec(headDim, theta, ropeType);
+                var fraction = bindings.Optional(rotaryAttribute, "Fraction", BindingKind.Real, "1");
+                if (fraction?.Literal is { } f && !(f > 0 && f <= 1))
+                    diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(rotaryAttribute, "Fraction"), "Fraction", fraction.Display,
+                        "the rotated share of a head must be in (0, 1]");
+                var scalingNames = new[] { "ScalingFactor", "LowFreqFactor", "HighFreqFactor", "OriginalMaxPositions" };
+                var given = scalingNames.Where(n => Bindings.Named(rotaryAttribute, n) is not null).ToList();
+                EquatableArray<Binding>? scaling = null;
+                if (given.Count > 0 && given.Count < scalingNames.Length)
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, given[0]), type.Name,
+                        "all four llama3 scaling bindings (" + string.Join(", ", scalingNames.Except(given)) + " missing)");
+                else if (given.Count == scalingNames.Length)
+                {
+                    var bound = scalingNames.Select(n => bindings.Optional(rotaryAttribute, n, BindingKind.Real)).ToList();
+                    if (bound.All(b => b is not null)) scaling = bound.Select(b => b!).ToEquatableArray();
+                }
+                if (headDim is not null && theta is not null && ropeType is not null && fraction is not null)
+                    rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling);
             }
 
             var blocks = Single(AttributeNames.Blocks, required: true);

@@ -13,7 +13,9 @@ public partial class LlamaForCausalLM;
 
 [TransformerStack(typeof(LlamaConfig), Dim = nameof(LlamaConfig.Hidden))]
 [TokenEmbedding("embed_tokens", Vocab = nameof(LlamaConfig.VocabSize))]
-[RotaryEmbedding(HeadDim = nameof(LlamaConfig.HeadDim), Theta = nameof(LlamaConfig.RopeTheta), RopeType = nameof(LlamaConfig.RopeType))]
+[RotaryEmbedding(HeadDim = nameof(LlamaConfig.HeadDim), Theta = nameof(LlamaConfig.RopeTheta), RopeType = nameof(LlamaConfig.RopeType),
+    ScalingFactor = nameof(LlamaConfig.RopeFactor), LowFreqFactor = nameof(LlamaConfig.RopeLowFreqFactor),
+    HighFreqFactor = nameof(LlamaConfig.RopeHighFreqFactor), OriginalMaxPositions = nameof(LlamaConfig.RopeOriginalMaxPositions))]
 [Blocks("layers", typeof(LlamaDecoderLayer), Count = nameof(LlamaConfig.Layers))]
 [FinalNorm("norm", NormKind.RmsNorm, Eps = nameof(LlamaConfig.RmsNormEps))]
 public partial class LlamaModel;

@@ -16,8 +16,14 @@ public sealed partial record LlamaConfig
     [ConfigKey("hidden_act")] public string HiddenAct { get; init; } = "silu";
     [ConfigKey("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     [ConfigKey("rope_parameters.rope_theta", "rope_theta")] public double RopeTheta { get; init; } = 10000.0;
-    [ConfigKey("rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", Computes = new object[] { "default" })]
+    [ConfigKey("rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", Computes = new object[] { "default", "llama3" })]
     public string RopeType { get; init; } = "default";
+    // Llama 3.1's rope scaling (rope_type "llama3"); 0 when absent, which that rope type refuses by name.
+    [ConfigKey("rope_parameters.factor", "rope_scaling.factor")] public double RopeFactor { get; init; }
+    [ConfigKey("rope_parameters.low_freq_factor", "rope_scaling.low_freq_factor")] public double RopeLowFreqFactor { get; init; }
+    [ConfigKey("rope_parameters.high_freq_factor", "rope_scaling.high_freq_factor")] public double RopeHighFreqFactor { get; init; }
+    [ConfigKey("rope_parameters.original_max_position_embeddings", "rope_scaling.original_max_position_embeddings")]
+    public double RopeOriginalMaxPositions { get; init; }
     [ConfigKey("attention_bias")] public bool AttentionBias { get; init; }
     [ConfigKey("mlp_bias")] public bool MlpBias { get; init; }
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }

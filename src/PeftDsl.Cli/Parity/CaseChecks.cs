@@ -16,7 +16,18 @@ internal static class CaseChecks
     /// <summary>peft's in-memory name of one of our parameters: the base model and LoRA sit under the wrapper prefix,
     /// prompt learning's <c>prompt_encoder</c> beside it.</summary>
     public static string ReferenceName(string prefix, string name) =>
-        name.StartsWith("prompt_encoder.", StringComparison.Ordinal) ? name : prefix + name;
+        name.StartsWith("prompt_encoder.", StringComparison.Ordinal) ? name : prefix + InMemoryName(name);
+
+    /// <summary>transformers 5 keeps a few modules under other names in memory than in the checkpoint (which is what
+    /// our modules are named after): GPT-NeoX's head is saved as <c>embed_out</c> and held as <c>lm_head</c>.</summary>
+    private static readonly (string Checkpoint, string InMemory)[] InMemoryRenames = [("embed_out.", "lm_head.")];
+
+    private static string InMemoryName(string name)
+    {
+        foreach (var (checkpoint, inMemory) in InMemoryRenames)
+            if (name.StartsWith(checkpoint, StringComparison.Ordinal)) return inMemory + name[checkpoint.Length..];
+        return name;
+    }
 
     public static (double MaxAbs, string? Problem) Logits(Tensor actual, Tensor reference, Tensor? where, string what)
     {

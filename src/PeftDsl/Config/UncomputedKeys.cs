@@ -41,6 +41,7 @@ public static class UncomputedKeys
         new("sliding_window", "sliding-window attention shorter than the positions the model accepts", WindowCoversEverything),
         new("rotary_pct", "partial rotary embeddings (only that fraction of each head is rotated)", IsOne),
         new("partial_rotary_factor", "partial rotary embeddings (only that fraction of each head is rotated)", IsOne),
+        new("rope_parameters.partial_rotary_factor", "partial rotary embeddings (only that fraction of each head is rotated)", IsOne),
         new("rope_scaling", "scaled rotary positions", IsNull),
         new("rope_parameters.rope_type", "a rotary scaling other than the default", IsDefaultRope),
         new("attn_logit_softcapping", "soft-capped attention logits", IsNull),

@@ -83,8 +83,19 @@ public sealed class RotaryEmbeddingAttribute : Attribute
     public string HeadDim { get; set; } = "";
     /// <summary>Binding: the base θ.</summary>
     public string Theta { get; set; } = "10000";
-    /// <summary>Binding: the scaling scheme; only "default" exists today.</summary>
+    /// <summary>Binding: the scaling scheme, "default" or "llama3" (which needs the four scaling bindings below).</summary>
     public string RopeType { get; set; } = "default";
+    /// <summary>Binding: the rotated share of each head (GPT-NeoX's <c>rotary_pct</c>, <c>partial_rotary_factor</c>);
+    /// the first int(head size × fraction) features rotate, the rest pass through.</summary>
+    public string Fraction { get; set; } = "1";
+    /// <summary>Binding (rope_type llama3): <c>factor</c>.</summary>
+    public string? ScalingFactor { get; set; }
+    /// <summary>Binding (rope_type llama3): <c>low_freq_factor</c>.</summary>
+    public string? LowFreqFactor { get; set; }
+    /// <summary>Binding (rope_type llama3): <c>high_freq_factor</c>.</summary>
+    public string? HighFreqFactor { get; set; }
+    /// <summary>Binding (rope_type llama3): <c>original_max_position_embeddings</c>.</summary>
+    public string? OriginalMaxPositions { get; set; }
 }
 
 /// <summary>[TransformerStack] N copies of a block class in a list named <paramref name="name"/>.</summary>
@@ -108,7 +119,8 @@ public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
 }
 
 /// <summary>[TransformerBlock] A residual sublayer: x + Adapter(Sublayer(Norm(x))) in the pre-norm layout.
-/// Its kind (self-attention, cross-attention, feed-forward) comes from the referenced class.</summary>
+/// Its kind (self-attention, cross-attention, feed-forward) comes from the referenced class. In a block with a
+/// parallel residual, sublayers may name the same norm (one norm, GPT-J/Falcon style).</summary>
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
 public sealed class SublayerAttribute(string name, Type module) : Attribute
 {
@@ -126,6 +138,8 @@ public sealed class ProjectionAttribute(string name, ProjectionRole role) : Attr
     public string Name { get; } = name;
     public ProjectionRole Role { get; } = role;
     public WeightLayout Layout { get; set; } = WeightLayout.Linear;
+    /// <summary>For a fused <see cref="ProjectionRole.Qkv"/> projection: how its output is ordered.</summary>
+    public QkvLayout QkvLayout { get; set; } = QkvLayout.Blocks;
     /// <summary>Binding: whether the projection has a bias.</summary>
     public string Bias { get; set; } = "false";
     /// <summary>Binding: the projection exists only when this flag is true; prefix "!" to negate. T5 has

@@ -21,6 +21,16 @@ public enum ProjectionRole
     Down,
 }
 
+/// <summary>How a fused query/key/value projection orders its output.</summary>
+public enum QkvLayout
+{
+    /// <summary>[all queries | all keys | all values] (GPT-2's <c>c_attn</c>).</summary>
+    Blocks,
+    /// <summary>Per key/value group: its query heads, its key head, its value head (GPT-NeoX's
+    /// <c>query_key_value</c>, per head [q | k | v]; Falcon's grouped layout).</summary>
+    Interleaved,
+}
+
 /// <summary>How a checkpoint stores a projection's weight.</summary>
 public enum WeightLayout
 {

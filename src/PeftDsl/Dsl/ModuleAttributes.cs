@@ -57,6 +57,9 @@ public sealed class TransformerBlockAttribute(Type config) : Attribute
     public NormKind Norm { get; set; } = NormKind.LayerNorm;
     /// <summary>Binding: the norms' epsilon.</summary>
     public string NormEps { get; set; } = "1e-5";
+    /// <summary>Binding: every sublayer reads the block's input and their outputs are added to it together,
+    /// x + attn(norm₁(x)) + mlp(norm₂(x)) (GPT-NeoX's <c>use_parallel_residual</c>); "false" runs them in turn.</summary>
+    public string ParallelResidual { get; set; } = "false";
 }
 
 /// <summary>Multi-head or grouped-query self-attention over <c>scaled_dot_product_attention</c>.</summary>
@@ -85,6 +88,9 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
     public string? RelativeBuckets { get; set; }
     /// <summary>Binding: the distance beyond which all positions share the last bucket.</summary>
     public string? RelativeMaxDistance { get; set; }
+    /// <summary>Binding: sliding-window attention (Mistral's <c>sliding_window</c>): a query sees itself and the
+    /// window − 1 positions before it; 0 for none. Causal attention only.</summary>
+    public string? SlidingWindow { get; set; }
 }
 
 /// <summary>Decoder cross-attention: queries from the decoder, keys and values from the encoder output

@@ -11,6 +11,19 @@ public static class Attention
     public static Tensor SplitHeads(Tensor x, long heads, long headDim) =>
         x.view(x.shape[0], x.shape[1], heads, headDim).transpose(1, 2);
 
+    /// <summary>A fused projection's (B, T, (h + 2·kv)·hd) output in the interleaved layout of GPT-NeoX and Falcon:
+    /// per key/value group, its h/kv query heads, then its key head, then its value head (GPT-NeoX: h = kv, so each
+    /// head's [q | k | v]). → q (B, h, T, hd), k and v (B, kv, T, hd).</summary>
+    public static (Tensor Q, Tensor K, Tensor V) SplitInterleaved(Tensor qkv, long heads, long kvHeads, long headDim)
+    {
+        long b = qkv.shape[0], t = qkv.shape[1], group = heads / kvHeads;
+        var grouped = qkv.view(b, t, kvHeads, group + 2, headDim);
+        var q = grouped.narrow(3, 0, group).reshape(b, t, heads, headDim).transpose(1, 2);
+        var k = grouped.select(3, group).transpose(1, 2);
+        var v = grouped.select(3, group + 1).transpose(1, 2);
+        return (q, k, v);
+    }
+
     /// <summary>(B, h, T, hd) → (B, T, h·hd).</summary>
     public static Tensor MergeHeads(Tensor x) =>
         x.transpose(1, 2).contiguous().view(x.shape[0], x.shape[2], x.shape[1] * x.shape[3]);

@@ -16,14 +16,18 @@ namespace PeftDsl.Modules;
 public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, ICheckpointLayout, IPeftSiteOwner
 {
     private readonly long[] outputSplit;
+    private readonly bool interleavedQkv;
 
     /// <param name="outputSplit">For fused projections, the sizes of the parts of the output (q, k, v),
     /// so IA3 key/value sites can name their columns.</param>
     /// <param name="crossAttention">The projection belongs to a cross-attention module (its site names differ).</param>
+    /// <param name="interleavedQkv">A fused Qkv output ordered per head group (GPT-NeoX): keys and values are not
+    /// contiguous columns, so it offers no IA3 key/value column sites (NeMo's placement refuses it).</param>
     public PeftLinear(long inFeatures, long outFeatures, bool hasBias, ProjectionRole role, int? layer,
-        WeightLayout layout = WeightLayout.Linear, long[]? outputSplit = null, bool crossAttention = false)
+        WeightLayout layout = WeightLayout.Linear, long[]? outputSplit = null, bool crossAttention = false, bool interleavedQkv = false)
         : base(nameof(PeftLinear))
     {
+        this.interleavedQkv = interleavedQkv;
         CrossAttention = crossAttention;
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
@@ -108,7 +112,7 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
                 yield return new PeftSite(SiteKind.Ia3, SiteNames.Ia3Key, path, Layer, (0, outputSplit[0]));
                 yield return new PeftSite(SiteKind.Ia3, SiteNames.Ia3Value, path, Layer, (outputSplit[0], outputSplit[1]));
                 break;
-            case ProjectionRole.Qkv:
+            case ProjectionRole.Qkv when !interleavedQkv:
                 yield return new PeftSite(SiteKind.Ia3, SiteNames.Ia3Key, path, Layer, (outputSplit[0], outputSplit[1]));
                 yield return new PeftSite(SiteKind.Ia3, SiteNames.Ia3Value, path, Layer,
                     (outputSplit[0] + outputSplit[1], outputSplit[2]));

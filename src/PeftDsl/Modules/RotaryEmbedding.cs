@@ -5,44 +5,89 @@ using static TorchSharp.torch;
 namespace PeftDsl.Modules;
 
 /// <summary>
-/// Rotary position embedding (RoPE) in the "rotate half" convention of transformers' Llama. It has no weights
-/// (transformers keeps <c>inv_freq</c> as a non-persistent buffer), so it is not a registered module.
+/// Rotary position embedding (RoPE) in the "rotate half" convention of transformers' Llama and GPT-NeoX. It has no
+/// weights (transformers keeps <c>inv_freq</c> as a non-persistent buffer), so it is not a registered module.
+/// Partial rotary (GPT-NeoX's <c>rotary_pct</c>, <c>partial_rotary_factor</c>) rotates the first
+/// <see cref="RotaryDim"/> dimensions of each head and passes the rest through. <c>rope_type</c> "llama3" rescales
+/// the frequencies as transformers' <c>_compute_llama3_parameters</c> does.
 /// </summary>
 public sealed class RotaryEmbedding
 {
-    private readonly long headDim;
-    private readonly double theta;
+    /// <summary>The scaling schemes this class computes.</summary>
+    public static readonly string[] RopeTypes = ["default", "llama3"];
 
-    public RotaryEmbedding(long headDim, double theta, string ropeType, string source)
+    private readonly float[] invFreq;
+
+    /// <param name="fraction">The rotated share of the head (1 for full rotary).</param>
+    /// <param name="scaling">llama3: factor, low_freq_factor, high_freq_factor, original_max_position_embeddings.</param>
+    public RotaryEmbedding(long headDim, double theta, string ropeType, string source, double fraction = 1.0,
+        (double Factor, double LowFreqFactor, double HighFreqFactor, double OriginalMaxPositions)? scaling = null)
     {
-        if (ropeType != "default")
-            throw new ConfigException($"{source}: rope_type '{ropeType}' is not supported yet (only 'default')");
-        if (headDim <= 0 || headDim % 2 != 0)
-            throw new ConfigException($"{source}: rotary head size {headDim} must be a positive even number");
-        this.headDim = headDim;
-        this.theta = theta;
+        if (Array.IndexOf(RopeTypes, ropeType) < 0)
+            throw new ConfigException($"{source}: rope_type '{ropeType}' is not supported (supported: {string.Join(", ", RopeTypes)})");
+        if (!(fraction > 0 && fraction <= 1))
+            throw new ConfigException($"{source}: the rotary fraction (rotary_pct / partial_rotary_factor) must be in (0, 1], got {fraction}");
+        // transformers: int(head_dim * partial_rotary_factor).
+        var rotaryDim = (long)(headDim * fraction);
+        if (headDim <= 0 || rotaryDim <= 0 || rotaryDim % 2 != 0)
+            throw new ConfigException($"{source}: rotary size {rotaryDim} (head size {headDim} × fraction {fraction}) must be a positive even number");
+        if (!(theta > 0)) throw new ConfigException($"{source}: rope_theta must be positive, got {theta}");
+        HeadDim = headDim;
+        RotaryDim = rotaryDim;
+        // In fp32 torch ops, as transformers computes its inv_freq buffer, so that the tables agree bit for bit.
+        using var scope = NewDisposeScope();
+        var inv = pow(theta, arange(0, rotaryDim, 2, dtype: ScalarType.Float32) / rotaryDim).reciprocal();   // (rd/2)
+        if (ropeType == "llama3") inv = Llama3(inv, scaling, source);
+        invFreq = inv.data<float>().ToArray();
     }
 
-    /// <summary>cos and sin tables (…, head_dim) for <paramref name="positions"/> of any shape, computed in fp32
+    public long HeadDim { get; }
+
+    /// <summary>The rotated leading dimensions of each head (the rest pass through).</summary>
+    public long RotaryDim { get; }
+
+    /// <summary>Llama 3.1's frequency rescaling (transformers' <c>_compute_llama3_parameters</c>): wavelengths longer
+    /// than original/low_freq_factor are slowed by the factor, shorter than original/high_freq_factor kept, and a
+    /// smooth blend between.</summary>
+    private static Tensor Llama3(Tensor inv, (double Factor, double LowFreqFactor, double HighFreqFactor, double OriginalMaxPositions)? scaling, string source)
+    {
+        if (scaling is not { } s)
+            throw new ConfigException($"{source}: rope_type 'llama3' needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings");
+        if (!(s.Factor > 0) || !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || !(s.OriginalMaxPositions > 0))
+            throw new ConfigException($"{source}: rope_type 'llama3' needs factor > 0, 0 < low_freq_factor < high_freq_factor and " +
+                                      $"original_max_position_embeddings > 0; got {s.Factor}, {s.LowFreqFactor}, {s.HighFreqFactor}, {s.OriginalMaxPositions}");
+        var lowFreqWavelen = s.OriginalMaxPositions / s.LowFreqFactor;
+        var highFreqWavelen = s.OriginalMaxPositions / s.HighFreqFactor;
+        var wavelen = 2 * Math.PI / inv;
+        var slowed = where(wavelen > lowFreqWavelen, inv / s.Factor, inv);
+        var smooth = (s.OriginalMaxPositions / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+        var blended = (1 - smooth) * slowed / s.Factor + smooth * slowed;
+        var medium = (wavelen < highFreqWavelen).logical_not() & (wavelen > lowFreqWavelen).logical_not();
+        return where(medium, blended, slowed);
+    }
+
+    /// <summary>cos and sin tables (…, rotary dim) for <paramref name="positions"/> of any shape, computed in fp32
     /// and cast to <paramref name="dtype"/>.</summary>
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var exponents = arange(0, headDim, 2, dtype: ScalarType.Float32, device: positions.device) / headDim;
-        var invFreq = pow(theta, exponents).reciprocal();                                    // (hd/2)
-        var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * invFreq;                // (…, hd/2)
-        var emb = cat([freqs, freqs], dim: -1);                                              // (…, hd)
+        var inv = tensor(invFreq, device: positions.device);                                    // (rd/2)
+        var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * inv;                       // (…, rd/2)
+        var emb = cat([freqs, freqs], dim: -1);                                                 // (…, rd)
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>Rotates (B, h, T, hd) queries or keys by tables that broadcast to them ((B or 1, 1, T, hd)).</summary>
+    /// <summary>Rotates the first (rotary dim) features of (B, h, T, hd) queries or keys by tables that broadcast to
+    /// them ((B or 1, 1, T, rotary dim)); the remaining features pass through.</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
-        var half = x.shape[^1] / 2;
-        var x1 = x.narrow(-1, 0, half);
-        var x2 = x.narrow(-1, half, half);
-        var rotated = cat([-x2, x1], dim: -1);
-        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+        var rd = cos.shape[^1];
+        var rot = rd == x.shape[^1] ? x : x.narrow(-1, 0, rd);
+        var half = rd / 2;
+        var x1 = rot.narrow(-1, 0, half);
+        var x2 = rot.narrow(-1, half, half);
+        var rotated = rot * cos + cat([-x2, x1], dim: -1) * sin;
+        return (rd == x.shape[^1] ? rotated : cat([rotated, x.narrow(-1, rd, x.shape[^1] - rd)], dim: -1)).MoveToOuterDisposeScope();
     }
 }

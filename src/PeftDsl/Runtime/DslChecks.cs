@@ -52,6 +52,14 @@ public static class DslChecks
     }
 
     /// <summary>Grouped-query attention needs the query heads to be a multiple of the key/value heads.</summary>
+    /// <summary>A sliding window: 0 for none, else positive.</summary>
+    public static long Window(long value, string key, string module)
+    {
+        if (value < 0)
+            throw new ConfigException($"{module}: {key} = {value} must not be negative (0 or null: no window)");
+        return value;
+    }
+
     public static long KvHeads(long heads, string headsKey, long kvHeads, string kvKey, string module)
     {
         Positive(kvHeads, kvKey, module);

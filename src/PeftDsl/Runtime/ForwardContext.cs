@@ -61,11 +61,37 @@ public sealed class ForwardContext : IDisposable
     public AdapterRouting Routing { get; }
 
     /// <summary>The mask a self-attention layer passes to SDPA.</summary>
-    public AttentionMask SelfAttentionMask(bool causal) =>
-        !causal ? new(KeyMask, false)
-        : CausalMask is not null ? new(CausalMask, false)
-        // One new token after a cache sees every key; the first pass is plain causal.
-        : new(null, PastLength == 0 && Length > 1);
+    /// <param name="window">Sliding-window attention (Mistral's <c>sliding_window</c>): a query at absolute index i sees
+    /// keys j with i − window &lt; j ≤ i, as transformers masks it (indices count every position, padding and virtual
+    /// tokens included); 0 for none. The cache keeps every key; the mask alone applies the window.</param>
+    public AttentionMask SelfAttentionMask(bool causal, long window = 0)
+    {
+        if (causal && window > 0 && PastLength + Length > window) return new(WindowMask(window), false);
+        return !causal ? new(KeyMask, false)
+            : CausalMask is not null ? new(CausalMask, false)
+            // One new token after a cache sees every key; the first pass is plain causal.
+            : new(null, PastLength == 0 && Length > 1);
+    }
+
+    private Tensor? windowMask;
+    private long windowMaskSize;
+
+    /// <summary>The causal (and padding) mask cut to the window, made once per stack pass and shared by its layers.</summary>
+    private Tensor WindowMask(long window)
+    {
+        if (windowMask is not null && windowMaskSize == window) return windowMask;
+        using var scope = NewDisposeScope();
+        var total = PastLength + Length;
+        var device = Positions.device;
+        var query = arange(PastLength, total, dtype: ScalarType.Int64, device: device).unsqueeze(1);   // (T, 1)
+        var key = arange(0, total, dtype: ScalarType.Int64, device: device).unsqueeze(0);              // (1, past + T)
+        var inWindow = (query - key).lt(window).view(1, 1, Length, total);
+        var causal = CausalMask ?? ones(Length, total, dtype: ScalarType.Bool, device: device).tril(PastLength).view(1, 1, Length, total);
+        windowMask?.Dispose();
+        windowMask = (causal & inWindow).DetachFromDisposeScope();
+        windowMaskSize = window;
+        return windowMask;
+    }
 
     public AttentionMask CrossAttentionMask => new(EncoderKeyMask, false);
 
@@ -132,7 +158,11 @@ public sealed class ForwardContext : IDisposable
         return context;
     }
 
-    public void Dispose() => positionBias?.Dispose();
+    public void Dispose()
+    {
+        positionBias?.Dispose();
+        windowMask?.Dispose();
+    }
 }
 
 /// <summary>A boolean SDPA mask (true = may attend), or none with or without <c>is_causal</c>.</summary>

@@ -1,0 +1,37 @@
+using PeftDsl.Dsl;
+
+namespace PeftDsl.Models.GptNeoX;
+
+// GPT-NeoX (Pythia) as transformers' GPTNeoXForCausalLM lays it out: a fused query_key_value ordered per head,
+// rotary on a fraction of each head, and (by default) a parallel residual with two norms.
+
+[CausalLM(typeof(GptNeoXConfig), ModelType = "gpt_neox",
+    // Older exports carry non-persistent buffers (the causal mask, masked_bias, rotary inv_freq).
+    IgnoreUnexpectedKeys = [@"attention\.(bias|masked_bias)$", @"rotary_emb\.inv_freq$"])]
+[Body("gpt_neox", typeof(GptNeoXModel))]
+[LmHead("embed_out", TiedTo = "gpt_neox.embed_in", Tie = nameof(GptNeoXConfig.TieEmbeddings))]
+public partial class GptNeoXForCausalLM;
+
+[TransformerStack(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden))]
+[TokenEmbedding("embed_in", Vocab = nameof(GptNeoXConfig.VocabSize))]
+[RotaryEmbedding(HeadDim = nameof(GptNeoXConfig.HeadDim), Theta = nameof(GptNeoXConfig.RopeTheta), RopeType = nameof(GptNeoXConfig.RopeType),
+    Fraction = nameof(GptNeoXConfig.RotaryFraction))]
+[Blocks("layers", typeof(GptNeoXLayer), Count = nameof(GptNeoXConfig.Layers))]
+[FinalNorm("final_layer_norm", NormKind.LayerNorm, Eps = nameof(GptNeoXConfig.NormEps))]
+public partial class GptNeoXModel;
+
+[TransformerBlock(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), NormEps = nameof(GptNeoXConfig.NormEps),
+    ParallelResidual = nameof(GptNeoXConfig.ParallelResidual))]
+[Sublayer("attention", typeof(GptNeoXAttention), Norm = "input_layernorm")]
+[Sublayer("mlp", typeof(GptNeoXMlp), Norm = "post_attention_layernorm")]
+public partial class GptNeoXLayer;
+
+[SelfAttention(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), Heads = nameof(GptNeoXConfig.Heads), Causal = true, Rotary = true)]
+[Projection("query_key_value", ProjectionRole.Qkv, QkvLayout = QkvLayout.Interleaved, Bias = nameof(GptNeoXConfig.AttentionBias))]
+[Projection("dense", ProjectionRole.Output, Bias = nameof(GptNeoXConfig.AttentionBias))]
+public partial class GptNeoXAttention;
+
+[FeedForward(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), Inner = nameof(GptNeoXConfig.Intermediate), Activation = nameof(GptNeoXConfig.HiddenAct))]
+[Projection("dense_h_to_4h", ProjectionRole.Up, Bias = "true")]
+[Projection("dense_4h_to_h", ProjectionRole.Down, Bias = "true")]
+public partial class GptNeoXMlp;
