@@ -208,6 +208,50 @@ public sealed class DiagnosticTests
     [InlineData("PEFT024", """
         [ModelConfig] public sealed partial record NullForNonNullable { [ConfigKey("window", Computes = new object?[] { null })] public int X { get; init; } }
         """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", SlidingWindow = "4")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class WindowWithoutCausal;
+        """)]
+    [InlineData("PEFT007", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, SlidingWindow = "-1")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class NegativeWindow;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads")]
+        [Projection("q", ProjectionRole.Query, QkvLayout = QkvLayout.Interleaved)]
+        [Projection("k", ProjectionRole.Key)] [Projection("v", ProjectionRole.Value)] [Projection("out", ProjectionRole.Output)]
+        public partial class InterleavedQuery;
+        """)]
+    [InlineData("PEFT005", """
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("attn", typeof(RotaryAttention), Norm = "ln")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class SharedNormInSequence;
+        """)]
+    [InlineData("PEFT007", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", Fraction = "1.5")]
+        [Blocks("h", typeof(GoodBlock), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class TooMuchRotary;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock;
+        """)]
+    [InlineData("PEFT003", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", RopeType = "llama3", ScalingFactor = "8")]
+        [Blocks("h", typeof(GoodBlock), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class HalfScaling;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock;
+        """)]
     public void InvalidDeclarationReportsExactlyItsDiagnostics(string id, string declaration, int count = 1)
     {
         var diagnostics = PeftDiagnostics(declaration);
@@ -217,6 +261,22 @@ public sealed class DiagnosticTests
         Assert.All(diagnostics, d => Assert.Equal(DiagnosticSeverity.Error, d.Severity));
         var line = diagnostics[0].Location.GetLineSpan().StartLinePosition.Line;
         Assert.True(line >= Prelude.Split('\n').Length - 1, $"{id} should point into the declaration, not the prelude (line {line})");
+    }
+
+    /// <summary>Sublayers of a parallel block may share one norm (GPT-J, Falcon); the block gets one norm module.</summary>
+    [Fact]
+    public void AParallelBlockMayShareOneNorm()
+    {
+        var (run, _) = GeneratorHarness.Run(("Test.cs", Prelude + """
+            [TransformerBlock(typeof(C), Dim = "Hidden", ParallelResidual = "true")]
+            [Sublayer("attn", typeof(RotaryAttention), Norm = "ln")]
+            [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+            public partial class OneNorm;
+            """));
+        Assert.Empty(run.Diagnostics.Where(d => d.Id.StartsWith("PEFT", StringComparison.Ordinal)));
+        var source = run.Results.Single().GeneratedSources.Single(f => f.HintName == "T.OneNorm.g.cs").SourceText.ToString();
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(source, @"public readonly global::PeftDsl\.Modules\.LayerNorm ln;"));
+        Assert.Contains("var h_ln = this.ln.forward(x);", source);
     }
 
     [Fact]

@@ -10,6 +10,8 @@ public sealed class EmitterSnapshotTests
     [InlineData("Gpt2", 6)]   // config, root, stack, block, attention, MLP
     [InlineData("Llama", 6)]
     [InlineData("T5", 10)]    // config, root, 2 stacks, 2 blocks, 3 attentions, MLP
+    [InlineData("GptNeoX", 6)]
+    [InlineData("Mistral", 6)]
     public void StockModelsGenerateCompilableSource(string family, int fileCount)
     {
         var (run, output) = GeneratorHarness.Run(GeneratorHarness.ModelSources(family));

@@ -74,16 +74,21 @@ public sealed class ConfigJsonTests
         Assert.Contains("which Gpt2Config's declaration does not compute", e.Message);
     }
 
-    /// <summary>Llama 3's rope scaling: bound to LlamaConfig.RopeType, which computes only "default".</summary>
+    /// <summary>Llama 3's rope scaling is computed (its four keys bound); a rope type the declaration does not compute
+    /// (yarn) is refused at bind, and llama3 without its factors is refused when the model is built.</summary>
     [Fact]
-    public void Llama3RopeScalingIsRefusedAtBind()
+    public void RopeTypesAreComputedOrRefused()
     {
-        var json = """
-            {"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64,
-             "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
-            """;
-        var e = Assert.Throws<ConfigException>(() => Models.Llama.LlamaConfig.FromJson(ConfigJson.Parse(json, "config.json")));
-        Assert.Equal("config.json: \"rope_scaling.rope_type\": \"llama3\" is not computed by LlamaConfig.RopeType's declaration, which computes \"default\"; refusing rather than running other math", e.Message);
+        const string sizes = "\"vocab_size\": 512, \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"max_position_embeddings\": 64";
+        var llama3 = Models.Llama.LlamaConfig.FromJson(ConfigJson.Parse("{" + sizes + """, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}""", "config.json"));
+        Assert.Equal(("llama3", 8.0, 8192.0), (llama3.RopeType, llama3.RopeFactor, llama3.RopeOriginalMaxPositions));
+
+        var e = Assert.Throws<ConfigException>(() => Models.Llama.LlamaConfig.FromJson(ConfigJson.Parse("{" + sizes + """, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}""", "config.json")));
+        Assert.StartsWith("config.json: \"rope_scaling.rope_type\": \"yarn\" is not computed by LlamaConfig.RopeType's declaration", e.Message);
+
+        var bare = Models.Llama.LlamaConfig.FromJson(ConfigJson.Parse("{" + sizes + """, "rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0}}""", "config.json"));
+        e = Assert.Throws<ConfigException>(() => new Models.Llama.LlamaForCausalLM(bare));
+        Assert.Contains("rope_type 'llama3' needs factor > 0", e.Message);
     }
 
     [Fact]

@@ -68,15 +68,32 @@ public sealed class ParityTests
         Assert.All(results, r => Assert.True(r.Outcome == Outcome.Pass, r.ToString()));
     }
 
-    /// <summary>Cases of tests/fixtures/hf-arch (README there): more architectures, and peft's prefix on T5/mT5.</summary>
-    [Theory]
-    [InlineData("t5.prefix")]
-    [InlineData("t5.prefix_proj")]
-    [InlineData("mt5.prefix")]
-    public void ArchitectureCasesMatchTransformersAndPeft(string name)
+    /// <summary>tests/fixtures/hf-arch (README there): GPT-NeoX with a parallel and a sequential residual, Mistral's
+    /// sliding window (base, LoRA, prompt tuning and cached generation past the window), Llama 3's rope scaling, and
+    /// peft's prefix on T5/mT5.</summary>
+    [Fact]
+    public void ArchitectureCasesMatchTransformersAndPeft()
     {
-        var result = ParityRunner.Run(Repo.File("tests", "fixtures", "hf-arch"), c => c.Name == name).Single();
-        Assert.True(result.Outcome == Outcome.Pass, result.ToString());
+        var results = ParityRunner.Run(Repo.File("tests", "fixtures", "hf-arch")).ToList();
+        Assert.Equal(15, results.Count);
+        Assert.All(results, r => Assert.True(r.Outcome == Outcome.Pass, r.ToString()));
+    }
+
+    /// <summary>What transformers computed for Mistral's window (the probe in hf-arch): changing token 0 moves
+    /// positions 0–6 only, and our logits for the changed input equal transformers'.</summary>
+    [Fact]
+    public void TheSlidingWindowMasksWhatTransformersMasks()
+    {
+        var dir = Repo.File("tests", "fixtures", "hf-arch");
+        using var model = PeftDsl.Models.Mistral.MistralForCausalLM.FromPretrained(Path.Combine(dir, "mistral-base"));
+        model.eval();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var noGrad = TorchSharp.torch.no_grad();
+        var probe = Fixtures.ReadAll(Path.Combine(dir, "mistral.base.probe.safetensors"));
+        var logits = model.Logits(probe["changed_input_ids"].narrow(0, 0, 1))[0];
+        Assert.True(logits.allclose(probe["changed_logits_row0"], rtol: 0, atol: Tolerance.OutputAbs));
+        var moved = probe["moved"];
+        Assert.True(moved.narrow(0, 7, 5).eq(0).all().item<bool>() && moved.narrow(0, 0, 7).gt(0).all().item<bool>());
     }
 
     [Fact]

@@ -16,8 +16,12 @@ namespace PeftDsl.Generators.Emit
             w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, ForwardContext, Tensor)}, {IBlockModule}, {IPeftSiteOwner}");
             // Parallel sublayers may share one norm (GPT-J, Falcon): one field per distinct norm.
             var norms = b.Sublayers.Select(s => s.Norm).GroupBy(n => n.Name).Select(g => g.First()).ToList();
-            foreach (var n in norms) w.Line($"public readonly {norm} {n.Field};");
-            foreach (var s in b.Sublayers) w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
+            bool FirstUse(SublayerSpec s) => b.Sublayers.First(o => o.Norm.Name == s.Norm.Name) == s;
+            foreach (var s in b.Sublayers)
+            {
+                if (FirstUse(s)) w.Line($"public readonly {norm} {s.Norm.Field};");
+                w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
+            }
             w.Line();
             foreach (var s in b.Sublayers)
             {
@@ -41,9 +45,9 @@ namespace PeftDsl.Generators.Emit
             w.Line("this.Layer = layer;");
             if (configParallel) w.Line($"this.parallelResidual = {parallel};");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
-            foreach (var n in norms) w.Line($"this.{n.Field} = new {norm}(dim, {b.NormEps.Expression});");
             foreach (var s in b.Sublayers)
             {
+                if (FirstUse(s)) w.Line($"this.{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
                 w.Line($"this.{s.Member.Field} = new {s.Module.FullName}(config, layer);");
                 w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
             }
@@ -92,9 +96,11 @@ namespace PeftDsl.Generators.Emit
 
             w.Open($"internal static void DescribeCheckpoint({spec.ConfigType} config, string prefix, {KeyList} keys, int layer)");
             w.Line($"var dim = {EmitHelpers.Positive(b.Dim, spec.Name)};");
-            foreach (var n in norms) w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(n.Name)}, {NormKind}.{b.NormKind}, dim);");
             foreach (var s in b.Sublayers)
+            {
+                if (FirstUse(s)) w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.Norm.Name)}, {NormKind}.{b.NormKind}, dim);");
                 w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys, layer);");
+            }
             w.Close();
             w.Close();
             return w.ToString();

@@ -18,6 +18,9 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
     private readonly long[] outputSplit;
     private readonly bool interleavedQkv;
 
+    /// <summary>A fused Qkv projection whose output interleaves q, k and v per head group (GPT-NeoX).</summary>
+    public bool InterleavedQkv => interleavedQkv;
+
     /// <param name="outputSplit">For fused projections, the sizes of the parts of the output (q, k, v),
     /// so IA3 key/value sites can name their columns.</param>
     /// <param name="crossAttention">The projection belongs to a cross-attention module (its site names differ).</param>

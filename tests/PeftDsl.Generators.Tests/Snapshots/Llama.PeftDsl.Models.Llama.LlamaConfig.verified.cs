@@ -28,14 +28,22 @@ partial record LlamaConfig
             config = config with { RopeTheta = vRopeTheta };
         if (json.Optional<string>(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, "LlamaConfig.RopeType", out var vRopeType))
             config = config with { RopeType = vRopeType };
+        if (json.Optional<double>(new[] { "rope_parameters.factor", "rope_scaling.factor" }, "LlamaConfig.RopeFactor", out var vRopeFactor))
+            config = config with { RopeFactor = vRopeFactor };
+        if (json.Optional<double>(new[] { "rope_parameters.low_freq_factor", "rope_scaling.low_freq_factor" }, "LlamaConfig.RopeLowFreqFactor", out var vRopeLowFreqFactor))
+            config = config with { RopeLowFreqFactor = vRopeLowFreqFactor };
+        if (json.Optional<double>(new[] { "rope_parameters.high_freq_factor", "rope_scaling.high_freq_factor" }, "LlamaConfig.RopeHighFreqFactor", out var vRopeHighFreqFactor))
+            config = config with { RopeHighFreqFactor = vRopeHighFreqFactor };
+        if (json.Optional<double>(new[] { "rope_parameters.original_max_position_embeddings", "rope_scaling.original_max_position_embeddings" }, "LlamaConfig.RopeOriginalMaxPositions", out var vRopeOriginalMaxPositions))
+            config = config with { RopeOriginalMaxPositions = vRopeOriginalMaxPositions };
         if (json.Optional<bool>(new[] { "attention_bias" }, "LlamaConfig.AttentionBias", out var vAttentionBias))
             config = config with { AttentionBias = vAttentionBias };
         if (json.Optional<bool>(new[] { "mlp_bias" }, "LlamaConfig.MlpBias", out var vMlpBias))
             config = config with { MlpBias = vMlpBias };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "LlamaConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
-        json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default" }, "LlamaConfig.RopeType");
-        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "attention_bias", "mlp_bias", "tie_word_embeddings" }, "LlamaConfig");
+        json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default", "llama3" }, "LlamaConfig.RopeType");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.factor", "rope_scaling.factor", "rope_parameters.low_freq_factor", "rope_scaling.low_freq_factor", "rope_parameters.high_freq_factor", "rope_scaling.high_freq_factor", "rope_parameters.original_max_position_embeddings", "rope_scaling.original_max_position_embeddings", "attention_bias", "mlp_bias", "tie_word_embeddings" }, "LlamaConfig");
         config.OnBound(json);
         return config;
     }

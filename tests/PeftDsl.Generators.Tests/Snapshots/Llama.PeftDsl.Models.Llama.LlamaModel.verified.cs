@@ -17,7 +17,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     {
         var (vocab, dim) = EmbeddingShape(config);
         this.embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim);
-        this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel");
+        this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel", scaling: (config.RopeFactor, config.RopeLowFreqFactor, config.RopeHighFreqFactor, config.RopeOriginalMaxPositions));
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "LlamaModel");
         var blocks = new global::PeftDsl.Models.Llama.LlamaDecoderLayer[count];
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.Llama.LlamaDecoderLayer(config, i);

@@ -5,6 +5,7 @@ using PeftDsl.Models.Llama;
 using PeftDsl.Models.T5;
 using PeftDsl.Peft;
 using PeftDsl.Peft.Ia3;
+using PeftDsl.Testing;
 using PeftDsl.Tests.Lora;
 using TorchSharp;
 using Xunit;
@@ -153,5 +154,18 @@ public sealed class Ia3NemoPlacementTests
         File.WriteAllText(configPath, config.ToJsonString());
         e = Assert.Throws<PeftDslException>(() => other.Ia3.Load(folder, "n"));
         Assert.True(e.Message.Contains("do not name this model's IA3 sites", StringComparison.Ordinal), e.Message);
+    }
+
+    /// <summary>GPT-NeoX interleaves q, k and v per head in one projection: NeMo's placement (contiguous key and value
+    /// columns) would scale the wrong columns, so it is refused by name; peft's placement works.</summary>
+    [Fact]
+    public void NemosPlacementIsRefusedOnAnInterleavedQkv()
+    {
+        using var model = PeftDsl.Models.GptNeoX.GptNeoXForCausalLM.FromPretrained(Repo.File("tests", "fixtures", "hf-arch", "gpt_neox-base"));
+        var e = Assert.Throws<PeftDslException>(() => model.Ia3.Add("n", Nemo));
+        Assert.Contains("gpt_neox.layers.0.attention.query_key_value interleaves q, k and v per head", e.Message);
+        Assert.False(model.Ia3.Contains("n"));
+        model.Ia3.Add("p", new Ia3Config { InitIa3Weights = false });
+        Assert.True(model.Ia3.Contains("p"));
     }
 }

@@ -23,6 +23,8 @@ public static class Ia3Targets
     {
         ["gpt2"] = (["c_attn", "mlp.c_proj"], ["mlp.c_proj"]),
         ["llama"] = (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+        ["mistral"] = (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+        ["gpt_neox"] = (["query_key_value", "dense_4h_to_h"], ["dense_4h_to_h"]),
         ["t5"] = (["k", "v", "wo"], ["wo"]),
         ["mt5"] = (["k", "v", "wi_1"], ["wi_1"]),
     };
@@ -65,6 +67,9 @@ public static class Ia3Targets
     public static IReadOnlyList<Ia3Target> ResolveNemo(IReadOnlyList<PeftSite> sites, IReadOnlyList<(string Path, PeftLinear Linear)> linears, string source)
     {
         var byPath = linears.ToDictionary(l => l.Path, l => l.Linear, StringComparer.Ordinal);
+        if (linears.FirstOrDefault(l => l.Linear.InterleavedQkv) is { Path: { } interleaved })
+            throw new PeftDslException($"{source}: NeMo's IA3 placement scales the key and value columns after the QKV split, but {interleaved} " +
+                                       "interleaves q, k and v per head (GPT-NeoX), which this placement does not compute; use peft's placement (the default)");
         var result = new List<Ia3Target>();
         foreach (var group in sites.Where(s => s.Kind == SiteKind.Ia3).GroupBy(s => s.ModulePath))
         {
