@@ -29,10 +29,12 @@ namespace PeftDsl.Generators
             {
                 var modules = context.SyntaxProvider
                     .ForAttributeWithMetadataName(kind.Value,
-                        static (node, _) => node is ClassDeclarationSyntax,
+                        static (node, _) => node is ClassDeclarationSyntax or RecordDeclarationSyntax,
                         (ctx, ct) => ModuleParser.Parse(ctx, kind.Key, ct))
                     .WithTrackingName(TrackingNames.ModuleParse + kind.Key);
                 Emit(context, modules, EmitModule, s => s.HintName, TrackingNames.ModuleSpec + kind.Key);
+                var skeletons = modules.Select(static (r, _) => r.Skeleton).Where(static s => s is not null);
+                context.RegisterSourceOutput(skeletons, static (spc, s) => spc.AddSource(s!.HintName, SkeletonEmitter.Emit(s)));
             }
         }
 

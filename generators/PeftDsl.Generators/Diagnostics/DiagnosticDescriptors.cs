@@ -82,6 +82,18 @@ namespace PeftDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor ComputesWrongType = Error("PEFT024", "Computed value has the wrong type",
             "Computes on '{0}' lists {1}, which is not a value of its type {2}");
 
+        public static readonly DiagnosticDescriptor NotAClass = Error("PEFT025", "DSL module is a record",
+            "'{0}' is a record; declare DSL modules as partial classes (only [ModelConfig] types are records)");
+
+        public static readonly DiagnosticDescriptor GenericType = Error("PEFT026", "DSL class is generic",
+            "'{0}' has type parameters; DSL classes cannot be generic");
+
+        public static readonly DiagnosticDescriptor NameCollision = Error("PEFT027", "Generated names collide",
+            "'{0}': the name '{1}' becomes the member '{2}', which {3}");
+
+        public static readonly DiagnosticDescriptor SublayerOrder = Warning("PEFT028", "Sublayer declared out of order",
+            "'{0}': sublayers run self-attention, then cross-attention, then feed-forward; '{1}' is declared after '{2}' but runs before it");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> All = typeof(DiagnosticDescriptors)
             .GetFields()
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
@@ -89,6 +101,10 @@ namespace PeftDsl.Generators.Diagnostics
             .ToDictionary(d => d.Id);
 
         public static DiagnosticDescriptor ById(string id) => All[id];
+
+        private static DiagnosticDescriptor Warning(string id, string title, string message) =>
+            new(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
+                helpLinkUri: "docs/diagnostics.md#" + id.ToLowerInvariant());
 
         private static DiagnosticDescriptor Error(string id, string title, string message) =>
             new(id, title, message, Category, DiagnosticSeverity.Error, isEnabledByDefault: true,

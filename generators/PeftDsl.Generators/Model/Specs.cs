@@ -133,5 +133,13 @@ namespace PeftDsl.Generators.Model
 
     /// <summary>What a transform produces: a spec to emit (null when the declaration is invalid) and the
     /// diagnostics, which travel separately so a moved span re-reports without re-emitting source.</summary>
-    internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics) where T : class;
+    /// <param name="Skeleton">For a module class with errors that can still be completed (partial, top-level, not
+    /// generic): the members other generated code and the user's code call, so the PEFT diagnostics stand alone.</param>
+    internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics, SkeletonSpec? Skeleton = null) where T : class;
+
+    /// <param name="TokenField">A stack's token-embedding field, which a tied head reads; null if none or invalid.</param>
+    internal sealed record SkeletonSpec(string? Namespace, string Name, ModuleKind Kind, string ConfigType, bool SharedTokens, string? TokenField)
+    {
+        public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
+    }
 }

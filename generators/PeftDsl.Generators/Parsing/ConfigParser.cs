@@ -83,7 +83,7 @@ namespace PeftDsl.Generators.Parsing
                 };
                 if (literal is null)
                 {
-                    diagnostics.Add(DiagnosticDescriptors.ComputesWrongType, Bindings.Where(attribute), property.Name,
+                    diagnostics.Add(DiagnosticDescriptors.ComputesWrongType, Bindings.Where(attribute, "Computes"), property.Name,
                         value is string s ? Literals.String(s) : value is bool bv ? (bv ? "true" : "false") : System.Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "null",
                         typeName + (nullable ? "?" : ""));
                     return null;

@@ -9,11 +9,16 @@ namespace PeftDsl.Generators.Parsing
     internal sealed class DiagnosticBag
     {
         private readonly List<DiagnosticInfo> items = new();
+        private int errors;
 
-        public bool HasErrors => items.Count > 0;
+        /// <summary>True once an error was added (warnings do not stop the emitter).</summary>
+        public bool HasErrors => errors > 0;
 
-        public void Add(DiagnosticDescriptor descriptor, Location? location, params string[] args) =>
+        public void Add(DiagnosticDescriptor descriptor, Location? location, params string[] args)
+        {
+            if (descriptor.DefaultSeverity == DiagnosticSeverity.Error) errors++;
             items.Add(new DiagnosticInfo(descriptor.Id, LocationInfo.From(location), args.ToEquatableArray()));
+        }
 
         public EquatableArray<DiagnosticInfo> ToArray() => items.ToEquatableArray();
     }

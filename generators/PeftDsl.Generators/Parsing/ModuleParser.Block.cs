@@ -19,12 +19,18 @@ namespace PeftDsl.Generators.Parsing
             var parallel = bindings.Optional(a, "ParallelResidual", BindingKind.Flag, "false");
             var sublayers = new List<SublayerSpec>();
             var named = new List<(Member?, AttributeData)>();
+            var sublayerAttributes = new List<AttributeData>();
             foreach (var attribute in Components(AttributeNames.Sublayer))
             {
                 var member = NameArgument(attribute);
                 var module = ModuleArgument(attribute, 1, "[Sublayer]", ModuleKind.SelfAttention, ModuleKind.CrossAttention, ModuleKind.FeedForward);
                 var normName = Bindings.Named(attribute, "Norm");
-                var norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
+                Member? norm = null;
+                if (string.IsNullOrEmpty(normName))
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(attribute), type.Name,
+                        "Norm = \"…\" on [Sublayer(\"" + (member?.Name ?? "?") + "\")]: the checkpoint name of the norm in front of it");
+                else
+                    norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
                 named.Add((member, attribute));
                 // One norm shared by parallel sublayers (GPT-J, Falcon) is declared once per sublayer under one name.
                 if (!(parallel?.Expression == "true" && norm is not null && sublayers.Any(s => s.Norm.Name == norm.Name)))
@@ -32,6 +38,7 @@ namespace PeftDsl.Generators.Parsing
                 if (member is null || module is null || norm is null) continue;
                 var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
                 sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind]));
+                sublayerAttributes.Add(attribute);
             }
             CheckUnique(named);
             if (sublayers.Count == 0 && !diagnostics.HasErrors)
@@ -39,6 +46,12 @@ namespace PeftDsl.Generators.Parsing
             if (dim is null || eps is null || parallel is null || diagnostics.HasErrors) return null;
             // The documented order: self-attention, cross-attention, feed-forward; declaration order within each.
             var ordered = sublayers.OrderBy(s => System.Array.IndexOf(SublayerOrder, s.Kind));
+            for (var i = 1; i < sublayers.Count; i++)
+            {
+                var earlier = sublayers.Take(i).FirstOrDefault(s => System.Array.IndexOf(SublayerOrder, s.Kind) > System.Array.IndexOf(SublayerOrder, sublayers[i].Kind));
+                if (earlier is not null)
+                    diagnostics.Add(DiagnosticDescriptors.SublayerOrder, Bindings.Where(sublayerAttributes[i]), type.Name, sublayers[i].Member.Name, earlier.Member.Name);
+            }
             return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray(), parallel);
         }
 

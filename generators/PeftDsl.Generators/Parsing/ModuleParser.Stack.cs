@@ -61,6 +61,13 @@ namespace PeftDsl.Generators.Parsing
                 }
                 if (headDim is not null && theta is not null && ropeType is not null && fraction is not null)
                     rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling);
+                if (headDim?.Literal is { } hd && (fraction?.Literal ?? 1.0) is var share && share > 0 && share <= 1)
+                {
+                    var rotated = (long)(hd * share);
+                    if (rotated <= 0 || rotated % 2 != 0)
+                        diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(rotaryAttribute, "HeadDim"), type.Name,
+                            $"the rotated size {rotated} (HeadDim {hd} × Fraction {share}) must be a positive even number");
+                }
             }
 
             var blocks = Single(AttributeNames.Blocks, required: true);
@@ -74,6 +81,7 @@ namespace PeftDsl.Generators.Parsing
                 blockType = ModuleArgument(blocks, 1, "[Blocks]", ModuleKind.TransformerBlock);
                 count = bindings.Required(blocks, "Count", BindingKind.Size, type.Name);
                 if (blockType is not null && rotaryAttribute is null) CheckNoRotaryAttention(TypeArgument(blocks, 1)!, blocks);
+                if (blockType is not null && rotaryAttribute is not null) CheckRotaryHeadSize(TypeArgument(blocks, 1)!, rotaryAttribute);
             }
 
             var finalNorm = Single(AttributeNames.FinalNorm, required: true);
@@ -92,6 +100,29 @@ namespace PeftDsl.Generators.Parsing
             return new StackSpec(dim!, tokenMember!, vocab, shared, virtualPrompts, positionMember, maxPositions, rotary,
                 blocksMember!, blockType!, count!, normMember!, normKind, eps!);
         }
+
+        /// <summary>Literal sizes that cannot fit are compile-time errors: the rotary head size must be the head size of
+        /// every rotary attention whose head size is literal (HeadDim, or Dim / Heads).</summary>
+        private void CheckRotaryHeadSize(INamedTypeSymbol block, AttributeData rotaryAttribute)
+        {
+            if (LiteralNumber(rotaryAttribute, "HeadDim") is not { } rotary) return;
+            foreach (var sublayer in AttributesOf(block, AttributeNames.Sublayer))
+            {
+                var module = TypeArgument(sublayer, 1);
+                var attention = module is null ? null : AttributesOf(module, AttributeNames.Kinds[ModuleKind.SelfAttention]).FirstOrDefault();
+                if (attention is null || !Bindings.NamedValue(attention, "Rotary", false)) continue;
+                var head = LiteralNumber(attention, "HeadDim")
+                    ?? (LiteralNumber(attention, "Dim") is { } d && LiteralNumber(attention, "Heads") is { } h && h > 0 ? d / h : null);
+                if (head is { } size && size != rotary)
+                    diagnostics.Add(DiagnosticDescriptors.SizesDoNotDivide, Bindings.Where(rotaryAttribute, "HeadDim"), type.Name,
+                        $"the rotary HeadDim {rotary} is not the head size {size} of attention '{module!.Name}'");
+            }
+        }
+
+        /// <summary>A binding argument written as a number (not a config member), or null.</summary>
+        private static double? LiteralNumber(AttributeData attribute, string argument) =>
+            Bindings.Named(attribute, argument) is { } text && double.TryParse(text, System.Globalization.NumberStyles.Float,
+                System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
 
         /// <summary>A rotary attention layer needs tables the stack computes; catch the omission at compile time.</summary>
         private void CheckNoRotaryAttention(INamedTypeSymbol block, AttributeData blocksAttribute)

@@ -32,7 +32,26 @@ namespace PeftDsl.Generators.Parsing
             var type = (INamedTypeSymbol)context.TargetSymbol;
             var parser = new ModuleParser(type, kind, context.Attributes[0]);
             var spec = parser.Run(cancellationToken);
-            return new ParseResult<ModuleSpec>(parser.diagnostics.HasErrors ? null : spec, parser.diagnostics.ToArray());
+            return parser.diagnostics.HasErrors
+                ? new ParseResult<ModuleSpec>(null, parser.diagnostics.ToArray(), parser.Skeleton())
+                : new ParseResult<ModuleSpec>(spec, parser.diagnostics.ToArray());
+        }
+
+        /// <summary>A skeleton for a class with errors, when C# lets us complete it: partial, top-level, a class (not a
+        /// record), not generic, no base class of its own, one kind and a readable config.</summary>
+        private SkeletonSpec? Skeleton()
+        {
+            var partial = type.DeclaringSyntaxReferences.All(r =>
+                r.GetSyntax() is ClassDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
+            if (!partial || type.IsRecord || type.ContainingType is not null || type.TypeParameters.Length > 0
+                || type.BaseType is { SpecialType: not SpecialType.System_Object } || config is null || KindsOf(type).Count != 1)
+                return null;
+            var tokens = Components(AttributeNames.TokenEmbedding).FirstOrDefault();
+            var tokenName = tokens?.ConstructorArguments.FirstOrDefault().Value as string;
+            var tokenField = kind == ModuleKind.TransformerStack && tokenName is not null && Names.IsCheckpointName(tokenName)
+                ? Names.Identifier(tokenName.Replace('.', '_')) : null;
+            return new SkeletonSpec(type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
+                type.Name, kind, Names.FullName(config), tokens is not null && Bindings.NamedValue(tokens, "Shared", false), tokenField);
         }
 
         private ModuleSpec? Run(CancellationToken cancellationToken)
@@ -74,6 +93,8 @@ namespace PeftDsl.Generators.Parsing
             if (type.ContainingType is not null) diagnostics.Add(DiagnosticDescriptors.NestedType, location, type.Name);
             if (type.BaseType is { SpecialType: not SpecialType.System_Object } baseType)
                 diagnostics.Add(DiagnosticDescriptors.BaseClassConflict, location, type.Name, baseType.ToDisplayString());
+            if (type.IsRecord) diagnostics.Add(DiagnosticDescriptors.NotAClass, location, type.Name);
+            if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticDescriptors.GenericType, location, type.Name);
         }
 
         private bool ReadConfig()
@@ -145,14 +166,44 @@ namespace PeftDsl.Generators.Parsing
             return new TypeRef(Names.FullName(referenced), referenced.Name);
         }
 
-        /// <summary>Reports PEFT005 for names declared twice in this class.</summary>
+        /// <summary>Reports PEFT005 for names declared twice in this class, and PEFT027 for names whose C# member
+        /// collides with another component's (<c>c.fc</c> and <c>c_fc</c>) or with a member the generator declares.</summary>
         private void CheckUnique(IEnumerable<(Member? Member, AttributeData Attribute)> members)
         {
             var seen = new HashSet<string>();
+            var fields = new Dictionary<string, string>();
             foreach (var (member, attribute) in members)
-                if (member is not null && !seen.Add(member.Name))
+            {
+                if (member is null) continue;
+                if (!seen.Add(member.Name))
+                {
                     diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(attribute), type.Name, member.Name);
+                    continue;
+                }
+                if (fields.TryGetValue(member.Field, out var other))
+                    diagnostics.Add(DiagnosticDescriptors.NameCollision, Bindings.Where(attribute), type.Name, member.Name, member.Field,
+                        $"'{other}' also becomes; rename one of them");
+                else if (member.Field == type.Name || Reserved.Contains(member.Field) || ReservedFor(kind).Contains(member.Field))
+                    diagnostics.Add(DiagnosticDescriptors.NameCollision, Bindings.Where(attribute), type.Name, member.Name, member.Field,
+                        member.Field == type.Name ? "is the class's own name" : "the generated code declares; rename the component");
+                else
+                    fields[member.Field] = member.Name;
+            }
         }
+
+        /// <summary>Members every generated module declares.</summary>
+        private static readonly HashSet<string> Reserved = new() { "forward", "DescribeCheckpoint", "Sites", "Broken" };
+
+        /// <summary>Members the emitter for each kind declares (fields, properties, helpers).</summary>
+        private static HashSet<string> ReservedFor(ModuleKind kind) => kind switch
+        {
+            ModuleKind.SelfAttention or ModuleKind.CrossAttention => new() { "nHead", "nKvHead", "headDim", "window", "Sizes", "EncoderKeysValues" },
+            ModuleKind.FeedForward => new() { "act", "gateProjection", "upProjection", "downProjection", "Sizes" },
+            ModuleKind.TransformerBlock => new() { "Layer", "parallelResidual", "AttentionAdapter", "CrossAttentionAdapter", "MlpAdapter" },
+            ModuleKind.TransformerStack => new() { "rotary", "VirtualPrompts", "EmbeddingShape", "SharedShape" },
+            _ => new() { "Config", "ModelType", "VocabSize", "CheckpointRules", "Head", "Hidden", "FromPretrained", "CheckpointKeys",
+                         "Targets", "DecoderStartTokenId", "EncoderHidden", "DecoderHidden", "SharedShape" },
+        };
 
         internal static List<ModuleKind> KindsOf(INamedTypeSymbol symbol)
         {

@@ -22,6 +22,8 @@ namespace PeftDsl.Generators.Parsing
             return new Member(name, Identifier(name!.Replace('.', '_')));
         }
 
+        public static bool IsCheckpointName(string name) => CheckpointName.IsMatch(name);
+
         public static string Identifier(string name) =>
             SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None || SyntaxFacts.GetContextualKeywordKind(name) != SyntaxKind.None
                 ? "@" + name
