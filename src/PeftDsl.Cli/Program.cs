@@ -65,7 +65,12 @@ public static class Program
             Console.Error.WriteLine("stopped");
             return InternalError;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (OutOfMemoryException e)
+        {
+            Console.Error.WriteLine($"error: out of memory ({e.Message.Split('\n')[0]}); try a smaller --batch or --max-length, or a smaller model");
+            return InternalError;
+        }
+        catch (Exception e)
         {
             Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message.Split('\n')[0]}" + (verbose ? "" : " (rerun with --verbose for the stack trace)"));
             if (verbose) Console.Error.WriteLine(e);

@@ -34,7 +34,9 @@ public sealed class GenerateCliTests
 
         using var model = LlamaForCausalLM.FromPretrained(dir.Path);
         var tokenizer = TokenizerLoader.FromFolder(dir.Path, "llama", model.VocabSize);
-        var options = GenerationDefaults.FromFolder(dir.Path).ApplyTo(new GenerationOptions { MaxNewTokens = 5 }, padGiven: false);
+        // The tokenizer has fewer ids than the model: only ids it can decode are generated, and stderr says so.
+        Assert.Contains("only ids the tokenizer can decode are generated", stderr);
+        var options = GenerationDefaults.FromFolder(dir.Path).ApplyTo(new GenerationOptions { MaxNewTokens = 5, VocabLimit = tokenizer.VocabSize }, padGiven: false);
         var tokens = TextGenerator.Generate(model, [tokenizer.Encode("Hello world")], options)[0];
         Assert.Equal(tokenizer.Decode(tokens), stdout.TrimEnd('\n'));
     }
@@ -43,6 +45,8 @@ public sealed class GenerateCliTests
     [InlineData("--top-p", "0", "generation: top-p must be in (0, 1], got 0")]
     [InlineData("--max-new-tokens", "-3", "generation: max new tokens must be 0 or more, got -3")]
     [InlineData("--temperature", "-1", "generation: temperature must be a positive number, got -1")]
+    [InlineData("--stop", "99999", "--stop 99999: outside the model's vocabulary of 512, so it could never stop a run")]
+    [InlineData("--max-new-tokens", "63", "--max-new-tokens 63: generation: the longest prompt (2 tokens) plus 63 new tokens exceed the model's 64 positions")]
     public void BadArgumentsAreOneErrorLine(string option, string value, string message)
     {
         var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--prompt-ids", "1 2", "--ids", option, value);
@@ -122,5 +126,17 @@ public sealed class BenchTests
     {
         var e = Assert.Throws<Errors.PeftDslException>(() => Cli.Commands.BenchCommand.Run("gpt5", null, 1, 8, 1, 0, TextWriter.Null));
         Assert.Contains("unknown shape 'gpt5'", e.Message);
+    }
+
+    /// <summary>Sizes no run can use are one error line before anything is allocated (they used to end in native
+    /// allocator frames or a hang).</summary>
+    [Theory]
+    [InlineData("--length", "100000", "error: bench: --length 100000 plus --new-tokens 32 exceed the model's 512 positions")]
+    [InlineData("--batch", "100000000", "error: bench: --batch 100000000 × --length 128 × vocabulary 4096 needs 195312.5 GiB for the fp32 logits alone; this machine has")]
+    public void AbsurdBenchSizesAreOneErrorLine(string option, string value, string message)
+    {
+        var (code, _, stderr) = ParityTests.Peft("bench", "--shape", "gpt2-tiny", option, value);
+        Assert.Equal(2, code);
+        Assert.StartsWith(message, Assert.Single(stderr.Trim().Split('\n')));
     }
 }

@@ -125,6 +125,37 @@ public sealed class GenerationTests
             Assert.Throws<PeftDslException>(() => TextGenerator.Generate(model, [[1, 512]], options)).Message);
     }
 
+    /// <summary>Checked before the first step: a run past GPT-2's 64 learned positions, with a prompt task's virtual
+    /// tokens counted.</summary>
+    [Fact]
+    public void ImpossibleRunsAreRefusedBeforeTheFirstStep()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var steps = 0;
+        var options = new GenerationOptions { MaxNewTokens = 60, OnStep = _ => steps++ };
+        var e = Assert.Throws<PeftDslException>(() => TextGenerator.Generate(model, [[1, 2, 3, 4, 5]], options));
+        Assert.Equal("generation: the longest prompt (5 tokens) plus 60 new tokens exceed the model's 64 positions", e.Message);
+        model.Prompts.Add("task", new PeftDsl.Peft.Prompts.PromptConfig { Method = PeftDsl.Peft.Prompts.PromptMethod.PromptTuning, NumVirtualTokens = 5 });
+        e = Assert.Throws<PeftDslException>(() => TextGenerator.Generate(model, [[1, 2, 3]], options with { MaxNewTokens = 57 }));
+        Assert.Equal("generation: the longest prompt (3 tokens) after 5 virtual tokens plus 57 new tokens exceed the model's 64 positions", e.Message);
+        Assert.Equal(0, steps);
+    }
+
+    /// <summary>A vocabulary limit (a tokenizer smaller than the model's padded vocabulary) is never exceeded, and
+    /// below it the greedy choice is the plain argmax over the allowed ids.</summary>
+    [Fact]
+    public void AVocabularyLimitKeepsEveryTokenDecodable()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        var free = TextGenerator.Generate(model, Prompts, new GenerationOptions { MaxNewTokens = 6 });
+        var limited = TextGenerator.Generate(model, Prompts, new GenerationOptions { MaxNewTokens = 6, VocabLimit = 200 });
+        Assert.All(limited, row => Assert.All(row, id => Assert.InRange(id, 0, 199)));
+        Assert.Contains(free, row => row.Any(id => id >= 200));   // the limit changed something, so the test can fail
+        using var noGrad = no_grad();
+        var first = model.Logits(tensor(Prompts[0]).unsqueeze(0))[0, -1].narrow(0, 0, 200).argmax().item<long>();
+        Assert.Equal(first, limited[0][0]);
+    }
+
     [Fact]
     public void DefaultsComeFromTheCheckpointFolder()
     {

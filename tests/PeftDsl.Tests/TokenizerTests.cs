@@ -42,6 +42,10 @@ public sealed class TokenizerTests
             tokenizer.Encode("Hello world, tuning adapters!"));
         Assert.Equal([1L, 357, 93, 358, 379, 325, 357, 198, 194], tokenizer.Encode("Zebra ÿ"));   // byte fallback
         Assert.Equal("Hello world, tuning adapters!", tokenizer.Decode(tokenizer.Encode("Hello world, tuning adapters!")));
+        // An id the tokenizer does not have is refused (it used to vanish from the text).
+        var e = Assert.Throws<PeftDslException>(() => tokenizer.Decode([357, tokenizer.VocabSize]));
+        Assert.Equal($"token id {tokenizer.VocabSize} is not in the tokenizer's vocabulary of {tokenizer.VocabSize} ({tokenizer.Source}), so it has no text", e.Message);
+        Assert.Throws<PeftDslException>(() => tokenizer.Decode([-1]));
     }
 
     [Theory]   // a one-character text: the library's normalizer alone would return nothing at all

@@ -39,6 +39,8 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <returns>(B, T, C) final hidden states of the body.</returns>");
             w.Line($"protected override {Tensor} Hidden({Tensor} inputIds, {StackInputs} inputs) => this.{body}.forward(inputIds, inputs);");
             w.Line();
+            w.Line($"public override long? PositionLimit => this.{body}.PositionLimit;");
+            w.Line();
 
             RootEmitter.FromPretrained(w, spec, c.ModelType, c.AlsoReads);
             RootEmitter.CheckpointKeys(w, spec, c.Head, $"{c.BodyType.FullName}.EmbeddingShape(config)",

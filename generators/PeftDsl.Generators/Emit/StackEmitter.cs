@@ -22,6 +22,9 @@ namespace PeftDsl.Generators.Emit
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
             w.Line();
+            w.Line("/// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>");
+            w.Line(s.Positions is { } limit ? $"public long? PositionLimit => this.{limit.Field}.Count;" : "public long? PositionLimit => null;");
+            w.Line();
             if (s.VirtualPrompts)
             {
                 w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output (registered as virtual_prompt).</summary>");

@@ -98,6 +98,14 @@ public static class BenchCommand
         }
         var device = placement.Device ?? CPU;
         var vocab = model.VocabSize;
+        // Sizes no run can use are refused before anything is allocated (an allocation failure would end in native frames).
+        if (model is CausalLanguageModel { PositionLimit: { } limit } && length + newTokens > limit)
+            throw new PeftDslException($"bench: --length {length} plus --new-tokens {newTokens} exceed the model's {limit} positions");
+        var logitsGiB = (double)batch * length * vocab * 4 / (1L << 30);
+        var memoryGiB = (double)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30);
+        if (device.type == DeviceType.CPU && logitsGiB > memoryGiB)
+            throw new PeftDslException($"bench: --batch {batch} × --length {length} × vocabulary {vocab} needs {logitsGiB:F1} GiB for the fp32 logits alone; " +
+                                       $"this machine has {memoryGiB:F1} GiB");
         var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64, device: device);
         var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
         var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);

@@ -73,18 +73,29 @@ public static class GenerateCommand
         AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
         var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(tokenizerDirectory ?? directory, model.VocabSize, texts.Length == 0, tokenizerDirectory is null) : null;
         var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
-        // Checked before decoding starts: a model with learned positions cannot go past them.
-        var config = Checkpoints.CheckpointFolder.ReadConfig(directory);
+        // A --stop id the model cannot produce would never stop the run (a checkpoint's own EOS outside a tiny
+        // test vocabulary is only never matched).
+        if (options.StopTokens.FirstOrDefault(t => t >= model.VocabSize, -1) is var stop && stop >= 0)
+            throw new PeftDslException($"--stop {stop}: outside the model's vocabulary of {model.VocabSize}, so it could never stop a run");
         var lm = (LanguageModel)model;
         if (lm.Prompts.Names.Count > 1 && lm.Prompts.Active is null)
             throw new PeftDslException($"{adapter} holds several prompt tasks ({string.Join(", ", lm.Prompts.Names)}): choose one with --use NAME");
-        var virtualTokens = lm.Prompts.Active is { } task ? lm.Prompts[task].NumVirtualTokens : 0;
-        if ((config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings")) is { } limit && model is CausalLanguageModel
-            && virtualTokens + prompts.Max(p => p.Length) + options.MaxNewTokens > limit)
-            throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: the longest prompt ({prompts.Max(p => p.Length)} tokens)" +
-                                       (virtualTokens > 0 ? $" after the adapter's {virtualTokens} virtual tokens" : "") +
-                                       $" plus the new tokens exceed the model's {limit} positions");
+        // Checked before decoding starts (TextGenerator checks again): a model with learned positions cannot go past them.
+        try
+        {
+            TextGenerator.CheckPositions(model, prompts, options);
+        }
+        catch (PeftDslException e)
+        {
+            throw new PeftDslException($"--max-new-tokens {options.MaxNewTokens}: {e.Message}");
+        }
         var defaults = GenerationDefaults.FromFolder(directory).ApplyTo(options, padGiven: false);
+        if (!printIds && tokenizer is not null && tokenizer.VocabSize < model.VocabSize)
+        {
+            // A vocabulary padded past the tokenizer's (Pythia): ids with no text are never chosen.
+            Console.Error.WriteLine($"note: the model has {model.VocabSize} token ids, the tokenizer {tokenizer.VocabSize}; only ids the tokenizer can decode are generated");
+            defaults = defaults with { VocabLimit = tokenizer.VocabSize };
+        }
         if (prompts.Count == 1)
         {
             // One prompt: stream the continuation as it is produced (text is re-decoded so multi-token characters print whole).

@@ -40,6 +40,11 @@ public sealed record GenerationOptions
     /// model's active adapters for every prompt.</summary>
     public IReadOnlyList<string>? AdapterNames { get; init; }
 
+    /// <summary>Only ids below this are ever chosen; null allows the model's whole vocabulary. For a model whose
+    /// vocabulary is padded past its tokenizer's (Pythia: 50,304 rows for 50,277 tokens), so every generated id
+    /// decodes.</summary>
+    public long? VocabLimit { get; init; }
+
     /// <summary>Called after each step with the token each prompt just produced (null for a prompt already
     /// finished), so a caller can stream the output.</summary>
     public Action<IReadOnlyList<long?>>? OnStep { get; init; }
@@ -54,6 +59,7 @@ public sealed record GenerationOptions
         if (!(TopP > 0 && TopP <= 1)) throw Bad($"top-p must be in (0, 1], got {Show(TopP)}");
         if (PadTokenId < 0) throw Bad($"the pad token id must not be negative, got {PadTokenId}");
         if (StopTokens.FirstOrDefault(t => t < 0) is var bad && bad < 0) throw Bad($"stop token ids must not be negative, got {bad}");
+        if (VocabLimit is { } limit && limit <= 0) throw Bad($"the vocabulary limit must be positive, got {limit}");
     }
 
     private static PeftDslException Bad(string message) => new("generation: " + message);

@@ -15,6 +15,7 @@ public static class TextGenerator
     {
         options.Validate();
         CheckPrompts(prompts, model.VocabSize, model is Runtime.LanguageModel { Prompts.Names.Count: > 0 });
+        CheckPositions(model, prompts, options);
         var results = prompts.Select(_ => new List<long>()).ToArray();
         if (options.MaxNewTokens == 0) return results.Select(r => r.ToArray()).ToList();
 
@@ -38,7 +39,10 @@ public static class TextGenerator
             for (var step = 0; step < options.MaxNewTokens && !finished.All(f => f); step++)
             {
                 using var scope = NewDisposeScope();
-                var tokens = sampler.Pick(session.Next(chosen)).cpu().data<long>().ToArray();   // one sync per step
+                var logits = session.Next(chosen);                                                    // (B, V)
+                if (options.VocabLimit is { } limit && limit < logits.shape[^1])
+                    logits = logits.narrow(-1, 0, limit);   // ids past the tokenizer's are never chosen
+                var tokens = sampler.Pick(logits).cpu().data<long>().ToArray();   // one sync per step
                 var produced = new long?[tokens.Length];
                 for (var row = 0; row < tokens.Length; row++)
                 {
@@ -63,6 +67,22 @@ public static class TextGenerator
             mask.Dispose();
         }
         return results.Select(r => r.ToArray()).ToList();
+    }
+
+    /// <summary>A model with learned positions cannot go past them: checked before the first step, so a long run
+    /// never fails at its end. Counts the longest prompt, the new tokens and the virtual tokens a prompt task puts in
+    /// front (its most, over the tasks the rows use).</summary>
+    public static void CheckPositions(IGenerativeModel model, IReadOnlyList<long[]> prompts, GenerationOptions options)
+    {
+        if (model is not Runtime.CausalLanguageModel { PositionLimit: { } limit } lm || prompts.Count == 0) return;
+        var table = lm.Prompts;
+        var tasks = (options.AdapterNames ?? (table.Active is { } active ? [active] : [])).Where(n => n is not null && table.Contains(n)).Distinct();
+        var virtualTokens = tasks.Select(t => (long)table[t!].NumVirtualTokens).DefaultIfEmpty(0).Max();
+        var longest = prompts.Max(p => p.Length);
+        if (virtualTokens + longest + options.MaxNewTokens > limit)
+            throw new PeftDslException($"generation: the longest prompt ({longest} tokens)" +
+                                       (virtualTokens > 0 ? $" after {virtualTokens} virtual tokens" : "") +
+                                       $" plus {options.MaxNewTokens} new tokens exceed the model's {limit} positions");
     }
 
     /// <param name="slots">Negative ids are virtual-prompt slots (the model has prompt tasks, which check them).</param>

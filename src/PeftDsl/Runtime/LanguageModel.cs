@@ -20,6 +20,10 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>Size of the output vocabulary.</summary>
     public abstract long VocabSize { get; }
 
+    /// <summary>Positions the model accepts (learned position embeddings), virtual and cached tokens included; null
+    /// when positions are computed (rotary, relative).</summary>
+    public virtual long? PositionLimit => null;
+
     /// <summary>config.json's <c>model_type</c> this class reads.</summary>
     public abstract string ModelType { get; }
 

@@ -21,9 +21,10 @@ public sealed class TextTokenizer
     private readonly Tokenizer inner;
     private readonly HashSet<long> special;
 
-    internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, IEnumerable<long> specialIds, long? bos = null, long? eos = null)
+    internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, long vocabSize, IEnumerable<long> specialIds, long? bos = null, long? eos = null)
     {
         this.inner = inner;
+        VocabSize = vocabSize;
         Kind = kind;
         Source = source;
         special = specialIds.ToHashSet();
@@ -38,6 +39,9 @@ public sealed class TextTokenizer
     public long? Eos { get; }
 
     public TokenizerKind Kind { get; }
+
+    /// <summary>Ids 0 … VocabSize − 1 decode; others are refused.</summary>
+    public long VocabSize { get; }
 
     /// <summary>The file (or data package) the vocabulary came from.</summary>
     public string Source { get; }
@@ -74,7 +78,14 @@ public sealed class TextTokenizer
         return ids.ToArray();
     }
 
-    /// <summary>Ids → text; special tokens (BOS, EOS, padding) are left out.</summary>
-    public string Decode(IEnumerable<long> ids) =>
-        inner.Decode(ids.Where(id => !special.Contains(id) && id >= 0 && id <= int.MaxValue).Select(id => (int)id)) ?? "";
+    /// <summary>Ids → text; special tokens (BOS, EOS, padding) are left out. An id the tokenizer does not have is
+    /// refused by name (it was dropped silently): text that quietly lacks tokens is not what the model produced.</summary>
+    public string Decode(IEnumerable<long> ids)
+    {
+        var list = ids as IReadOnlyCollection<long> ?? ids.ToList();
+        if (list.FirstOrDefault(id => id < 0 || id >= VocabSize, -1) is var bad && (bad >= VocabSize || list.Any(id => id < 0)))
+            throw new Errors.PeftDslException($"token id {(bad >= VocabSize ? bad : list.First(id => id < 0))} is not in the tokenizer's vocabulary " +
+                                              $"of {VocabSize} ({Source}), so it has no text");
+        return inner.Decode(list.Where(id => !special.Contains(id)).Select(id => (int)id)) ?? "";
+    }
 }

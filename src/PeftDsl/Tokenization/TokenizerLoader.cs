@@ -22,7 +22,9 @@ public static class TokenizerLoader
                 using var vocab = File.OpenRead(At("vocab.json"));
                 using var merges = File.OpenRead(At("merges.txt"));
                 var tokenizer = CodeGenTokenizer.Create(vocab, merges, false, false, false);
-                return new TextTokenizer(tokenizer, TokenizerKind.Gpt2VocabMerges, At("vocab.json"), EndOfText(tokenizer), eos: EndOfText(tokenizer).Cast<long?>().FirstOrDefault());
+                // Ids run to the largest one the vocabulary and its added tokens use.
+                var size = tokenizer.Vocabulary.Values.DefaultIfEmpty(-1).Max() + 1L;
+                return new TextTokenizer(tokenizer, TokenizerKind.Gpt2VocabMerges, At("vocab.json"), size, EndOfText(tokenizer), eos: EndOfText(tokenizer).Cast<long?>().FirstOrDefault());
             });
         if (File.Exists(At("tokenizer.model")))
             return SentencePiece(At("tokenizer.model"), TokenizerKind.SentencePieceBpe, addBos: true, addEos: false);
@@ -31,7 +33,7 @@ public static class TokenizerLoader
         if (modelType == "gpt2" && vocabSize >= Gpt2VocabSize)
         {
             var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
-            return new TextTokenizer(tiktoken, TokenizerKind.Gpt2Tiktoken, "tiktoken gpt2 data", [Gpt2VocabSize - 1], eos: Gpt2VocabSize - 1);
+            return new TextTokenizer(tiktoken, TokenizerKind.Gpt2Tiktoken, "tiktoken gpt2 data", Gpt2VocabSize, [Gpt2VocabSize - 1], eos: Gpt2VocabSize - 1);
         }
         var why = $"{directory}: no usable tokenizer: expected vocab.json + merges.txt (GPT-2 BPE), tokenizer.model (SentencePiece BPE, Llama) or spiece.model (SentencePiece Unigram, T5/mT5)";
         if (File.Exists(At("tokenizer.json"))) why += "; tokenizer.json alone is not read";
@@ -43,7 +45,7 @@ public static class TokenizerLoader
     {
         using var stream = new MemoryStream(SentencePieceModelPatch.WithoutNegativeBos(File.ReadAllBytes(path)));
         var tokenizer = SentencePieceTokenizer.Create(stream, addBos, addEos);
-        return new TextTokenizer(tokenizer, kind, path,
+        return new TextTokenizer(tokenizer, kind, path, tokenizer.Vocabulary.Values.DefaultIfEmpty(-1).Max() + 1L,
             (addBos ? [tokenizer.BeginningOfSentenceId] : Array.Empty<int>()).Append(tokenizer.EndOfSentenceId).Select(id => (long)id)
                 .Concat(kind == TokenizerKind.SentencePieceUnigram ? [0L] : []),   // T5 pads with id 0
             bos: addBos ? tokenizer.BeginningOfSentenceId : null, eos: tokenizer.EndOfSentenceId);

@@ -61,6 +61,7 @@ public static class Evaluator
             StopTokens = tokenizer.Eos is { } eos ? [eos] : [],
             PadTokenId = 0,
             AdapterNames = rows,
+            VocabLimit = tokenizer.VocabSize,   // a padded model vocabulary: only ids the tokenizer can decode
         };
         var answers = TextGenerator.Generate(model, chunk.Select(e => e.Prompt).ToList(), options);
         return chunk.Zip(answers).Count(pair => tokenizer.Decode(pair.Second).Trim() == tokenizer.Decode(pair.First.Answer).Trim());

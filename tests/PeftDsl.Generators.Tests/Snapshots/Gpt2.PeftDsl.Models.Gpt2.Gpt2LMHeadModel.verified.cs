@@ -39,6 +39,8 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     /// <returns>(B, T, C) final hidden states of the body.</returns>
     protected override global::TorchSharp.torch.Tensor Hidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.transformer.forward(inputIds, inputs);
 
+    public override long? PositionLimit => this.transformer.PositionLimit;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static Gpt2LMHeadModel FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

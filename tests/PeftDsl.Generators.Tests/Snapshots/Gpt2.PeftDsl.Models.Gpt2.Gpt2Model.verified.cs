@@ -10,6 +10,9 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block> h;
     public readonly global::PeftDsl.Modules.LayerNorm ln_f;
 
+    /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
+    public long? PositionLimit => this.wpe.Count;
+
     /// <summary>Where prompt learning prepends virtual tokens to the wte output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 

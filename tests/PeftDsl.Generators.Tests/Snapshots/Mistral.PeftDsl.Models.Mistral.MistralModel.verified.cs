@@ -10,6 +10,9 @@ partial class MistralModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     public readonly global::PeftDsl.Modules.RmsNorm norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
 
+    /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
+    public long? PositionLimit => null;
+
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 

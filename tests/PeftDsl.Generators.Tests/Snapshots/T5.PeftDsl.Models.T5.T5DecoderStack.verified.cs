@@ -10,6 +10,9 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5DecoderBlock> block;
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
 
+    /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
+    public long? PositionLimit => null;
+
     public T5DecoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5DecoderStack))
     {
         this.embed_tokens = sharedEmbedding;

@@ -10,6 +10,9 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5EncoderBlock> block;
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
 
+    /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
+    public long? PositionLimit => null;
+
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
