@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Side by side on one GPU: `peft bench` (published self-contained, run on PyTorch's CUDA libraries) and
+# hf_reference.py (transformers + peft, the same settings), then both numbers and their ratio per row.
+#   here (needs the .NET SDK):   bench/gpu/run.sh pack       → .gpu/peft.tar.xz (git-ignored; about 30 MB)
+#   on the GPU machine:          bench/gpu/run.sh run [OUTDIR]   (carry .gpu; needs python3 with torch, transformers, peft)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+case "${1:-}" in
+pack)
+    set -e
+    rm -rf "$root/.gpu/peft" && mkdir -p "$root/.gpu"
+    dotnet publish "$root/src/PeftDsl.Cli" -c Release -r linux-x64 --self-contained -p:PeftDslNoLibTorch=true -o "$root/.gpu/peft" >&2
+    tar -cJf "$root/.gpu/peft.tar.xz" -C "$root/.gpu" peft
+    rm -rf "$root/.gpu/peft"
+    ls -la "$root/.gpu/peft.tar.xz"
+    ;;
+run)
+    out=${2:-${OUT:-/tmp/bench-gpu}}
+    mkdir -p "$out" /tmp/peft-cli
+    tar -xJf "$root/.gpu/peft.tar.xz" -C /tmp/peft-cli || { echo "no .gpu/peft.tar.xz: run 'bench/gpu/run.sh pack' first and carry .gpu" >&2; exit 2; }
+    export LD_LIBRARY_PATH="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib"
+    export PYTHONUNBUFFERED=1
+    peft=/tmp/peft-cli/peft/peft
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    common=(--device cuda --dtype bf16 --lora-r 16 --steps 10)
+    ours() { local name=$1; shift; echo "== ours: $name"; "$peft" bench "$@" --json "$out/ours_$name.json" || echo "FAILED ours $name"; }
+    ours gpt2_lora_8x1024 --shape gpt2-small "${common[@]}" --batch 8 --length 1024 --new-tokens 0 --lora-targets c_attn attn.c_proj
+    ours tinyllama_lora_4x1024 --shape tinyllama-1.1b "${common[@]}" --batch 4 --length 1024 --new-tokens 0 --lora-targets all
+    ours t5base_lora_8x512 --shape t5-base "${common[@]}" --batch 8 --length 512 --new-tokens 0 --lora-targets q k v o wi wo
+    ours generate_b1 --shape gpt2-small "${common[@]}" --batch 1 --length 32 --new-tokens 128 --lora-targets c_attn
+    ours generate_b16 --shape gpt2-small "${common[@]}" --batch 16 --length 32 --new-tokens 128 --lora-targets c_attn
+    ours single_16x256 --shape gpt2-small "${common[@]}" --batch 16 --length 256 --new-tokens 0 --lora-targets c_attn attn.c_proj
+    ours mixed_16x256 --shape gpt2-small "${common[@]}" --batch 16 --length 256 --new-tokens 0 --lora-targets c_attn attn.c_proj --adapters 4 --mixed
+    echo "== transformers + peft"
+    python3 "$root/bench/gpu/hf_reference.py" "$out/hf.json" --steps 10 || echo "FAILED hf_reference.py"
+    python3 "$root/bench/gpu/compare.py" "$out" | tee "$out/table.md"
+    # The device tool returns at most 8 files: the JSON files travel as one archive.
+    tar -czf "$out/results.tgz" -C "$out" $(cd "$out" && ls *.json table.md) && rm -f "$out"/*.json
+    ;;
+*)
+    echo "usage: bench/gpu/run.sh pack | run [OUTDIR]" >&2
+    exit 2
+    ;;
+esac
