@@ -18,6 +18,7 @@ public sealed class DiagnosticTests
             [ConfigKey("act")] public string Act { get; init; } = "relu";
             [ConfigKey("maybe")] public int? Maybe { get; init; }
             [ConfigKey("eps")] public double Eps { get; init; } = 1e-5;
+            [ConfigKey("use_parallel_residual")] public bool Parallel { get; init; } = true;
         }
         [ModelConfig]
         public sealed partial record D { [ConfigKey("hidden")] public int Hidden { get; init; } = 32; }
@@ -209,7 +210,7 @@ public sealed class DiagnosticTests
         [ModelConfig] public sealed partial record NullForNonNullable { [ConfigKey("window", ⟦Computes = new object?[] { null })] public int X { get; init; } }
         """)]
     [InlineData("PEFT013", """
-        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦SlidingWindow = "4")]
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦SlidingWindow = "Heads")]
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
         public partial class WindowWithoutCausal;
         """)]
@@ -315,6 +316,62 @@ public sealed class DiagnosticTests
         [⟦Sublayer("attn", typeof(RotaryAttention), Norm = "ln_1")]
         public partial class MlpFirst;
         """)]
+    [InlineData("PEFT029", """
+        [TransformerBlock(typeof(C), Dim = "Hidden", ⟦ParallelResidual = "true")]
+        [Sublayer("attn", typeof(RotaryAttention), Norm = "ln")] [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class AlwaysParallel;
+        """)]
+    [InlineData("PEFT029", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, ⟦SlidingWindow = "4")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class AlwaysWindowed;
+        """)]
+    [InlineData("PEFT030", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public static partial class ⟦StaticMlp;
+        """)]
+    [InlineData("PEFT030", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public abstract partial class ⟦AbstractMlp;
+        """)]
+    [InlineData("PEFT025", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial record ⟦RecordMlpInABlock;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(RecordMlpInABlock), Norm = "ln")]
+        public partial class UsesARecord;
+        public static class UsesIt { public static object Make(C c) => new UsesARecord(c, 0); }
+        """)]
+    [InlineData("PEFT026", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial class ⟦GenericInABlock<T>;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GenericInABlock<>), Norm = "ln")]
+        public partial class UsesAGeneric;
+        """)]
+    [InlineData("PEFT001", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public class ⟦NotPartialInABlock;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(NotPartialInABlock), Norm = "ln")]
+        public partial class UsesANonPartial;
+        """)]
+    [InlineData("PEFT011", """
+        [ModelConfig] public sealed partial class ⟦ClassConfig { [ConfigKey("hidden")] public int Hidden { get; init; } = 32; }
+        [FeedForward(typeof(ClassConfig), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial class OnAClassConfig;
+        """)]
+    [InlineData("PEFT007", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up, ⟦Layout = (WeightLayout)7)] [Projection("down", ProjectionRole.Down)]
+        public partial class CastLayout;
+        """)]
     public void InvalidDeclarationReportsExactlyItsDiagnostics(string id, string declaration)
     {
         // ⟦ marks where each expected diagnostic starts: the attribute argument, the attribute or the type's name.
@@ -339,7 +396,7 @@ public sealed class DiagnosticTests
     public void AParallelBlockMayShareOneNorm()
     {
         var (run, _) = GeneratorHarness.Run(("Test.cs", Prelude + """
-            [TransformerBlock(typeof(C), Dim = "Hidden", ParallelResidual = "true")]
+            [TransformerBlock(typeof(C), Dim = "Hidden", ParallelResidual = "Parallel")]
             [Sublayer("attn", typeof(RotaryAttention), Norm = "ln")]
             [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
             public partial class OneNorm;

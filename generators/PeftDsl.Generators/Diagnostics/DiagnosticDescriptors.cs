@@ -94,6 +94,12 @@ namespace PeftDsl.Generators.Diagnostics
         public static readonly DiagnosticDescriptor SublayerOrder = Warning("PEFT028", "Sublayer declared out of order",
             "'{0}': sublayers run self-attention, then cross-attention, then feed-forward; '{1}' is declared after '{2}' but runs before it");
 
+        public static readonly DiagnosticDescriptor LiteralComputation = Error("PEFT029", "Computation fixed by a literal",
+            "{0} = \"{1}\" fixes {2} for every checkpoint; bind it to a config property with [ConfigKey(\"{3}\")] (its default can be {1}) so that a checkpoint whose config says otherwise is refused instead of computed this way");
+
+        public static readonly DiagnosticDescriptor StaticOrAbstract = Error("PEFT030", "DSL class is static or abstract",
+            "'{0}' is {1}; the generator completes DSL classes with instance members and constructs them");
+
         private static readonly Dictionary<string, DiagnosticDescriptor> All = typeof(DiagnosticDescriptors)
             .GetFields()
             .Where(f => f.FieldType == typeof(DiagnosticDescriptor))

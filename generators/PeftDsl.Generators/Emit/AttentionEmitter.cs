@@ -60,7 +60,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             if (a.Cross) EmitCrossForward(w, spec, a);
-            else EmitSelfForward(w, a);
+            else EmitSelfForward(w, spec, a);
             w.Line();
             EmitHelpers.NoFieldRegistration(w);
             EmitSizes(w, spec, a);
@@ -79,7 +79,7 @@ namespace PeftDsl.Generators.Emit
             return w.ToString();
         }
 
-        private static void EmitSelfForward(IndentedWriter w, AttentionSpec a)
+        private static void EmitSelfForward(IndentedWriter w, ModuleSpec spec, AttentionSpec a)
         {
             ProjectionSpec Role(string role) => a.Projections.First(p => p.Role == role);
             w.Line("/// <param name=\"x\">(B, T, C) hidden states.</param>");
@@ -107,7 +107,7 @@ namespace PeftDsl.Generators.Emit
             }
             if (a.Rotary)
             {
-                w.Line("var (cos, sin) = ctx.Rotary ?? throw new global::System.InvalidOperationException(\"rotary tables missing: the stack declares no [RotaryEmbedding]\");");
+                w.Line($"var (cos, sin) = ctx.RotaryTables(headDim, nameof({spec.Name}));");
                 w.Line($"q = {RotaryEmbedding}.Apply(q, cos, sin);");
                 w.Line($"k = {RotaryEmbedding}.Apply(k, cos, sin);");
             }

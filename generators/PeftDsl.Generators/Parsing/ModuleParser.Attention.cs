@@ -38,6 +38,9 @@ namespace PeftDsl.Generators.Parsing
             var relativeBias = cross ? null : ParseRelativeBias(a);
             var causal = !cross && Bindings.NamedValue(a, "Causal", false);
             var window = cross ? null : bindings.Optional(a, "SlidingWindow", BindingKind.Window);
+            if (window?.Literal is > 0)
+                diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(a, "SlidingWindow"), "SlidingWindow", window.Display,
+                    "a sliding window", "sliding_window");
             if (window is not null && !causal)
                 diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "SlidingWindow"), type.Name,
                     "SlidingWindow needs Causal = true (the window counts back from each query)");
@@ -93,13 +96,13 @@ namespace PeftDsl.Generators.Parsing
                     continue;
                 }
                 roles.Add(role);
-                var layout = EnumName(Bindings.NamedValue<object?>(attribute, "Layout", 0), Layouts) ?? "Linear";
+                var layout = NamedEnum(attribute, "Layout", Layouts, "WeightLayout");
                 var bias = bindings.Optional(attribute, "Bias", BindingKind.Flag, "false");
                 var when = bindings.Optional(attribute, "When", BindingKind.Flag);
                 if (when is not null && !allowConditional)
                     diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute, "When"), type.Name,
                         "When is only supported on [FeedForward] projections");
-                var interleaved = EnumName(Bindings.NamedValue<object?>(attribute, "QkvLayout", 0), QkvLayouts) == "Interleaved";
+                var interleaved = NamedEnum(attribute, "QkvLayout", QkvLayouts, "QkvLayout") == "Interleaved";
                 if (interleaved && role != "Qkv")
                     diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(attribute, "QkvLayout"), type.Name,
                         $"QkvLayout orders a fused Qkv projection's output; {member?.Name ?? "this projection"} is {role}");
@@ -150,5 +153,16 @@ namespace PeftDsl.Generators.Parsing
 
         private static string? EnumName(object? value, string[] names) =>
             value is int i && i >= 0 && i < names.Length ? names[i] : null;
+
+        /// <summary>A named enum argument (the first value when absent); a cast to a value the enum does not have,
+        /// such as <c>(QkvLayout)7</c>, is PEFT007 instead of the default.</summary>
+        private string NamedEnum(AttributeData attribute, string argument, string[] names, string enumName)
+        {
+            var value = Bindings.NamedValue<object?>(attribute, argument, 0);
+            if (EnumName(value, names) is { } name) return name;
+            diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(attribute, argument), argument, value?.ToString() ?? "null",
+                $"not a value of {enumName} ({string.Join(", ", names)})");
+            return names[0];
+        }
     }
 }

@@ -14,9 +14,12 @@ namespace PeftDsl.Generators.Parsing
         {
             var a = kindAttribute;
             var dim = bindings.Required(a, "Dim", BindingKind.Size, type.Name);
-            var normKind = EnumName(Bindings.NamedValue<object?>(a, "Norm", 0), NormKinds) ?? "LayerNorm";
+            var normKind = NamedEnum(a, "Norm", NormKinds, "NormKind");
             var eps = bindings.Optional(a, "NormEps", BindingKind.Real, "1e-5");
             var parallel = bindings.Optional(a, "ParallelResidual", BindingKind.Flag, "false");
+            if (parallel is { Expression: "true" } && Bindings.Named(a, "ParallelResidual") is not null)
+                diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(a, "ParallelResidual"), "ParallelResidual", "true",
+                    "a parallel residual", "use_parallel_residual");
             var sublayers = new List<SublayerSpec>();
             var named = new List<(Member?, AttributeData)>();
             var sublayerAttributes = new List<AttributeData>();
@@ -32,8 +35,9 @@ namespace PeftDsl.Generators.Parsing
                 else
                     norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
                 named.Add((member, attribute));
-                // One norm shared by parallel sublayers (GPT-J, Falcon) is declared once per sublayer under one name.
-                if (!(parallel?.Expression == "true" && norm is not null && sublayers.Any(s => s.Norm.Name == norm.Name)))
+                // One norm shared by sublayers (GPT-J, Falcon: parallel) is declared once per sublayer under one name; a
+                // block that is always sequential repeating a norm name is a mistake.
+                if (!(parallel?.Expression != "false" && norm is not null && sublayers.Any(s => s.Norm.Name == norm.Name)))
                     named.Add((norm, attribute));
                 if (member is null || module is null || norm is null) continue;
                 var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
@@ -46,13 +50,13 @@ namespace PeftDsl.Generators.Parsing
             if (dim is null || eps is null || parallel is null || diagnostics.HasErrors) return null;
             // The documented order: self-attention, cross-attention, feed-forward; declaration order within each.
             var ordered = sublayers.OrderBy(s => System.Array.IndexOf(SublayerOrder, s.Kind));
-            for (var i = 1; i < sublayers.Count; i++)
+            for (var i = 1; i < sublayers.Count && parallel?.Expression != "true"; i++)
             {
                 var earlier = sublayers.Take(i).FirstOrDefault(s => System.Array.IndexOf(SublayerOrder, s.Kind) > System.Array.IndexOf(SublayerOrder, sublayers[i].Kind));
                 if (earlier is not null)
                     diagnostics.Add(DiagnosticDescriptors.SublayerOrder, Bindings.Where(sublayerAttributes[i]), type.Name, sublayers[i].Member.Name, earlier.Member.Name);
             }
-            return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray(), parallel);
+            return new BlockSpec(dim, normKind, eps, UniqueAdapterSites(ordered).ToEquatableArray(), parallel!);
         }
 
         private static readonly ModuleKind[] SublayerOrder = { ModuleKind.SelfAttention, ModuleKind.CrossAttention, ModuleKind.FeedForward };

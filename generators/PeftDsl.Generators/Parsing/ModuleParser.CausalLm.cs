@@ -131,10 +131,18 @@ namespace PeftDsl.Generators.Parsing
                 }
             }
             paths = paths.Distinct().ToList();
-            return paths
+            // Names must be valid checkpoint names (a bad one is its class's own error) and give distinct constants:
+            // c.fc and c_fc would both be c_fc, so the second becomes c_fc_2.
+            var taken = new HashSet<string>();
+            foreach (var value in paths
+                .Where(p => Names.IsCheckpointName(p.Projection) && Names.IsCheckpointName(p.Sublayer))
                 .Select(p => paths.Count(q => q.Projection == p.Projection) > 1 ? p.Sublayer + "." + p.Projection : p.Projection)
-                .Distinct()
-                .Select(value => new TargetSpec(Names.Identifier(value.Replace('.', '_')), value));
+                .Distinct())
+            {
+                var identifier = value.Replace('.', '_');
+                for (var n = 2; !taken.Add(identifier); n++) identifier = value.Replace('.', '_') + "_" + n;
+                yield return new TargetSpec(Names.Identifier(identifier), value);
+            }
         }
     }
 }

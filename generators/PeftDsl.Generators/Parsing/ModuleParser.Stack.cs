@@ -45,6 +45,9 @@ namespace PeftDsl.Generators.Parsing
                 var theta = bindings.Optional(rotaryAttribute, "Theta", BindingKind.Real, "10000");
                 var ropeType = bindings.Optional(rotaryAttribute, "RopeType", BindingKind.RopeType, "default");
                 var fraction = bindings.Optional(rotaryAttribute, "Fraction", BindingKind.Real, "1");
+                if (fraction?.Literal is { } literal && literal > 0 && literal < 1)
+                    diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(rotaryAttribute, "Fraction"), "Fraction", fraction.Display,
+                        "partial rotary", "partial_rotary_factor");
                 if (fraction?.Literal is { } f && !(f > 0 && f <= 1))
                     diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(rotaryAttribute, "Fraction"), "Fraction", fraction.Display,
                         "the rotated share of a head must be in (0, 1]");
@@ -93,6 +96,9 @@ namespace PeftDsl.Generators.Parsing
                 normMember = NameArgument(finalNorm);
                 named.Add((normMember, finalNorm));
                 normKind = EnumName(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, NormKinds) ?? "LayerNorm";
+                if (EnumName(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, NormKinds) is null)
+                    diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(finalNorm), "kind",
+                        finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value?.ToString() ?? "null", $"not a value of NormKind ({string.Join(", ", NormKinds)})");
                 eps = bindings.Optional(finalNorm, "Eps", BindingKind.Real, "1e-5");
             }
             CheckUnique(named);

@@ -19,6 +19,9 @@ namespace PeftDsl.Generators.Parsing
         private readonly AttributeData kindAttribute;
         private INamedTypeSymbol config = null!;
         private Bindings bindings = null!;
+        // A referenced class (or the config) that the generator cannot complete reports its own error; this class
+        // then gets only a skeleton, so its generated code never calls members that do not exist.
+        private bool dependencyBroken;
 
         private ModuleParser(INamedTypeSymbol type, ModuleKind kind, AttributeData kindAttribute)
         {
@@ -32,7 +35,7 @@ namespace PeftDsl.Generators.Parsing
             var type = (INamedTypeSymbol)context.TargetSymbol;
             var parser = new ModuleParser(type, kind, context.Attributes[0]);
             var spec = parser.Run(cancellationToken);
-            return parser.diagnostics.HasErrors
+            return parser.diagnostics.HasErrors || parser.dependencyBroken
                 ? new ParseResult<ModuleSpec>(null, parser.diagnostics.ToArray(), parser.Skeleton())
                 : new ParseResult<ModuleSpec>(spec, parser.diagnostics.ToArray());
         }
@@ -43,7 +46,7 @@ namespace PeftDsl.Generators.Parsing
         {
             var partial = type.DeclaringSyntaxReferences.All(r =>
                 r.GetSyntax() is ClassDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
-            if (!partial || type.IsRecord || type.ContainingType is not null || type.TypeParameters.Length > 0
+            if (!partial || type.IsRecord || type.IsStatic || type.IsAbstract || type.ContainingType is not null || type.TypeParameters.Length > 0
                 || type.BaseType is { SpecialType: not SpecialType.System_Object } || config is null || KindsOf(type).Count != 1)
                 return null;
             var tokens = Components(AttributeNames.TokenEmbedding).FirstOrDefault();
@@ -94,6 +97,8 @@ namespace PeftDsl.Generators.Parsing
             if (type.BaseType is { SpecialType: not SpecialType.System_Object } baseType)
                 diagnostics.Add(DiagnosticDescriptors.BaseClassConflict, location, type.Name, baseType.ToDisplayString());
             if (type.IsRecord) diagnostics.Add(DiagnosticDescriptors.NotAClass, location, type.Name);
+            if (type.IsStatic || type.IsAbstract)
+                diagnostics.Add(DiagnosticDescriptors.StaticOrAbstract, location, type.Name, type.IsStatic ? "static" : "abstract");
             if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticDescriptors.GenericType, location, type.Name);
         }
 
@@ -102,6 +107,9 @@ namespace PeftDsl.Generators.Parsing
             var arg = kindAttribute.ConstructorArguments.FirstOrDefault();
             if (arg.Value is INamedTypeSymbol c && c.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == AttributeNames.ModelConfig))
             {
+                // A config that is not a partial record gets no FromJson (PEFT001/PEFT011 on it).
+                if (!c.IsRecord || !c.DeclaringSyntaxReferences.All(r => r.GetSyntax() is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword)))
+                    dependencyBroken = true;
                 config = c;
                 bindings = new Bindings(config, diagnostics);
                 return true;
@@ -157,6 +165,7 @@ namespace PeftDsl.Generators.Parsing
                     kinds.Count == 0 ? "not a DSL class" : "[" + string.Join("], [", kinds) + "]");
                 return null;
             }
+            if (!Completable(referenced)) dependencyBroken = true;
             var theirs = ConfigOf(referenced);
             if (theirs is not null && !SymbolEqualityComparer.Default.Equals(theirs, config))
             {
@@ -165,6 +174,14 @@ namespace PeftDsl.Generators.Parsing
             }
             return new TypeRef(Names.FullName(referenced), referenced.Name);
         }
+
+        /// <summary>Whether the generator can complete a DSL class (its own errors aside): partial, top-level, a
+        /// non-generic, non-static, non-abstract class with no base class of its own.</summary>
+        private static bool Completable(INamedTypeSymbol t) =>
+            t.DeclaringSyntaxReferences.Length > 0
+            && t.DeclaringSyntaxReferences.All(r => r.GetSyntax() is ClassDeclarationSyntax c && c.Modifiers.Any(SyntaxKind.PartialKeyword))
+            && !t.IsRecord && !t.IsStatic && !t.IsAbstract && t.ContainingType is null && !t.IsGenericType
+            && t.BaseType is not { SpecialType: not SpecialType.System_Object };
 
         /// <summary>Reports PEFT005 for names declared twice in this class, and PEFT027 for names whose C# member
         /// collides with another component's (<c>c.fc</c> and <c>c_fc</c>) or with a member the generator declares.</summary>

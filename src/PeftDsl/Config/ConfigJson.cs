@@ -44,14 +44,20 @@ public sealed class ConfigJson
         return new ConfigJson(doc.RootElement.Clone(), source);
     }
 
-    /// <summary>The first of <paramref name="keys"/> that is present (null counts as absent).</summary>
+    /// <summary>The first of <paramref name="keys"/> that is present (null counts as absent). Two present keys that
+    /// disagree (a v5 <c>rope_parameters.rope_type</c> beside a legacy <c>rope_scaling.type</c>) are refused: which
+    /// one transformers applies is not ours to guess.</summary>
     public bool TryGet(string[] keys, out JsonElement value, out string key)
     {
-        foreach (var k in keys)
+        for (var i = 0; i < keys.Length; i++)
         {
-            if (TryGetPath(k, out value) && value.ValueKind != JsonValueKind.Null)
+            if (TryGetPath(keys[i], out value) && value.ValueKind != JsonValueKind.Null)
             {
-                key = k;
+                key = keys[i];
+                foreach (var other in keys.Skip(i + 1))
+                    if (TryGetPath(other, out var second) && second.ValueKind != JsonValueKind.Null && !Same(value, second))
+                        throw new ConfigException($"{Source}: \"{key}\": {value.GetRawText()} and \"{other}\": {second.GetRawText()} disagree; " +
+                                                  "refusing rather than guessing which one applies");
                 return true;
             }
         }
@@ -59,6 +65,11 @@ public sealed class ConfigJson
         key = keys[0];
         return false;
     }
+
+    private static bool Same(JsonElement a, JsonElement b) =>
+        a.ValueKind == JsonValueKind.Number && b.ValueKind == JsonValueKind.Number
+            ? a.GetDouble() == b.GetDouble()
+            : a.ValueKind == b.ValueKind && a.GetRawText() == b.GetRawText();
 
     /// <summary>A value that must be present; <paramref name="member"/> is the C# property it binds, for the message.</summary>
     public T Required<T>(string[] keys, string member)

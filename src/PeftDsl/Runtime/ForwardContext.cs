@@ -46,8 +46,22 @@ public sealed class ForwardContext : IDisposable
     /// <summary>(B or 1, 1, T, past + T) bool causal mask (with padding); null when <c>is_causal</c> suffices.</summary>
     public Tensor? CausalMask { get; }
 
-    /// <summary>cos and sin (B or 1, 1, T, head_dim) when the stack declares rotary embeddings.</summary>
+    /// <summary>cos and sin (B or 1, 1, T, rotary dim) when the stack declares rotary embeddings.</summary>
     public (Tensor Cos, Tensor Sin)? Rotary { get; }
+
+    private long rotaryHeadDim;
+
+    /// <summary>The rotary tables for an attention whose heads are <paramref name="headDim"/> wide: the stack's
+    /// [RotaryEmbedding] must be for that head size (when both are bound to config values, only the run can tell).</summary>
+    public (Tensor Cos, Tensor Sin) RotaryTables(long headDim, string module)
+    {
+        if (Rotary is not { } tables)
+            throw new InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
+        if (rotaryHeadDim != headDim)
+            throw new ConfigException($"{module}: the stack's rotary embedding is for heads of {rotaryHeadDim}, but this attention's heads are " +
+                                      $"{headDim}; the [RotaryEmbedding] HeadDim and the attention's head size must be the same value");
+        return tables;
+    }
 
     /// <summary>(B, S, C) encoder output for cross-attention.</summary>
     public Tensor? EncoderHidden { get; }
@@ -145,7 +159,7 @@ public sealed class ForwardContext : IDisposable
         Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
             tables is { } t ? (t.Cos.unsqueeze(1), t.Sin.unsqueeze(1)) : null,
-            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None);
+            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) { rotaryHeadDim = rotary?.HeadDim ?? 0 };
         positions.MoveToOuterDisposeScope();
         keyMask?.MoveToOuterDisposeScope();
         causalMask?.MoveToOuterDisposeScope();

@@ -31,7 +31,7 @@ partial class GptNeoXAttention : global::TorchSharp.torch.nn.Module<global::Torc
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var (q, k, v) = global::PeftDsl.Modules.Attention.SplitInterleaved(this.query_key_value.forward(x, ctx.Routing), nHead, nKvHead, headDim);  // per group [q… | k | v]
-        var (cos, sin) = ctx.Rotary ?? throw new global::System.InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
+        var (cos, sin) = ctx.RotaryTables(headDim, nameof(GptNeoXAttention));
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)

@@ -44,7 +44,7 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
         var q = global::PeftDsl.Modules.Attention.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)
         var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
-        var (cos, sin) = ctx.Rotary ?? throw new global::System.InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
+        var (cos, sin) = ctx.RotaryTables(headDim, nameof(LlamaAttention));
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)

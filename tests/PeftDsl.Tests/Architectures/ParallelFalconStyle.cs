@@ -14,8 +14,10 @@ public sealed partial record ParallelConfig
     [ConfigKey("num_hidden_layers")] public required int Layers { get; init; }
     [ConfigKey("num_attention_heads")] public required int Heads { get; init; }
     [ConfigKey("num_kv_heads")] public required int KvHeads { get; init; }
-    [ConfigKey("rotary_pct")] public double RotaryFraction { get; init; } = 0.5;
+    [ConfigKey("partial_rotary_factor", "rotary_pct")] public double RotaryFraction { get; init; } = 0.5;
     [ConfigKey("sliding_window")] public int SlidingWindow { get; init; }
+    // Bound, not the literal "true": a checkpoint whose config says use_parallel_residual: false is then refused.
+    [ConfigKey("use_parallel_residual", Computes = new object[] { true })] public bool ParallelResidual { get; init; } = true;
 
     public int HeadDim => Hidden / Heads;
 
@@ -34,7 +36,7 @@ public partial class ParallelForCausalLM;
 [FinalNorm("ln_f", NormKind.LayerNorm)]
 public partial class ParallelModel;
 
-[TransformerBlock(typeof(ParallelConfig), Dim = nameof(ParallelConfig.Hidden), ParallelResidual = "true")]
+[TransformerBlock(typeof(ParallelConfig), Dim = nameof(ParallelConfig.Hidden), ParallelResidual = nameof(ParallelConfig.ParallelResidual))]
 [Sublayer("self_attention", typeof(ParallelAttention), Norm = "input_layernorm")]
 [Sublayer("mlp", typeof(ParallelMlp), Norm = "input_layernorm")]
 public partial class ParallelBlock;
