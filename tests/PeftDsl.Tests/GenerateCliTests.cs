@@ -46,7 +46,7 @@ public sealed class GenerateCliTests
     [InlineData("--max-new-tokens", "-3", "generation: max new tokens must be 0 or more, got -3")]
     [InlineData("--temperature", "-1", "generation: temperature must be a positive number, got -1")]
     [InlineData("--stop", "99999", "--stop 99999: outside the model's vocabulary of 512, so it could never stop a run")]
-    [InlineData("--max-new-tokens", "63", "--max-new-tokens 63: generation: the longest prompt (2 tokens) plus 63 new tokens exceed the model's 64 positions")]
+    [InlineData("--max-new-tokens", "63", "--prompt and --max-new-tokens 63: generation: the longest prompt (2 tokens) plus 63 new tokens exceed the model's 64 positions")]
     public void BadArgumentsAreOneErrorLine(string option, string value, string message)
     {
         var (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("gpt2"), "--prompt-ids", "1 2", "--ids", option, value);

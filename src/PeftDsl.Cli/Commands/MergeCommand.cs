@@ -38,7 +38,7 @@ public static class MergeCommand
 
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, T5, mT5)", Required = true };
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the merged model to; it must not exist or be empty unless --overwrite", Required = true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing --out folder and everything in it (atomically)" };
         var command = new Command("merge", Program.Example("Merge a LoRA adapter into its base model and save a Hugging Face model folder", "peft merge --model models/gpt2 --adapter runs/mine --out models/gpt2-mine")) { model, output, overwrite };

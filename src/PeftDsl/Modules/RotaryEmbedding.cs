@@ -55,7 +55,8 @@ public sealed class RotaryEmbedding
             throw new ConfigException($"{source}: rope_type 'llama3' needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings");
         if (!(s.Factor > 0) || !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || !(s.OriginalMaxPositions > 0))
             throw new ConfigException($"{source}: rope_type 'llama3' needs factor > 0, 0 < low_freq_factor < high_freq_factor and " +
-                                      $"original_max_position_embeddings > 0; got {s.Factor}, {s.LowFreqFactor}, {s.HighFreqFactor}, {s.OriginalMaxPositions}");
+                                      $"original_max_position_embeddings > 0; got factor {s.Factor}, low_freq_factor {s.LowFreqFactor}, " +
+                                      $"high_freq_factor {s.HighFreqFactor}, original_max_position_embeddings {s.OriginalMaxPositions} (a missing key reads as 0)");
         var lowFreqWavelen = s.OriginalMaxPositions / s.LowFreqFactor;
         var highFreqWavelen = s.OriginalMaxPositions / s.HighFreqFactor;
         var wavelen = 2 * Math.PI / inv;

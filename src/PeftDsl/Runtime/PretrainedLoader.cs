@@ -25,8 +25,17 @@ public static class PretrainedLoader
             throw new CheckpointException(
                 $"{folder.Config.Source}: model_type is '{actual}', but {typeof(T).Name} reads '{string.Join("' or '", modelTypes)}' checkpoints");
         var config = bind(folder.Config);
-        CheckShapesBeforeBuilding(folder, () => describe(config));
-        var model = create(config);
+        T model;
+        try
+        {
+            CheckShapesBeforeBuilding(folder, () => describe(config));
+            model = create(config);
+        }
+        catch (Errors.ConfigException e) when (!e.Message.StartsWith(folder.Config.Source, StringComparison.Ordinal))
+        {
+            // The declaration's checks name the module and the key; the user also needs the file.
+            throw new Errors.ConfigException($"{folder.Config.Source}: {e.Message}", e);
+        }
         try
         {
             model.to(options.DType);

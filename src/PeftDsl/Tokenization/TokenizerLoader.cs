@@ -14,7 +14,9 @@ public static class TokenizerLoader
     public static TextTokenizer FromFolder(string directory, string? modelType, long vocabSize)
     {
         if (!Directory.Exists(directory))
-            throw new PeftDslException($"{directory}: folder not found");
+            throw new PeftDslException(File.Exists(directory)
+                ? $"{directory}: is a file; give the folder that holds it (vocab.json + merges.txt, tokenizer.model or spiece.model)"
+                : $"{directory}: folder not found");
         string At(string name) => Path.Combine(directory, name);
         if (File.Exists(At("vocab.json")) && File.Exists(At("merges.txt")))
             return Wrap(At("vocab.json"), () =>

@@ -78,6 +78,31 @@ public sealed class HandComposedTests
         }
     }
 
+    /// <summary>A rotary embedding for another head size than the attention's (both bound to config values, so only
+    /// the run can compare them) is refused by name before any rotation (it used to compute other math, or crash in
+    /// libtorch).</summary>
+    [Fact]
+    public void ARotarySizeThatIsNotTheHeadSizeIsRefused()
+    {
+        using var scope = NewDisposeScope();
+        using var ctx = ForwardContext.Create(zeros(1, 3, 32), new StackInputs(), new PeftDsl.Modules.RotaryEmbedding(8, 10000, "default", "Stack"));
+        var e = Assert.Throws<PeftDsl.Errors.ConfigException>(() => ctx.RotaryTables(16, "MyAttention"));
+        Assert.StartsWith("MyAttention: the stack's rotary embedding is for heads of 8, but this attention's heads are 16", e.Message);
+        Assert.Equal(8, ctx.RotaryTables(8, "MyAttention").Cos.shape[^1]);
+    }
+
+    /// <summary>A config whose v5 and legacy keys disagree is refused, naming both.</summary>
+    [Fact]
+    public void DisagreeingKeysAreRefused()
+    {
+        var json = PeftDsl.Config.ConfigJson.Parse("""{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "num_kv_heads": 2, "partial_rotary_factor": 0.5, "rotary_pct": 0.25}""", "config.json");
+        var e = Assert.Throws<PeftDsl.Errors.ConfigException>(() => ParallelConfig.FromJson(json));
+        Assert.Equal("config.json: \"partial_rotary_factor\": 0.5 and \"rotary_pct\": 0.25 disagree; refusing rather than guessing which one applies", e.Message);
+        Assert.Equal(0.5, ParallelConfig.FromJson(PeftDsl.Config.ConfigJson.Parse("""{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "num_kv_heads": 2, "partial_rotary_factor": 0.5, "rotary_pct": 0.5}""", "config.json")).RotaryFraction);
+        e = Assert.Throws<PeftDsl.Errors.ConfigException>(() => ParallelConfig.FromJson(PeftDsl.Config.ConfigJson.Parse("""{"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "num_kv_heads": 2, "use_parallel_residual": false}""", "config.json")));
+        Assert.Contains("\"use_parallel_residual\": false is not computed by ParallelConfig.ParallelResidual's declaration", e.Message);
+    }
+
     /// <summary>The network written out: x + attn(ln(x)) + mlp(ln(x)) per block.</summary>
     private static Tensor Reference(Dictionary<string, Tensor> p, Tensor ids, ParallelConfig c)
     {
