@@ -175,7 +175,7 @@ public sealed class CheckpointLoadingTests
         File.WriteAllText(dir.File("config.json"), config.ToJsonString());
 
         var e = Assert.Throws<ConfigException>(() => Gpt2LMHeadModel.FromPretrained(dir.Path));
-        Assert.Equal("Gpt2Attention: n_embd = 32 is not divisible by n_head = 5", e.Message);
+        Assert.Equal($"{dir.File("config.json")}: Gpt2Attention: n_embd = 32 is not divisible by n_head = 5", e.Message);
     }
 
     [Fact]
