@@ -372,6 +372,17 @@ public sealed class DiagnosticTests
         [Projection("up", ProjectionRole.Up, ⟦Layout = (WeightLayout)7)] [Projection("down", ProjectionRole.Down)]
         public partial class CastLayout;
         """)]
+    [InlineData("PEFT003", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", ⟦RopeType = "llama3")]
+        [Blocks("h", typeof(GoodBlock), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class Llama3WithoutFactors;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock;
+        """)]
     public void InvalidDeclarationReportsExactlyItsDiagnostics(string id, string declaration)
     {
         // ⟦ marks where each expected diagnostic starts: the attribute argument, the attribute or the type's name.

@@ -92,6 +92,14 @@ public sealed class ConfigJsonTests
     }
 
     [Fact]
+    public void AWholeNumberTooLargeIsOutOfRangeNotNotAnInteger()
+    {
+        var e = Assert.Throws<ConfigException>(() =>
+            Gpt2Config.FromJson(ConfigJson.Parse(Gpt2Json.Replace("\"n_head\": 4", "\"n_head\": 1000000000000"), "config.json")));
+        Assert.Equal("config.json: key 'n_head' (bound to Gpt2Config.Heads) is 1000000000000, outside the range of a 32-bit integer", e.Message);
+    }
+
+    [Fact]
     public void FractionalSizeIsRejected()
     {
         var e = Assert.Throws<ConfigException>(() =>

@@ -62,6 +62,9 @@ namespace PeftDsl.Generators.Parsing
                     var bound = scalingNames.Select(n => bindings.Optional(rotaryAttribute, n, BindingKind.Real)).ToList();
                     if (bound.All(b => b is not null)) scaling = bound.Select(b => b!).ToEquatableArray();
                 }
+                if (ropeType?.Display == "llama3" && given.Count == 0)
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, "RopeType"), type.Name,
+                        "ScalingFactor, LowFreqFactor, HighFreqFactor and OriginalMaxPositions bindings for RopeType \"llama3\"");
                 if (headDim is not null && theta is not null && ropeType is not null && fraction is not null)
                     rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling);
                 if (headDim?.Literal is { } hd && (fraction?.Literal ?? 1.0) is var share && share > 0 && share <= 1)

@@ -185,8 +185,12 @@ public sealed class ConfigJson
         {
             var shown = e.GetRawText();
             if (shown.Length > 60) shown = shown[..60] + "…";
-            throw new ConfigException(
-                $"{Source}: key '{key}' (bound to {member}) must be {Describe(target)}, found {shown}");
+            // A whole number too large for the property is out of range, not "not an integer".
+            var whole = e.ValueKind == JsonValueKind.Number && (target == typeof(int) || target == typeof(long))
+                        && e.TryGetDouble(out var d) && Math.Floor(d) == d;
+            throw new ConfigException(whole
+                ? $"{Source}: key '{key}' (bound to {member}) is {shown}, outside the range of a {(target == typeof(int) ? "32" : "64")}-bit integer"
+                : $"{Source}: key '{key}' (bound to {member}) must be {Describe(target)}, found {shown}");
         }
         return (T)result;
     }
