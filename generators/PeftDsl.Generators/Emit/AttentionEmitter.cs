@@ -112,17 +112,21 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"k = {RotaryEmbedding}.Apply(k, cos, sin);");
             }
             w.Line("if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)");
-            var bias = "";
+            var window = a.SlidingWindow is not null ? ", window: this.window" : "";
+            var selfMask = $"ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}{window})";
+            var scaled = a.Scaled ? "" : ", scaled: false";
             if (a.RelativeBias is { } rb)
             {
-                w.Line($"var bias = this.{rb.Member.Field} is {{ }} table  // (1, nh, T, past + T)");
-                w.Line("    ? ctx.SharePositionBias(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]))");
+                // The first layer folds the pass's mask into the shared bias once; every layer passes it as the mask.
+                w.Line($"var bias = this.{rb.Member.Field} is {{ }} table  // (1, nh, T, past + T), masked");
+                w.Line($"    ? ctx.SharePositionBias({Attention}.FoldMask(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]), {selfMask}, q.dtype))");
                 w.Line("    : ctx.PositionBias;");
-                bias = ", bias: bias";
+                w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, default{scaled}, bias: bias);  // (B, nh, T, hs)");
             }
-            var flags = (a.Scaled ? "" : ", scaled: false") + bias;
-            var window = a.SlidingWindow is not null ? ", window: this.window" : "";
-            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}{window}){flags});  // (B, nh, T, hs)");
+            else
+            {
+                w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, {selfMask}{scaled});  // (B, nh, T, hs)");
+            }
             w.Line($"return this.{Role("Output").Member.Field}.forward({Attention}.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();");
             w.Close();
         }

@@ -64,6 +64,19 @@ public static class Attention
         return y.MoveToOuterDisposeScope();
     }
 
+    /// <summary>T5's position bias with the pass's mask folded in, in the queries' dtype: made once by the first
+    /// layer of a stack and passed to every layer's <see cref="ScaledDotProduct"/> as the whole mask (it used to be
+    /// masked and cast again in each layer).</summary>
+    /// <param name="bias">(1 or B, h, Tq, Tk)</param>
+    public static Tensor FoldMask(Tensor bias, AttentionMask mask, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        long tq = bias.shape[^2], tk = bias.shape[^1];
+        var allowed = mask.Mask ?? (mask.IsCausal ? ones(tq, tk, dtype: ScalarType.Bool, device: bias.device).tril(tk - tq) : null);
+        var folded = allowed is null ? bias : bias.masked_fill(allowed.logical_not(), MinValue(bias.dtype));
+        return folded.to(dtype).MoveToOuterDisposeScope();
+    }
+
     /// <summary>The most negative finite value: masked scores get it (not −∞), as transformers does, so a
     /// fully masked row stays finite.</summary>
     private static double MinValue(ScalarType dtype) => dtype switch

@@ -17,6 +17,8 @@ public sealed class RotaryEmbedding
     public static readonly string[] RopeTypes = ["default", "llama3"];
 
     private readonly float[] invFreq;
+    // The frequencies on the device the last forward ran on: built once, not copied from the host every forward.
+    private Tensor? invFreqOnDevice;
 
     /// <param name="fraction">The rotated share of the head (1 for full rotary).</param>
     /// <param name="scaling">llama3: factor, low_freq_factor, high_freq_factor, original_max_position_embeddings.</param>
@@ -72,7 +74,12 @@ public sealed class RotaryEmbedding
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var inv = tensor(invFreq, device: positions.device);                                    // (rd/2)
+        if (invFreqOnDevice is null || invFreqOnDevice.device_type != positions.device_type || invFreqOnDevice.device_index != positions.device_index)
+        {
+            invFreqOnDevice?.Dispose();
+            invFreqOnDevice = tensor(invFreq, device: positions.device).DetachFromDisposeScope();
+        }
+        var inv = invFreqOnDevice;                                                              // (rd/2)
         var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * inv;                       // (…, rd/2)
         var emb = cat([freqs, freqs], dim: -1);                                                 // (…, rd)
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());

@@ -15,8 +15,11 @@ public static class Losses
     public static Tensor CausalLM(Tensor logits, Tensor labels)
     {
         using var scope = NewDisposeScope();
-        var length = logits.shape[1];
-        return Aligned(logits.narrow(1, 0, length - 1), labels.narrow(1, 1, length - 1)).MoveToOuterDisposeScope();
+        // Shift the labels, not the logits: a narrowed (B, T−1, V) view would be copied whole by the flattening,
+        // while the last position's prediction simply gets the ignored label.
+        var shifted = cat([labels.narrow(1, 1, labels.shape[1] - 1),
+                           full(labels.shape[0], 1, IgnoreIndex, dtype: labels.dtype, device: labels.device)], 1);
+        return Aligned(logits, shifted).MoveToOuterDisposeScope();
     }
 
     /// <summary>Cross-entropy of decoder logits against labels aligned with them (no shift: the decoder input is

@@ -53,10 +53,10 @@ partial class T5EncoderAttention : global::TorchSharp.torch.nn.Module<global::To
         var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
-        var bias = this.relative_attention_bias is { } table  // (1, nh, T, past + T)
-            ? ctx.SharePositionBias(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]))
+        var bias = this.relative_attention_bias is { } table  // (1, nh, T, past + T), masked
+            ? ctx.SharePositionBias(global::PeftDsl.Modules.Attention.FoldMask(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]), ctx.SelfAttentionMask(causal: false), q.dtype))
             : ctx.PositionBias;
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: false), scaled: false, bias: bias);  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, default, scaled: false, bias: bias);  // (B, nh, T, hs)
         return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

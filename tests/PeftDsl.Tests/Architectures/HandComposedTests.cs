@@ -103,6 +103,27 @@ public sealed class HandComposedTests
         Assert.Contains("\"use_parallel_residual\": false is not computed by ParallelConfig.ParallelResidual's declaration", e.Message);
     }
 
+    /// <summary>T5's fused path: the mask folded into the shared position bias once per pass gives what masking the
+    /// bias in every layer gave (causal with a cache offset, and a padding mask).</summary>
+    [Fact]
+    public void AMaskFoldedIntoThePositionBiasEqualsMaskingItInEachLayer()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(5);
+        var q = randn([2, 4, 3, 8], generator: gen);
+        var k = randn([2, 4, 5, 8], generator: gen);
+        var v = randn([2, 4, 5, 8], generator: gen);
+        var bias = randn([1, 4, 3, 5], generator: gen);
+        var keyMask = tensor(new[] { true, true, true, true, true, true, true, false, false, true }).view(2, 1, 1, 5);
+        foreach (var mask in new[] { new AttentionMask(null, true), new AttentionMask(keyMask, false), new AttentionMask(null, false) })
+        {
+            var each = PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, mask, scaled: false, bias: bias);
+            var folded = PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, default, scaled: false,
+                bias: PeftDsl.Modules.Attention.FoldMask(bias, mask, q.dtype));
+            Assert.True(folded.allclose(each, rtol: 0, atol: 1e-6));
+        }
+    }
+
     /// <summary>The network written out: x + attn(ln(x)) + mlp(ln(x)) per block.</summary>
     private static Tensor Reference(Dictionary<string, Tensor> p, Tensor ids, ParallelConfig c)
     {
