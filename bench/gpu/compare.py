@@ -31,8 +31,15 @@ for name, label in [("gpt2_lora_8x1024", "GPT-2 124M LoRA c_attn+c_proj, 8×1024
     theirs = rows.get(name)
     line(label, ours and ours["tokens_per_s"], theirs and theirs["tokens_per_s"], "tokens/s")
     if theirs:
-        ours_peak = "not measured" if not ours or ours.get("peak_bytes") is None else "%.2f GiB" % (ours["peak_bytes"] / 2**30)
-        print("| … peak GPU memory | %s | %.2f GiB | |" % (ours_peak, theirs["peak_bytes"] / 2**30))
+        # Both by NVML: what the run added to the device's use, the CUDA context included (peft's allocator peak, in
+        # parentheses, leaves out the context and the cache's slack).
+        ours_peak = None if not ours else ours.get("peak_bytes")
+        theirs_peak = theirs.get("peak_nvml_bytes")
+        ratio = "%.2f×" % (ours_peak / theirs_peak) if ours_peak and theirs_peak else ""
+        print("| … peak GPU memory (NVML; ratio ours/peft, lower is better) | %s | %s (allocator peak %.2f GiB) | %s |" % (
+            "not measured" if ours_peak is None else "%.2f GiB" % (ours_peak / 2**30),
+            "not measured" if theirs_peak is None else "%.2f GiB" % (theirs_peak / 2**30),
+            theirs["peak_bytes"] / 2**30, ratio))
 for batch in (1, 16):
     ours = load(f"ours_generate_b{batch}.json")
     theirs = rows.get(f"generate_b{batch}")

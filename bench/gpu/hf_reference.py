@@ -2,12 +2,45 @@
 # Random-init models, bf16 base, LoRA r=16 alpha=32, dropout 0, AdamW (torch's default, on the trainable
 # parameters), one optimizer step per iteration; medians of timed steps after warm-up, with the GPU synchronised.
 # Usage: python3 hf_reference.py OUT.json [--steps N]
-import json, sys, time, statistics
+import ctypes, json, sys, threading, time, statistics
 import torch
 import transformers, peft
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 from peft import LoraConfig, get_peft_model
 
+class NvmlPeak:
+    """The device's used memory through NVML, sampled every 2 ms, as `peft bench` measures it: what a row adds to the
+    use before CUDA was initialised (the CUDA context included)."""
+
+    def __init__(self):
+        self.lib = ctypes.CDLL("libnvidia-ml.so.1")
+        self.lib.nvmlInit_v2()
+        self.handle = ctypes.c_void_p()
+        self.lib.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(self.handle))
+        self.baseline = self.used()
+
+    def used(self):
+        memory = (ctypes.c_ulonglong * 3)()
+        self.lib.nvmlDeviceGetMemoryInfo(self.handle, ctypes.byref(memory))
+        return memory[2]
+
+    def start(self):
+        self.peak, self.stop = self.used(), False
+
+        def sample():
+            while not self.stop:
+                self.peak = max(self.peak, self.used())
+                time.sleep(0.002)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        self.stop = True
+        self.thread.join()
+        return self.peak - self.baseline
+
+
+nvml = NvmlPeak()   # before anything touches CUDA
 out = sys.argv[1]
 steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 10
 dev = torch.device("cuda")
@@ -61,6 +94,7 @@ def build(make):
 
 def step_row(name, make, targets, batch, length, seq2seq=False):
     torch.cuda.reset_peak_memory_stats()
+    nvml.start()
     model = lora(build(make), targets)
     ids = torch.randint(0, model.config.vocab_size, (batch, length), device=dev)
     kwargs = {"input_ids": ids, "labels": ids}
@@ -78,11 +112,12 @@ def step_row(name, make, targets, batch, length, seq2seq=False):
         model(**kwargs).loss.backward()
         opt.step()
     train = median_seconds(train_step, steps)
+    peak_nvml = nvml.finish()
     tokens = batch * length
     results["rows"][name] = {"forward_ms": forward * 1000, "train_step_ms": train * 1000, "tokens_per_s": tokens / train,
-                             "peak_bytes": torch.cuda.max_memory_allocated()}
+                             "peak_bytes": torch.cuda.max_memory_allocated(), "peak_nvml_bytes": peak_nvml}
     print(f"{name}: {tokens / train:,.0f} tokens/s ({train * 1000:.1f} ms/step), forward {forward * 1000:.1f} ms, "
-          f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
+          f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, {peak_nvml / 2**30:.2f} GiB device use (NVML)", flush=True)
     del model, opt
     torch.cuda.empty_cache()
 

@@ -88,6 +88,8 @@ public static class BenchCommand
         if (lora.Rank < 0 || lora.Adapters <= 0 || (lora.Rank == 0 && (lora.Mixed || lora.Adapters > 1)))
             throw new PeftDslException("bench: --lora-r must be 0 or more, --adapters positive; --adapters and --mixed need --lora-r");
         manual_seed(0);
+        // Peak GPU memory through NVML, sampled from before the model reaches the device.
+        using var memory = placement.Device is { type: DeviceType.CUDA } gpu ? Bench.GpuMemorySampler.Start(Math.Max(0, (int)gpu.index)) : null;
         using var scope = NewDisposeScope();
         var model = directory is not null ? StockModels.LoadGenerative(directory, placement) : Build(shape);
         using var _ = (nn.Module)model;
@@ -128,6 +130,8 @@ public static class BenchCommand
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
                          (lora.Rank > 0 ? "the adapters' flat buffer)" : "every parameter)"));
+        if (memory is not null)
+            output.WriteLine($"peak GPU memory  {memory.PeakBytes / (double)(1L << 30),10:F2} GiB (NVML: what the run added to the device's use, CUDA context included)");
         var generation = new Dictionary<string, double>();
         if (newTokens > 0)
         {
@@ -146,8 +150,8 @@ public static class BenchCommand
                 ["shape"] = directory ?? shape, ["method"] = lora.Rank > 0 ? "lora" : "none", ["device"] = device.ToString(),
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
-                // TorchSharp 0.107 exposes no CUDA memory statistics; NVML would be the way (issue 11).
-                ["peak_bytes"] = null, ["generate_new_tokens_per_s"] = generation,
+                // TorchSharp 0.107 exposes no CUDA memory statistics: NVML's device use, sampled (null without a GPU).
+                ["peak_bytes"] = memory?.PeakBytes, ["generate_new_tokens_per_s"] = generation,
             }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         return 0;
     }
