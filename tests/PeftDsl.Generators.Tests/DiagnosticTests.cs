@@ -146,6 +146,7 @@ public sealed class DiagnosticTests
         [Body("transformer", typeof(Stack))]
         [LmHead("lm_head", ⟦TiedTo = "transformer.wpe")]
         public partial class Lm;
+        public static class UsesTheBrokenRoot { public static object Parts(Lm m) => (m.lm_head, m.transformer, Lm.Targets.up, Lm.FromPretrained("x")); }
         """)]
     [InlineData("PEFT015", """
         [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]

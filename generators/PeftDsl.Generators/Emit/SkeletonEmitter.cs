@@ -41,6 +41,8 @@ namespace PeftDsl.Generators.Emit
                     }
                     w.Line($"public static {s.Name} FromPretrained(string directory, {ModelLoadOptions}? options = null) => throw new global::System.InvalidOperationException(Broken);");
                     w.Line($"public static global::System.Collections.Generic.IReadOnlyList<{CheckpointKey}> CheckpointKeys({c} config) => throw new global::System.InvalidOperationException(Broken);");
+                    foreach (var field in s.Fields) w.Line($"public readonly {field} = null!;");
+                    RootEmitter.Targets(w, s.Targets);
                     break;
                 case ModuleKind.TransformerStack:
                     if (s.TokenField is not null) w.Line($"public readonly {Embedding} {s.TokenField} = null!;");

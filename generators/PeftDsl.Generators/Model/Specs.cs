@@ -138,7 +138,10 @@ namespace PeftDsl.Generators.Model
     internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics, SkeletonSpec? Skeleton = null) where T : class;
 
     /// <param name="TokenField">A stack's token-embedding field, which a tied head reads; null if none or invalid.</param>
-    internal sealed record SkeletonSpec(string? Namespace, string Name, ModuleKind Kind, string ConfigType, bool SharedTokens, string? TokenField)
+    /// <param name="Fields">A root's component fields ("Type field"), which the user's code may read.</param>
+    /// <param name="Targets">A root's typed target names, which the user's code may name.</param>
+    internal sealed record SkeletonSpec(string? Namespace, string Name, ModuleKind Kind, string ConfigType, bool SharedTokens, string? TokenField,
+        EquatableArray<string> Fields = default, EquatableArray<TargetSpec> Targets = default)
     {
         public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
     }

@@ -53,8 +53,37 @@ namespace PeftDsl.Generators.Parsing
             var tokenName = tokens?.ConstructorArguments.FirstOrDefault().Value as string;
             var tokenField = kind == ModuleKind.TransformerStack && tokenName is not null && Names.IsCheckpointName(tokenName)
                 ? Names.Identifier(tokenName.Replace('.', '_')) : null;
+            var (fields, targets) = RootSkeletonParts();
             return new SkeletonSpec(type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
-                type.Name, kind, Names.FullName(config), tokens is not null && Bindings.NamedValue(tokens, "Shared", false), tokenField);
+                type.Name, kind, Names.FullName(config), tokens is not null && Bindings.NamedValue(tokens, "Shared", false), tokenField,
+                fields.ToEquatableArray(), targets.ToEquatableArray());
+        }
+
+        /// <summary>A root's component fields and typed target names, read from its attributes whatever else is wrong,
+        /// so the user's code that names them compiles while the PEFT error is fixed.</summary>
+        private (List<string> Fields, List<TargetSpec> Targets) RootSkeletonParts()
+        {
+            var fields = new List<string>();
+            var stacks = new List<INamedTypeSymbol>();
+            if (kind is not (ModuleKind.CausalLM or ModuleKind.Seq2SeqLM)) return (fields, new List<TargetSpec>());
+            var taken = new HashSet<string>();
+            void Field(AttributeData? attribute, string? typeName)
+            {
+                if (attribute?.ConstructorArguments.FirstOrDefault().Value is not string name || !Names.IsCheckpointName(name) || typeName is null) return;
+                var field = Names.Identifier(name.Replace('.', '_'));
+                if (field != type.Name && taken.Add(field)) fields.Add(typeName + " " + field);
+            }
+            foreach (var component in new[] { AttributeNames.Body, AttributeNames.Encoder, AttributeNames.Decoder })
+            {
+                var attribute = Components(component).FirstOrDefault();
+                var stack = attribute is null ? null : TypeArgument(attribute, 1);
+                if (stack is null || stack.IsUnboundGenericType || !Completable(stack)) continue;
+                stacks.Add(stack);
+                Field(attribute, Names.FullName(stack));
+            }
+            Field(Components(AttributeNames.SharedEmbedding).FirstOrDefault(), "global::PeftDsl.Modules.Embedding");
+            Field(Components(AttributeNames.LmHead).FirstOrDefault(), "global::PeftDsl.Modules.LmHead");
+            return (fields, Targets(stacks).ToList());
         }
 
         private ModuleSpec? Run(CancellationToken cancellationToken)
