@@ -91,6 +91,17 @@ public sealed class ConfigJsonTests
         Assert.Contains("rope_type 'llama3' needs factor > 0", e.Message);
     }
 
+    /// <summary>A declaration that applies sliding_window (Mistral's binds it) refuses a config whose
+    /// use_sliding_window (Qwen2's switch) turns the window off, rather than applying it anyway.</summary>
+    [Fact]
+    public void AWindowTheConfigSwitchesOffIsRefusedWhereTheDeclarationAppliesIt()
+    {
+        const string sizes = "\"vocab_size\": 64, \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"max_position_embeddings\": 64";
+        var e = Assert.Throws<ConfigException>(() => Models.Mistral.MistralConfig.FromJson(ConfigJson.Parse("{" + sizes + ", \"sliding_window\": 8, \"use_sliding_window\": false}", "config.json")));
+        Assert.StartsWith("config.json: \"use_sliding_window\": false switches the window off, but MistralConfig's declaration applies sliding_window", e.Message);
+        Assert.Equal(8, Models.Mistral.MistralConfig.FromJson(ConfigJson.Parse("{" + sizes + ", \"sliding_window\": 8, \"use_sliding_window\": true}", "config.json")).SlidingWindow);
+    }
+
     [Fact]
     public void AWholeNumberTooLargeIsOutOfRangeNotNotAnInteger()
     {

@@ -139,6 +139,12 @@ public sealed class ConfigJson
             throw new ConfigException($"{Source}: \"{rule.Key}\": {Shorten(value.GetRawText())} asks for {rule.Meaning}, which {declaration}'s declaration does not compute " +
                                       $"(no property binds the key); declare it, or use a checkpoint without it");
         }
+        // Qwen2's switch: a declaration that applies sliding_window but never reads use_sliding_window would apply a
+        // window the config turns off.
+        if (bound.Contains("sliding_window") && !bound.Contains("use_sliding_window")
+            && TryGetPath("use_sliding_window", out var use) && use.ValueKind == JsonValueKind.False)
+            throw new ConfigException($"{Source}: \"use_sliding_window\": false switches the window off, but {declaration}'s declaration applies " +
+                                      "sliding_window without reading this key; bind it too, or use a checkpoint without it");
     }
 
     /// <summary>The number at a top-level or dotted key, when present.</summary>
