@@ -30,6 +30,9 @@ for name, label in [("gpt2_lora_8x1024", "GPT-2 124M LoRA c_attn+c_proj, 8×1024
     ours = load(f"ours_{name}.json")
     theirs = rows.get(name)
     line(label, ours and ours["tokens_per_s"], theirs and theirs["tokens_per_s"], "tokens/s")
+    if ours and theirs and "train_step_host_ms" in ours and "train_step_host_ms" in theirs:
+        print("| … host queue time of a step / the step (ms) | %.1f / %.1f | %.1f / %.1f | |" % (
+            ours["train_step_host_ms"], ours["train_step_ms"], theirs["train_step_host_ms"], theirs["train_step_ms"]))
     if theirs:
         # Both by NVML: what the run added to the device's use, the CUDA context included (peft's allocator peak, in
         # parentheses, leaves out the context and the cache's slack).

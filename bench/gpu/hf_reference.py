@@ -49,14 +49,19 @@ results = {"transformers": transformers.__version__, "peft": peft.__version__, "
            "device": torch.cuda.get_device_name(0), "rows": {}}
 
 
+host_times = []   # the host's queue time of each timed step (before synchronising), for the last median_seconds call
+
+
 def median_seconds(fn, n, warmup=2):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     times = []
+    host_times.clear()
     for _ in range(n):
         start = time.perf_counter()
         fn()
+        host_times.append(time.perf_counter() - start)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -112,10 +117,12 @@ def step_row(name, make, targets, batch, length, seq2seq=False):
         model(**kwargs).loss.backward()
         opt.step()
     train = median_seconds(train_step, steps)
+    train_host = statistics.median(host_times)
     peak_nvml = nvml.finish()
     tokens = batch * length
     results["rows"][name] = {"forward_ms": forward * 1000, "train_step_ms": train * 1000, "tokens_per_s": tokens / train,
-                             "peak_bytes": torch.cuda.max_memory_allocated(), "peak_nvml_bytes": peak_nvml}
+                             "peak_bytes": torch.cuda.max_memory_allocated(), "peak_nvml_bytes": peak_nvml,
+                             "train_step_host_ms": train_host * 1000}
     print(f"{name}: {tokens / train:,.0f} tokens/s ({train * 1000:.1f} ms/step), forward {forward * 1000:.1f} ms, "
           f"peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, {peak_nvml / 2**30:.2f} GiB device use (NVML)", flush=True)
     del model, opt

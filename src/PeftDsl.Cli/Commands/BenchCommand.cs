@@ -122,14 +122,16 @@ public static class BenchCommand
         };
         var tokens = (double)batch * length;
         model.eval();
-        var forward = Time(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
+        var (forward, forwardHost) = TimeWithHost(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
         var step = TrainStep((nn.Module)model, lora.Rank > 0, Loss);
-        var train = Time(steps, device, step.Step);
+        var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
                          (lora.Rank > 0 ? "the adapters' flat buffer)" : "every parameter)"));
+        if (device.type == DeviceType.CUDA)
+            output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
         if (memory is not null)
             output.WriteLine($"peak GPU memory  {memory.PeakBytes / (double)(1L << 30),10:F2} GiB (NVML: what the run added to the device's use, CUDA context included)");
         var generation = new Dictionary<string, double>();
@@ -150,6 +152,7 @@ public static class BenchCommand
                 ["shape"] = directory ?? shape, ["method"] = lora.Rank > 0 ? "lora" : "none", ["device"] = device.ToString(),
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
+                ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
                 // TorchSharp 0.107 exposes no CUDA memory statistics: NVML's device use, sampled (null without a GPU).
                 ["peak_bytes"] = memory?.PeakBytes, ["generate_new_tokens_per_s"] = generation,
             }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
@@ -215,20 +218,31 @@ public static class BenchCommand
 
     /// <summary>The median seconds per call over <paramref name="steps"/> calls, after one untimed warm-up. On a GPU
     /// each clock stops only after the device has finished the queued work.</summary>
-    private static double Time(int steps, Device device, Action step)
+    private static double Time(int steps, Device device, Action step) => TimeWithHost(steps, device, step).Seconds;
+
+    /// <summary>Median seconds per step, and the median time the host took to queue it (until the step returned,
+    /// before synchronising): on a GPU, a queue time close to the step time means the step is bound by host dispatch.</summary>
+    private static (double Seconds, double HostSeconds) TimeWithHost(int steps, Device device, Action step)
     {
         step();
         Synchronize(device);
         var times = new List<double>();
+        var host = new List<double>();
         for (var i = 0; i < steps; i++)
         {
             var clock = Stopwatch.StartNew();
             step();
+            host.Add(clock.Elapsed.TotalSeconds);
             Synchronize(device);
             times.Add(clock.Elapsed.TotalSeconds);
         }
-        times.Sort();
-        return times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+        return (Median(times), Median(host));
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        return values.Count % 2 == 1 ? values[values.Count / 2] : (values[values.Count / 2 - 1] + values[values.Count / 2]) / 2;
     }
 
     private static void Synchronize(Device device)
