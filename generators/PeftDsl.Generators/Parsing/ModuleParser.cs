@@ -246,8 +246,8 @@ namespace PeftDsl.Generators.Parsing
             ModuleKind.SelfAttention or ModuleKind.CrossAttention => new() { "nHead", "nKvHead", "headDim", "window", "Sizes", "EncoderKeysValues" },
             ModuleKind.FeedForward => new() { "act", "gateProjection", "upProjection", "downProjection", "Sizes" },
             ModuleKind.TransformerBlock => new() { "Layer", "parallelResidual", "AttentionAdapter", "CrossAttentionAdapter", "MlpAdapter" },
-            ModuleKind.TransformerStack => new() { "rotary", "VirtualPrompts", "EmbeddingShape", "SharedShape" },
-            _ => new() { "Config", "ModelType", "VocabSize", "CheckpointRules", "Head", "Hidden", "FromPretrained", "CheckpointKeys",
+            ModuleKind.TransformerStack => new() { "rotary", "VirtualPrompts", "EmbeddingShape", "SharedShape", "PositionLimit" },
+            _ => new() { "Config", "ModelType", "VocabSize", "PositionLimit", "CheckpointRules", "Head", "Hidden", "FromPretrained", "CheckpointKeys",
                          "Targets", "DecoderStartTokenId", "EncoderHidden", "DecoderHidden", "SharedShape" },
         };
 
