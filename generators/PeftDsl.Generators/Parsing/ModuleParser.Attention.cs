@@ -156,11 +156,14 @@ namespace PeftDsl.Generators.Parsing
 
         /// <summary>A named enum argument (the first value when absent); a cast to a value the enum does not have,
         /// such as <c>(QkvLayout)7</c>, is PEFT007 instead of the default.</summary>
-        private string NamedEnum(AttributeData attribute, string argument, string[] names, string enumName)
+        private string NamedEnum(AttributeData attribute, string argument, string[] names, string enumName) =>
+            CheckedEnum(Bindings.NamedValue<object?>(attribute, argument, 0), Bindings.Where(attribute, argument), argument, names, enumName);
+
+        /// <summary>An enum argument's name; a value outside the enum is PEFT007 at <paramref name="where"/>.</summary>
+        private string CheckedEnum(object? value, Location? where, string argument, string[] names, string enumName)
         {
-            var value = Bindings.NamedValue<object?>(attribute, argument, 0);
             if (EnumName(value, names) is { } name) return name;
-            diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(attribute, argument), argument, value?.ToString() ?? "null",
+            diagnostics.Add(DiagnosticDescriptors.BindingType, where, argument, value?.ToString() ?? "null",
                 $"not a value of {enumName} ({string.Join(", ", names)})");
             return names[0];
         }

@@ -98,10 +98,7 @@ namespace PeftDsl.Generators.Parsing
             {
                 normMember = NameArgument(finalNorm);
                 named.Add((normMember, finalNorm));
-                normKind = EnumName(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, NormKinds) ?? "LayerNorm";
-                if (EnumName(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, NormKinds) is null)
-                    diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(finalNorm), "kind",
-                        finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value?.ToString() ?? "null", $"not a value of NormKind ({string.Join(", ", NormKinds)})");
+                normKind = CheckedEnum(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, Bindings.Where(finalNorm), "kind", NormKinds, "NormKind");
                 eps = bindings.Optional(finalNorm, "Eps", BindingKind.Real, "1e-5");
             }
             CheckUnique(named);

@@ -40,15 +40,11 @@ namespace PeftDsl.Generators.Parsing
                 : new ParseResult<ModuleSpec>(spec, parser.diagnostics.ToArray());
         }
 
-        /// <summary>A skeleton for a class with errors, when C# lets us complete it: partial, top-level, a class (not a
-        /// record), not generic, no base class of its own, one kind and a readable config.</summary>
+        /// <summary>A skeleton for a class with errors, when C# lets us complete it (<see cref="Completable"/>) and it has
+        /// one kind and a readable config.</summary>
         private SkeletonSpec? Skeleton()
         {
-            var partial = type.DeclaringSyntaxReferences.All(r =>
-                r.GetSyntax() is ClassDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
-            if (!partial || type.IsRecord || type.IsStatic || type.IsAbstract || type.ContainingType is not null || type.TypeParameters.Length > 0
-                || type.BaseType is { SpecialType: not SpecialType.System_Object } || config is null || KindsOf(type).Count != 1)
-                return null;
+            if (!Completable(type) || config is null || KindsOf(type).Count != 1) return null;
             var tokens = Components(AttributeNames.TokenEmbedding).FirstOrDefault();
             var tokenName = tokens?.ConstructorArguments.FirstOrDefault().Value as string;
             var tokenField = kind == ModuleKind.TransformerStack && tokenName is not null && Names.IsCheckpointName(tokenName)

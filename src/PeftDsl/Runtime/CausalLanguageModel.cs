@@ -75,17 +75,9 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
             var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing));  // (B, T, C)
             return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
         }
-        // Real positions already cached: none on the first pass, afterwards all cached positions but the virtual ones.
-        var realPast = first ? 0 : cache!.PastLength - cache.VirtualLength;
-        KvCache? temporary = null;
-        if (prompts.Prefix is { } prefix && first)
-        {
-            cache ??= temporary = new KvCache();
-            cache.Prefill(prefix, prompts.Count);
-        }
+        (cache, var temporary, var mask) = EnterVirtual(prompts, attentionMask, cache, inputIds);
         try
         {
-            var mask = prompts.ExtendMask(attentionMask, inputIds.shape[0], realPast + inputIds.shape[1], inputIds.device);
             var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts));  // (B, P + T, C) on a prompt's first pass
             if (first) cache?.CheckPrefixUsed();
             // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.

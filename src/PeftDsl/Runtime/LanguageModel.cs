@@ -123,6 +123,28 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     internal Peft.Prompts.VirtualTokens? VirtualTokens(AdapterRouting routing, Tensor inputIds, bool rows) =>
         prompts is null ? null : prompts.Tokens(routing, inputIds, rows);
 
+    /// <summary>
+    /// A pass with virtual positions in front, as both roots run it: the mask over <paramref name="ids"/> gains the
+    /// virtual positions before the real ones (those already cached and this pass's), and on the first pass a prefix
+    /// goes into the cache, one made for the call when the caller has none (returned as <c>Temporary</c>, for the
+    /// caller to dispose).
+    /// </summary>
+    private protected static (KvCache? Cache, KvCache? Temporary, Tensor? Mask) EnterVirtual(Peft.Prompts.VirtualTokens prompts,
+        Tensor? mask, KvCache? cache, Tensor ids)
+    {
+        var first = cache is null || cache.PastLength == 0;
+        // Real positions already cached: none on the first pass, afterwards all cached positions but the virtual ones.
+        var realPast = first ? 0 : cache!.PastLength - cache.VirtualLength;
+        var extended = prompts.ExtendMask(mask, ids.shape[0], realPast + ids.shape[1], ids.device);
+        KvCache? temporary = null;
+        if (first && prompts.Prefix is { } prefix)
+        {
+            cache ??= temporary = new KvCache();
+            cache.Prefill(prefix, prompts.Count);
+        }
+        return (cache, temporary, extended);
+    }
+
     /// <summary>True when the routed prompt tasks are prefix tuning (a batch never mixes them with other prompt tasks).</summary>
     internal bool RoutesPrefix(AdapterRouting routing) => prompts is not null && prompts.RoutesPrefix(routing);
 

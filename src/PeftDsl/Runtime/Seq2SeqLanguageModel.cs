@@ -70,16 +70,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         var first = cache is null || cache.PastLength == 0;
         KvCache? temporary = null;
         if (RoutesPrefix(routing) && (first || cache!.VirtualLength > 0))
-        {
-            var prefix = VirtualTokens(routing, decoderIds, rows: first)!;
-            var realPast = first ? 0 : cache!.PastLength - cache.VirtualLength;
-            if (first)
-            {
-                cache ??= temporary = new KvCache();
-                cache.Prefill(prefix.Prefix!, prefix.Count);
-            }
-            decoderMask = prefix.ExtendMask(decoderMask, decoderIds.shape[0], realPast + decoderIds.shape[1], decoderIds.device);
-        }
+            (cache, temporary, decoderMask) = EnterVirtual(VirtualTokens(routing, decoderIds, rows: first)!, decoderMask, cache, decoderIds);
         try
         {
             var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing);

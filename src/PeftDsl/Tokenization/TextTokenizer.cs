@@ -83,9 +83,9 @@ public sealed class TextTokenizer
     public string Decode(IEnumerable<long> ids)
     {
         var list = ids as IReadOnlyCollection<long> ?? ids.ToList();
-        if (list.FirstOrDefault(id => id < 0 || id >= VocabSize, -1) is var bad && (bad >= VocabSize || list.Any(id => id < 0)))
-            throw new Errors.PeftDslException($"token id {(bad >= VocabSize ? bad : list.First(id => id < 0))} is not in the tokenizer's vocabulary " +
-                                              $"of {VocabSize} ({Source}), so it has no text");
+        foreach (var id in list)
+            if (id < 0 || id >= VocabSize)
+                throw new Errors.PeftDslException($"token id {id} is not in the tokenizer's vocabulary of {VocabSize} ({Source}), so it has no text");
         return inner.Decode(list.Where(id => !special.Contains(id)).Select(id => (int)id)) ?? "";
     }
 }
