@@ -18,7 +18,8 @@ print("| --- | --- | --- | --- |")
 
 def line(label, ours, theirs, unit, higher_is_better=True):
     if ours is None or theirs is None:
-        print(f"| {label} | {ours if ours is not None else 'failed'} | {theirs if theirs is not None else 'failed'} | |")
+        text = lambda v: "failed" if v is None else f"{v:,.0f} {unit}"
+        print(f"| {label} | {text(ours)} | {text(theirs)} | |")
         return
     ratio = ours / theirs if higher_is_better else theirs / ours
     print(f"| {label} | {ours:,.0f} {unit} | {theirs:,.0f} {unit} | {ratio:.2f}× |")
@@ -26,7 +27,12 @@ def line(label, ours, theirs, unit, higher_is_better=True):
 
 for name, label in [("gpt2_lora_8x1024", "GPT-2 124M LoRA c_attn+c_proj, 8×1024, training step"),
                     ("tinyllama_lora_4x1024", "TinyLlama-1.1B LoRA all linears, 4×1024, training step"),
-                    ("t5base_lora_8x512", "T5-base LoRA q,k,v,o,wi,wo, 8×(512+128), training step")]:
+                    ("t5base_lora_8x512", "T5-base LoRA q,k,v,o,wi,wo, 8×(512+128), training step"),
+                    ("gpt2_dora_8x1024", "GPT-2 124M DoRA c_attn+c_proj, 8×1024, training step"),
+                    ("gpt2_ia3_8x1024", "GPT-2 124M IA3 (peft's default targets), 8×1024, training step"),
+                    ("gpt2_prompt_8x1000", "GPT-2 124M prompt tuning, 20 virtual tokens, 8×1000, training step"),
+                    ("gpt2_ptuning_8x1000", "GPT-2 124M P-tuning (MLP), 20 virtual tokens, 8×1000, training step"),
+                    ("gpt2_prefix_8x1000", "GPT-2 124M prefix tuning, 20 virtual tokens, 8×1000, training step")]:
     ours = load(f"ours_{name}.json")
     theirs = rows.get(name)
     line(label, ours and ours["tokens_per_s"], theirs and theirs["tokens_per_s"], "tokens/s")

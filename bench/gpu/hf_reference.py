@@ -6,7 +6,7 @@ import ctypes, json, sys, threading, time, statistics
 import torch
 import transformers, peft
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
-from peft import LoraConfig, get_peft_model
+from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
 
 class NvmlPeak:
     """The device's used memory through NVML, sampled every 2 ms, as `peft bench` measures it: what a row adds to the
@@ -83,8 +83,12 @@ def t5_base():
                                                tie_word_embeddings=True, dropout_rate=0.0))
 
 
+def lora_config(targets, dora=False):
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets, use_dora=dora)
+
+
 def lora(model, targets, adapters=1):
-    cfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets)
+    cfg = lora_config(targets)
     m = get_peft_model(model, cfg, adapter_name="a0")
     for i in range(1, adapters):
         m.add_adapter(f"a{i}", cfg)
@@ -97,10 +101,11 @@ def build(make):
     return m.to(torch.bfloat16)
 
 
-def step_row(name, make, targets, batch, length, seq2seq=False):
+def step_row(name, make, config, batch, length, seq2seq=False):
+    """One training-step row; `config` is the peft config (peft's defaults where `peft bench` keeps them too)."""
     torch.cuda.reset_peak_memory_stats()
     nvml.start()
-    model = lora(build(make), targets)
+    model = get_peft_model(build(make), config)
     ids = torch.randint(0, model.config.vocab_size, (batch, length), device=dev)
     kwargs = {"input_ids": ids, "labels": ids}
     if seq2seq:
@@ -162,9 +167,16 @@ def mixed_row():
     torch.cuda.empty_cache()
 
 
-step_row("gpt2_lora_8x1024", gpt2, ["attn.c_attn", "attn.c_proj"], 8, 1024)
-step_row("tinyllama_lora_4x1024", tinyllama, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 4, 1024)
-step_row("t5base_lora_8x512", t5_base, ["q", "k", "v", "o", "wi", "wo"], 8, 512, seq2seq=True)
+step_row("gpt2_lora_8x1024", gpt2, lora_config(["attn.c_attn", "attn.c_proj"]), 8, 1024)
+step_row("tinyllama_lora_4x1024", tinyllama, lora_config(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), 4, 1024)
+step_row("t5base_lora_8x512", t5_base, lora_config(["q", "k", "v", "o", "wi", "wo"]), 8, 512, seq2seq=True)
 generation_rows()
 mixed_row()
+# Each other method on GPT-2 124M; the prompt-learning rows at 1000 tokens, so that 20 virtual tokens fit 1024 positions.
+step_row("gpt2_dora_8x1024", gpt2, lora_config(["attn.c_attn", "attn.c_proj"], dora=True), 8, 1024)
+step_row("gpt2_ia3_8x1024", gpt2, IA3Config(task_type="CAUSAL_LM"), 8, 1024)
+step_row("gpt2_prompt_8x1000", gpt2, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20), 8, 1000)
+step_row("gpt2_ptuning_8x1000", gpt2, PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=20,
+                                                           encoder_reparameterization_type="MLP"), 8, 1000)
+step_row("gpt2_prefix_8x1000", gpt2, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20), 8, 1000)
 json.dump(results, open(out, "w"), indent=1)

@@ -31,6 +31,10 @@ run)
     ours generate_b16 --shape gpt2-small "${common[@]}" --batch 16 --length 32 --new-tokens 128 --lora-targets c_attn
     ours single_16x256 --shape gpt2-small "${common[@]}" --batch 16 --length 256 --new-tokens 0 --lora-targets c_attn attn.c_proj
     ours mixed_16x256 --shape gpt2-small "${common[@]}" --batch 16 --length 256 --new-tokens 0 --lora-targets c_attn attn.c_proj --adapters 4 --mixed
+    ours gpt2_dora_8x1024 --shape gpt2-small "${common[@]}" --method dora --batch 8 --length 1024 --new-tokens 0 --lora-targets c_attn attn.c_proj
+    methods=(--device cuda --dtype bf16 --steps 10 --shape gpt2-small --new-tokens 0 --batch 8)
+    ours gpt2_ia3_8x1024 "${methods[@]}" --method ia3 --length 1024
+    for m in prompt ptuning prefix; do ours "gpt2_${m}_8x1000" "${methods[@]}" --method $m --virtual-tokens 20 --length 1000; done
     echo "== transformers + peft"
     python3 "$root/bench/gpu/hf_reference.py" "$out/hf.json" --steps 10 || echo "FAILED hf_reference.py"
     python3 "$root/bench/gpu/compare.py" "$out" | tee "$out/table.md"

@@ -110,15 +110,57 @@ public sealed class BenchTests
     {
         using var dir = new TempDir();
         var output = new StringWriter();
-        var lora = new Cli.Commands.BenchCommand.LoraBench(4, ["all"], 2, true);
-        Assert.Equal(0, Cli.Commands.BenchCommand.Run("gpt2-tiny", null, batch: 2, length: 8, steps: 1, newTokens: 0, output, lora: lora, jsonPath: dir.File("b.json")));
+        var lora = new Cli.Commands.BenchCommand.PeftBench("lora", 4, ["all"], 2, true, 0);
+        Assert.Equal(0, Cli.Commands.BenchCommand.Run("gpt2-tiny", null, batch: 2, length: 8, steps: 1, newTokens: 0, output, peft: lora, jsonPath: dir.File("b.json")));
         Assert.Contains("lora: 2 adapter(s), r=4 on all", output.ToString());
-        Assert.Contains("AdamW on the adapters' flat buffer", output.ToString());
+        Assert.Contains("AdamW on the trainable flat buffer", output.ToString());
         using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir.File("b.json")));
         foreach (var key in new[] { "shape", "method", "device", "dtype", "batch", "length", "forward_ms", "train_step_ms", "tokens_per_s", "peak_bytes" })
             Assert.True(json.RootElement.TryGetProperty(key, out _), key);
         Assert.Equal("lora", json.RootElement.GetProperty("method").GetString());
         Assert.True(json.RootElement.GetProperty("train_step_ms").GetDouble() > 0);
+    }
+
+    /// <summary>Each other method's PEFT step runs, with exactly its own parameters trainable (gpt2-tiny: width 256,
+    /// 4 layers, 4 heads, MLP 1024): the counts peft gives the same configs.</summary>
+    [Theory]
+    [InlineData("dora", "271,360")]      // per layer: LoRA r=16 on c_attn, attn.c_proj, c_fc, mlp.c_proj (65,536) + their magnitudes (2,304)
+    [InlineData("ia3", "7,168")]         // c_attn's 768 outputs and mlp.c_proj's 1,024 inputs, per layer
+    [InlineData("prompt", "5,120")]      // 20 rows of 256
+    [InlineData("ptuning", "202,496")]   // the 20 × 256 embedding and peft's MLP: three 256 × 256 linears with biases
+    [InlineData("prefix", "40,960")]     // 20 rows of a key and a value (256 each) for 4 layers
+    public void BenchRunsEachMethodsStep(string method, string trainable)
+    {
+        using var dir = new TempDir();
+        var output = new StringWriter();
+        var peft = Cli.Commands.BenchCommand.PeftBench.From(method, null, null, 1, false, 20);
+        Assert.Equal(0, Cli.Commands.BenchCommand.Run("gpt2-tiny", null, batch: 2, length: 8, steps: 1, newTokens: 2, output, peft: peft, jsonPath: dir.File("b.json")));
+        Assert.Contains($"{method}: ", output.ToString());
+        Assert.Contains($" {trainable} trainable parameters", output.ToString());
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir.File("b.json")));
+        Assert.Equal(method, json.RootElement.GetProperty("method").GetString());
+    }
+
+    [Theory]
+    [InlineData("adapter", null, null, 1, false, 20, "--method: 'adapter' is not one of none, lora, dora, ia3, prompt, ptuning, prefix")]
+    [InlineData("ia3", 8, null, 1, false, 20, "--lora-r and --lora-targets are for --method lora or dora, not ia3")]
+    [InlineData("prompt", null, null, 2, false, 20, "--adapters and --mixed are for --method lora or dora, not prompt")]
+    [InlineData("none", null, null, 1, true, 20, "--adapters and --mixed are for --method lora or dora, not none")]
+    [InlineData("prefix", null, null, 1, false, 0, "--virtual-tokens must be positive, got 0")]
+    public void BadMethodOptionsAreOneLine(string method, int? rank, string? target, int adapters, bool mixed, int tokens, string message)
+    {
+        var e = Assert.Throws<Errors.PeftDslException>(() => Cli.Commands.BenchCommand.PeftBench.From(method, rank,
+            target is null ? null : [target], adapters, mixed, tokens));
+        Assert.Equal(message, e.Message);
+    }
+
+    /// <summary>Prompt tuning's virtual tokens count against the model's positions.</summary>
+    [Fact]
+    public void VirtualTokensCountAgainstThePositions()
+    {
+        var peft = Cli.Commands.BenchCommand.PeftBench.From("prompt", null, null, 1, false, 20);
+        var e = Assert.Throws<Errors.PeftDslException>(() => Cli.Commands.BenchCommand.Run("gpt2-tiny", null, 1, 500, 1, 0, TextWriter.Null, peft: peft));
+        Assert.Equal("bench: --length 500 plus --new-tokens 0 plus --virtual-tokens 20 exceed the model's 512 positions", e.Message);
     }
 
     [Fact]

@@ -41,52 +41,64 @@ public static class BenchCommand
         var length = new Option<int>("--length") { Description = "Tokens per sequence (decoder length 1/4 of it for T5)", DefaultValueFactory = _ => 128 };
         var steps = new Option<int>("--steps") { Description = "Timed steps after one warm-up step", DefaultValueFactory = _ => 5 };
         var newTokens = new Option<int>("--new-tokens") { Description = "Tokens to generate per sequence", DefaultValueFactory = _ => 32 };
-        var method = new Option<string>("--method") { Description = "none (full fine-tuning step) or lora (the PEFT step)", DefaultValueFactory = _ => "none" };
-        var loraRank = new Option<int?>("--lora-r") { Description = "LoRA rank (alpha = 2r; default 16); implies --method lora" };
+        var method = new Option<string>("--method") { Description = "none (the full fine-tuning step), or the PEFT step of " + string.Join(", ", PeftBench.Methods.Skip(1)), DefaultValueFactory = _ => "none" };
+        var loraRank = new Option<int?>("--lora-r") { Description = "LoRA/DoRA rank (alpha = 2r; default 16); alone, implies --method lora" };
+        var virtualTokens = new Option<int>("--virtual-tokens") { Description = "Virtual tokens of --method prompt, ptuning and prefix", DefaultValueFactory = _ => 20 };
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures to this JSON file" };
-        var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA targets (module names, NeMo site names, attention, mlp, all)", AllowMultipleArgumentsPerToken = true };
+        var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA/DoRA targets (module names, NeMo site names, attention, mlp, all)", AllowMultipleArgumentsPerToken = true };
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
         var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
         {
-            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, json,
+            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, json,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
         command.SetAction(parse => Program.Guard(() => Run(parse.GetValue(shape)!, parse.GetValue(model)?.FullName,
             parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse),
-            Lora(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount), parse.GetValue(mixed)),
+            PeftBench.From(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount),
+                parse.GetValue(mixed), parse.GetValue(virtualTokens)),
             parse.GetValue(json)?.FullName)));
         return command;
     }
 
-    /// <summary>LoRA settings of a run: no adapter when <paramref name="Rank"/> is 0.</summary>
-    public sealed record LoraBench(int Rank, string[] Targets, int Adapters, bool Mixed)
+    /// <summary>What a run trains: nothing added (<c>none</c>, the full fine-tuning step), or the PEFT step of LoRA,
+    /// DoRA, IA3, prompt tuning, P-tuning (peft's MLP encoder) or prefix tuning, with peft's defaults otherwise.</summary>
+    public sealed record PeftBench(string Method, int Rank, string[] Targets, int Adapters, bool Mixed, int VirtualTokens)
     {
-        public static readonly LoraBench None = new(0, ["all"], 1, false);
-    }
+        public static readonly string[] Methods = ["none", "lora", "dora", "ia3", "prompt", "ptuning", "prefix"];
 
-    private static LoraBench Lora(string method, int? rank, string[]? targets, int adapters, bool mixed)
-    {
-        if (rank is { } r && r <= 0) throw new PeftDslException($"--lora-r must be a positive rank, got {r}");
-        var lora = method switch
+        public static readonly PeftBench None = new("none", 0, ["all"], 1, false, 0);
+
+        public bool IsLora => Method is "lora" or "dora";
+
+        public bool IsPrompt => Method is "prompt" or "ptuning" or "prefix";
+
+        public static PeftBench From(string method, int? rank, string[]? targets, int adapters, bool mixed, int virtualTokens)
         {
-            "lora" => true,
-            "none" => rank is not null,
-            _ => throw new PeftDslException($"--method: '{method}' is not none or lora (more methods as they land)"),
-        };
-        return lora ? new LoraBench(rank ?? 16, targets is { Length: > 0 } t ? t : ["all"], adapters, mixed) : LoraBench.None with { Adapters = adapters, Mixed = mixed };
+            if (!Methods.Contains(method))
+                throw new PeftDslException($"--method: '{method}' is not one of {string.Join(", ", Methods)}");
+            if (rank is { } r && r <= 0) throw new PeftDslException($"--lora-r must be a positive rank, got {r}");
+            if (virtualTokens <= 0) throw new PeftDslException($"--virtual-tokens must be positive, got {virtualTokens}");
+            if (method == "none" && rank is not null) method = "lora";
+            var lora = method is "lora" or "dora";
+            if (!lora && (rank is not null || targets is { Length: > 0 }))
+                throw new PeftDslException($"--lora-r and --lora-targets are for --method lora or dora, not {method}");
+            if (!lora && (adapters != 1 || mixed))
+                throw new PeftDslException($"--adapters and --mixed are for --method lora or dora, not {method}");
+            return new PeftBench(method, lora ? rank ?? 16 : 0, targets is { Length: > 0 } t ? t : ["all"], adapters, mixed, virtualTokens);
+        }
     }
 
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement = null, LoraBench? lora = null, string? jsonPath = null)
+        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null)
     {
         placement ??= ModelLoadOptions.Default;
-        lora ??= LoraBench.None;
+        peft ??= PeftBench.None;
         if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
             throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
-        if (lora.Rank < 0 || lora.Adapters <= 0 || (lora.Rank == 0 && (lora.Mixed || lora.Adapters > 1)))
-            throw new PeftDslException("bench: --lora-r must be 0 or more, --adapters positive; --adapters and --mixed need --lora-r");
+        if (peft.Adapters <= 0 || (!peft.IsLora && (peft.Mixed || peft.Adapters > 1)))
+            throw new PeftDslException("bench: --adapters must be positive; --adapters and --mixed need --method lora or dora");
         manual_seed(0);
         // Peak GPU memory through NVML, sampled from before the model reaches the device.
         using var memory = placement.Device is { type: DeviceType.CUDA } gpu ? Bench.GpuMemorySampler.Start(Math.Max(0, (int)gpu.index)) : null;
@@ -101,8 +113,11 @@ public static class BenchCommand
         var device = placement.Device ?? CPU;
         var vocab = model.VocabSize;
         // Sizes no run can use are refused before anything is allocated (an allocation failure would end in native frames).
-        if (model is CausalLanguageModel { PositionLimit: { } limit } && length + newTokens > limit)
-            throw new PeftDslException($"bench: --length {length} plus --new-tokens {newTokens} exceed the model's {limit} positions");
+        // Prompt tuning and P-tuning put their virtual tokens in front of every sequence (prefix tuning in the cache).
+        var prepended = peft.Method is "prompt" or "ptuning" ? peft.VirtualTokens : 0;
+        if (model is CausalLanguageModel { PositionLimit: { } limit } && prepended + length + newTokens > limit)
+            throw new PeftDslException($"bench: --length {length} plus --new-tokens {newTokens}" + (peft.IsPrompt ? $" plus --virtual-tokens {peft.VirtualTokens}" : "") +
+                                       $" exceed the model's {limit} positions");
         var logitsGiB = (double)batch * length * vocab * 4 / (1L << 30);
         var memoryGiB = (double)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30);
         if (device.type == DeviceType.CPU && logitsGiB > memoryGiB)
@@ -112,7 +127,7 @@ public static class BenchCommand
         var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
         var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);
         output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads");
-        var rows = AttachLora((LanguageModel)model, lora, batch, output);
+        var rows = Attach((LanguageModel)model, peft, batch, output);
 
         Tensor Loss() => model switch
         {
@@ -124,12 +139,12 @@ public static class BenchCommand
         model.eval();
         var (forward, forwardHost) = TimeWithHost(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
-        var step = TrainStep((nn.Module)model, lora.Rank > 0, Loss);
+        var step = TrainStep((nn.Module)model, peft.Method != "none", Loss);
         var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
-                         (lora.Rank > 0 ? "the adapters' flat buffer)" : "every parameter)"));
+                         (peft.Method != "none" ? "the trainable flat buffer)" : "every parameter)"));
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
         if (memory is not null)
@@ -149,7 +164,7 @@ public static class BenchCommand
         if (jsonPath is not null)
             File.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
             {
-                ["shape"] = directory ?? shape, ["method"] = lora.Rank > 0 ? "lora" : "none", ["device"] = device.ToString(),
+                ["shape"] = directory ?? shape, ["method"] = peft.Method, ["device"] = device.ToString(),
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
@@ -186,21 +201,47 @@ public static class BenchCommand
         }, () => optimizer.Dispose());
     }
 
-    /// <summary>Adds the run's adapters (all trainable, base frozen); returns the per-row adapter names of a mixed batch.</summary>
-    private static string[]? AttachLora(LanguageModel model, LoraBench lora, int batch, TextWriter output)
+    /// <summary>Adds the run's method (trainable, base frozen); returns the per-row adapter names of a mixed batch.</summary>
+    private static string[]? Attach(LanguageModel model, PeftBench peft, int batch, TextWriter output)
     {
-        if (lora.Rank == 0) return null;
-        var names = Enumerable.Range(0, lora.Adapters).Select(i => "a" + i).ToArray();
+        switch (peft.Method)
+        {
+            case "none":
+                return null;
+            case "ia3":
+                model.Ia3.Add("a0", new Peft.Ia3.Ia3Config());
+                output.WriteLine($"ia3: peft's default targets, {Trainable(model):N0} trainable parameters");
+                return null;
+            case "prompt" or "ptuning" or "prefix":
+                var config = new Peft.Prompts.PromptConfig
+                {
+                    Method = peft.Method switch
+                    {
+                        "prompt" => Peft.Prompts.PromptMethod.PromptTuning,
+                        "ptuning" => Peft.Prompts.PromptMethod.PTuning,
+                        _ => Peft.Prompts.PromptMethod.PrefixTuning,
+                    },
+                    NumVirtualTokens = peft.VirtualTokens,
+                };
+                model.Prompts.Add("a0", config, source: "--method/--virtual-tokens");
+                output.WriteLine($"{peft.Method}: {peft.VirtualTokens} virtual tokens, {Trainable(model):N0} trainable parameters");
+                return null;
+        }
+        var names = Enumerable.Range(0, peft.Adapters).Select(i => "a" + i).ToArray();
         foreach (var name in names)
         {
-            model.Adapters.Add(name, new Peft.Lora.LoraConfig { R = lora.Rank, Alpha = 2 * lora.Rank, TargetModules = lora.Targets });
+            model.Adapters.Add(name, new Peft.Lora.LoraConfig
+            {
+                R = peft.Rank, Alpha = 2 * peft.Rank, TargetModules = peft.Targets, UseDora = peft.Method == "dora",
+            });
             model.Adapters.SetTrainable(name, true);
         }
-        var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
-        output.WriteLine($"lora: {names.Length} adapter(s), r={lora.Rank} on {string.Join(",", lora.Targets)}, {trainable:N0} trainable parameters" +
-                         (lora.Mixed ? ", mixed batch (row i uses adapter i mod " + names.Length + ")" : ", adapter a0 active"));
-        return lora.Mixed ? Enumerable.Range(0, batch).Select(i => names[i % names.Length]).ToArray() : null;
+        output.WriteLine($"{peft.Method}: {names.Length} adapter(s), r={peft.Rank} on {string.Join(",", peft.Targets)}, {Trainable(model):N0} trainable parameters" +
+                         (peft.Mixed ? ", mixed batch (row i uses adapter i mod " + names.Length + ")" : ", adapter a0 active"));
+        return peft.Mixed ? Enumerable.Range(0, batch).Select(i => names[i % names.Length]).ToArray() : null;
     }
+
+    private static long Trainable(LanguageModel model) => model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
 
     /// <summary>A built-in random-weight model of the named shape (fp32, on the CPU).</summary>
     internal static IGenerativeModel Build(string shape)
