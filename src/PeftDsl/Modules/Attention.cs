@@ -42,13 +42,15 @@ public static class Attention
     public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null)
     {
         using var scope = NewDisposeScope();
+        if (!scaled) q = q * Math.Sqrt(q.shape[^1]);
         var repeats = q.shape[1] / k.shape[1];
+        if (repeats > 1 && bias is null && q.shape[2] == 1 && (!mask.IsCausal || k.shape[2] == 1))
+            return GroupedDecodeStep(q, k, v, mask.Mask, repeats).MoveToOuterDisposeScope();
         if (repeats > 1)
         {
             k = k.repeat_interleave(repeats, dim: 1);                           // (B, h, Tk, hd)
             v = v.repeat_interleave(repeats, dim: 1);
         }
-        if (!scaled) q = q * Math.Sqrt(q.shape[^1]);
         Tensor y;
         if (bias is null)
         {
@@ -62,6 +64,22 @@ public static class Attention
             y = nn.functional.scaled_dot_product_attention(q, k, v, scores.to(q.dtype), 0.0, false);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// One decoding step of grouped-query attention without repeating the cache: the query heads of a group become
+    /// that group's query rows, (B, h, 1, hd) → (B, hkv, h/hkv, hd), which is the same attention because a single query
+    /// position has no causal structure among its rows and the (B or 1, 1, 1, Tk) mask broadcasts over them. The
+    /// repeat it replaces copied the whole cache, twice, in every layer and every step (TorchSharp's SDPA has no
+    /// <c>enable_gqa</c>).
+    /// </summary>
+    /// <returns>(B, h, 1, hd)</returns>
+    internal static Tensor GroupedDecodeStep(Tensor q, Tensor k, Tensor v, Tensor? mask, long repeats)
+    {
+        long b = q.shape[0], h = q.shape[1], hd = q.shape[3];
+        var grouped = q.view(b, k.shape[1], repeats, hd);                                      // (B, hkv, rep, hd)
+        var y = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false);   // (B, hkv, rep, hd)
+        return y.view(b, h, 1, hd);
     }
 
     /// <summary>T5's position bias with the pass's mask folded in, in the queries' dtype: made once by the first

@@ -16,7 +16,7 @@ public sealed class ForwardContext : IDisposable
     private Tensor? positionBias;
 
     private ForwardContext(long length, long pastLength, Tensor positions, Tensor? keyMask, Tensor? causalMask,
-        (Tensor Cos, Tensor Sin)? rotary, Tensor? encoderHidden, Tensor? encoderKeyMask, KvCache? cache, AdapterRouting routing)
+        (Tensor Cos, Tensor SignedSin)? rotary, Tensor? encoderHidden, Tensor? encoderKeyMask, KvCache? cache, AdapterRouting routing)
     {
         Routing = routing;
         Length = length;
@@ -46,14 +46,15 @@ public sealed class ForwardContext : IDisposable
     /// <summary>(B or 1, 1, T, past + T) bool causal mask (with padding); null when <c>is_causal</c> suffices.</summary>
     public Tensor? CausalMask { get; }
 
-    /// <summary>cos and sin (B or 1, 1, T, rotary dim) when the stack declares rotary embeddings.</summary>
-    public (Tensor Cos, Tensor Sin)? Rotary { get; }
+    /// <summary>cos and signed sin (B or 1, 1, T, rotary dim; see <see cref="RotaryEmbedding.Tables"/>) when the stack
+    /// declares rotary embeddings.</summary>
+    public (Tensor Cos, Tensor SignedSin)? Rotary { get; }
 
     private long rotaryHeadDim;
 
     /// <summary>The rotary tables for an attention whose heads are <paramref name="headDim"/> wide: the stack's
     /// [RotaryEmbedding] must be for that head size (when both are bound to config values, only the run can tell).</summary>
-    public (Tensor Cos, Tensor Sin) RotaryTables(long headDim, string module)
+    public (Tensor Cos, Tensor SignedSin) RotaryTables(long headDim, string module)
     {
         if (Rotary is not { } tables)
             throw new InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
@@ -158,7 +159,7 @@ public sealed class ForwardContext : IDisposable
         var tables = rotary?.Tables(positions, hidden.dtype);
         Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
-            tables is { } t ? (t.Cos.unsqueeze(1), t.Sin.unsqueeze(1)) : null,
+            tables is { } t ? (t.Cos.unsqueeze(1), t.SignedSin.unsqueeze(1)) : null,
             inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) { rotaryHeadDim = rotary?.HeadDim ?? 0 };
         positions.MoveToOuterDisposeScope();
         keyMask?.MoveToOuterDisposeScope();
@@ -167,7 +168,7 @@ public sealed class ForwardContext : IDisposable
         if (context.Rotary is { } r)
         {
             r.Cos.MoveToOuterDisposeScope();
-            r.Sin.MoveToOuterDisposeScope();
+            r.SignedSin.MoveToOuterDisposeScope();
         }
         return context;
     }
