@@ -26,8 +26,10 @@ public static class StockModels
         ["mt5"] = T5ForConditionalGeneration.FromPretrained,
     };
 
+    /// <summary>The <c>model_type</c> values of the supported decoder-only (causal LM) families.</summary>
     public static IReadOnlyCollection<string> CausalModelTypes => CausalLoaders.Keys;
 
+    /// <summary>The <c>model_type</c> values of the supported encoder-decoder families.</summary>
     public static IReadOnlyCollection<string> Seq2SeqModelTypes => Seq2SeqLoaders.Keys;
 
     /// <summary>The config.json <c>model_type</c> of a checkpoint folder.</summary>
@@ -38,8 +40,10 @@ public static class StockModels
             ?? throw new ConfigException($"{config.Source}: no \"model_type\", so the model family is unknown");
     }
 
+    /// <summary>Whether <c>modelType</c> names a supported causal LM family.</summary>
     public static bool IsCausal(string modelType) => CausalLoaders.ContainsKey(modelType);
 
+    /// <summary>Whether <c>modelType</c> names a supported encoder-decoder family.</summary>
     public static bool IsSeq2Seq(string modelType) => Seq2SeqLoaders.ContainsKey(modelType);
 
     /// <summary>Loads any supported checkpoint for generation, decoder-only or encoder-decoder.</summary>

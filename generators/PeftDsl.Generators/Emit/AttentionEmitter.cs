@@ -36,6 +36,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line();
             }
 
+            w.Line("/// <summary>Layer <paramref name=\"layer\"/>'s modules, sized from <paramref name=\"config\"/>; a checkpoint load or the root's initialisation fills the weights.</summary>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, nHead, nKvHead, headDim) = Sizes(config);");
             w.Line("(this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);");

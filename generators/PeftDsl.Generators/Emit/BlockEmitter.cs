@@ -19,7 +19,13 @@ namespace PeftDsl.Generators.Emit
             bool FirstUse(SublayerSpec s) => b.Sublayers.First(o => o.Norm.Name == s.Norm.Name) == s;
             foreach (var s in b.Sublayers)
             {
-                if (FirstUse(s)) w.Line($"public readonly {norm} {s.Norm.Field};");
+                if (FirstUse(s))
+                {
+                    var users = string.Join(" and ", b.Sublayers.Where(o => o.Norm.Name == s.Norm.Name).Select(o => o.Member.Name));
+                    w.Line($"/// <summary>{s.Norm.Name}: the norm before {users}.</summary>");
+                    w.Line($"public readonly {norm} {s.Norm.Field};");
+                }
+                w.Line($"/// <summary>{s.Member.Name}: the {(s.Kind switch { ModuleKind.FeedForward => "feed-forward", ModuleKind.CrossAttention => "cross-attention", _ => "self-attention" })} sublayer.</summary>");
                 w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
             }
             w.Line();
@@ -41,6 +47,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line();
             }
 
+            w.Line("/// <summary>Layer <paramref name=\"layer\"/>'s modules, sized from <paramref name=\"config\"/>; a checkpoint load or the root's initialisation fills the weights.</summary>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("this.Layer = layer;");
             if (configParallel) w.Line($"this.parallelResidual = {parallel};");
@@ -88,6 +95,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             EmitHelpers.NoFieldRegistration(w);
+            w.Line("/// <inheritdoc/>");
             w.Open($"public {SiteList} Sites(string path)");
             foreach (var s in b.Sublayers)
                 w.Line($"yield return new {PeftSite}({SiteKind}.Adapter, this.{Pascal(s.AdapterSite)}.Name, {ModulePath}.Join(path, this.{Pascal(s.AdapterSite)}.Name), this.Layer);");

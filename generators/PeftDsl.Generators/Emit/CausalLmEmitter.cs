@@ -13,14 +13,18 @@ namespace PeftDsl.Generators.Emit
             var body = c.Body.Field;
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {CausalLanguageModel}");
+            w.Line("/// <summary>The config the model was built from.</summary>");
             w.Line($"public {spec.ConfigType} Config {{ get; }}");
             w.Line();
+            w.Line($"/// <summary>{c.Body.Name}: the transformer stack.</summary>");
             w.Line($"public readonly {c.BodyType.FullName} {body};");
             w.Line();
             w.Line($"/// <summary>{c.Head.Head.Name}; shares the token embedding's weight when tied.</summary>");
             w.Line($"public readonly {LmHead} {c.Head.Head.Field};");
             w.Line();
 
+            w.Line("/// <summary>The model for <paramref name=\"config\"/>, with random weights unless <paramref name=\"init\"/> says otherwise.</summary>");
+            w.Line($"/// <param name=\"config\">Sizes and options, as config.json gives them.</param>");
             w.Line($"/// <param name=\"init\"><see cref=\"{WeightInit}.None\"/> leaves weights uninitialised for a checkpoint to fill.</param>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, {WeightInit} init = {WeightInit}.Normal) : base(nameof({spec.Name}))");
             w.Line("this.Config = config;");
@@ -34,11 +38,13 @@ namespace PeftDsl.Generators.Emit
 
             RootEmitter.Rules(w, c.ModelType, c.Head, c.IgnoreKeys, new string[0], c.Body.Name);
 
+            w.Line("/// <inheritdoc/>");
             w.Line($"protected override {LmHead} Head => this.{c.Head.Head.Field};");
             w.Line();
             w.Line("/// <returns>(B, T, C) final hidden states of the body.</returns>");
             w.Line($"protected override {Tensor} Hidden({Tensor} inputIds, {StackInputs} inputs) => this.{body}.forward(inputIds, inputs);");
             w.Line();
+            w.Line("/// <inheritdoc/>");
             w.Line($"public override long? PositionLimit => this.{body}.PositionLimit;");
             w.Line();
 

@@ -42,6 +42,7 @@ namespace PeftDsl.Generators.Emit
             w.Line("return config;");
             w.Close();
             w.Line();
+            w.Line("/// <summary>Reads and binds a config.json file.</summary>");
             w.Line($"public static {spec.Name} Load(string path) => FromJson({ConfigJson}.Load(path));");
             w.Line();
             w.Line("/// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>");

@@ -30,6 +30,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"public readonly {PeftLinear}{(p.When is null ? "" : "?")} {p.Member.Field};");
                 w.Line();
             }
+            w.Line("/// <summary>Layer <paramref name=\"layer\"/>'s modules, sized from <paramref name=\"config\"/>; a checkpoint load or the root's initialisation fills the weights.</summary>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, inner) = Sizes(config);");
             w.Line($"this.act = {Activations}.Resolve({f.Activation.Expression}, {Literals.String(spec.Name + " (" + f.Activation.Display + ")")});");

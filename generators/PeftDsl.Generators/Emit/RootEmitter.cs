@@ -35,12 +35,15 @@ namespace PeftDsl.Generators.Emit
         /// <param name="tiedCopies">Keys a checkpoint may hold as copies of a tied weight.</param>
         public static void Rules(IndentedWriter w, string modelType, HeadSpec h, EquatableArray<string> ignore, IEnumerable<string> tiedCopies, string? basePrefix)
         {
+            w.Line("/// <inheritdoc/>");
             w.Line($"public override string ModelType => {Literals.String(modelType)};");
             w.Line();
+            w.Line("/// <inheritdoc/>");
             w.Line($"public override long VocabSize => this.{h.Head.Field}.VocabSize;");
             w.Line();
             var copies = string.Join(", ", tiedCopies.Select(Literals.String));
             var headKey = Literals.String(h.Head.Name + ".weight");
+            w.Line("/// <inheritdoc/>");
             w.Line($"public override {CheckpointRules} CheckpointRules => new(");
             w.Line($"    this.{h.Head.Field}.IsTied ? new[] {{ {headKey}{(copies.Length > 0 ? ", " + copies : "")} }} : {(copies.Length > 0 ? $"new[] {{ {copies} }}" : "global::System.Array.Empty<string>()")},");
             w.Line(ignore.Count == 0
@@ -86,7 +89,10 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <summary>peft <c>target_modules</c> names of this model's linear sites.</summary>");
             w.Open("public static class Targets");
             foreach (var t in targets)
+            {
+                w.Line($"/// <summary><c>{t.Value}</c></summary>");
                 w.Line($"public const string {t.Identifier} = {Literals.String(t.Value)};");
+            }
             w.Close();
         }
     }

@@ -13,15 +13,21 @@ namespace PeftDsl.Generators.Emit
             var s = spec.Seq2Seq!;
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {Seq2SeqLanguageModel}");
+            w.Line("/// <summary>The config the model was built from.</summary>");
             w.Line($"public {spec.ConfigType} Config {{ get; }}");
             w.Line();
             w.Line($"/// <summary>{s.Shared.Name}: the token embedding of both stacks and, when tied, of the head.</summary>");
             w.Line($"public readonly {Embedding} {s.Shared.Field};");
+            w.Line($"/// <summary>{s.Encoder.Member.Name}: the encoder stack.</summary>");
             w.Line($"public readonly {s.Encoder.Type.FullName} {s.Encoder.Member.Field};");
+            w.Line($"/// <summary>{s.Decoder.Member.Name}: the decoder stack (self-attention, then cross-attention to the encoder).</summary>");
             w.Line($"public readonly {s.Decoder.Type.FullName} {s.Decoder.Member.Field};");
+            w.Line($"/// <summary>{s.Head.Head.Name}; shares the token embedding's weight when tied.</summary>");
             w.Line($"public readonly {LmHead} {s.Head.Head.Field};");
             w.Line();
 
+            w.Line("/// <summary>The model for <paramref name=\"config\"/>, with random weights unless <paramref name=\"init\"/> says otherwise.</summary>");
+            w.Line($"/// <param name=\"config\">Sizes and options, as config.json gives them.</param>");
             w.Line($"/// <param name=\"init\"><see cref=\"{WeightInit}.None\"/> leaves weights uninitialised for a checkpoint to fill.</param>");
             w.Open($"public {spec.Name}({spec.ConfigType} config, {WeightInit} init = {WeightInit}.Normal) : base(nameof({spec.Name}))");
             w.Line("this.Config = config;");
@@ -42,10 +48,12 @@ namespace PeftDsl.Generators.Emit
                 if (stack.TakesSharedEmbedding) copies.Add(stack.Member.Name + "." + "embed_tokens.weight");
             RootEmitter.Rules(w, s.ModelType, s.Head, s.IgnoreKeys, copies, null);
 
+            w.Line("/// <inheritdoc/>");
             w.Line($"public override long DecoderStartTokenId => Start(this.Config);");
             w.Line();
             w.Line($"private static long Start({spec.ConfigType} config) => {s.DecoderStart.Expression};");
             w.Line();
+            w.Line("/// <inheritdoc/>");
             w.Line($"protected override {LmHead} Head => this.{s.Head.Head.Field};");
             w.Line();
             w.Line("/// <returns>(B, S, C) encoder states.</returns>");

@@ -15,10 +15,17 @@ namespace PeftDsl.Generators.Emit
             var tokens = s.TokenEmbedding.Field;
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, StackInputs, Tensor)}, {IPeftSiteOwner}");
-            if (s.SharedTokens) w.Line($"/// <summary>The root's shared embedding; saved under the root's name, not under {s.TokenEmbedding.Name}.</summary>");
+            w.Line(s.SharedTokens ? $"/// <summary>The root's shared embedding; saved under the root's name, not under {s.TokenEmbedding.Name}.</summary>"
+                : $"/// <summary>{s.TokenEmbedding.Name}: the token embedding.</summary>");
             w.Line($"public readonly {Embedding} {tokens};");
-            if (s.Positions is { } pos) w.Line($"public readonly {Embedding} {pos.Field};");
+            if (s.Positions is { } pos)
+            {
+                w.Line($"/// <summary>{pos.Name}: the learned position embedding.</summary>");
+                w.Line($"public readonly {Embedding} {pos.Field};");
+            }
+            w.Line($"/// <summary>{s.Blocks.Name}: the transformer blocks, in order.</summary>");
             w.Line($"public readonly {ModuleList}<{s.BlockType.FullName}> {s.Blocks.Field};");
+            w.Line($"/// <summary>{s.FinalNorm.Name}: the norm after the last block.</summary>");
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
             w.Line();
@@ -33,6 +40,7 @@ namespace PeftDsl.Generators.Emit
             }
 
             var sharedParameter = s.SharedTokens ? $", {Embedding} sharedEmbedding" : "";
+            w.Line("/// <summary>The stack's modules, sized from <paramref name=\"config\"/>.</summary>");
             w.Open($"public {spec.Name}({spec.ConfigType} config{sharedParameter}) : base(nameof({spec.Name}))");
             if (s.SharedTokens)
             {
@@ -85,6 +93,7 @@ namespace PeftDsl.Generators.Emit
             w.Line();
 
             EmitHelpers.NoFieldRegistration(w);
+            w.Line("/// <inheritdoc/>");
             w.Open($"public {SiteList} Sites(string path)");
             if (s.VirtualPrompts)
                 w.Line($"yield return new {PeftSite}({SiteKind}.VirtualPrompt, {SiteNames}.VirtualPrompt, {ModulePath}.Join(path, {Literals.String(s.TokenEmbedding.Name)}), null);");

@@ -11,6 +11,14 @@ namespace PeftDsl.Checkpoints;
 /// </summary>
 public static class AtomicFolder
 {
+    /// <summary>Replaces (or creates) <paramref name="folder"/> with what <paramref name="write"/> puts into the staging
+    /// folder it is given, so readers see either the old content or the complete new one.</summary>
+    /// <param name="folder">The folder to write; a file or a symbolic link there is refused.</param>
+    /// <param name="write">Writes the new content into the staging folder whose path it receives.</param>
+    /// <param name="keepOthers">Carry over entries of the old folder that the new content does not replace (another
+    /// adapter's subfolder, a README); false leaves exactly what <paramref name="write"/> wrote.</param>
+    /// <exception cref="PeftDslException">The folder could not be written, or the old content could not be carried over
+    /// (the message then names the hidden folder it was kept in).</exception>
     public static void Write(string folder, Action<string> write, bool keepOthers = true)
     {
         var full = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar);

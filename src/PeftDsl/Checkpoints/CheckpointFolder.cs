@@ -12,8 +12,11 @@ namespace PeftDsl.Checkpoints;
 /// </summary>
 public sealed class CheckpointFolder : IDisposable
 {
+    /// <summary>The model config every checkpoint folder must have (<c>config.json</c>).</summary>
     public const string ConfigFile = "config.json";
+    /// <summary>The single-file weights (<c>model.safetensors</c>), tried before a sharded index.</summary>
     public const string SingleFile = "model.safetensors";
+    /// <summary>The shard index of a sharded checkpoint; its <c>weight_map</c> maps each tensor key to a shard file in the folder.</summary>
     public const string IndexFile = "model.safetensors.index.json";
 
     private readonly List<SafetensorsReader> readers;
@@ -28,12 +31,19 @@ public sealed class CheckpointFolder : IDisposable
         this.byKey = byKey;
     }
 
+    /// <summary>The folder as it was given to <see cref="Open"/>; error messages name it.</summary>
     public string Directory { get; }
 
+    /// <summary>The folder's parsed <c>config.json</c>, for the generated <c>FromJson</c> binders.</summary>
     public ConfigJson Config { get; }
 
+    /// <summary>Every tensor key (state-dict name) in the checkpoint, across all shards; each is validated already.</summary>
     public IEnumerable<string> Keys => byKey.Keys;
 
+    /// <summary>Reads only <c>config.json</c> from a checkpoint folder, without opening any weights (enough to list
+    /// the expected keys or build an uninitialised model).</summary>
+    /// <exception cref="CheckpointException">The folder or its <c>config.json</c> is missing.</exception>
+    /// <exception cref="ConfigException">The config is not a valid JSON object.</exception>
     public static ConfigJson ReadConfig(string directory)
     {
         RequireDirectory(directory);
@@ -43,6 +53,10 @@ public sealed class CheckpointFolder : IDisposable
         return ConfigJson.Load(path);
     }
 
+    /// <summary>Opens a Hugging Face checkpoint folder: <c>config.json</c> plus <c>model.safetensors</c> or the shards
+    /// of <c>model.safetensors.index.json</c>. Every header is validated now; tensor data is read on demand. A
+    /// <c>pytorch_model.bin</c> is never read (pickle can run code): convert it to safetensors.</summary>
+    /// <exception cref="CheckpointException">A file is missing, malformed, or an index entry names a shard that does not hold its key.</exception>
     public static CheckpointFolder Open(string directory)
     {
         var config = ReadConfig(directory);
@@ -78,10 +92,16 @@ public sealed class CheckpointFolder : IDisposable
         }
     }
 
+    /// <summary>The header entry (dtype, shape, byte range) of <paramref name="key"/>, from whichever shard holds it; reads no data.</summary>
+    /// <exception cref="CheckpointException">No tensor has that key.</exception>
     public SafetensorsEntry Entry(string key) => Reader(key).Entry(key);
 
+    /// <summary>Reads tensor <paramref name="key"/> on the CPU in its stored dtype and checkpoint layout (a Conv1D
+    /// weight is still [in, out]); the caller owns and disposes it.</summary>
+    /// <exception cref="CheckpointException">No tensor has that key, or its file is truncated.</exception>
     public Tensor Read(string key) => Reader(key).Read(key);
 
+    /// <summary>Closes every shard file handle; <see cref="Read"/> no longer works afterwards.</summary>
     public void Dispose()
     {
         foreach (var r in readers) r.Dispose();

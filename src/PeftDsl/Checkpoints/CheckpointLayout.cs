@@ -10,8 +10,10 @@ public sealed record CheckpointKey(string Key, long[] Shape)
     /// <summary>Equal keys have equal shapes element by element (a record alone would compare the arrays by reference).</summary>
     public bool Equals(CheckpointKey? other) => other is not null && Key == other.Key && Shape.SequenceEqual(other.Shape);
 
+    /// <summary>Hashes the key and every shape element, consistent with the element-wise <c>Equals</c>.</summary>
     public override int GetHashCode() => Shape.Aggregate(Key.GetHashCode(), HashCode.Combine);
 
+    /// <summary>The listing form <c>key [d0, d1, …]</c>, e.g. <c>transformer.h.0.attn.c_attn.weight [768, 2304]</c>.</summary>
     public override string ToString() => $"{Key} [{string.Join(", ", Shape)}]";
 }
 
@@ -24,6 +26,8 @@ public sealed record CheckpointTensor(string Key, Tensor Target, long[] Checkpoi
 /// (<see cref="Peft.IPeftTensors"/>) and everything under them belong to adapter files.</summary>
 public static class CheckpointLayout
 {
+    /// <summary>Every base parameter and persistent buffer of <paramref name="model"/> bound to its checkpoint key, with
+    /// its shape as the checkpoint stores it (transposed for a Conv1D weight). PEFT modules and their subtrees are left out.</summary>
     public static IReadOnlyList<CheckpointTensor> Tensors(nn.Module model)
     {
         var result = new List<CheckpointTensor>();
@@ -41,6 +45,8 @@ public static class CheckpointLayout
     public static string Describe(nn.Module model) =>
         Describe(Tensors(model).Select(t => new CheckpointKey(t.Key, t.CheckpointShape)));
 
+    /// <summary>The listing of <paramref name="keys"/>: one <c>key [shape]</c> per line, sorted by key (ordinal), ending
+    /// with a newline, so two listings can be compared as text.</summary>
     public static string Describe(IEnumerable<CheckpointKey> keys) =>
         string.Join("\n", keys.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => k.ToString())) + "\n";
 

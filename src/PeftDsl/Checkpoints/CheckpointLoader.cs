@@ -12,6 +12,7 @@ namespace PeftDsl.Checkpoints;
 /// <param name="BasePrefix">The body's name (<c>transformer</c>): checkpoints saved from the bare body lack it.</param>
 public sealed record CheckpointRules(IReadOnlyList<string> TiedKeys, IReadOnlyList<string> IgnorePatterns, string? BasePrefix)
 {
+    /// <summary>No tied keys, no ignored keys, no body prefix: the file must hold exactly the model's parameters.</summary>
     public static readonly CheckpointRules Strict = new([], [], null);
 }
 
@@ -20,6 +21,13 @@ public static class CheckpointLoader
 {
     private const int ListedPerKind = 20;
 
+    /// <summary>Copies the checkpoint into <paramref name="model"/>'s base tensors, converting to each tensor's dtype
+    /// and device and transposing Conv1D weights. Nothing is copied unless every key and shape matches first.</summary>
+    /// <param name="model">The built model; its PEFT modules are ignored.</param>
+    /// <param name="folder">The opened checkpoint.</param>
+    /// <param name="rules">The family's tolerated differences (tied keys, stale buffers, a missing body prefix).</param>
+    /// <exception cref="CheckpointMismatchException">Keys are missing or unexpected, a shape differs, or a float weight is
+    /// stored as integers; the message lists them.</exception>
     public static void Load(nn.Module model, CheckpointFolder folder, CheckpointRules rules)
     {
         var tensors = CheckpointLayout.Tensors(model);

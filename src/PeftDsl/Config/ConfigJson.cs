@@ -21,6 +21,8 @@ public sealed class ConfigJson
     /// <summary>Where the JSON came from, for error messages.</summary>
     public string Source { get; }
 
+    /// <summary>Reads and parses a config file (usually a checkpoint's <c>config.json</c>); errors name <paramref name="path"/>.</summary>
+    /// <exception cref="ConfigException">The file is missing, not valid JSON, or not a JSON object.</exception>
     public static ConfigJson Load(string path)
     {
         if (!File.Exists(path))
@@ -28,6 +30,10 @@ public sealed class ConfigJson
         return Parse(File.ReadAllText(path), path);
     }
 
+    /// <summary>Parses JSON text (comments allowed) whose top level must be an object.</summary>
+    /// <param name="json">The JSON text.</param>
+    /// <param name="source">What to call the text in error messages (a path, or a label such as <c>"test config"</c>).</param>
+    /// <exception cref="ConfigException">The text is not valid JSON or not an object.</exception>
     public static ConfigJson Parse(string json, string source)
     {
         JsonDocument doc;

@@ -34,6 +34,8 @@ public static class UncomputedKeys
     private static bool IsFalseKey(ConfigJson json, string key) =>
         json.TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.False;
 
+    /// <summary>The keys refused unless bound or plain, with what a non-plain value would ask the model to compute:
+    /// parallel residuals, sliding windows, partial or scaled rotary embeddings, soft-capping, q/k norms, ALiBi.</summary>
     public static readonly IReadOnlyList<Rule> Rules =
     [
         new("use_parallel_residual", "a parallel residual (x + attn(ln_1(x)) + mlp(ln_2(x)))", IsFalse),

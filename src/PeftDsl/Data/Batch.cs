@@ -11,8 +11,10 @@ namespace PeftDsl.Data;
 /// </summary>
 public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels, Tensor? DecoderInputIds, long LossTokens) : IDisposable
 {
+    /// <summary>The batch size B (rows of <c>InputIds</c>).</summary>
     public long Rows => InputIds.shape[0];
 
+    /// <summary>Frees the batch's tensors (ids, mask, labels and, for seq2seq, decoder ids).</summary>
     public void Dispose()
     {
         InputIds.Dispose();
@@ -48,6 +50,11 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
         return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens);
     }
 
+    /// <summary>An encoder-decoder batch: <c>InputIds</c>/<c>AttentionMask</c> (B, S) hold the right-padded prompts,
+    /// <c>DecoderInputIds</c> (B, T) the answers shifted right after <paramref name="decoderStart"/>, and <c>Labels</c>
+    /// (B, T) the answers themselves with -100 past each one's end (no shift at loss time).</summary>
+    /// <param name="decoderStart">The decoder's first token (T5: <c>decoder_start_token_id</c>, the pad token 0).</param>
+    /// <param name="pad">The id that fills padding in the encoder and decoder inputs.</param>
     public static Batch Seq2Seq(IReadOnlyList<TokenizedExample> examples, long decoderStart, Device device, long pad = 0)
     {
         var inputLength = examples.Max(e => e.Prompt.Length);

@@ -9,6 +9,14 @@ public static class BatchOrder
 {
     private const int WindowBatches = 50;
 
+    /// <summary>The batches of one epoch as arrays of example indices; every example appears once, and a batch may be
+    /// short at the end of a window.</summary>
+    /// <param name="lengths">Each example's token count, indexed like the examples.</param>
+    /// <param name="batchSize">Examples per batch.</param>
+    /// <param name="seed">The run's seed; with <paramref name="epoch"/> it fixes the order on every machine.</param>
+    /// <param name="epoch">The epoch index, so each epoch is shuffled differently.</param>
+    /// <param name="groupByLength">Sort by length inside windows of 50 batches (transformers' <c>group_by_length</c>);
+    /// false keeps the plain shuffle.</param>
     public static IReadOnlyList<int[]> Epoch(IReadOnlyList<int> lengths, int batchSize, int seed, int epoch, bool groupByLength = true)
     {
         // System.Random with a seed is the same sequence on every .NET version and machine.

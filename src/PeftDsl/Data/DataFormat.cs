@@ -35,6 +35,7 @@ public sealed partial record DataFormat(string? Template = null, string AnswerFi
             throw new PeftDslException($"--virtual-token-splits {string.Join(",", splits)} add up to {splits.Sum()}, but the task has {count} virtual tokens");
         return this with { VirtualTokenSplits = splits };
     }
+    /// <summary>The default: no template, prompt from the <c>input</c> field, answer from <c>output</c>.</summary>
     public static readonly DataFormat InputOutput = new();
 
     [GeneratedRegex(@"\{([A-Za-z_][A-Za-z0-9_]*)\}")]
@@ -45,6 +46,10 @@ public sealed partial record DataFormat(string? Template = null, string AnswerFi
         ? [InputField]
         : FieldPattern().Matches(Template).Select(m => m.Groups[1].Value).Distinct().ToList();
 
+    /// <summary>Checks the format before any data is read: the template names fields and has no stray braces, markers are
+    /// numbered in order, the splits match the markers, the truncation field is in the prompt, and the answer is not.</summary>
+    /// <returns>This format, for chaining.</returns>
+    /// <exception cref="PeftDslException">The format is inconsistent; the message names the CLI option at fault.</exception>
     public DataFormat Validate()
     {
         if (Template is not null && PromptFields.Count == 0)

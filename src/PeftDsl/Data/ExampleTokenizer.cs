@@ -10,12 +10,19 @@ namespace PeftDsl.Data;
 /// </summary>
 public static class ExampleTokenizer
 {
+    /// <summary>Tokenizes every example (see the single-example overload), keeping their order.</summary>
+    /// <param name="maxLength">Most tokens of prompt plus answer per example; at least 2.</param>
+    /// <exception cref="PeftDslException"><paramref name="maxLength"/> is below 2, or an example cannot be made to fit.</exception>
     public static IReadOnlyList<TokenizedExample> Tokenize(IReadOnlyList<Example> examples, TextTokenizer tokenizer, DataFormat format, int maxLength)
     {
         if (maxLength < 2) throw new PeftDslException($"--max-length must be at least 2, got {maxLength}");
         return examples.Select(e => Tokenize(e, tokenizer, format, maxLength)).ToList();
     }
 
+    /// <summary>Tokenizes one example's prompt and answer (and its choices, if any), cutting the format's truncation
+    /// field until prompt plus the longest answer fits <paramref name="maxLength"/> tokens.</summary>
+    /// <exception cref="PeftDslException">The prompt is empty, or the example is too long and cannot be cut enough; the
+    /// message names its source line.</exception>
     public static TokenizedExample Tokenize(Example example, TextTokenizer tokenizer, DataFormat format, int maxLength)
     {
         var choices = example.Choices?.Select(c => AnswerIds(tokenizer, c)).ToArray();

@@ -8,7 +8,10 @@ namespace PeftDsl.Dsl;
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class BodyAttribute(string name, Type module) : Attribute
 {
+    /// <summary>Checkpoint name of the body under the root (<c>transformer</c> for GPT-2, <c>model</c> for Llama);
+    /// the prefix of every body key and the <c>BasePrefix</c> a bare-body checkpoint may lack.</summary>
     public string Name { get; } = name;
+    /// <summary>The <c>[TransformerStack]</c> class that implements the body (<c>typeof(Gpt2Model)</c>).</summary>
     public Type Module { get; } = module;
 }
 
@@ -16,6 +19,7 @@ public sealed class BodyAttribute(string name, Type module) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class SharedEmbeddingAttribute(string name) : Attribute
 {
+    /// <summary>Checkpoint name of the shared table under the root (T5: <c>shared</c>, saved as <c>shared.weight</c>).</summary>
     public string Name { get; } = name;
     /// <summary>Binding: vocabulary size.</summary>
     public string Vocab { get; set; } = "";
@@ -27,7 +31,9 @@ public sealed class SharedEmbeddingAttribute(string name) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class EncoderAttribute(string name, Type module) : Attribute
 {
+    /// <summary>Checkpoint name of the encoder stack under the root (T5: <c>encoder</c>).</summary>
     public string Name { get; } = name;
+    /// <summary>The <c>[TransformerStack]</c> class of the encoder (its blocks have no cross-attention).</summary>
     public Type Module { get; } = module;
 }
 
@@ -35,7 +41,9 @@ public sealed class EncoderAttribute(string name, Type module) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class DecoderAttribute(string name, Type module) : Attribute
 {
+    /// <summary>Checkpoint name of the decoder stack under the root (T5: <c>decoder</c>).</summary>
     public string Name { get; } = name;
+    /// <summary>The <c>[TransformerStack]</c> class of the decoder; its blocks declare a <c>[CrossAttention]</c> sublayer.</summary>
     public Type Module { get; } = module;
 }
 
@@ -43,6 +51,7 @@ public sealed class DecoderAttribute(string name, Type module) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class LmHeadAttribute(string name) : Attribute
 {
+    /// <summary>Checkpoint name of the head under the root (<c>lm_head</c>); a tied head has no weight saved under it.</summary>
     public string Name { get; } = name;
     /// <summary>Checkpoint path of the embedding the head may share its weight with (<c>transformer.wte</c>).</summary>
     public string? TiedTo { get; set; }
@@ -56,6 +65,7 @@ public sealed class LmHeadAttribute(string name) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class TokenEmbeddingAttribute(string name) : Attribute
 {
+    /// <summary>Checkpoint name of the table under the stack (GPT-2: <c>wte</c>, Llama: <c>embed_tokens</c>).</summary>
     public string Name { get; } = name;
     /// <summary>Binding: vocabulary size (unused when <see cref="Shared"/>).</summary>
     public string Vocab { get; set; } = "";
@@ -69,6 +79,7 @@ public sealed class TokenEmbeddingAttribute(string name) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class PositionEmbeddingAttribute(string name) : Attribute
 {
+    /// <summary>Checkpoint name of the [max positions, hidden] table under the stack (GPT-2: <c>wpe</c>).</summary>
     public string Name { get; } = name;
     /// <summary>Binding: the number of positions.</summary>
     public string MaxPositions { get; set; } = "";
@@ -102,7 +113,10 @@ public sealed class RotaryEmbeddingAttribute : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class BlocksAttribute(string name, Type block) : Attribute
 {
+    /// <summary>Checkpoint name of the block list under the stack; block i is saved as <c>{name}.{i}</c>
+    /// (GPT-2: <c>h</c>, Llama: <c>layers</c>, T5: <c>block</c>).</summary>
     public string Name { get; } = name;
+    /// <summary>The <c>[TransformerBlock]</c> class each block is an instance of; block i is built with layer index i.</summary>
     public Type Block { get; } = block;
     /// <summary>Binding: how many blocks.</summary>
     public string Count { get; set; } = "";
@@ -112,7 +126,9 @@ public sealed class BlocksAttribute(string name, Type block) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
 {
+    /// <summary>Checkpoint name of the norm under the stack (GPT-2: <c>ln_f</c>, Llama: <c>norm</c>, T5: <c>final_layer_norm</c>).</summary>
     public string Name { get; } = name;
+    /// <summary><c>NormKind.LayerNorm</c> (weight and bias) or <c>NormKind.RmsNorm</c> (weight only).</summary>
     public NormKind Kind { get; } = kind;
     /// <summary>Binding: epsilon.</summary>
     public string Eps { get; set; } = "1e-5";
@@ -124,7 +140,10 @@ public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
 public sealed class SublayerAttribute(string name, Type module) : Attribute
 {
+    /// <summary>Checkpoint name of the sublayer under the block; may be dotted (T5: <c>layer.0.SelfAttention</c>).</summary>
     public string Name { get; } = name;
+    /// <summary>The class that computes the sublayer: a <c>[SelfAttention]</c>, <c>[CrossAttention]</c> or <c>[FeedForward]</c>
+    /// class; its kind decides where the sublayer runs in the block.</summary>
     public Type Module { get; } = module;
     /// <summary>Checkpoint name of the norm in front of the sublayer.</summary>
     public string Norm { get; set; } = "";
@@ -135,8 +154,14 @@ public sealed class SublayerAttribute(string name, Type module) : Attribute
 [AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
 public sealed class ProjectionAttribute(string name, ProjectionRole role) : Attribute
 {
+    /// <summary>Checkpoint name of the linear layer under the module (<c>c_attn</c>, <c>q_proj</c>, <c>wi_0</c>); also how
+    /// peft's <c>target_modules</c> selects it.</summary>
     public string Name { get; } = name;
+    /// <summary>What the projection computes; fixes its input and output sizes, its place in the forward pass and its
+    /// NeMo site name (<c>attention_qkv</c>, <c>attention_dense</c>, <c>mlp_fc1</c>, <c>mlp_fc2</c>).</summary>
     public ProjectionRole Role { get; } = role;
+    /// <summary>How the checkpoint stores the weight: <c>WeightLayout.Linear</c> ([out, in], the default) or
+    /// <c>WeightLayout.Conv1D</c> ([in, out], GPT-2; transposed on load and back on save).</summary>
     public WeightLayout Layout { get; set; } = WeightLayout.Linear;
     /// <summary>For a fused <see cref="ProjectionRole.Qkv"/> projection: how its output is ordered.</summary>
     public QkvLayout QkvLayout { get; set; } = QkvLayout.Blocks;

@@ -16,6 +16,8 @@ public sealed class ModelConfigAttribute : Attribute;
 [AttributeUsage(AttributeTargets.Property, Inherited = false)]
 public sealed class ConfigKeyAttribute(params string[] keys) : Attribute
 {
+    /// <summary>The <c>config.json</c> keys to try, in order (dotted for nested ones); the first present, non-null key
+    /// binds, and two present keys that disagree are refused.</summary>
     public string[] Keys { get; } = keys;
 
     /// <summary>

@@ -6,8 +6,11 @@ public enum ProjectionRole
 {
     /// <summary>Fused query/key/value, as GPT-2's <c>c_attn</c>: out = (heads + 2 × kv heads) × head dim.</summary>
     Qkv,
+    /// <summary>Separate query projection (Llama's <c>q_proj</c>, T5's <c>q</c>): dim → heads × head dim.</summary>
     Query,
+    /// <summary>Separate key projection (<c>k_proj</c>): dim → kv heads × head dim.</summary>
     Key,
+    /// <summary>Separate value projection (<c>v_proj</c>): dim → kv heads × head dim.</summary>
     Value,
     /// <summary>Fused key/value (T5-style cross-attention in some checkpoints).</summary>
     KeyValue,

@@ -11,6 +11,8 @@ namespace PeftDsl.Dsl;
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class CausalLMAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>gpt2</c>, <c>llama</c>).</summary>
     public string? ModelType { get; set; }
@@ -25,6 +27,8 @@ public sealed class CausalLMAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class Seq2SeqLMAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>The checkpoint's <c>model_type</c> in config.json (<c>t5</c>).</summary>
     public string? ModelType { get; set; }
@@ -42,6 +46,8 @@ public sealed class Seq2SeqLMAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class TransformerStackAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>Binding: the hidden size.</summary>
     public string Dim { get; set; } = "";
@@ -51,9 +57,13 @@ public sealed class TransformerStackAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class TransformerBlockAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>Binding: the hidden size.</summary>
     public string Dim { get; set; } = "";
+    /// <summary>The kind of the norms the block's sublayers name (<c>[Sublayer(Norm = …)]</c>): <c>NormKind.LayerNorm</c>
+    /// (GPT-2, the default) or <c>NormKind.RmsNorm</c> (Llama, T5).</summary>
     public NormKind Norm { get; set; } = NormKind.LayerNorm;
     /// <summary>Binding: the norms' epsilon.</summary>
     public string NormEps { get; set; } = "1e-5";
@@ -66,6 +76,8 @@ public sealed class TransformerBlockAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class SelfAttentionAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>Binding: the model (input and output) size.</summary>
     public string Dim { get; set; } = "";
@@ -98,6 +110,8 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class CrossAttentionAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>Binding: the model size.</summary>
     public string Dim { get; set; } = "";
@@ -114,6 +128,8 @@ public sealed class CrossAttentionAttribute(Type config) : Attribute
 [AttributeUsage(AttributeTargets.Class, Inherited = false)]
 public sealed class FeedForwardAttribute(Type config) : Attribute
 {
+    /// <summary>The <c>[ModelConfig]</c> record bound from <c>config.json</c>; the string bindings of this class name its
+    /// members. Every module of one model must use the same config type.</summary>
     public Type Config { get; } = config;
     /// <summary>Binding: the model size.</summary>
     public string Dim { get; set; } = "";

@@ -16,7 +16,10 @@ public sealed class CheckpointMismatchException(
     IReadOnlyList<string> unexpected,
     IReadOnlyList<string> wrongShape) : CheckpointException(message)
 {
+    /// <summary>Model keys the checkpoint lacks.</summary>
     public IReadOnlyList<string> Missing { get; } = missing;
+    /// <summary>Checkpoint keys the model has no tensor for (and no rule ignores), sorted.</summary>
     public IReadOnlyList<string> Unexpected { get; } = unexpected;
+    /// <summary>One line per mismatched tensor: its key, the stored and the expected shape (or dtype).</summary>
     public IReadOnlyList<string> WrongShape { get; } = wrongShape;
 }

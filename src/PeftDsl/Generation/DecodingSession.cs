@@ -7,11 +7,13 @@ namespace PeftDsl.Generation;
 /// <summary>A model that can continue a batch of prompts one token at a time.</summary>
 public interface IGenerativeModel
 {
+    /// <summary>V, the size of the logits' last dimension; prompt and pad ids must be below it.</summary>
     long VocabSize { get; }
 
     /// <summary>Prompt ids are padded the way the model kind expects; <paramref name="prompts"/> is (B, T) with its mask.</summary>
     DecodingSession BeginDecoding(Tensor prompts, Tensor mask, GenerationOptions options);
 
+    /// <summary>Switches the model to inference mode (TorchSharp's <c>Module.eval()</c>) before decoding.</summary>
     void eval();
 }
 
@@ -47,6 +49,8 @@ public abstract class DecodingSession : IDisposable
         return value;
     }
 
+    /// <summary>Frees every state tensor the session kept (routing slots, step state); overrides free their own state,
+    /// such as the KV cache, and then call it.</summary>
     public virtual void Dispose()
     {
         foreach (var t in owned) t.Dispose();

@@ -6,6 +6,8 @@ namespace PeftDsl.Generation;
 /// transformers reads them.</summary>
 public sealed record GenerationDefaults(IReadOnlyList<long> EosTokenIds, long? PadTokenId, long? DecoderStartTokenId)
 {
+    /// <summary>Reads <c>eos_token_id</c> (one id or a list), <c>pad_token_id</c> and <c>decoder_start_token_id</c> from
+    /// the folder's <c>generation_config.json</c>, falling back to <c>config.json</c>; absent files and keys leave them empty.</summary>
     public static GenerationDefaults FromFolder(string directory)
     {
         var sources = new[] { "generation_config.json", "config.json" }

@@ -10,6 +10,7 @@ public sealed record GenerationOptions
     /// <summary>New tokens at most, per prompt.</summary>
     public int MaxNewTokens { get; init; } = 32;
 
+    /// <summary>Sample from the filtered distribution (transformers' <c>do_sample</c>); false, the default, is greedy argmax.</summary>
     public bool DoSample { get; init; }
 
     /// <summary>Divides the logits before sampling; must be positive.</summary>

@@ -10,6 +10,8 @@ public sealed class TokenSampler : IDisposable
     private readonly GenerationOptions options;
     private readonly torch.Generator? generator;
 
+    /// <summary>A sampler for <paramref name="options"/>; with sampling and a <c>Seed</c>, draws come from a generator
+    /// on <paramref name="device"/> seeded with it, otherwise from torch's global generator.</summary>
     public TokenSampler(GenerationOptions options, Device device)
     {
         this.options = options;
@@ -40,5 +42,6 @@ public sealed class TokenSampler : IDisposable
         return multinomial(scores.softmax(-1), 1, false, generator).squeeze(-1).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Frees the seeded generator, if any.</summary>
     public void Dispose() => generator?.Dispose();
 }

@@ -11,6 +11,10 @@ public static class Activations
     public static readonly IReadOnlyList<string> Names =
         ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish"];
 
+    /// <summary>The activation function for a Hugging Face name; the <c>gelu_new</c> family is the tanh approximation.</summary>
+    /// <param name="name">One of <see cref="Names"/>.</param>
+    /// <param name="source">Where the name came from (module and config key), for the error message.</param>
+    /// <exception cref="ConfigException">The name is unknown.</exception>
     public static Func<Tensor, Tensor> Resolve(string name, string source) => name switch
     {
         "gelu" => x => nn.functional.gelu(x),

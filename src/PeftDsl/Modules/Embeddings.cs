@@ -8,6 +8,7 @@ namespace PeftDsl.Modules;
 /// <summary>A lookup table [count, dim]; the token embedding and learned positions.</summary>
 public sealed class Embedding : nn.Module<Tensor, Tensor>
 {
+    /// <summary>A [count, dim] table left uninitialised: a checkpoint load or <c>WeightInitializer</c> fills it.</summary>
     public Embedding(long count, long dim) : base(nameof(Embedding))
     {
         Count = count;
@@ -16,10 +17,13 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
         register_parameter("weight", weight);
     }
 
+    /// <summary>The [count, dim] table, saved as <c>{path}.weight</c>.</summary>
     public readonly Parameter weight;
 
+    /// <summary>Rows of the table: the vocabulary size, or the number of learned positions.</summary>
     public long Count { get; }
 
+    /// <summary>Width of each row: the hidden size C.</summary>
     public long Dim { get; }
 
     /// <summary>(…) ids → (…, dim).</summary>
@@ -69,13 +73,16 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// <summary>A head that reuses <paramref name="embedding"/>'s weight; it owns no parameter.</summary>
     public static LmHead Tied(Embedding embedding, bool scaled = false) => new(embedding, scaled);
 
+    /// <summary>The untied head's [vocab, dim] weight (<c>lm_head.weight</c>); null when tied, since the embedding's is used.</summary>
     public readonly Parameter? weight;
 
+    /// <summary>True when the head reuses the token embedding's weight and owns no parameter.</summary>
     public bool IsTied => tiedTo is not null;
 
     /// <summary>Number of output classes (vocabulary entries).</summary>
     public long VocabSize => tiedTo?.Count ?? weight!.shape[0];
 
+    /// <summary>(…, dim) hidden states → (…, vocab) logits, scaled by dim^-0.5 first when the head was built scaled.</summary>
     public override Tensor forward(Tensor x)
     {
         var w = tiedTo?.weight ?? weight!;

@@ -7,9 +7,11 @@ namespace PeftDsl.Modules;
 /// children their place in the state-dict tree.</summary>
 public sealed class ModuleNode : nn.Module
 {
+    /// <summary>An empty container; the generated constructor adds its children.</summary>
     public ModuleNode() : base(nameof(ModuleNode))
     {
     }
 
+    /// <summary>Registers <paramref name="child"/> under <paramref name="name"/> (one segment of a dotted checkpoint name).</summary>
     public void Add(string name, nn.Module child) => register_module(name, child);
 }

@@ -9,6 +9,8 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
 {
     private readonly long[] normalizedShape;
 
+    /// <summary>A LayerNorm over the last dimension of size <paramref name="dim"/>, weight ones and bias zeros.</summary>
+    /// <param name="eps">Added to the variance (<c>layer_norm_epsilon</c>, <c>layer_norm_eps</c>).</param>
     public LayerNorm(long dim, double eps) : base(nameof(LayerNorm))
     {
         Eps = eps;
@@ -19,12 +21,16 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
         register_parameter("bias", bias);
     }
 
+    /// <summary>The [dim] scale (γ).</summary>
     public readonly Parameter weight;
 
+    /// <summary>The [dim] shift (β).</summary>
     public readonly Parameter bias;
 
+    /// <summary>Added to the variance for numerical stability.</summary>
     public double Eps { get; }
 
+    /// <summary>(…, dim) → (…, dim), normalised over the last dimension.</summary>
     public override Tensor forward(Tensor x) => nn.functional.layer_norm(x, normalizedShape, weight, bias, Eps);
 }
 
@@ -34,6 +40,8 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
 /// </summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
+    /// <summary>An RMSNorm over the last dimension of size <paramref name="dim"/>, weight ones.</summary>
+    /// <param name="eps">Added to the mean square (<c>rms_norm_eps</c>, T5's <c>layer_norm_epsilon</c>).</param>
     public RmsNorm(long dim, double eps) : base(nameof(RmsNorm))
     {
         Eps = eps;
@@ -41,10 +49,13 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         register_parameter("weight", weight);
     }
 
+    /// <summary>The [dim] scale.</summary>
     public readonly Parameter weight;
 
+    /// <summary>Added to the mean square before the reciprocal square root.</summary>
     public double Eps { get; }
 
+    /// <summary>(…, dim) → (…, dim) in <paramref name="x"/>'s dtype; the statistics are taken in fp32.</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();

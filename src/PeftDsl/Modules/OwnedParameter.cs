@@ -10,5 +10,7 @@ namespace PeftDsl.Modules;
 /// </summary>
 public static class OwnedParameter
 {
+    /// <summary>A parameter over <paramref name="value"/>, detached from every dispose scope so that it lives as long as
+    /// its module.</summary>
     public static Parameter Of(Tensor value) => new(value.DetachFromDisposeScope());
 }

@@ -49,20 +49,31 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
         Ia3 = new Peft.Ia3.Ia3Layer(this);
     }
 
+    /// <summary>The base [out, in] weight, always in <c>nn.Linear</c> layout (a Conv1D checkpoint is transposed on load);
+    /// frozen when PEFT trains.</summary>
     public readonly Parameter weight;
 
+    /// <summary>The base [out] bias, or null when the projection has none.</summary>
     public readonly Parameter? bias;
 
+    /// <summary>Input size: the last dimension of <c>x</c>.</summary>
     public long InFeatures { get; }
 
+    /// <summary>Output size (for a fused projection, the sum of its parts).</summary>
     public long OutFeatures { get; }
 
+    /// <summary>The declared role; decides the NeMo site names and which IA3 sites the projection offers.</summary>
     public ProjectionRole Role { get; }
 
+    /// <summary>The 0-based index of the block the projection belongs to, or null outside blocks; PEFT layer selection
+    /// (peft's <c>layers_to_transform</c>) matches it.</summary>
     public int? Layer { get; }
 
+    /// <summary>How the checkpoint stores <see cref="weight"/>: <c>Conv1D</c> means [in, out] on disk.</summary>
     public WeightLayout Layout { get; }
 
+    /// <summary>True inside a cross-attention module, whose sites take NeMo's cross-attention names
+    /// (<c>attention_q</c>, <c>attention_kv</c>, <c>cross_attention_dense</c>).</summary>
     public bool CrossAttention { get; }
 
     /// <summary>The LoRA adapters attached to this projection (none on a base model).</summary>
@@ -92,6 +103,7 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
 
     internal void UnregisterPeftModule(string name) => _internal_submodules.Remove(name);
 
+    /// <summary>True only for <c>weight</c> of a <c>Conv1D</c> projection, which the checkpoint stores [in, out].</summary>
     public bool IsTransposedInCheckpoint(string parameterName) =>
         Layout == WeightLayout.Conv1D && parameterName == "weight";
 
@@ -100,6 +112,8 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
     {
     }
 
+    /// <summary>The PEFT sites this projection offers at <paramref name="path"/>: always a linear (LoRA) site, plus the
+    /// IA3 sites its role implies (key/value outputs, or column slices of a fused projection; the input of <c>Down</c>).</summary>
     public IEnumerable<PeftSite> Sites(string path)
     {
         yield return new PeftSite(SiteKind.Linear, SiteNames.ForRole(Role, CrossAttention), path, Layer);

@@ -12,11 +12,16 @@ namespace PeftDsl.Modules;
 /// </summary>
 public sealed class RelativePositionBias : nn.Module<Tensor, Tensor>
 {
+    /// <summary>The [buckets, heads] table (T5's <c>relative_attention_bias.weight</c>).</summary>
     public readonly Parameter weight;
     private readonly long buckets;
     private readonly long maxDistance;
     private readonly bool bidirectional;
 
+    /// <param name="buckets">Number of buckets (<c>relative_attention_num_buckets</c>).</param>
+    /// <param name="heads">Attention heads; each gets its own bias per bucket.</param>
+    /// <param name="maxDistance">Distance beyond which all positions share the last bucket (<c>relative_attention_max_distance</c>).</param>
+    /// <param name="bidirectional">True for the encoder (keys on both sides); false for the causal decoder.</param>
     public RelativePositionBias(long buckets, long heads, long maxDistance, bool bidirectional) : base(nameof(RelativePositionBias))
     {
         this.buckets = buckets;

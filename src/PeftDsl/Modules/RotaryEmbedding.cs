@@ -43,6 +43,7 @@ public sealed class RotaryEmbedding
         invFreq = inv.data<float>().ToArray();
     }
 
+    /// <summary>The full head size the tables were built for; attention layers check that theirs is the same.</summary>
     public long HeadDim { get; }
 
     /// <summary>The rotated leading dimensions of each head (the rest pass through).</summary>

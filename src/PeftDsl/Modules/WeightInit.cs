@@ -12,10 +12,15 @@ public enum WeightInit
     None,
 }
 
+/// <summary>Initialises a freshly built model's base weights (training from scratch, tests); not needed before a checkpoint load.</summary>
 public static class WeightInitializer
 {
+    /// <summary>Standard deviation of the normal initialisation (transformers' <c>initializer_range</c> default, 0.02).</summary>
     public const double Std = 0.02;
 
+    /// <summary>Initialises every base module of <paramref name="model"/> as <paramref name="init"/> says: projections,
+    /// embeddings, relative biases and an untied head normal(0, <see cref="Std"/>), biases zero, norm weights one.
+    /// <c>WeightInit.None</c> does nothing.</summary>
     public static void Apply(nn.Module model, WeightInit init)
     {
         if (init == WeightInit.None) return;

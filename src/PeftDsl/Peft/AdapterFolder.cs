@@ -13,7 +13,9 @@ namespace PeftDsl.Peft;
 /// </summary>
 public static class AdapterFolder
 {
+    /// <summary>The config file's name, <c>adapter_config.json</c> (peft's <c>CONFIG_NAME</c>).</summary>
     public const string ConfigFile = "adapter_config.json";
+    /// <summary>The weights file's name, <c>adapter_model.safetensors</c> (peft's <c>SAFETENSORS_WEIGHTS_NAME</c>).</summary>
     public const string WeightsFile = "adapter_model.safetensors";
     private const int ListedPerKind = 20;
 

@@ -33,6 +33,7 @@ public sealed class AdapterRegistry
     /// <summary>False after <see cref="Disable"/>: calls run the base model.</summary>
     public bool Enabled { get; private set; } = true;
 
+    /// <summary>True when a LoRA adapter of this name exists (IA3 adapters, bottleneck adapters and prompt tasks have registries of their own).</summary>
     public bool Contains(string name) => configs.ContainsKey(name);
 
     /// <summary>True when a LoRA adapter is folded into the weights.</summary>
@@ -143,6 +144,7 @@ public sealed class AdapterRegistry
         Enabled = false;
     }
 
+    /// <summary>Undoes <see cref="Disable"/>: calls run the active adapters again (nothing is re-merged).</summary>
     public void Enable() => Enabled = true;
 
     /// <summary>Removes an adapter and its tensors. A merged adapter must be unmerged first.</summary>

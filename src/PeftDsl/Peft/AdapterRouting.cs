@@ -33,6 +33,7 @@ public sealed class AdapterRouting
     /// <summary>Mixed batch: (B) int64 slot of each row, on the input's device.</summary>
     public Tensor? RowSlots { get; }
 
+    /// <summary>True for a mixed LoRA batch: each row runs its own adapter (or the base model), as <see cref="RowSlots"/> says.</summary>
     public bool IsMixed => RowSlots is not null;
 
     /// <summary>True when no LoRA adapter acts on any row.</summary>

@@ -19,21 +19,28 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
     /// registered here, so its parameters are counted, moved and saved once.</summary>
     private readonly Dictionary<string, BottleneckLayer> borrowed = new(StringComparer.Ordinal);
 
+    /// <summary>An empty site; the bottleneck registry attaches adapters to it.</summary>
+    /// <param name="name">NeMo's site name (<c>attention_adapter</c>, <c>mlp_adapter</c>, <c>cross_attention_adapter</c>).</param>
+    /// <param name="layer">The index of the block the site belongs to.</param>
     public AdapterSite(string name, int layer) : base(nameof(AdapterSite))
     {
         Name = name;
         Layer = layer;
     }
 
+    /// <summary>NeMo's site name (<c>attention_adapter</c>, <c>mlp_adapter</c>, <c>cross_attention_adapter</c>), which a config's <c>target_sites</c> selects.</summary>
     public string Name { get; }
 
+    /// <summary>The index of the block the site sits in, which a config's <c>layers_to_transform</c> selects.</summary>
     public int Layer { get; }
 
+    /// <summary>True when the adapter acts at this site: its layer is registered here or borrowed from a tied site.</summary>
     public bool Has(string adapter) => Owns(adapter) || borrowed.ContainsKey(adapter);
 
     /// <summary>The adapter's layer is registered here (false where a tied adapter's layer is borrowed).</summary>
     public bool Owns(string adapter) => bottleneck?.Contains(adapter) ?? false;
 
+    /// <summary>The adapter's layer at this site: its own, or the tied layer borrowed from the first block's site.</summary>
     public BottleneckLayer Adapter(string adapter) => borrowed.TryGetValue(adapter, out var layer) ? layer : bottleneck![adapter];
 
     /// <summary>The sublayer output plus every acting adapter's delta, each computed from the sublayer output, or from
@@ -96,6 +103,7 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
         bottleneck?.Remove(adapter);
     }
 
+    /// <summary>Empty on purpose: children are registered explicitly (<c>register_module</c>), not by TorchSharp's field reflection.</summary>
     protected override void RegisterComponents()
     {
     }
@@ -104,16 +112,21 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
 /// <summary>Bottleneck adapters of one site, keyed by adapter name.</summary>
 public sealed class BottleneckDict : nn.Module, IPeftTensors
 {
+    /// <summary>An empty dict; the site creates it with its first adapter.</summary>
     public BottleneckDict() : base(nameof(BottleneckDict))
     {
     }
 
+    /// <summary>The adapter's layer; it must be registered here (see <c>Contains</c>).</summary>
     public BottleneckLayer this[string adapter] => (BottleneckLayer)_internal_submodules[adapter];
 
+    /// <summary>True when the adapter's layer is registered here.</summary>
     public bool Contains(string adapter) => _internal_submodules.ContainsKey(adapter);
 
+    /// <summary>Registers the layer under the adapter's name, so its tensors are <c>….bottleneck.{adapter}.linear_in.weight</c> and so on.</summary>
     public void Add(string adapter, BottleneckLayer layer) => register_module(adapter, layer);
 
+    /// <summary>Removes and disposes the adapter's layer; a name not here is ignored.</summary>
     public void Remove(string adapter)
     {
         if (!_internal_submodules.ContainsKey(adapter)) return;
@@ -122,6 +135,7 @@ public sealed class BottleneckDict : nn.Module, IPeftTensors
         module.Dispose();
     }
 
+    /// <summary>Empty on purpose: children are registered explicitly (<c>register_module</c>), not by TorchSharp's field reflection.</summary>
     protected override void RegisterComponents()
     {
     }

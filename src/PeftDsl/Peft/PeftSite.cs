@@ -29,6 +29,7 @@ public sealed record PeftSite(SiteKind Kind, string Name, string ModulePath, int
         target == Name || target == ModulePath || ModulePath.EndsWith("." + target, StringComparison.Ordinal)
         || (SiteNames.Aliases.TryGetValue(target, out var canonical) && canonical == Name);
 
+    /// <summary>Kind, site name and module path, with the slice if any (<c>Ia3 key_infused_adapter transformer.h.0.attn.c_attn [768:1536]</c>).</summary>
     public override string ToString() =>
         $"{Kind} {Name} {ModulePath}" + (Slice is { } s ? $" [{s.Start}:{s.Start + s.Length}]" : "");
 }
@@ -36,5 +37,7 @@ public sealed record PeftSite(SiteKind Kind, string Name, string ModulePath, int
 /// <summary>A module that holds PEFT sites; <c>Sites(path)</c> gets the module's own path in the model.</summary>
 public interface IPeftSiteOwner
 {
+    /// <summary>The module's PEFT sites.</summary>
+    /// <param name="path">The module's own path in the model (<c>transformer.h.0.attn.c_attn</c>), which the sites carry as <c>ModulePath</c>.</param>
     IEnumerable<PeftSite> Sites(string path);
 }

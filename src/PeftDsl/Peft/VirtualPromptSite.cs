@@ -13,6 +13,7 @@ namespace PeftDsl.Peft;
 /// </summary>
 public sealed class VirtualPromptSite : nn.Module, IPeftTensors
 {
+    /// <summary>A stateless site: each call's virtual tokens come with its <c>StackInputs</c>.</summary>
     public VirtualPromptSite() : base(nameof(VirtualPromptSite))
     {
     }
@@ -37,6 +38,7 @@ public sealed class VirtualPromptSite : nn.Module, IPeftTensors
         return (cat([prompts.to(embeddings.dtype), embeddings], 1), inputs);
     }
 
+    /// <summary>Empty on purpose: the site has no parameters or submodules of its own.</summary>
     protected override void RegisterComponents()
     {
     }

@@ -9,6 +9,7 @@ namespace PeftDsl.Runtime;
 /// <summary>Logits (B, T, V) and, when labels were given, the mean loss. Dispose it to free both.</summary>
 public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
 {
+    /// <summary>Frees the logits and the loss.</summary>
     public void Dispose()
     {
         Logits.Dispose();
@@ -22,6 +23,8 @@ public sealed record CausalLMOutput(Tensor Logits, Tensor? Loss) : IDisposable
 /// </summary>
 public abstract class CausalLanguageModel(string name) : LanguageModel(name)
 {
+    /// <summary>Starts decoding left-padded (B, T) prompts: they run once, then one token per step, through a KV cache
+    /// unless <c>options.UseCache</c> is false; <c>options.AdapterNames</c> routes rows to adapters.</summary>
     public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
         new Generation.CausalDecodingSession(this, prompts, mask, options.UseCache, options.AdapterNames);
 

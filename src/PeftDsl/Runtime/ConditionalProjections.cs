@@ -10,6 +10,10 @@ public static class ConditionalProjections
         AtMostOne(module, role, candidates) ?? throw new ConfigException(
             $"{module}: the config enables no {role} projection (candidates: {string.Join(", ", candidates.Select(c => c.Name))})");
 
+    /// <summary>The present candidate, or null when the config enables none (an optional role); several present is an error.</summary>
+    /// <param name="module">The DSL class, for the message.</param>
+    /// <param name="role">The role the candidates fill, for the message.</param>
+    /// <param name="candidates">Each conditional projection (null when its <c>When</c> flag is off) with its checkpoint name.</param>
     public static Modules.PeftLinear? AtMostOne(string module, string role, params (Modules.PeftLinear? Projection, string Name)[] candidates)
     {
         var present = candidates.Where(c => c.Projection is not null).ToList();

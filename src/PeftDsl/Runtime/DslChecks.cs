@@ -8,6 +8,10 @@ namespace PeftDsl.Runtime;
 /// </summary>
 public static class DslChecks
 {
+    /// <summary>Returns <paramref name="value"/> when it is positive (a size, a head count).</summary>
+    /// <param name="key">The config key the value came from, for the message.</param>
+    /// <param name="module">The DSL class reading it, for the message.</param>
+    /// <exception cref="ConfigException">The value is 0 or negative.</exception>
     public static long Positive(long value, string key, string module)
     {
         if (value <= 0)
@@ -51,7 +55,6 @@ public static class DslChecks
         return dim / heads;
     }
 
-    /// <summary>Grouped-query attention needs the query heads to be a multiple of the key/value heads.</summary>
     /// <summary>A sliding window: 0 for none, else positive.</summary>
     public static long Window(long value, string key, string module)
     {
@@ -60,6 +63,8 @@ public static class DslChecks
         return value;
     }
 
+    /// <summary>Returns the key/value head count for grouped-query attention: positive, and dividing <paramref name="heads"/>.</summary>
+    /// <exception cref="ConfigException">The count is not positive or the query heads are not a multiple of it.</exception>
     public static long KvHeads(long heads, string headsKey, long kvHeads, string kvKey, string module)
     {
         Positive(kvHeads, kvKey, module);

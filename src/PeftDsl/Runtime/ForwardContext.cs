@@ -70,6 +70,7 @@ public sealed class ForwardContext : IDisposable
     /// <summary>(B, 1, 1, S) bool encoder padding mask, or null.</summary>
     public Tensor? EncoderKeyMask { get; }
 
+    /// <summary>The decoding cache the layers append their keys and values to; null in training and uncached passes.</summary>
     public KvCache? Cache { get; }
 
     /// <summary>Which adapters act on which rows: every projection of the stack receives it.</summary>
@@ -108,6 +109,7 @@ public sealed class ForwardContext : IDisposable
         return windowMask;
     }
 
+    /// <summary>The mask a cross-attention layer passes to SDPA: the encoder padding mask (B, 1, 1, S), never causal.</summary>
     public AttentionMask CrossAttentionMask => new(EncoderKeyMask, false);
 
     /// <summary>T5's relative position bias, computed by the first layer and reused by the rest of the stack.</summary>
@@ -173,6 +175,8 @@ public sealed class ForwardContext : IDisposable
         return context;
     }
 
+    /// <summary>Frees what the context made itself (the shared position bias and the window mask); the other tensors
+    /// belong to the stack's dispose scope.</summary>
     public void Dispose()
     {
         positionBias?.Dispose();

@@ -106,6 +106,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Called once per forward by whoever drives decoding, after every layer has appended.</summary>
     public void Advance(long tokens) => PastLength += tokens;
 
+    /// <summary>Frees every cached key and value, self- and cross-attention, and any unused prefix-tuning entries.</summary>
     public void Dispose()
     {
         foreach (var (k, v) in self.Values.Concat(cross.Values))

@@ -6,6 +6,7 @@ namespace PeftDsl.Runtime;
 /// <summary>Language-model losses with transformers' conventions.</summary>
 public static class Losses
 {
+    /// <summary>The label that takes no loss (PyTorch's <c>ignore_index</c>, -100): padding, prompt tokens, virtual tokens.</summary>
     public const long IgnoreIndex = -100;
 
     /// <summary>Next-token cross-entropy: logits at t predict labels at t+1; labels of -100 are ignored and the

@@ -7,5 +7,6 @@ namespace PeftDsl.Runtime;
 /// <param name="Device">Where the model lives; default CPU.</param>
 public sealed record ModelLoadOptions(ScalarType DType = ScalarType.Float32, Device? Device = null)
 {
+    /// <summary>fp32 on the CPU.</summary>
     public static readonly ModelLoadOptions Default = new();
 }

@@ -15,9 +15,13 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
     /// <summary>The decoder's first token unless the options name one (config.json's decoder_start_token_id).</summary>
     public abstract long DecoderStartTokenId { get; }
 
+    /// <summary>Starts decoding: the right-padded (B, S) prompts are encoded once, then the decoder runs from
+    /// <c>options.DecoderStartTokenId</c> (else <see cref="DecoderStartTokenId"/>) one token per step, cached unless
+    /// <c>options.UseCache</c> is false.</summary>
     public override Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options) =>
         new Generation.Seq2SeqDecodingSession(this, prompts, mask, options.DecoderStartTokenId ?? DecoderStartTokenId, options.UseCache, options.AdapterNames);
 
+    /// <summary>The LM head (tied to the shared embedding or untied).</summary>
     protected abstract LmHead Head { get; }
 
     /// <summary>(B, S) ids → (B, S', C) encoder states.</summary>
@@ -108,6 +112,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
 /// <summary>Decoder logits (B, T, V) and, when labels were given, the mean loss.</summary>
 public sealed record Seq2SeqOutput(Tensor Logits, Tensor? Loss) : IDisposable
 {
+    /// <summary>Frees the logits and the loss.</summary>
     public void Dispose()
     {
         Logits.Dispose();

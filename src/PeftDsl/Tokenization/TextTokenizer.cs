@@ -38,6 +38,7 @@ public sealed class TextTokenizer
     /// <summary>The end-of-sequence id: what a trained answer ends with, so generation learns to stop.</summary>
     public long? Eos { get; }
 
+    /// <summary>Which tokenizer the folder provided, and so which special-token conventions apply.</summary>
     public TokenizerKind Kind { get; }
 
     /// <summary>Ids 0 … VocabSize − 1 decode; others are refused.</summary>

@@ -10,6 +10,11 @@ namespace PeftDsl.Training;
 /// <summary>Held-out loss and perplexity over answer tokens, and exact match of greedy answers.</summary>
 public static class Evaluator
 {
+    /// <summary>Evaluates in eval mode without gradients (the model's mode is restored after): mean loss over answer tokens
+    /// (NaN when there are none), its perplexity, the exact-match share of greedy answers, and rank accuracy over the
+    /// multiple-choice examples, if any.</summary>
+    /// <param name="batchSize">Examples per forward batch.</param>
+    /// <param name="adapterNames">Per example, the adapter or prompt task its row runs; null for the active ones.</param>
     public static EvalResult Run(LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> examples, int batchSize,
         IReadOnlyList<string>? adapterNames = null)
     {

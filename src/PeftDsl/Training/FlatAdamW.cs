@@ -12,6 +12,8 @@ public sealed class FlatAdamW : IDisposable
 {
     private readonly FlatParameters parameters;
 
+    /// <summary>AdamW over the flat buffer, moments at zero; the defaults are torch.optim.AdamW's.</summary>
+    /// <param name="parameters">The trainable values and gradients; the values are updated in place.</param>
     public FlatAdamW(FlatParameters parameters, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
     {
         this.parameters = parameters;
@@ -20,21 +22,28 @@ public sealed class FlatAdamW : IDisposable
         ExpAvgSq = zeros_like(parameters.Values).DetachFromDisposeScope();
     }
 
+    /// <summary>Decay rate of the first moment, the gradient's running mean (torch's <c>betas[0]</c>).</summary>
     public double Beta1 { get; }
 
+    /// <summary>Decay rate of the second moment, the squared gradient's running mean (torch's <c>betas[1]</c>).</summary>
     public double Beta2 { get; }
 
+    /// <summary>Added to the bias-corrected square root of the second moment, so the denominator is never 0.</summary>
     public double Eps { get; }
 
+    /// <summary>Decoupled weight decay: each step first multiplies the parameters by 1 − lr × weight decay.</summary>
     public double WeightDecay { get; }
 
     /// <summary>Updates taken so far (the bias corrections depend on it).</summary>
     public long Steps { get; private set; }
 
+    /// <summary>(N) first moment, torch's <c>exp_avg</c>, one element per trainable scalar; saved in checkpoints.</summary>
     public Tensor ExpAvg { get; }
 
+    /// <summary>(N) second moment, torch's <c>exp_avg_sq</c>; saved in checkpoints.</summary>
     public Tensor ExpAvgSq { get; }
 
+    /// <summary>One AdamW update from the current gradients at learning rate <paramref name="lr"/>; increments <see cref="Steps"/>.</summary>
     public void Step(double lr)
     {
         using var noGrad = no_grad();
@@ -60,6 +69,7 @@ public sealed class FlatAdamW : IDisposable
         Steps = steps;
     }
 
+    /// <summary>Frees the two moment buffers (the parameters belong to <c>FlatParameters</c>).</summary>
     public void Dispose()
     {
         ExpAvg.Dispose();

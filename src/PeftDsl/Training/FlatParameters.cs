@@ -28,6 +28,7 @@ public sealed class FlatParameters : IDisposable
     /// <summary>(N) all gradients; backward accumulates into it in place.</summary>
     public Tensor Grads { get; }
 
+    /// <summary>N, the number of trainable scalars (the length of <see cref="Values"/>).</summary>
     public long Count => Values.shape[0];
 
     /// <summary>Moves the storage of every parameter that requires a gradient into one flat buffer. Call it after the
@@ -79,6 +80,7 @@ public sealed class FlatParameters : IDisposable
         return norm;
     }
 
+    /// <summary>Releases the flat value and gradient tensors.</summary>
     public void Dispose()
     {
         Values.Dispose();

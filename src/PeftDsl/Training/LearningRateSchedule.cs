@@ -5,8 +5,11 @@ namespace PeftDsl.Training;
 /// <summary>After the warmup, how the learning rate falls to zero at the last step.</summary>
 public enum DecayKind
 {
+    /// <summary>Half a cosine from the peak to 0 (transformers' <c>get_cosine_schedule_with_warmup</c>).</summary>
     Cosine,
+    /// <summary>A straight line from the peak to 0 (<c>get_linear_schedule_with_warmup</c>).</summary>
     Linear,
+    /// <summary>No decay: the peak until the end (<c>get_constant_schedule_with_warmup</c>).</summary>
     Constant,
 }
 
@@ -14,6 +17,7 @@ public enum DecayKind
 /// transformers' get_cosine/linear/constant_schedule_with_warmup, as a pure function of the step.</summary>
 public sealed record LearningRateSchedule(double Peak, int WarmupSteps, int TotalSteps, DecayKind Decay)
 {
+    /// <summary>Refuses a non-positive or non-finite peak, a negative warmup or a run without steps; returns the schedule.</summary>
     public LearningRateSchedule Validate()
     {
         if (!(Peak > 0 && double.IsFinite(Peak))) throw new PeftDslException($"--lr must be a positive number, got {Peak}");

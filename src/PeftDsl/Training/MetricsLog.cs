@@ -12,6 +12,9 @@ public sealed class MetricsLog : IDisposable
 {
     private readonly StreamWriter writer;
 
+    /// <summary>Opens the log for appending, keeping only the lines up to <paramref name="resumedAtStep"/>.</summary>
+    /// <param name="path">The <c>metrics.jsonl</c> file.</param>
+    /// <param name="resumedAtStep">The checkpoint's step when resuming; 0 starts the file afresh.</param>
     public MetricsLog(string path, int resumedAtStep = 0)
     {
         Path = path;
@@ -22,8 +25,10 @@ public sealed class MetricsLog : IDisposable
         writer = new StreamWriter(path, append: true) { AutoFlush = true };
     }
 
+    /// <summary>The <c>metrics.jsonl</c> file being written.</summary>
     public string Path { get; }
 
+    /// <summary>Appends the event's JSON line, flushed at once; only step and evaluation events are logged.</summary>
     public void Write(TrainingEvent e)
     {
         var line = e switch
@@ -51,6 +56,7 @@ public sealed class MetricsLog : IDisposable
         return (train, eval);
     }
 
+    /// <summary>Closes the file.</summary>
     public void Dispose() => writer.Dispose();
 
     private static int? StepOf(string line)

@@ -19,6 +19,7 @@ public static class MultipleChoice
         /// <summary>(K) mean token log-probability of each choice: T-Few's length-normalised score.</summary>
         public Tensor LengthNormalized => (TokenLogProbs * Mask).sum(1) / Mask.sum(1);
 
+        /// <summary>Disposes both tensors.</summary>
         public void Dispose()
         {
             TokenLogProbs.Dispose();

@@ -36,11 +36,13 @@ public sealed class Trainer
         this.checkpointDirectory = checkpointDirectory;
     }
 
+    /// <summary>Raised on the training thread for each logged step (every <c>LogEvery</c> steps and the last), evaluation and checkpoint save.</summary>
     public event Action<TrainingEvent>? Progress;
 
     /// <summary>Optimizer steps in one epoch.</summary>
     public int StepsPerEpoch => (int)Math.Ceiling(Math.Ceiling((double)train.Count / options.BatchSize) / options.Accumulation);
 
+    /// <summary>Optimizer steps the run takes: <c>MaxSteps</c>, or <c>Epochs</c> × <see cref="StepsPerEpoch"/>.</summary>
     public int TotalSteps => options.MaxSteps ?? options.Epochs * StepsPerEpoch;
 
     /// <param name="resumeFrom">A checkpoint folder whose adapter is already loaded into the model (trainable).</param>

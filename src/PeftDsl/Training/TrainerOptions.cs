@@ -17,6 +17,7 @@ public sealed record TrainerOptions
     /// <summary>Optimizer steps to take; null runs <see cref="Epochs"/> epochs.</summary>
     public int? MaxSteps { get; init; }
 
+    /// <summary>Passes over the training data when <see cref="MaxSteps"/> is null (<c>--epochs</c>).</summary>
     public int Epochs { get; init; } = 1;
 
     /// <summary>Examples per micro-batch.</summary>
@@ -25,17 +26,23 @@ public sealed record TrainerOptions
     /// <summary>Micro-batches per optimizer step.</summary>
     public int Accumulation { get; init; } = 1;
 
+    /// <summary>Peak learning rate, reached at the end of the warmup, in (0, 1] (<c>--lr</c>).</summary>
     public double LearningRate { get; init; } = 2e-4;
 
+    /// <summary>Optimizer steps of linear warmup from 0 to the peak (<c>--warmup</c>).</summary>
     public int WarmupSteps { get; init; }
 
+    /// <summary>How the learning rate falls after the warmup (<c>--schedule</c>: cosine, linear or constant).</summary>
     public DecayKind Decay { get; init; } = DecayKind.Cosine;
 
+    /// <summary>AdamW's decoupled weight decay, in [0, 1] (<c>--weight-decay</c>).</summary>
     public double WeightDecay { get; init; } = 0.01;
 
     /// <summary>Global gradient-norm limit; 0 turns clipping off.</summary>
     public double ClipNorm { get; init; } = 1.0;
 
+    /// <summary>Seeds the data order (with the epoch) and each step's randomness, such as dropout (with the step), so a
+    /// resumed run repeats the uninterrupted one (<c>--seed</c>).</summary>
     public int Seed { get; init; } = 1234;
 
     /// <summary>NeMo's answer_only_loss: prompt tokens take no loss.</summary>
@@ -45,6 +52,7 @@ public sealed record TrainerOptions
     /// to the language-modelling loss on the right answer.</summary>
     public bool TFewLosses { get; init; }
 
+    /// <summary>Report a step event every n optimizer steps, and at the last (<c>--log-every</c>).</summary>
     public int LogEvery { get; init; } = 10;
 
     /// <summary>Evaluate every n steps (0: only at the end).</summary>
@@ -56,6 +64,7 @@ public sealed record TrainerOptions
     /// <summary>Stop after this many evaluations without improvement (0: never).</summary>
     public int Patience { get; init; }
 
+    /// <summary>The eval metric that picks the best evaluation and drives early stopping (<c>--metric</c>).</summary>
     public EvalMetric Metric { get; init; } = EvalMetric.Loss;
 
     /// <summary>What else the run's math depends on, named by option (LoRA settings, data format, max length):
@@ -80,6 +89,7 @@ public sealed record TrainerOptions
         return settings;
     }
 
+    /// <summary>Refuses out-of-range options, naming each by its command-line option; returns the options.</summary>
     public TrainerOptions Validate()
     {
         Positive(BatchSize, "--batch");

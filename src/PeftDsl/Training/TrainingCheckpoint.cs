@@ -23,6 +23,7 @@ public sealed record TrainerState(int Step, int Epoch, int BatchInEpoch, double?
 /// </summary>
 public static class TrainingCheckpoint
 {
+    /// <summary>LoRA adapters in peft's layout: <c>default</c> at the top of <c>adapter/</c>, any other in a subfolder.</summary>
     public const string AdapterFolder = "adapter";
 
     /// <summary>Prompt tasks, one subfolder each, with their encoders (peft's adapter file keeps only the output).</summary>
@@ -41,6 +42,8 @@ public static class TrainingCheckpoint
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
+    /// <summary>Writes a checkpoint into <paramref name="directory"/>, replacing it atomically: every adapter and prompt
+    /// task, AdamW's moments and step count, and <paramref name="state"/>.</summary>
     public static void Save(string directory, LanguageModel model, FlatAdamW optimizer, TrainerState state)
     {
         AtomicFolder.Write(directory, staging =>
@@ -60,8 +63,10 @@ public static class TrainingCheckpoint
         }, keepOthers: false);
     }
 
+    /// <summary>True when <paramref name="directory"/> holds a training checkpoint (a <c>trainer_state.json</c>).</summary>
     public static bool Exists(string directory) => File.Exists(Path.Combine(directory, StateFile));
 
+    /// <summary>Reads the checkpoint's <c>trainer_state.json</c>; throws when it is missing or not valid.</summary>
     public static TrainerState ReadState(string directory)
     {
         var path = Path.Combine(directory, StateFile);

@@ -15,6 +15,7 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     /// <summary>c_proj: the Output projection (Conv1D layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear c_proj;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public Gpt2Attention(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Attention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

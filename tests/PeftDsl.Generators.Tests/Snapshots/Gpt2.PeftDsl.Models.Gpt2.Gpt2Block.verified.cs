@@ -5,9 +5,13 @@ namespace PeftDsl.Models.Gpt2;
 
 partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>, global::PeftDsl.Runtime.IBlockModule, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>ln_1: the norm before attn.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm ln_1;
+    /// <summary>attn: the self-attention sublayer.</summary>
     public readonly global::PeftDsl.Models.Gpt2.Gpt2Attention attn;
+    /// <summary>ln_2: the norm before mlp.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm ln_2;
+    /// <summary>mlp: the feed-forward sublayer.</summary>
     public readonly global::PeftDsl.Models.Gpt2.Gpt2Mlp mlp;
 
     /// <summary>Adapter site after attn, before the residual add (registered as attention_adapter).</summary>
@@ -19,6 +23,7 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public Gpt2Block(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Block))
     {
         this.Layer = layer;
@@ -52,6 +57,7 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);

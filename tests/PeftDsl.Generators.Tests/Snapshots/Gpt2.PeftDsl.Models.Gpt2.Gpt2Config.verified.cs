@@ -35,6 +35,7 @@ partial record Gpt2Config
         return config;
     }
 
+    /// <summary>Reads and binds a config.json file.</summary>
     public static Gpt2Config Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
 
     /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>

@@ -5,13 +5,17 @@ namespace PeftDsl.Models.Gpt2;
 
 partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
 {
+    /// <summary>The config the model was built from.</summary>
     public global::PeftDsl.Models.Gpt2.Gpt2Config Config { get; }
 
+    /// <summary>transformer: the transformer stack.</summary>
     public readonly global::PeftDsl.Models.Gpt2.Gpt2Model transformer;
 
     /// <summary>lm_head; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead lm_head;
 
+    /// <summary>The model for <paramref name="config"/>, with random weights unless <paramref name="init"/> says otherwise.</summary>
+    /// <param name="config">Sizes and options, as config.json gives them.</param>
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public Gpt2LMHeadModel(global::PeftDsl.Models.Gpt2.Gpt2Config config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(Gpt2LMHeadModel))
     {
@@ -25,20 +29,25 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
+    /// <inheritdoc/>
     public override string ModelType => "gpt2";
 
+    /// <inheritdoc/>
     public override long VocabSize => this.lm_head.VocabSize;
 
+    /// <inheritdoc/>
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "\\.attn\\.(masked_)?bias$" },
         "transformer");
 
+    /// <inheritdoc/>
     protected override global::PeftDsl.Modules.LmHead Head => this.lm_head;
 
     /// <returns>(B, T, C) final hidden states of the body.</returns>
     protected override global::TorchSharp.torch.Tensor Hidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.transformer.forward(inputIds, inputs);
 
+    /// <inheritdoc/>
     public override long? PositionLimit => this.transformer.PositionLimit;
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
@@ -64,9 +73,13 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     /// <summary>peft <c>target_modules</c> names of this model's linear sites.</summary>
     public static class Targets
     {
+        /// <summary><c>c_attn</c></summary>
         public const string c_attn = "c_attn";
+        /// <summary><c>attn.c_proj</c></summary>
         public const string attn_c_proj = "attn.c_proj";
+        /// <summary><c>c_fc</c></summary>
         public const string c_fc = "c_fc";
+        /// <summary><c>mlp.c_proj</c></summary>
         public const string mlp_c_proj = "mlp.c_proj";
     }
 }

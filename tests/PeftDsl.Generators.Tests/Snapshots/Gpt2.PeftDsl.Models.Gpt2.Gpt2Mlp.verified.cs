@@ -13,6 +13,7 @@ partial class Gpt2Mlp : global::TorchSharp.torch.nn.Module<global::TorchSharp.to
     /// <summary>c_proj: the Down projection (Conv1D layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear c_proj;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public Gpt2Mlp(global::PeftDsl.Models.Gpt2.Gpt2Config config, int layer) : base(nameof(Gpt2Mlp))
     {
         var (dim, inner) = Sizes(config);

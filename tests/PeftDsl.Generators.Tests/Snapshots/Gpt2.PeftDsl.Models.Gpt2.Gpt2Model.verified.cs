@@ -5,9 +5,13 @@ namespace PeftDsl.Models.Gpt2;
 
 partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.StackInputs, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>wte: the token embedding.</summary>
     public readonly global::PeftDsl.Modules.Embedding wte;
+    /// <summary>wpe: the learned position embedding.</summary>
     public readonly global::PeftDsl.Modules.Embedding wpe;
+    /// <summary>h: the transformer blocks, in order.</summary>
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block> h;
+    /// <summary>ln_f: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm ln_f;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
@@ -16,6 +20,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>Where prompt learning prepends virtual tokens to the wte output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
+    /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public Gpt2Model(global::PeftDsl.Models.Gpt2.Gpt2Config config) : base(nameof(Gpt2Model))
     {
         var (vocab, dim) = EmbeddingShape(config);
@@ -50,6 +55,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.VirtualPrompt, global::PeftDsl.Peft.SiteNames.VirtualPrompt, global::PeftDsl.Modules.ModulePath.Join(path, "wte"), null);

@@ -15,6 +15,7 @@ partial class GptNeoXAttention : global::TorchSharp.torch.nn.Module<global::Torc
     /// <summary>dense: the Output projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear dense;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public GptNeoXAttention(global::PeftDsl.Models.GptNeoX.GptNeoXConfig config, int layer) : base(nameof(GptNeoXAttention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

@@ -5,13 +5,17 @@ namespace PeftDsl.Models.GptNeoX;
 
 partial class GptNeoXForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
 {
+    /// <summary>The config the model was built from.</summary>
     public global::PeftDsl.Models.GptNeoX.GptNeoXConfig Config { get; }
 
+    /// <summary>gpt_neox: the transformer stack.</summary>
     public readonly global::PeftDsl.Models.GptNeoX.GptNeoXModel gpt_neox;
 
     /// <summary>embed_out; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead embed_out;
 
+    /// <summary>The model for <paramref name="config"/>, with random weights unless <paramref name="init"/> says otherwise.</summary>
+    /// <param name="config">Sizes and options, as config.json gives them.</param>
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public GptNeoXForCausalLM(global::PeftDsl.Models.GptNeoX.GptNeoXConfig config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(GptNeoXForCausalLM))
     {
@@ -25,20 +29,25 @@ partial class GptNeoXForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
+    /// <inheritdoc/>
     public override string ModelType => "gpt_neox";
 
+    /// <inheritdoc/>
     public override long VocabSize => this.embed_out.VocabSize;
 
+    /// <inheritdoc/>
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.embed_out.IsTied ? new[] { "embed_out.weight" } : global::System.Array.Empty<string>(),
         new[] { "attention\\.(bias|masked_bias)$", "rotary_emb\\.inv_freq$" },
         "gpt_neox");
 
+    /// <inheritdoc/>
     protected override global::PeftDsl.Modules.LmHead Head => this.embed_out;
 
     /// <returns>(B, T, C) final hidden states of the body.</returns>
     protected override global::TorchSharp.torch.Tensor Hidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.gpt_neox.forward(inputIds, inputs);
 
+    /// <inheritdoc/>
     public override long? PositionLimit => this.gpt_neox.PositionLimit;
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
@@ -64,9 +73,13 @@ partial class GptNeoXForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <summary>peft <c>target_modules</c> names of this model's linear sites.</summary>
     public static class Targets
     {
+        /// <summary><c>query_key_value</c></summary>
         public const string query_key_value = "query_key_value";
+        /// <summary><c>dense</c></summary>
         public const string dense = "dense";
+        /// <summary><c>dense_h_to_4h</c></summary>
         public const string dense_h_to_4h = "dense_h_to_4h";
+        /// <summary><c>dense_4h_to_h</c></summary>
         public const string dense_4h_to_h = "dense_4h_to_h";
     }
 }

@@ -5,9 +5,13 @@ namespace PeftDsl.Models.GptNeoX;
 
 partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>, global::PeftDsl.Runtime.IBlockModule, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>input_layernorm: the norm before attention.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm input_layernorm;
+    /// <summary>attention: the self-attention sublayer.</summary>
     public readonly global::PeftDsl.Models.GptNeoX.GptNeoXAttention attention;
+    /// <summary>post_attention_layernorm: the norm before mlp.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm post_attention_layernorm;
+    /// <summary>mlp: the feed-forward sublayer.</summary>
     public readonly global::PeftDsl.Models.GptNeoX.GptNeoXMlp mlp;
 
     /// <summary>Adapter site after attention, before the residual add (registered as attention_adapter).</summary>
@@ -22,6 +26,7 @@ partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>use_parallel_residual: x + attn(norm(x)) + mlp(norm(x)) instead of one sublayer after the other.</summary>
     private readonly bool parallelResidual;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public GptNeoXLayer(global::PeftDsl.Models.GptNeoX.GptNeoXConfig config, int layer) : base(nameof(GptNeoXLayer))
     {
         this.Layer = layer;
@@ -65,6 +70,7 @@ partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);

@@ -13,6 +13,7 @@ partial class GptNeoXMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp
     /// <summary>dense_4h_to_h: the Down projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear dense_4h_to_h;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public GptNeoXMlp(global::PeftDsl.Models.GptNeoX.GptNeoXConfig config, int layer) : base(nameof(GptNeoXMlp))
     {
         var (dim, inner) = Sizes(config);

@@ -5,8 +5,11 @@ namespace PeftDsl.Models.GptNeoX;
 
 partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.StackInputs, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>embed_in: the token embedding.</summary>
     public readonly global::PeftDsl.Modules.Embedding embed_in;
+    /// <summary>layers: the transformer blocks, in order.</summary>
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.GptNeoX.GptNeoXLayer> layers;
+    /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm final_layer_norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
 
@@ -16,6 +19,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>Where prompt learning prepends virtual tokens to the embed_in output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
+    /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public GptNeoXModel(global::PeftDsl.Models.GptNeoX.GptNeoXConfig config) : base(nameof(GptNeoXModel))
     {
         var (vocab, dim) = EmbeddingShape(config);
@@ -48,6 +52,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.VirtualPrompt, global::PeftDsl.Peft.SiteNames.VirtualPrompt, global::PeftDsl.Modules.ModulePath.Join(path, "embed_in"), null);

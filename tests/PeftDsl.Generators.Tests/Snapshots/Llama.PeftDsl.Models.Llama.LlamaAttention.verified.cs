@@ -21,6 +21,7 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>o_proj: the Output projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear o_proj;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public LlamaAttention(global::PeftDsl.Models.Llama.LlamaConfig config, int layer) : base(nameof(LlamaAttention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

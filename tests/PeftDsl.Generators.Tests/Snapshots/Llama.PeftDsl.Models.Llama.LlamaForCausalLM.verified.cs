@@ -5,13 +5,17 @@ namespace PeftDsl.Models.Llama;
 
 partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
 {
+    /// <summary>The config the model was built from.</summary>
     public global::PeftDsl.Models.Llama.LlamaConfig Config { get; }
 
+    /// <summary>model: the transformer stack.</summary>
     public readonly global::PeftDsl.Models.Llama.LlamaModel model;
 
     /// <summary>lm_head; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead lm_head;
 
+    /// <summary>The model for <paramref name="config"/>, with random weights unless <paramref name="init"/> says otherwise.</summary>
+    /// <param name="config">Sizes and options, as config.json gives them.</param>
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public LlamaForCausalLM(global::PeftDsl.Models.Llama.LlamaConfig config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(LlamaForCausalLM))
     {
@@ -25,20 +29,25 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
+    /// <inheritdoc/>
     public override string ModelType => "llama";
 
+    /// <inheritdoc/>
     public override long VocabSize => this.lm_head.VocabSize;
 
+    /// <inheritdoc/>
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight" } : global::System.Array.Empty<string>(),
         new[] { "rotary_emb\\.inv_freq$" },
         "model");
 
+    /// <inheritdoc/>
     protected override global::PeftDsl.Modules.LmHead Head => this.lm_head;
 
     /// <returns>(B, T, C) final hidden states of the body.</returns>
     protected override global::TorchSharp.torch.Tensor Hidden(global::TorchSharp.torch.Tensor inputIds, global::PeftDsl.Runtime.StackInputs inputs) => this.model.forward(inputIds, inputs);
 
+    /// <inheritdoc/>
     public override long? PositionLimit => this.model.PositionLimit;
 
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
@@ -64,12 +73,19 @@ partial class LlamaForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <summary>peft <c>target_modules</c> names of this model's linear sites.</summary>
     public static class Targets
     {
+        /// <summary><c>q_proj</c></summary>
         public const string q_proj = "q_proj";
+        /// <summary><c>k_proj</c></summary>
         public const string k_proj = "k_proj";
+        /// <summary><c>v_proj</c></summary>
         public const string v_proj = "v_proj";
+        /// <summary><c>o_proj</c></summary>
         public const string o_proj = "o_proj";
+        /// <summary><c>gate_proj</c></summary>
         public const string gate_proj = "gate_proj";
+        /// <summary><c>up_proj</c></summary>
         public const string up_proj = "up_proj";
+        /// <summary><c>down_proj</c></summary>
         public const string down_proj = "down_proj";
     }
 }

@@ -5,8 +5,11 @@ namespace PeftDsl.Models.Llama;
 
 partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.StackInputs, global::TorchSharp.torch.Tensor>, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>embed_tokens: the token embedding.</summary>
     public readonly global::PeftDsl.Modules.Embedding embed_tokens;
+    /// <summary>layers: the transformer blocks, in order.</summary>
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Llama.LlamaDecoderLayer> layers;
+    /// <summary>norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
 
@@ -16,6 +19,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
+    /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public LlamaModel(global::PeftDsl.Models.Llama.LlamaConfig config) : base(nameof(LlamaModel))
     {
         var (vocab, dim) = EmbeddingShape(config);
@@ -48,6 +52,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.VirtualPrompt, global::PeftDsl.Peft.SiteNames.VirtualPrompt, global::PeftDsl.Modules.ModulePath.Join(path, "embed_tokens"), null);

@@ -23,6 +23,7 @@ partial class MistralAttention : global::TorchSharp.torch.nn.Module<global::Torc
     /// <summary>o_proj: the Output projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear o_proj;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public MistralAttention(global::PeftDsl.Models.Mistral.MistralConfig config, int layer) : base(nameof(MistralAttention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

@@ -38,6 +38,7 @@ partial record MistralConfig
         return config;
     }
 
+    /// <summary>Reads and binds a config.json file.</summary>
     public static MistralConfig Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
 
     /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>

@@ -5,9 +5,13 @@ namespace PeftDsl.Models.Mistral;
 
 partial class MistralDecoderLayer : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>, global::PeftDsl.Runtime.IBlockModule, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>input_layernorm: the norm before self_attn.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm input_layernorm;
+    /// <summary>self_attn: the self-attention sublayer.</summary>
     public readonly global::PeftDsl.Models.Mistral.MistralAttention self_attn;
+    /// <summary>post_attention_layernorm: the norm before mlp.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm post_attention_layernorm;
+    /// <summary>mlp: the feed-forward sublayer.</summary>
     public readonly global::PeftDsl.Models.Mistral.MistralMlp mlp;
 
     /// <summary>Adapter site after self_attn, before the residual add (registered as attention_adapter).</summary>
@@ -19,6 +23,7 @@ partial class MistralDecoderLayer : global::TorchSharp.torch.nn.Module<global::T
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public MistralDecoderLayer(global::PeftDsl.Models.Mistral.MistralConfig config, int layer) : base(nameof(MistralDecoderLayer))
     {
         this.Layer = layer;
@@ -52,6 +57,7 @@ partial class MistralDecoderLayer : global::TorchSharp.torch.nn.Module<global::T
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);

@@ -16,6 +16,7 @@ partial class MistralMlp : global::TorchSharp.torch.nn.Module<global::TorchSharp
     /// <summary>down_proj: the Down projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear down_proj;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public MistralMlp(global::PeftDsl.Models.Mistral.MistralConfig config, int layer) : base(nameof(MistralMlp))
     {
         var (dim, inner) = Sizes(config);

@@ -40,6 +40,7 @@ partial record T5Config
         return config;
     }
 
+    /// <summary>Reads and binds a config.json file.</summary>
     public static T5Config Load(string path) => FromJson(global::PeftDsl.Config.ConfigJson.Load(path));
 
     /// <summary>Implement to check combinations the model does not support; throw a ConfigException naming the key.</summary>

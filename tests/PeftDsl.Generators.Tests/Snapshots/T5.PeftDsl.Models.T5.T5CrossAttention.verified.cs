@@ -21,6 +21,7 @@ partial class T5CrossAttention : global::TorchSharp.torch.nn.Module<global::Torc
     /// <summary>o: the Output projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear o;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public T5CrossAttention(global::PeftDsl.Models.T5.T5Config config, int layer) : base(nameof(T5CrossAttention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

@@ -24,6 +24,7 @@ partial class T5DecoderAttention : global::TorchSharp.torch.nn.Module<global::To
     /// <summary>relative_attention_bias: the relative-position table, in the first layer only; later layers reuse its bias.</summary>
     public readonly global::PeftDsl.Modules.RelativePositionBias? relative_attention_bias;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public T5DecoderAttention(global::PeftDsl.Models.T5.T5Config config, int layer) : base(nameof(T5DecoderAttention))
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);

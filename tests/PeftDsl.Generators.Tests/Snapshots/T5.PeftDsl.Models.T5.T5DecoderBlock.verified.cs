@@ -5,11 +5,17 @@ namespace PeftDsl.Models.T5;
 
 partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>, global::PeftDsl.Runtime.IBlockModule, global::PeftDsl.Peft.IPeftSiteOwner
 {
+    /// <summary>layer.0.layer_norm: the norm before layer.0.SelfAttention.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm layer_0_layer_norm;
+    /// <summary>layer.0.SelfAttention: the self-attention sublayer.</summary>
     public readonly global::PeftDsl.Models.T5.T5DecoderAttention layer_0_SelfAttention;
+    /// <summary>layer.1.layer_norm: the norm before layer.1.EncDecAttention.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm layer_1_layer_norm;
+    /// <summary>layer.1.EncDecAttention: the cross-attention sublayer.</summary>
     public readonly global::PeftDsl.Models.T5.T5CrossAttention layer_1_EncDecAttention;
+    /// <summary>layer.2.layer_norm: the norm before layer.2.DenseReluDense.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm layer_2_layer_norm;
+    /// <summary>layer.2.DenseReluDense: the feed-forward sublayer.</summary>
     public readonly global::PeftDsl.Models.T5.T5FeedForward layer_2_DenseReluDense;
 
     /// <summary>Adapter site after layer.0.SelfAttention, before the residual add (registered as attention_adapter).</summary>
@@ -24,6 +30,7 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public T5DecoderBlock(global::PeftDsl.Models.T5.T5Config config, int layer) : base(nameof(T5DecoderBlock))
     {
         this.Layer = layer;
@@ -73,6 +80,7 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.Adapter, this.AttentionAdapter.Name, global::PeftDsl.Modules.ModulePath.Join(path, this.AttentionAdapter.Name), this.Layer);

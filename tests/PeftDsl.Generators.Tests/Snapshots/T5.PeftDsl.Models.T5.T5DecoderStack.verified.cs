@@ -7,12 +7,15 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
 {
     /// <summary>The root's shared embedding; saved under the root's name, not under embed_tokens.</summary>
     public readonly global::PeftDsl.Modules.Embedding embed_tokens;
+    /// <summary>block: the transformer blocks, in order.</summary>
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5DecoderBlock> block;
+    /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
 
+    /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public T5DecoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5DecoderStack))
     {
         this.embed_tokens = sharedEmbedding;
@@ -41,6 +44,7 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield break;

@@ -7,7 +7,9 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
 {
     /// <summary>The root's shared embedding; saved under the root's name, not under embed_tokens.</summary>
     public readonly global::PeftDsl.Modules.Embedding embed_tokens;
+    /// <summary>block: the transformer blocks, in order.</summary>
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5EncoderBlock> block;
+    /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
@@ -16,6 +18,7 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
+    /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public T5EncoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5EncoderStack))
     {
         this.embed_tokens = sharedEmbedding;
@@ -46,6 +49,7 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>
     protected override void RegisterComponents() { }
 
+    /// <inheritdoc/>
     public global::System.Collections.Generic.IEnumerable<global::PeftDsl.Peft.PeftSite> Sites(string path)
     {
         yield return new global::PeftDsl.Peft.PeftSite(global::PeftDsl.Peft.SiteKind.VirtualPrompt, global::PeftDsl.Peft.SiteNames.VirtualPrompt, global::PeftDsl.Modules.ModulePath.Join(path, "embed_tokens"), null);

@@ -22,6 +22,7 @@ partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSh
     /// <summary>wo: the Down projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear wo;
 
+    /// <summary>Layer <paramref name="layer"/>'s modules, sized from <paramref name="config"/>; a checkpoint load or the root's initialisation fills the weights.</summary>
     public T5FeedForward(global::PeftDsl.Models.T5.T5Config config, int layer) : base(nameof(T5FeedForward))
     {
         var (dim, inner) = Sizes(config);

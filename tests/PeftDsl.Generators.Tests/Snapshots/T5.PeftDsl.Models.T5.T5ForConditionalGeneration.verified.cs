@@ -5,14 +5,20 @@ namespace PeftDsl.Models.T5;
 
 partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLanguageModel
 {
+    /// <summary>The config the model was built from.</summary>
     public global::PeftDsl.Models.T5.T5Config Config { get; }
 
     /// <summary>shared: the token embedding of both stacks and, when tied, of the head.</summary>
     public readonly global::PeftDsl.Modules.Embedding shared;
+    /// <summary>encoder: the encoder stack.</summary>
     public readonly global::PeftDsl.Models.T5.T5EncoderStack encoder;
+    /// <summary>decoder: the decoder stack (self-attention, then cross-attention to the encoder).</summary>
     public readonly global::PeftDsl.Models.T5.T5DecoderStack decoder;
+    /// <summary>lm_head; shares the token embedding's weight when tied.</summary>
     public readonly global::PeftDsl.Modules.LmHead lm_head;
 
+    /// <summary>The model for <paramref name="config"/>, with random weights unless <paramref name="init"/> says otherwise.</summary>
+    /// <param name="config">Sizes and options, as config.json gives them.</param>
     /// <param name="init"><see cref="global::PeftDsl.Modules.WeightInit.None"/> leaves weights uninitialised for a checkpoint to fill.</param>
     public T5ForConditionalGeneration(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.WeightInit init = global::PeftDsl.Modules.WeightInit.Normal) : base(nameof(T5ForConditionalGeneration))
     {
@@ -31,19 +37,24 @@ partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangua
         global::PeftDsl.Modules.WeightInitializer.Apply(this, init);
     }
 
+    /// <inheritdoc/>
     public override string ModelType => "t5";
 
+    /// <inheritdoc/>
     public override long VocabSize => this.lm_head.VocabSize;
 
+    /// <inheritdoc/>
     public override global::PeftDsl.Checkpoints.CheckpointRules CheckpointRules => new(
         this.lm_head.IsTied ? new[] { "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight" } : new[] { "encoder.embed_tokens.weight", "decoder.embed_tokens.weight" },
         global::System.Array.Empty<string>(),
         null);
 
+    /// <inheritdoc/>
     public override long DecoderStartTokenId => Start(this.Config);
 
     private static long Start(global::PeftDsl.Models.T5.T5Config config) => config.DecoderStartTokenId;
 
+    /// <inheritdoc/>
     protected override global::PeftDsl.Modules.LmHead Head => this.lm_head;
 
     /// <returns>(B, S, C) encoder states.</returns>
@@ -84,17 +95,29 @@ partial class T5ForConditionalGeneration : global::PeftDsl.Runtime.Seq2SeqLangua
     /// <summary>peft <c>target_modules</c> names of this model's linear sites.</summary>
     public static class Targets
     {
+        /// <summary><c>SelfAttention.q</c></summary>
         public const string SelfAttention_q = "SelfAttention.q";
+        /// <summary><c>SelfAttention.k</c></summary>
         public const string SelfAttention_k = "SelfAttention.k";
+        /// <summary><c>SelfAttention.v</c></summary>
         public const string SelfAttention_v = "SelfAttention.v";
+        /// <summary><c>SelfAttention.o</c></summary>
         public const string SelfAttention_o = "SelfAttention.o";
+        /// <summary><c>wi</c></summary>
         public const string wi = "wi";
+        /// <summary><c>wi_0</c></summary>
         public const string wi_0 = "wi_0";
+        /// <summary><c>wi_1</c></summary>
         public const string wi_1 = "wi_1";
+        /// <summary><c>wo</c></summary>
         public const string wo = "wo";
+        /// <summary><c>EncDecAttention.q</c></summary>
         public const string EncDecAttention_q = "EncDecAttention.q";
+        /// <summary><c>EncDecAttention.k</c></summary>
         public const string EncDecAttention_k = "EncDecAttention.k";
+        /// <summary><c>EncDecAttention.v</c></summary>
         public const string EncDecAttention_v = "EncDecAttention.v";
+        /// <summary><c>EncDecAttention.o</c></summary>
         public const string EncDecAttention_o = "EncDecAttention.o";
     }
 }

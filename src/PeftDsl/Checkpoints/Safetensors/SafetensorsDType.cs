@@ -20,6 +20,8 @@ public static class SafetensorsDType
         ["BOOL"] = (ScalarType.Bool, 1),
     };
 
+    /// <summary>Maps a header dtype name (<c>F32</c>, <c>BF16</c>, <c>I64</c>, …) to its torch type and its size in bytes.</summary>
+    /// <returns>False for a name this reader does not support (see <see cref="Supported"/>).</returns>
     public static bool TryParse(string name, out ScalarType type, out int elementSize)
     {
         if (ByName.TryGetValue(name, out var v))
@@ -31,6 +33,8 @@ public static class SafetensorsDType
         return false;
     }
 
+    /// <summary>The safetensors name of a torch dtype (<c>Float32</c> → <c>F32</c>), for writing headers.</summary>
+    /// <exception cref="CheckpointException">The dtype has no safetensors name here (complex types, for instance).</exception>
     public static string NameOf(ScalarType type)
     {
         foreach (var (name, v) in ByName)
@@ -38,6 +42,7 @@ public static class SafetensorsDType
         throw new CheckpointException($"dtype {type} cannot be stored in safetensors by PeftDsl");
     }
 
+    /// <summary>Bytes per element of <paramref name="type"/> as stored (2 for BF16/F16, 4 for F32, …).</summary>
     public static int SizeOf(ScalarType type) => ByName[NameOf(type)].Size;
 
     /// <summary>All names this reader accepts, for messages.</summary>

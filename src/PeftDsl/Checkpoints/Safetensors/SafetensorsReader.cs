@@ -34,13 +34,19 @@ public sealed class SafetensorsReader : IDisposable
         Metadata = metadata;
     }
 
+    /// <summary>The file this reader has open; error messages name it.</summary>
     public string Path { get; }
 
+    /// <summary>Every tensor in the header by name (without <c>__metadata__</c>), each validated against the file.</summary>
     public IReadOnlyDictionary<string, SafetensorsEntry> Entries { get; }
 
     /// <summary>The optional <c>__metadata__</c> string map.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
+    /// <summary>Opens a safetensors file and validates its whole header: dtypes, shapes and offsets that stay inside the
+    /// file, do not overlap and cover the data section exactly. Tensor data is read later by <see cref="Read"/>.</summary>
+    /// <exception cref="CheckpointException">The file is missing, truncated, or its header is invalid; the message names the
+    /// file and the tensor.</exception>
     public static SafetensorsReader Open(string path)
     {
         if (!File.Exists(path))
@@ -71,6 +77,8 @@ public sealed class SafetensorsReader : IDisposable
         }
     }
 
+    /// <summary>The header entry of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="CheckpointException">The file has no such tensor.</exception>
     public SafetensorsEntry Entry(string name) =>
         Entries.TryGetValue(name, out var e) ? e : throw new CheckpointException($"{Path}: no tensor named '{name}'");
 
@@ -102,6 +110,7 @@ public sealed class SafetensorsReader : IDisposable
         return tensor;
     }
 
+    /// <summary>Closes the file handle; tensors already read stay valid.</summary>
     public void Dispose() => handle.Dispose();
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> into, long offset, string path)

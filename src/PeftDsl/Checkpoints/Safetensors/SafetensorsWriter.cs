@@ -8,6 +8,13 @@ namespace PeftDsl.Checkpoints.Safetensors;
 /// so a crash never leaves a half-written checkpoint under the real name.</summary>
 public static class SafetensorsWriter
 {
+    /// <summary>Writes <paramref name="tensors"/> to a safetensors file at <paramref name="path"/>, keys sorted (ordinal),
+    /// data 8-byte aligned, each tensor copied to the CPU and made contiguous. The file is written beside the target
+    /// and renamed over it, replacing any existing file.</summary>
+    /// <param name="path">The target file.</param>
+    /// <param name="tensors">Name → tensor; names must be unique.</param>
+    /// <param name="metadata">Optional string map written as the header's <c>__metadata__</c> (omitted when empty).</param>
+    /// <exception cref="Errors.CheckpointException">A tensor's dtype cannot be stored in safetensors.</exception>
     public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -47,6 +54,10 @@ public static class SafetensorsWriter
         }
     }
 
+    /// <summary>Writes a state dict to a safetensors file; the same as the sequence overload.</summary>
+    /// <param name="path">The target file.</param>
+    /// <param name="tensors">Name → tensor.</param>
+    /// <param name="metadata">Optional string map written as the header's <c>__metadata__</c>.</param>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, string>? metadata = null) =>
         Save(path, tensors.AsEnumerable(), metadata);

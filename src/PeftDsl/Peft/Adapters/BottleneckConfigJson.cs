@@ -11,8 +11,11 @@ namespace PeftDsl.Peft.Adapters;
 /// </summary>
 public static class BottleneckConfigJson
 {
+    /// <summary>The <c>peft_type</c> of a bottleneck adapter folder: <c>PEFTDSL_BOTTLENECK</c>.</summary>
     public const string PeftType = "PEFTDSL_BOTTLENECK";
 
+    /// <summary>Reads a bottleneck <c>adapter_config.json</c> object: refuses unknown fields by name and validates the result;
+    /// <paramref name="source"/> names the file in errors.</summary>
     public static BottleneckConfig Parse(JsonObject json, string source)
     {
         foreach (var (key, value) in json)
@@ -44,6 +47,7 @@ public static class BottleneckConfigJson
         }.Validate(source);
     }
 
+    /// <summary>The config as <c>adapter_config.json</c> text: every field, sorted, indented.</summary>
     public static string Write(BottleneckConfig c) => new JsonObject
     {
         ["activation"] = c.Activation.ToString().ToLowerInvariant(),

@@ -13,6 +13,10 @@ public sealed class BottleneckLayer : nn.Module
 {
     private readonly BottleneckConfig config;
 
+    /// <summary>Builds the layer; <c>linear_out</c> starts at zero, so the new adapter adds nothing.</summary>
+    /// <param name="dim">The sublayer's width C (the attention output projection's out features).</param>
+    /// <param name="config">Width, activation, norm, init, dropout and placement.</param>
+    /// <param name="initialize">Draw <c>linear_in</c> as <c>config.Init</c> says; false when a file will overwrite it.</param>
     public BottleneckLayer(long dim, BottleneckConfig config, bool initialize) : base(nameof(BottleneckLayer))
     {
         this.config = config;
@@ -39,10 +43,13 @@ public sealed class BottleneckLayer : nn.Module
         linear_out.weight.zero_();   // a new adapter is the identity
     }
 
+    /// <summary>The down projection, weight [adapter_dim, dim], no bias (NeMo's <c>linear_in</c>).</summary>
     public readonly Linear linear_in;
 
+    /// <summary>The up projection, weight [dim, adapter_dim], no bias, zero-initialised (NeMo's <c>linear_out</c>).</summary>
     public readonly Linear linear_out;
 
+    /// <summary>The adapter's LayerNorm over dim (weight and bias), or null when the config's norm is <c>None</c>.</summary>
     public readonly LayerNorm? layer_norm;
 
     /// <param name="output">(…, dim) the sublayer's output.</param>
@@ -69,6 +76,7 @@ public sealed class BottleneckLayer : nn.Module
         return z.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Empty on purpose: children are registered explicitly (<c>register_module</c>), not by TorchSharp's field reflection.</summary>
     protected override void RegisterComponents()
     {
     }

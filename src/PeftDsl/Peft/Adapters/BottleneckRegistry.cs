@@ -15,7 +15,9 @@ namespace PeftDsl.Peft.Adapters;
 /// </summary>
 public sealed class BottleneckRegistry
 {
+    /// <summary>The config file's name, <c>adapter_config.json</c>.</summary>
     public const string ConfigFile = AdapterFolder.ConfigFile;
+    /// <summary>The weights file's name, <c>adapter_model.safetensors</c>.</summary>
     public const string WeightsFile = AdapterFolder.WeightsFile;
     private const string Prefix = "base_model.model.";
 
@@ -25,12 +27,16 @@ public sealed class BottleneckRegistry
 
     internal BottleneckRegistry(LanguageModel model) => this.model = model;
 
+    /// <summary>The bottleneck adapters' names (a copy: deleting while iterating is safe).</summary>
     public IReadOnlyList<string> Names => configs.Keys.ToList();
 
+    /// <summary>The bottleneck adapters every row runs when a call names none; the first one added becomes active.</summary>
     public IReadOnlyList<string> Active => active.ToList();
 
+    /// <summary>True when a bottleneck adapter of this name exists.</summary>
     public bool Contains(string name) => configs.ContainsKey(name);
 
+    /// <summary>The adapter's configuration; an unknown name throws, listing the existing ones.</summary>
     public BottleneckConfig this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
 
     /// <summary>Every adapter site of the model with its path, in module order.</summary>
@@ -88,6 +94,8 @@ public sealed class BottleneckRegistry
         Register(name, config, trainable);
     }
 
+    /// <summary>Writes the adapter in peft's folder layout (<c>adapter_config.json</c>, <c>adapter_model.safetensors</c>),
+    /// replacing <paramref name="directory"/> atomically.</summary>
     public void Save(string directory, string name = "default") => AtomicFolder.Write(directory, staging => WriteFiles(staging, name));
 
     /// <summary>Writes the adapter's two files into an existing folder, each file atomically.</summary>
@@ -104,6 +112,7 @@ public sealed class BottleneckRegistry
         AdapterFolder.Write(folder, BottleneckConfigJson.Write(config), tensors);
     }
 
+    /// <summary>Makes <paramref name="names"/> the bottleneck adapters every row runs (their deltas add); none: no bottleneck adapter acts.</summary>
     public void SetActive(params string[] names)
     {
         foreach (var n in names) _ = this[n];
@@ -111,12 +120,15 @@ public sealed class BottleneckRegistry
         active.AddRange(names.Distinct());
     }
 
+    /// <summary>Sets <c>requires_grad</c> on every parameter of the adapter's layers (a tied layer once).</summary>
     public void SetTrainable(string name, bool trainable)
     {
         foreach (var (_, site) in Sites().Where(s => s.Site.Has(name)))
             foreach (var p in site.Adapter(name).parameters()) p.requires_grad = trainable;
     }
 
+    /// <summary>Removes the adapter from every site and disposes its layers; when the last active one goes, the first
+    /// remaining adapter becomes active.</summary>
     public void Delete(string name)
     {
         _ = this[name];

@@ -6,7 +6,13 @@ namespace PeftDsl.Peft.Ia3;
 /// target projections, as Hugging Face peft. <see cref="Nemo"/>: NeMo's infused adapters, on the keys and the values
 /// after the QKV split (only the k and v columns of a fused projection) and on the MLP activation before fc2, at the
 /// IA3 sites the DSL declares.</summary>
-public enum Ia3Placement { Peft, Nemo }
+public enum Ia3Placement
+{
+    /// <summary>Hugging Face peft: whole target projections, on the output or (feed-forward modules) the input.</summary>
+    Peft,
+    /// <summary>NeMo's infused adapters: the key and value columns after the QKV split, and the MLP activation.</summary>
+    Nemo
+}
 
 /// <summary>
 /// peft's <c>IA3Config</c>: learned vectors that scale the output of every target, or the input of the targets that
@@ -27,17 +33,23 @@ public sealed record Ia3Config
     /// <summary>A regular expression for <see cref="FeedforwardModules"/> (the whole path must match).</summary>
     public string? FeedforwardPattern { get; init; }
 
+    /// <summary>Modules never scaled, even when a target matches (peft's <c>exclude_modules</c>, as a list); not with NeMo's placement.</summary>
     public IReadOnlyList<string>? ExcludeModules { get; init; }
 
+    /// <summary>peft's <c>init_ia3_weights</c>: true starts the vectors at ones (the base model unchanged), false draws them from N(0, 1).</summary>
     public bool InitIa3Weights { get; init; } = true;
 
+    /// <summary>peft's placement (the default) or NeMo's; a file records NeMo's as <c>peftdsl_ia3_placement</c>.</summary>
     public Ia3Placement Placement { get; init; } = Ia3Placement.Peft;
 
+    /// <summary>peft's <c>task_type</c>, <c>CAUSAL_LM</c> or <c>SEQ_2_SEQ_LM</c>; set from the model when the adapter is added.</summary>
     public string? TaskType { get; init; }
 
     /// <summary>peft records the layout of the targets (true for GPT-2's Conv1D); it does not change the math here.</summary>
     public bool FanInFanOut { get; init; }
 
+    /// <summary>Refuses inconsistent targets (a list and a pattern, an empty list, feed-forward modules outside the targets,
+    /// patterns or exclusions with NeMo's placement) and returns the config; <paramref name="source"/> names the file or option.</summary>
     public Ia3Config Validate(string source)
     {
         // NeMo's sites come from the model; a saved file lists their modules in peft's terms, which the load checks.

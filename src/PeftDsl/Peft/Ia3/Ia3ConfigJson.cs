@@ -9,6 +9,7 @@ namespace PeftDsl.Peft.Ia3;
 /// name unless at their default.</summary>
 public static class Ia3ConfigJson
 {
+    /// <summary>peft's <c>peft_type</c> for IA3: <c>IA3</c>.</summary>
     public const string PeftType = "IA3";
 
     /// <summary>Our key for NeMo's placement. peft drops keys it does not know (with a warning) and loads the vectors,
@@ -20,6 +21,8 @@ public static class Ia3ConfigJson
         "auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "fan_in_fan_out",
     };
 
+    /// <summary>Reads peft's IA3 <c>adapter_config.json</c> object: refuses another <c>peft_type</c> and unsupported fields set
+    /// away from their default, and validates the result; <paramref name="source"/> names the file in errors.</summary>
     public static Ia3Config Parse(JsonObject json, string source)
     {
         if (Str(json, "peft_type", source) is var type && type != PeftType)
@@ -56,6 +59,7 @@ public static class Ia3ConfigJson
         }.Validate(source);
     }
 
+    /// <summary>The config as peft 0.21 writes it (indented JSON), plus <c>peftdsl_ia3_placement</c> for NeMo's placement.</summary>
     public static string Write(Ia3Config c)
     {
         var json = new JsonObject

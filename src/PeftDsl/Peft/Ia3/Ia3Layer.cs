@@ -10,18 +10,24 @@ namespace PeftDsl.Peft.Ia3;
 /// (<c>…c_attn.ia3_l.{adapter}</c>), [out, 1] when it scales the output, [1, in] when it scales the input.</summary>
 public sealed class Ia3Vectors : nn.Module, IPeftTensors
 {
+    /// <summary>An empty dict; the projection's <c>Ia3Layer</c> creates it with its first adapter.</summary>
     public Ia3Vectors() : base(nameof(Ia3Vectors))
     {
     }
 
+    /// <summary>The adapter's vector: [out, 1], [1, in], or [columns, 1] for a NeMo slice.</summary>
     public Parameter this[string adapter] => (Parameter)_internal_params[adapter];
 
+    /// <summary>True when the adapter has a vector here.</summary>
     public bool Contains(string adapter) => _internal_params.ContainsKey(adapter);
 
+    /// <summary>Adapter names, in the order they were added.</summary>
     public IEnumerable<string> Names => _internal_params.Keys;
 
+    /// <summary>Registers <paramref name="value"/> as the adapter's parameter (not copied: it leaves the caller's dispose scope).</summary>
     public void Add(string adapter, Tensor value) => register_parameter(adapter, OwnedParameter.Of(value));
 
+    /// <summary>Removes and disposes the adapter's vector; a name not here is ignored.</summary>
     public void Remove(string adapter)
     {
         if (!_internal_params.ContainsKey(adapter)) return;
@@ -30,6 +36,7 @@ public sealed class Ia3Vectors : nn.Module, IPeftTensors
         p.Dispose();
     }
 
+    /// <summary>Empty on purpose: children are registered explicitly (<c>register_module</c>), not by TorchSharp's field reflection.</summary>
     protected override void RegisterComponents()
     {
     }
@@ -49,15 +56,20 @@ public sealed class Ia3Layer(PeftLinear linear)
     private readonly List<string> merged = [];
     private (Tensor Weight, Tensor? Bias)? original;
 
+    /// <summary>True when no IA3 adapter is attached to this projection.</summary>
     public bool IsEmpty => vectors is null || !vectors.Names.Any();
 
+    /// <summary>Names of the IA3 adapters attached to this projection.</summary>
     public IEnumerable<string> Adapters => vectors?.Names ?? [];
 
+    /// <summary>True when the adapter has a vector on this projection.</summary>
     public bool Has(string adapter) => vectors?.Contains(adapter) ?? false;
 
     /// <summary>The vector of an adapter ([out, 1] or [1, in]; [columns, 1] for a slice of the output).</summary>
     public Parameter Vector(string adapter) => vectors?[adapter] ?? throw new PeftDslException($"{linear.GetName()}: no IA3 adapter '{adapter}'");
 
+    /// <summary>True when the adapter scales this projection's input (a peft feed-forward module, or NeMo's MLP
+    /// activation); false when it scales the output.</summary>
     public bool IsFeedforward(string adapter) => feedforward[adapter];
 
     /// <summary>The output columns an adapter scales, or null for all of them (NeMo's placement scales only the
@@ -129,6 +141,11 @@ public sealed class Ia3Layer(PeftLinear linear)
         !IsEmpty && (routing.Ia3Rows is { } rows ? rows.Any(r => r is not null && Has(r) && !merged.Contains(r))
             : routing.Ia3Active.Any(a => Has(a) && !merged.Contains(a)));
 
+    /// <summary>The projection's output with every acting, unmerged IA3 vector applied: folded into the weight (and bias)
+    /// when one vector serves every row, on each row's activations in a mixed batch.</summary>
+    /// <param name="x">(B, T, in) the projection's input.</param>
+    /// <param name="routing">Which IA3 adapters act on which rows.</param>
+    /// <returns>(B, T, out) in the weight's dtype.</returns>
     public Tensor Forward(Tensor x, AdapterRouting routing)
     {
         using var scope = NewDisposeScope();

@@ -13,7 +13,9 @@ namespace PeftDsl.Peft.Ia3;
 /// </summary>
 public sealed class Ia3Registry
 {
+    /// <summary>The weights file's name, <c>adapter_model.safetensors</c>.</summary>
     public const string WeightsFile = AdapterFolder.WeightsFile;
+    /// <summary>The config file's name, <c>adapter_config.json</c>.</summary>
     public const string ConfigFile = AdapterFolder.ConfigFile;
     private const string Prefix = "base_model.model.";
     private const string Suffix = ".ia3_l";
@@ -24,13 +26,16 @@ public sealed class Ia3Registry
 
     internal Ia3Registry(LanguageModel model) => this.model = model;
 
+    /// <summary>The IA3 adapters' names (a copy: deleting while iterating is safe).</summary>
     public IReadOnlyList<string> Names => configs.Keys.ToList();
 
     /// <summary>The adapters every row runs when a call names none.</summary>
     public IReadOnlyList<string> Active => active.ToList();
 
+    /// <summary>True when an IA3 adapter of this name exists.</summary>
     public bool Contains(string name) => configs.ContainsKey(name);
 
+    /// <summary>The adapter's configuration (targets filled in as peft fills them); an unknown name throws, listing the existing ones.</summary>
     public Ia3Config this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
 
     /// <summary>Adds a fresh adapter (ones, or N(0, 1) without <c>init_ia3_weights</c>); the base is frozen, the
@@ -109,6 +114,7 @@ public sealed class Ia3Registry
         AdapterFolder.Write(folder, Ia3ConfigJson.Write(config), tensors);
     }
 
+    /// <summary>Makes <paramref name="names"/> the IA3 adapters every row runs (their vectors multiply); merged adapters are unmerged first.</summary>
     public void SetActive(params string[] names)
     {
         foreach (var n in names) _ = this[n];
@@ -117,6 +123,7 @@ public sealed class Ia3Registry
         active.AddRange(names.Distinct());
     }
 
+    /// <summary>Sets <c>requires_grad</c> on the adapter's vector at every projection it scales.</summary>
     public void SetTrainable(string name, bool trainable)
     {
         foreach (var (_, linear) in Linears())
@@ -136,6 +143,7 @@ public sealed class Ia3Registry
     /// <summary>True when an adapter is folded into the weights (a mixed batch would then be wrong for other rows).</summary>
     public bool AnyMerged => Linears().Any(l => l.Linear.Ia3.AnyMerged);
 
+    /// <summary>Restores every projection's weights as they were before the first merge, bit for bit; nothing to do when none is merged.</summary>
     public void Unmerge()
     {
         foreach (var (_, linear) in Linears()) linear.Ia3.Unmerge();
@@ -154,6 +162,8 @@ public sealed class Ia3Registry
         active.Clear();
     }
 
+    /// <summary>Removes the adapter's vectors from every projection (unmerging first); when the last active one goes, the
+    /// first remaining adapter becomes active.</summary>
     public void Delete(string name)
     {
         _ = this[name];

@@ -45,6 +45,8 @@ public static class Ia3Targets
             : throw new PeftDslException($"{source}: target_modules is not set and peft has no IA3 default for model_type '{modelType}'; name the modules");
     }
 
+    /// <summary>peft's placement: the projections the config's targets select (LoRA's rule, peft's names only), each
+    /// marked feed-forward or not; throws when nothing matches, listing the model's linear modules.</summary>
     public static IReadOnlyList<Ia3Target> Resolve(Ia3Config config, IReadOnlyList<(string Path, PeftLinear Linear)> linears, string source)
     {
         // The selection rule is LoRA's (peft's check_target_module_exists); only the target fields matter to it.

@@ -18,7 +18,9 @@ namespace PeftDsl.Peft.Lora;
 /// </summary>
 public static class LoraAdapterFile
 {
+    /// <summary>The config file's name, <c>adapter_config.json</c>.</summary>
     public const string ConfigFile = AdapterFolder.ConfigFile;
+    /// <summary>The weights file's name, <c>adapter_model.safetensors</c>.</summary>
     public const string WeightsFile = AdapterFolder.WeightsFile;
     private const string Prefix = "base_model.model.";
 

@@ -23,6 +23,7 @@ public enum NemoInit
     Normal,
     /// <summary>kaiming_uniform_ with a = √5.</summary>
     Kaiming,
+    /// <summary>zeros_ (NeMo's <c>zero</c>, the usual choice for B).</summary>
     Zero,
 }
 
@@ -80,6 +81,7 @@ public sealed record LoraConfig
     /// we, and saving writes what peft would.</summary>
     public bool FanInFanOut { get; init; }
 
+    /// <summary>peft's <c>init_lora_weights</c>: how A and B start where <see cref="AInit"/>/<see cref="BInit"/> do not say.</summary>
     public LoraInit InitLoraWeights { get; init; } = LoraInit.Default;
 
     /// <summary>NeMo: dropout before A (peft's behaviour) or after B.</summary>
@@ -94,6 +96,7 @@ public sealed record LoraConfig
     /// <summary>peft <c>task_type</c>: <c>CAUSAL_LM</c> or <c>SEQ_2_SEQ_LM</c> (null: not recorded).</summary>
     public string? TaskType { get; init; }
 
+    /// <summary>peft's <c>base_model_name_or_path</c>: the base model the adapter was trained on (metadata, written back, not checked).</summary>
     public string? BaseModelNameOrPath { get; init; }
 
     /// <summary>Fields of a loaded <c>adapter_config.json</c> that PeftDsl does not interpret but keeps on save

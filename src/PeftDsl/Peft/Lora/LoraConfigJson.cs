@@ -15,6 +15,7 @@ namespace PeftDsl.Peft.Lora;
 /// </summary>
 public static class LoraConfigJson
 {
+    /// <summary>peft's <c>peft_type</c> for LoRA (DoRA included): <c>LORA</c>.</summary>
     public const string PeftType = "LORA";
 
     /// <summary>NeMo options peft has no field for; peft drops unknown fields with a warning, and neither changes
@@ -92,6 +93,8 @@ public static class LoraConfigJson
         }
     }
 
+    /// <summary>Reads peft's LoRA <c>adapter_config.json</c> object into a validated config: refuses unknown fields and
+    /// unsupported ones set away from their default, keeps metadata in <c>Extra</c>; <paramref name="source"/> names the file in errors.</summary>
     public static LoraConfig Parse(JsonObject json, string source)
     {
         var extra = new JsonObject();

@@ -29,6 +29,7 @@ public sealed class LoraLayer
 
     internal LoraLayer(PeftLinear owner) => this.owner = owner;
 
+    /// <summary>True when no LoRA adapter is attached to this projection.</summary>
     public bool IsEmpty => settings.Count == 0;
 
     /// <summary>Adapters attached here, in the order they were added.</summary>
@@ -37,8 +38,10 @@ public sealed class LoraLayer
     /// <summary>Adapters whose delta is currently folded into the weight.</summary>
     public IReadOnlyList<string> Merged => merged;
 
+    /// <summary>True when the adapter is attached to this projection.</summary>
     public bool Has(string adapter) => settings.ContainsKey(adapter);
 
+    /// <summary>The adapter's rank, scaling, dropout and DoRA flag at this projection (after <c>rank_pattern</c>/<c>alpha_pattern</c>).</summary>
     public LoraSettings Settings(string adapter) => settings[adapter];
 
     /// <summary>(r, in)</summary>

@@ -3,7 +3,9 @@ namespace PeftDsl.Peft.Lora;
 /// <summary>Where NeMo applies LoRA dropout: on the adapter's input (peft's only choice) or on its output.</summary>
 public enum DropoutPosition
 {
+    /// <summary>Dropout on the adapter's input, before A (peft's behaviour; the default).</summary>
     Pre,
+    /// <summary>Dropout on the adapter's output, after B (a NeMo option).</summary>
     Post,
 }
 

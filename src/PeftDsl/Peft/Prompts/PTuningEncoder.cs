@@ -16,6 +16,7 @@ public sealed class PTuningEncoder : PromptTask
     private readonly LSTM? lstm;
     private readonly nn.Module<Tensor, Tensor> head;
 
+    /// <summary>Builds the input table (N(0, 1)) and the encoder <c>config.EncoderType</c> names, under peft's module names.</summary>
     public PTuningEncoder(PromptConfig config) : base(nameof(PTuningEncoder), config)
     {
         long d = config.TokenDim, h = config.EffectiveEncoderHidden;
@@ -39,10 +40,13 @@ public sealed class PTuningEncoder : PromptTask
         register_module("mlp_head", head);
     }
 
+    /// <summary>The input table, [total virtual tokens, token dim] (peft's <c>embedding</c>); trained, but peft's file holds the encoder's output instead.</summary>
     public readonly Modules.Embedding embedding;
 
+    /// <inheritdoc/>
     public override bool HasEncoder => true;
 
+    /// <summary>The table through the encoder: (total virtual tokens, token dim).</summary>
     public override Tensor Rows()
     {
         using var scope = NewDisposeScope();

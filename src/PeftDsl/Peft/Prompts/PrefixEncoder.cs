@@ -12,6 +12,7 @@ public sealed class PrefixEncoder : PromptTask
 {
     private readonly nn.Module<Tensor, Tensor> transform;
 
+    /// <summary>Builds the table (N(0, 1)) and peft's <c>transform</c>, Linear(d, h), Tanh, Linear(h, 2 × layers × d).</summary>
     public PrefixEncoder(PromptConfig config) : base(nameof(PrefixEncoder), config)
     {
         long d = config.TokenDim, h = config.EffectiveEncoderHidden;
@@ -22,9 +23,12 @@ public sealed class PrefixEncoder : PromptTask
         register_module("transform", transform);
     }
 
+    /// <summary>The table, [virtual tokens, token dim] (peft's <c>embedding</c>), read through <c>transform</c>.</summary>
     public readonly Modules.Embedding embedding;
 
+    /// <inheritdoc/>
     public override bool HasEncoder => true;
 
+    /// <summary>The table through <c>transform</c>: (virtual tokens, 2 × layers × token dim), every layer's key and value.</summary>
     public override Tensor Rows() => transform.forward(embedding.weight);
 }

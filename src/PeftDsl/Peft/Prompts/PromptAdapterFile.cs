@@ -11,8 +11,11 @@ namespace PeftDsl.Peft.Prompts;
 /// </summary>
 public static class PromptAdapterFile
 {
+    /// <summary>The config file's name, <c>adapter_config.json</c>.</summary>
     public const string ConfigFile = AdapterFolder.ConfigFile;
+    /// <summary>The weights file's name, <c>adapter_model.safetensors</c>.</summary>
     public const string WeightsFile = AdapterFolder.WeightsFile;
+    /// <summary>The one tensor's key in the weights file, <c>prompt_embeddings</c>: [total virtual tokens, row width].</summary>
     public const string Key = "prompt_embeddings";
 
     /// <summary>The config and the rows (fp32 or the file's dtype, on the CPU; the caller's dispose scope owns them).</summary>

@@ -43,6 +43,7 @@ public enum PromptEncoderType
 /// </summary>
 public sealed record PromptConfig
 {
+    /// <summary>Prompt tuning, P-tuning or prefix tuning (the file's <c>peft_type</c>).</summary>
     public PromptMethod Method { get; init; } = PromptMethod.PromptTuning;
 
     /// <summary>Virtual tokens prepended to each input (per transformer submodule).</summary>
@@ -60,6 +61,7 @@ public sealed record PromptConfig
     /// <summary>Key/value heads (prefix tuning).</summary>
     public int NumAttentionHeads { get; init; }
 
+    /// <summary>How a prompt-tuning table starts (peft's <c>prompt_tuning_init</c>); the other methods start at random.</summary>
     public PromptInit Init { get; init; } = PromptInit.Random;
 
     /// <summary>The text for <see cref="PromptInit.Text"/>.</summary>
@@ -68,6 +70,7 @@ public sealed record PromptConfig
     /// <summary>peft's <c>tokenizer_name_or_path</c>, kept for the file.</summary>
     public string? TokenizerNameOrPath { get; init; }
 
+    /// <summary>P-tuning's encoder: peft's MLP or LSTM (<c>encoder_reparameterization_type</c>), or NeMo's MLP.</summary>
     public PromptEncoderType EncoderType { get; init; } = PromptEncoderType.Mlp;
 
     /// <summary>P-tuning's encoder width, and prefix tuning's projection width; 0 means <see cref="TokenDim"/>.</summary>
@@ -98,6 +101,7 @@ public sealed record PromptConfig
     /// <summary>The width of one saved row: the prompt's hidden size, or every layer's key and value for prefix tuning.</summary>
     public long RowWidth => Method == PromptMethod.PrefixTuning ? 2L * NumLayers * TokenDim : TokenDim;
 
+    /// <summary>The encoder width h in use: <see cref="EncoderHiddenSize"/>, or <see cref="TokenDim"/> when that is 0.</summary>
     public int EffectiveEncoderHidden => EncoderHiddenSize > 0 ? EncoderHiddenSize : (int)TokenDim;
 
     /// <summary>Refuses values that cannot mean anything; <paramref name="source"/> names the file or option.</summary>

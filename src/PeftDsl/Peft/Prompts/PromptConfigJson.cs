@@ -12,6 +12,7 @@ namespace PeftDsl.Peft.Prompts;
 /// </summary>
 public static class PromptConfigJson
 {
+    /// <summary>peft's <c>peft_type</c> of each method: <c>PROMPT_TUNING</c>, <c>P_TUNING</c>, <c>PREFIX_TUNING</c>.</summary>
     public static readonly IReadOnlyDictionary<string, PromptMethod> PeftTypes = new Dictionary<string, PromptMethod>(StringComparer.Ordinal)
     {
         ["PROMPT_TUNING"] = PromptMethod.PromptTuning,
@@ -19,6 +20,7 @@ public static class PromptConfigJson
         ["PREFIX_TUNING"] = PromptMethod.PrefixTuning,
     };
 
+    /// <summary>The method's <c>peft_type</c>.</summary>
     public static string PeftType(PromptMethod method) => PeftTypes.First(p => p.Value == method).Key;
 
     /// <summary>Fields read for their value; everything else must be metadata or at its default.</summary>
@@ -35,6 +37,8 @@ public static class PromptConfigJson
         "auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "tokenizer_kwargs", "init_weights",
     };
 
+    /// <summary>Reads a prompt-learning <c>adapter_config.json</c> object: refuses another <c>peft_type</c> and fields set
+    /// away from their default that PeftDsl does not implement, and validates the result; <paramref name="source"/> names the file in errors.</summary>
     public static PromptConfig Parse(JsonObject json, string source)
     {
         var type = Str(json, "peft_type", source) ?? throw new PeftDslException($"{source}: no \"peft_type\"");
@@ -84,6 +88,7 @@ public static class PromptConfigJson
         return config;
     }
 
+    /// <summary>The config as peft 0.21 writes it for the method (indented JSON), plus <c>peftdsl_encoder</c> for NeMo's MLP.</summary>
     public static string Write(PromptConfig c)
     {
         var json = new JsonObject

@@ -8,20 +8,25 @@ namespace PeftDsl.Peft.Prompts;
 /// <summary>The registered module that holds every task (<c>prompt_encoder.{task}.…</c>, peft's names).</summary>
 public sealed class PromptEncoderDict : nn.Module, IPeftTensors
 {
+    /// <summary>An empty dict; the prompt table creates it with its first task.</summary>
     public PromptEncoderDict() : base(nameof(PromptEncoderDict))
     {
     }
 
+    /// <summary>The task's module; it must be registered here (see <c>Contains</c>).</summary>
     public PromptTask this[string task] => (PromptTask)_internal_submodules[task];
 
+    /// <summary>True when the task has a module here.</summary>
     public bool Contains(string task) => _internal_submodules.ContainsKey(task);
 
+    /// <summary>Registers <paramref name="module"/> as the task's module, disposing the one it replaces (as freezing an encoder does).</summary>
     public void Set(string task, PromptTask module)
     {
         Remove(task);
         register_module(task, module);
     }
 
+    /// <summary>Removes and disposes the task's module; a name not here is ignored.</summary>
     public void Remove(string task)
     {
         if (!_internal_submodules.ContainsKey(task)) return;
@@ -30,6 +35,7 @@ public sealed class PromptEncoderDict : nn.Module, IPeftTensors
         module.Dispose();
     }
 
+    /// <summary>Empty on purpose: children are registered explicitly (<c>register_module</c>), not by TorchSharp's field reflection.</summary>
     protected override void RegisterComponents()
     {
     }
@@ -54,8 +60,10 @@ public sealed class PromptTable
     /// <summary>The task every row runs when a call names none; null for none.</summary>
     public string? Active { get; private set; }
 
+    /// <summary>True when a prompt task of this name exists.</summary>
     public bool Contains(string task) => order.Contains(task);
 
+    /// <summary>The task's configuration (the model's geometry filled in); an unknown name throws.</summary>
     public PromptConfig this[string task] => Task(task).Config;
 
     /// <summary>The module of a task (its parameters, its rows).</summary>
@@ -203,6 +211,7 @@ public sealed class PromptTable
         Register(task, new PromptEmbeddingTask(module.Config, Rows(task)), trainable, replace: true);
     }
 
+    /// <summary>Removes the task and disposes its module; if it was active, the first remaining task becomes active (none if none is left).</summary>
     public void Delete(string task)
     {
         _ = Task(task);
@@ -223,6 +232,7 @@ public sealed class PromptTable
     public bool PrependsTo(IEnumerable<Data.TokenizedExample> examples) =>
         Active is { } task && this[task].Method != PromptMethod.PrefixTuning && !examples.Any(e => e.Prompt.Any(id => id < 0));
 
+    /// <summary>Sets <c>requires_grad</c> on every parameter of the task's module (its encoder too).</summary>
     public void SetTrainable(string task, bool trainable)
     {
         foreach (var p in Task(task).parameters()) p.requires_grad = trainable;

@@ -15,7 +15,9 @@ namespace PeftDsl.Peft.Prompts;
 /// </summary>
 public static class PromptTableFile
 {
+    /// <summary>The index file's name, <c>prompt_table.json</c>: format, version, and each task's config and template.</summary>
     public const string IndexFile = "prompt_table.json";
+    /// <summary>The tensors file's name, <c>prompt_table.safetensors</c>: one [total virtual tokens, row width] tensor per task, named after it.</summary>
     public const string TensorsFile = "prompt_table.safetensors";
     private const string Format = "peftdsl-prompt-table";
 
@@ -23,6 +25,7 @@ public static class PromptTableFile
     /// was trained with, or null for the plain input field.</summary>
     public sealed record Entry(PromptConfig Config, Tensor Rows, string? Template, IReadOnlyList<int>? Splits = null);
 
+    /// <summary>True when <paramref name="directory"/> holds a prompt table (a <c>prompt_table.json</c>), not a single peft adapter.</summary>
     public static bool IsTable(string directory) => File.Exists(Path.Combine(directory, IndexFile));
 
     /// <summary>Every task of the table, in the index's order (the caller's dispose scope owns the tensors).</summary>
