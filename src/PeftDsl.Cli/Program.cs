@@ -5,6 +5,7 @@ using PeftDsl.Runtime;
 
 namespace PeftDsl.Cli;
 
+/// <summary>Entry point of the <c>peft</c> tool: builds the command tree and maps failures to exit codes.</summary>
 public static class Program
 {
     /// <summary>Exit code for bad input (a missing folder, a malformed checkpoint, a bad option): the message says what is wrong.</summary>
@@ -18,6 +19,8 @@ public static class Program
 
     private static bool verbose;
 
+    /// <summary>Parses <paramref name="args"/> and runs the chosen command. Returns its exit code: 0 on success,
+    /// <see cref="BadInput"/> (2) for a usage mistake or bad input, <see cref="InternalError"/> (1) otherwise.</summary>
     public static int Main(string[] args)
     {
         var root = new RootCommand("peft: parameter-efficient fine-tuning of transformer language models with TorchSharp")

@@ -71,6 +71,7 @@ public sealed class GpuMemorySampler : IDisposable
         }
     }
 
+    /// <summary>Stops sampling and waits for the sampling thread; <see cref="PeakBytes"/> keeps its last value.</summary>
     public void Dispose()
     {
         stop = true;

@@ -7,11 +7,13 @@ namespace PeftDsl.Cli.Commands;
 /// <summary><c>--adapter DIR</c> and <c>--use NAME</c>, shared by the commands that run a model with adapters.</summary>
 public sealed class AdapterOptions
 {
+    /// <summary><c>--adapter DIR</c>: the peft adapter folder (or prompt table folder) to load; required when the command needs one.</summary>
     public Option<DirectoryInfo?> Adapter { get; } = new("--adapter")
     {
         Description = "peft adapter folder (adapter_config.json + adapter_model.safetensors; other adapters in subfolders), or a prompt table folder (peft train --table)",
     };
 
+    /// <summary><c>--use NAME</c>: which adapters of the folder to run when it holds several; repeatable, their deltas add.</summary>
     public Option<string[]> Use { get; } = new("--use")
     {
         Description = "Which adapters of the folder to run, when it holds several (repeat for several; their deltas add)",
@@ -21,12 +23,14 @@ public sealed class AdapterOptions
     /// <param name="required">The command needs an adapter (merge).</param>
     public AdapterOptions(bool required = false) => Adapter.Required = required;
 
+    /// <summary>Adds <c>--adapter</c> and <c>--use</c> to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
         command.Options.Add(Adapter);
         command.Options.Add(Use);
     }
 
+    /// <summary>The adapter folder as a full path (null without <c>--adapter</c>) and the <c>--use</c> names (empty when none).</summary>
     public (string? Directory, string[] Use) Read(ParseResult parse) => (parse.GetValue(Adapter)?.FullName, parse.GetValue(Use) ?? []);
 
     /// <summary>Loads every adapter of <paramref name="directory"/> and activates <paramref name="use"/>, or the only one.

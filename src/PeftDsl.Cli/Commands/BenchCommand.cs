@@ -33,6 +33,8 @@ public static class BenchCommand
         ["tinyllama-1.1b"] = ("llama", """{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}"""),
     };
 
+    /// <summary>Builds <c>peft bench</c> with its options (<c>--shape</c>, <c>--model</c>, <c>--batch</c>, <c>--length</c>,
+    /// <c>--steps</c>, <c>--method</c>, …, plus <c>--device</c>/<c>--dtype</c>).</summary>
     public static Command Create()
     {
         var shape = new Option<string>("--shape") { Description = "Built-in random model: " + string.Join(", ", Shapes.Keys), DefaultValueFactory = _ => "gpt2-tiny" };
@@ -66,14 +68,20 @@ public static class BenchCommand
     /// DoRA, IA3, prompt tuning, P-tuning (peft's MLP encoder) or prefix tuning, with peft's defaults otherwise.</summary>
     public sealed record PeftBench(string Method, int Rank, string[] Targets, int Adapters, bool Mixed, int VirtualTokens)
     {
+        /// <summary>The values <c>--method</c> accepts, <c>none</c> first.</summary>
         public static readonly string[] Methods = ["none", "lora", "dora", "ia3", "prompt", "ptuning", "prefix"];
 
+        /// <summary>The full fine-tuning step with no adapter: the run when no <c>--method</c> is given.</summary>
         public static readonly PeftBench None = new("none", 0, ["all"], 1, false, 0);
 
+        /// <summary>True for <c>lora</c> and <c>dora</c>, the methods that take <c>--lora-r</c>, <c>--adapters</c> and <c>--mixed</c>.</summary>
         public bool IsLora => Method is "lora" or "dora";
 
+        /// <summary>True for <c>prompt</c>, <c>ptuning</c> and <c>prefix</c>, which add <c>--virtual-tokens</c>.</summary>
         public bool IsPrompt => Method is "prompt" or "ptuning" or "prefix";
 
+        /// <summary>Checks the command-line values and combines them: <c>--lora-r</c> alone implies <c>--method lora</c>, the rank
+        /// defaults to 16 and the targets to <c>all</c>. Throws a bad-input error for a value that does not fit the method.</summary>
         public static PeftBench From(string method, int? rank, string[]? targets, int adapters, bool mixed, int virtualTokens)
         {
             if (!Methods.Contains(method))
@@ -90,6 +98,9 @@ public static class BenchCommand
         }
     }
 
+    /// <summary>Runs the benchmark on a built-in <paramref name="shape"/>, or on the checkpoint in <paramref name="directory"/>
+    /// when given: timed steps after a warm-up, one line per figure written to <paramref name="output"/>, and the figures as JSON
+    /// to <paramref name="jsonPath"/> when given. Returns 0; bad sizes or options throw a bad-input error.</summary>
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
         ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null)
     {

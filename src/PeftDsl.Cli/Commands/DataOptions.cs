@@ -10,23 +10,32 @@ namespace PeftDsl.Cli.Commands;
 /// <summary>How JSONL records become prompts and answers, and where the tokenizer comes from; shared by train and eval.</summary>
 public sealed class DataOptions
 {
+    /// <summary><c>--template</c>: NeMo-style prompt template with <c>{field}</c>s; without it the prompt is the record's <c>input</c>.</summary>
     public Option<string?> Template { get; } = new("--template") { Description = "NeMo-style prompt template with {field}s, e.g. \"Context: {context} Question: {question} Answer:\"; default: the record's \"input\"" };
 
+    /// <summary><c>--answer-field</c>: the record field holding the answer (default <c>output</c>).</summary>
     public Option<string> AnswerField { get; } = new("--answer-field") { Description = "The field holding the answer", DefaultValueFactory = _ => "output" };
 
+    /// <summary><c>--truncate-field</c>: the template field cut when an example is longer than <c>--max-length</c>.</summary>
     public Option<string?> TruncateField { get; } = new("--truncate-field") { Description = "The template field to cut when an example is longer than --max-length" };
 
+    /// <summary><c>--max-length</c>: longest example in tokens (default: the model's position limit, at most 1024).</summary>
     public Option<int?> MaxLength { get; } = new("--max-length") { Description = "Longest example in tokens (default: the model's position limit, at most 1024)" };
 
+    /// <summary><c>--virtual-token-splits</c>: comma-separated virtual-token counts, one per <c>&lt;|VIRTUAL_PROMPT_k|&gt;</c> marker of the template.</summary>
     public Option<string?> VirtualTokenSplits { get; } = new("--virtual-token-splits") { Description = "prompt/ptuning: virtual tokens at each <|VIRTUAL_PROMPT_k|> marker of --template, comma-separated (NeMo's virtual_token_splits); one marker takes them all" };
 
+    /// <summary><c>--tokenizer DIR</c>: folder with the tokenizer files, for a model folder without them.</summary>
     public Option<DirectoryInfo?> Tokenizer { get; } = new("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
 
+    /// <summary>Adds the data options (<c>--template</c> through <c>--tokenizer</c>) to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, VirtualTokenSplits, Tokenizer }) command.Options.Add(option);
     }
 
+    /// <summary>The prompt and answer format the data options describe, validated; a malformed template or a bad
+    /// <c>--virtual-token-splits</c> is a bad-input error.</summary>
     public DataFormat Format(ParseResult parse) =>
         new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField),
             VirtualTokenSplits: Splits(parse.GetValue(VirtualTokenSplits))).Validate();
@@ -42,6 +51,8 @@ public sealed class DataOptions
         return numbers;
     }
 
+    /// <summary>Loads the tokenizer from <c>--tokenizer</c>, or else from <paramref name="modelDirectory"/>; when the model
+    /// folder has none, the error says to give <c>--tokenizer DIR</c>.</summary>
     public TextTokenizer LoadTokenizer(ParseResult parse, string modelDirectory, LanguageModel model)
     {
         var given = parse.GetValue(Tokenizer)?.FullName;

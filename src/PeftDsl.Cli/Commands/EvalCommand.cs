@@ -10,6 +10,9 @@ namespace PeftDsl.Cli.Commands;
 /// <summary><c>peft eval --model DIR [--adapter DIR] --data FILE</c>: loss, perplexity and exact match, per task and in all.</summary>
 public static class EvalCommand
 {
+    /// <summary>Builds <c>peft eval</c>: <c>--model</c>, <c>--data</c>, <c>--batch</c> (default 8), the adapter, data and
+    /// device options. It prints a table of loss, perplexity and exact match per task (and rank accuracy for multiple-choice
+    /// data); exit code 0, or 2 for bad input.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };

@@ -14,6 +14,9 @@ namespace PeftDsl.Cli.Commands;
 /// line. An adapter runs unmerged, through the KV cache.</summary>
 public static class GenerateCommand
 {
+    /// <summary>Builds <c>peft generate</c>: <c>--prompt</c> or <c>--prompt-ids</c>, <c>--max-new-tokens</c> (default 32),
+    /// the sampling options (any of which implies <c>--sample</c>), <c>--stop</c>, <c>--no-cache</c>, <c>--ids</c>, the adapter
+    /// and device options.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };
@@ -59,6 +62,10 @@ public static class GenerateCommand
         return command;
     }
 
+    /// <summary>Loads the model in <paramref name="directory"/> (with <paramref name="adapter"/>, running <paramref name="use"/>)
+    /// and writes one continuation per prompt to <paramref name="output"/>, as text or, with <paramref name="printIds"/>, as
+    /// token ids; a single prompt streams as it is produced. Prompts come from <paramref name="texts"/> or
+    /// <paramref name="idLists"/>, never both. Returns 0; bad input throws a bad-input error.</summary>
     public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output,
         ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null, string? tokenizerDirectory = null)
     {

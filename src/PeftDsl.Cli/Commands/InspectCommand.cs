@@ -17,6 +17,8 @@ namespace PeftDsl.Cli.Commands;
 /// </summary>
 public static class InspectCommand
 {
+    /// <summary>Builds <c>peft inspect</c>: <c>--model</c> or <c>--shape</c>, an adapter to inspect, or <c>--method</c>,
+    /// <c>--targets</c>, <c>--r</c>, <c>--dora</c>, <c>--virtual-tokens</c> to preview a new one.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)" };

@@ -7,22 +7,30 @@ namespace PeftDsl.Cli.Commands;
 /// <summary>A new LoRA adapter's options: rank, alpha, dropout, targets, DoRA, rsLoRA.</summary>
 public sealed class LoraOptions
 {
+    /// <summary><c>--r</c>: the LoRA rank (default 8).</summary>
     public Option<int> Rank { get; } = new("--r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
 
+    /// <summary><c>--alpha</c>: the LoRA scale numerator, the update being scaled by alpha / r (default 2 × r).</summary>
     public Option<double?> Alpha { get; } = new("--alpha") { Description = "LoRA alpha (default: 2 × r); the update is scaled by alpha / r" };
 
+    /// <summary><c>--lora-dropout</c>: dropout on the adapter's input while training, in [0, 1) (default 0.05).</summary>
     public Option<double> Dropout { get; } = new("--lora-dropout") { Description = "Dropout on the adapter's input while training", DefaultValueFactory = _ => 0.05 };
 
+    /// <summary><c>--targets</c>: modules to adapt, space- or comma-separated (default: peft's targets for the model).</summary>
     public Option<string[]> Targets { get; } = new("--targets")
     {
         Description = "Modules to adapt, space- or comma-separated: module names (c_attn, q_proj), NeMo site names (attention_qkv), attention, mlp, all (default: peft's for the model)",
         AllowMultipleArgumentsPerToken = true,
     };
 
+    /// <summary><c>--dora</c>: train a DoRA adapter, which also learns a magnitude per output row.</summary>
     public Option<bool> Dora { get; } = new("--dora") { Description = "DoRA: learn a magnitude per output row as well" };
 
+    /// <summary><c>--rslora</c>: scale the update by alpha / √r instead of alpha / r.</summary>
     public Option<bool> RsLora { get; } = new("--rslora") { Description = "rsLoRA: scale by alpha / √r" };
 
+    /// <summary>Adds the LoRA options (<c>--r</c>, <c>--alpha</c>, <c>--lora-dropout</c>, <c>--targets</c>, <c>--dora</c>,
+    /// <c>--rslora</c>) to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }) command.Options.Add(option);
@@ -32,6 +40,8 @@ public sealed class LoraOptions
     public IEnumerable<string> Given(ParseResult parse) =>
         new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
 
+    /// <summary>The LoRA configuration the options describe; a non-positive rank or alpha, a dropout outside [0, 1) or an
+    /// empty <c>--targets</c> is a bad-input error.</summary>
     public LoraConfig Config(ParseResult parse)
     {
         var targets = (parse.GetValue(Targets) ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();

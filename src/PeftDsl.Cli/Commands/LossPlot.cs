@@ -5,6 +5,8 @@ namespace PeftDsl.Cli.Commands;
 /// <summary><c>loss.png</c>: the training loss per logged step and the eval loss per evaluation, from metrics.jsonl.</summary>
 public static class LossPlot
 {
+    /// <summary>Reads the run's <paramref name="metrics"/> file (metrics.jsonl) and writes the plot, 900 × 540 pixels, to
+    /// <paramref name="png"/>, replacing it atomically.</summary>
     public static void Write(string metrics, string png)
     {
         var (train, eval) = MetricsLog.Read(metrics);

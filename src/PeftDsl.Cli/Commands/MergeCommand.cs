@@ -13,7 +13,6 @@ namespace PeftDsl.Cli.Commands;
 /// </summary>
 public static class MergeCommand
 {
-    /// <summary>Files of the base folder that a merged model still needs (tokenizer, generation defaults).</summary>
     /// <summary>The absolute path with every symbolic link on the way resolved, so two names of one folder compare equal.</summary>
     private static string Full(string path)
     {
@@ -30,12 +29,15 @@ public static class MergeCommand
         return resolved;
     }
 
+    /// <summary>Files of the base folder that a merged model still needs (tokenizer, generation defaults).</summary>
     private static readonly string[] Carried =
     [
         "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
         "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "added_tokens.json",
     ];
 
+    /// <summary>Builds <c>peft merge</c>: <c>--model</c>, <c>--adapter</c> (required), <c>--use</c>, <c>--out</c>,
+    /// <c>--overwrite</c> and <c>--dtype</c>; merging always runs on the CPU.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };
@@ -55,6 +57,10 @@ public static class MergeCommand
         return command;
     }
 
+    /// <summary>Merges the LoRA/IA3 adapters <paramref name="use"/> of <paramref name="adapter"/> into the model in
+    /// <paramref name="directory"/> and writes the merged Hugging Face folder to <paramref name="output"/> atomically, logging
+    /// progress to <paramref name="log"/>. Returns 0; an <paramref name="output"/> that overlaps an input, is a file or a link,
+    /// or is not empty without <paramref name="overwrite"/>, and prompt-learning or bottleneck adapters, are bad-input errors.</summary>
     public static int Run(string directory, string adapter, IReadOnlyList<string> use, string output, ModelLoadOptions placement, TextWriter log,
         bool overwrite = false)
     {

@@ -9,18 +9,25 @@ namespace PeftDsl.Cli.Commands;
 /// <summary><c>--device</c> and <c>--dtype</c>, shared by the commands that load a model.</summary>
 public sealed class ModelOptions
 {
+    /// <summary><c>--device</c>: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> (default <c>cpu</c>).</summary>
     public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
 
+    /// <summary><c>--dtype</c>: <c>fp32</c>, <c>bf16</c> or <c>fp16</c>, for weights and compute (default <c>fp32</c>).</summary>
     public Option<string> DType { get; } = new("--dtype") { Description = "fp32, bf16 or fp16 (weights and compute)", DefaultValueFactory = _ => "fp32" };
 
+    /// <summary>Adds <c>--device</c> and <c>--dtype</c> to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
         command.Options.Add(Device);
         command.Options.Add(DType);
     }
 
+    /// <summary>The model placement given by <c>--device</c> and <c>--dtype</c>, checked as <see cref="Parse"/> does.</summary>
     public ModelLoadOptions Read(ParseResult parse) => Parse(parse.GetValue(Device)!, parse.GetValue(DType)!);
 
+    /// <summary>Turns a device (<c>cpu</c>, <c>cuda</c>, <c>cuda:N</c>) and a dtype (<c>fp32</c>/<c>float32</c>,
+    /// <c>bf16</c>/<c>bfloat16</c>, <c>fp16</c>/<c>float16</c>) into load options; an unknown value, or CUDA asked for where it
+    /// is unavailable or the device index is out of range, is a bad-input error.</summary>
     public static ModelLoadOptions Parse(string device, string dtype)
     {
         var type = dtype.ToLowerInvariant() switch

@@ -24,6 +24,8 @@ public static class ParityCommand
         return row[b.Length];
     }
 
+    /// <summary>Builds <c>peft parity DIR [--case NAME…]</c>: exit code 0 when no case failed, 1 when one did, 2 for bad
+    /// input such as a missing folder or a <c>--case</c> naming no case.</summary>
     public static Command Create()
     {
         var dir = new Argument<DirectoryInfo>("dir") { Description = "A fixture folder in the format of tests/fixtures/hf-peft/README.md" };
@@ -37,6 +39,9 @@ public static class ParityCommand
         return command;
     }
 
+    /// <summary>Runs the cases of the fixture folder <paramref name="directory"/> that <paramref name="filter"/> accepts (all when
+    /// null), writing one PASS/FAIL/SKIP line per case and then the totals to <paramref name="output"/>. Returns 1 if any case
+    /// failed, else 0.</summary>
     public static int Run(string directory, Func<FixtureCase, bool>? filter, TextWriter output) =>
         Run(directory, filter, output, []);
 

@@ -21,6 +21,9 @@ namespace PeftDsl.Cli.Commands;
 /// </summary>
 public static class TrainCommand
 {
+    /// <summary>Builds <c>peft train</c> with its options (model, data, <c>--out</c>, <c>--method</c> and each method's options,
+    /// the schedule, evaluation, checkpoints, <c>--resume</c>/<c>--overwrite</c>); the exit code is that of
+    /// <c>TrainRun.Execute</c>, or 2 for bad input.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };
@@ -207,6 +210,7 @@ public static class TrainCommand
 public sealed record TrainRun(string Model, string Data, string? Eval, string Output, TrainMethod Method, TrainerOptions Options,
     bool Resume, bool Overwrite)
 {
+    /// <summary>The adapter name of a single-method run, peft's <c>default</c>; a combination names each part after its method.</summary>
     public const string Adapter = "default";
 
     /// <summary>Where the trained prompt task also goes: NeMo's prompt table.</summary>
@@ -217,6 +221,9 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png", "checkpoint",
          "lora", "ia3", "adapter", "prompt", "ptuning", "prefix"];   // a combination's adapter folders
 
+    /// <summary>Checks <c>--out</c> and the data, loads the model, trains, and writes the adapter, <c>metrics.jsonl</c>,
+    /// <c>loss.png</c> and <c>checkpoint/</c> into <c>--out</c>, logging progress to <paramref name="log"/>. Returns 0 when the
+    /// run ends, 1 when a signal stopped it (continue with <c>--resume</c>); bad input throws a bad-input error.</summary>
     public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
     {
         AtomicFolder.Recover(Path.Combine(Output, "checkpoint"));   // a run killed between a save's two renames left it beside its name
@@ -378,11 +385,13 @@ public sealed class StopOnSignal : IDisposable
     private readonly CancellationTokenSource source = new();
     private readonly PosixSignalRegistration[] registrations;
 
+    /// <summary>Starts intercepting the first SIGINT or SIGTERM until disposed.</summary>
     public StopOnSignal()
     {
         registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle)];
     }
 
+    /// <summary>Cancelled when the first signal arrives: the trainer stops after its current step.</summary>
     public CancellationToken Token => source.Token;
 
     private void Handle(PosixSignalContext context)
@@ -393,6 +402,7 @@ public sealed class StopOnSignal : IDisposable
         Console.Error.WriteLine("stopping after this step (a second Ctrl-C ends at once)…");
     }
 
+    /// <summary>Restores the default handling of SIGINT and SIGTERM.</summary>
     public void Dispose()
     {
         foreach (var r in registrations) r.Dispose();

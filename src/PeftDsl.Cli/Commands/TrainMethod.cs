@@ -18,8 +18,12 @@ public abstract record TrainMethod
     /// <summary>"LoRA r=8 alpha=16", "P-tuning (mlp) with 20 virtual tokens", …</summary>
     public abstract string Describe { get; }
 
+    /// <summary>Adds a new, freshly initialised trainable adapter under <see cref="Name"/> (a new run); prompt tuning
+    /// uses the tokenizer for <c>--prompt-init-text</c>. An option that does not fit the model is a bad-input error.</summary>
     public abstract void Add(LanguageModel model, TextTokenizer tokenizer);
 
+    /// <summary>Adds the adapter with its trained state read from the run's <paramref name="checkpoint"/> folder
+    /// (<c>--out/checkpoint</c>), for <c>--resume</c>.</summary>
     public abstract void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint);
 
     /// <summary>Writes the trained adapter into an existing folder, in peft's format, file by file atomically.</summary>
@@ -35,19 +39,26 @@ public abstract record TrainMethod
     public virtual PromptLearningMethod? PromptPart => null;
 }
 
+/// <summary>A LoRA adapter (DoRA with <c>--dora</c>), peft's format.</summary>
+/// <param name="Lora">The adapter's rank, alpha, dropout and targets, from the LoRA options.</param>
 public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
 {
+    /// <inheritdoc/>
     public override string Describe => $"LoRA r={Lora.R} alpha={Lora.Alpha.ToString(CultureInfo.InvariantCulture)}";
 
+    /// <inheritdoc/>
     public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(Name, Lora, "--targets/--r");
 
     // The checkpoint lays LoRA adapters out as peft does: "default" at the top, others in a subfolder of their name.
+    /// <inheritdoc/>
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
         model.Adapters.Load(Name == TrainRun.Adapter ? Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder)
             : Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder, Name), Name, trainable: true);
 
+    /// <inheritdoc/>
     public override void WriteAdapter(LanguageModel model, string folder) => model.Adapters.WriteFiles(folder, Name);
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
@@ -62,16 +73,21 @@ public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
 /// <summary>IA3 with peft's semantics: vectors on the targets' outputs, or inputs for the feed-forward ones.</summary>
 public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
 {
+    /// <inheritdoc/>
     public override string Describe => Ia3.Placement == Peft.Ia3.Ia3Placement.Nemo ? "IA3 (NeMo placement: keys, values, MLP activation)"
         : "IA3" + (Ia3.TargetModules is { } t ? $" on {string.Join(", ", t)}" : " on peft's default targets");
 
+    /// <inheritdoc/>
     public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Ia3.Add(Name, Ia3, "--targets/--feedforward/--ia3-placement");
 
+    /// <inheritdoc/>
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
         model.Ia3.Load(Path.Combine(checkpoint, TrainingCheckpoint.Ia3Folder, Name), Name, trainable: true);
 
+    /// <inheritdoc/>
     public override void WriteAdapter(LanguageModel model, string folder) => model.Ia3.WriteFiles(folder, Name);
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["--method"] = Peft.Ia3.Ia3ConfigJson.PeftType,
@@ -83,17 +99,22 @@ public sealed record Ia3Method(Peft.Ia3.Ia3Config Ia3) : TrainMethod
 /// <summary>Bottleneck adapters at the model's adapter sites (NeMo's canonical adapters).</summary>
 public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : TrainMethod
 {
+    /// <inheritdoc/>
     public override string Describe => $"{(Adapter.TieWeights ? "tied " : "")}{(Adapter.Placement == Peft.Adapters.BottleneckPlacement.Parallel ? "parallel " : "")}" +
                                        $"bottleneck adapters of width {Adapter.AdapterDim} ({Adapter.Activation.ToString().ToLowerInvariant()})" +
                                        (Adapter.Sites is { } s ? $" at {string.Join(", ", s)}" : " at every adapter site");
 
+    /// <inheritdoc/>
     public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Bottleneck.Add(Name, Adapter, "--adapter-dim/--adapter-sites");
 
+    /// <inheritdoc/>
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint) =>
         model.Bottleneck.Load(Path.Combine(checkpoint, TrainingCheckpoint.BottleneckFolder, Name), Name, trainable: true);
 
+    /// <inheritdoc/>
     public override void WriteAdapter(LanguageModel model, string folder) => model.Bottleneck.WriteFiles(folder, Name);
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["--method"] = Peft.Adapters.BottleneckConfigJson.PeftType,
@@ -109,6 +130,7 @@ public sealed record BottleneckMethod(Peft.Adapters.BottleneckConfig Adapter) : 
 /// writes it, the rows the encoder produces.</summary>
 public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
 {
+    /// <inheritdoc/>
     public override string Describe => Prompt.Method switch
     {
         PromptMethod.PTuning => $"P-tuning ({Prompt.EncoderType switch { PromptEncoderType.Lstm => "lstm", PromptEncoderType.NemoMlp => "nemo-mlp", _ => "mlp" }} encoder)",
@@ -116,21 +138,27 @@ public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
         _ => "prompt tuning",
     } + $" with {Prompt.NumVirtualTokens} virtual tokens";
 
+    /// <inheritdoc/>
     public override void Add(LanguageModel model, TextTokenizer tokenizer) =>
         model.Prompts.Add(Name, Prompt, Prompt.InitText is { } text ? tokenizer.Encode(text) : null, "--method/--virtual-tokens");
 
+    /// <inheritdoc/>
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint)
     {
         Add(model, tokenizer);
         model.Prompts.ReadState(Path.Combine(checkpoint, TrainingCheckpoint.PromptsFolder, Name), Name);
     }
 
+    /// <inheritdoc/>
     public override void WriteAdapter(LanguageModel model, string folder) => model.Prompts.WriteInto(folder, Name);
 
+    /// <inheritdoc/>
     public override int VirtualTokens => Prompt.NumVirtualTokens;
 
+    /// <inheritdoc/>
     public override PromptLearningMethod? PromptPart => this;
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["--method"] = PromptConfigJson.PeftType(Prompt.Method),
@@ -152,18 +180,23 @@ public sealed record PromptLearningMethod(PromptConfig Prompt) : TrainMethod
 /// </summary>
 public sealed record CombinedMethod(IReadOnlyList<TrainMethod> Parts) : TrainMethod
 {
+    /// <inheritdoc/>
     public override string Describe => string.Join(" + ", Parts.Select(p => p.Describe));
 
+    /// <inheritdoc/>
     public override void Add(LanguageModel model, TextTokenizer tokenizer)
     {
         foreach (var part in Parts) part.Add(model, tokenizer);
     }
 
+    /// <inheritdoc/>
     public override void Resume(LanguageModel model, TextTokenizer tokenizer, string checkpoint)
     {
         foreach (var part in Parts) part.Resume(model, tokenizer, checkpoint);
     }
 
+    /// <summary>Writes each part's adapter into its own subfolder of <paramref name="folder"/>, named after the part and
+    /// created if missing.</summary>
     public override void WriteAdapter(LanguageModel model, string folder)
     {
         foreach (var part in Parts)
@@ -180,8 +213,10 @@ public sealed record CombinedMethod(IReadOnlyList<TrainMethod> Parts) : TrainMet
             .Append(("--method", string.Join(",", Parts.Select(p => p.Name))))
             .ToDictionary(kv => kv.Item1, kv => kv.Item2);
 
+    /// <inheritdoc/>
     public override int VirtualTokens => Parts.Sum(p => p.VirtualTokens);
 
+    /// <inheritdoc/>
     public override PromptLearningMethod? PromptPart => Parts.Select(p => p.PromptPart).FirstOrDefault(p => p is not null);
 }
 

@@ -8,6 +8,9 @@ namespace PeftDsl.Cli.Commands;
 /// output is a file or a pipe.</summary>
 public static class TrainingProgress
 {
+    /// <summary>Runs <paramref name="run"/> while showing the trainer's progress: a live bar when <paramref name="log"/> is
+    /// the console on a terminal, otherwise one <see cref="Line"/> per event written to <paramref name="log"/>. Returns the
+    /// run's result.</summary>
     public static TrainingResult Show(Trainer trainer, TextWriter log, Func<TrainingResult> run)
     {
         if (log != Console.Out || Console.IsOutputRedirected)
@@ -37,6 +40,8 @@ public static class TrainingProgress
         return result!;
     }
 
+    /// <summary>The log line for a training event: a step's loss, learning rate and tokens/s, an evaluation's loss,
+    /// perplexity and exact match, or a checkpoint's path.</summary>
     public static string Line(TrainingEvent e) => e switch
     {
         StepEvent s => string.Create(CultureInfo.InvariantCulture,

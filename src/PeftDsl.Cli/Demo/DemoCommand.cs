@@ -27,6 +27,8 @@ namespace PeftDsl.Cli.Demo;
 /// </summary>
 public static class DemoCommand
 {
+    /// <summary>Builds <c>peft demo</c>: <c>--model</c> (default: the embedded base, pre-trained here), <c>--out</c>
+    /// (default <c>runs</c>), <c>--steps</c> per task (default 300) and <c>--quick</c>.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo?>("--model") { Description = "Use this Hugging Face checkpoint (with its tokenizer) instead of the embedded pre-trained base" };
@@ -56,6 +58,10 @@ public static class DemoCommand
 
     private static readonly LoraConfig Lora = new() { R = 8, Alpha = 16, Dropout = 0.05, TargetModules = ["all"] };
 
+    /// <summary>Runs the demo into the run folder <paramref name="output"/>, pre-training the base unless
+    /// <paramref name="modelDirectory"/> gives one, training <paramref name="steps"/> steps per task (a few with
+    /// <paramref name="quick"/>) and writing the report to <paramref name="log"/> and <c>summary.json</c>. Returns 0; bad input
+    /// throws a bad-input error.</summary>
     public static int Run(string? modelDirectory, string output, int steps, bool quick, TextWriter log)
     {
         if (steps <= 0) throw new PeftDslException($"--steps must be positive, got {steps}");

@@ -10,6 +10,7 @@ namespace PeftDsl.Cli.Demo;
 /// </summary>
 public static class DemoData
 {
+    /// <summary>The three tasks, each with <c>NAME.train.jsonl</c> and <c>NAME.dev.jsonl</c> and its own adapter and run folder.</summary>
     public static readonly string[] Tasks = ["pos", "thing", "action"];
 
     private static readonly string[] Files =

@@ -15,6 +15,8 @@ public sealed record FixtureCase(string Name, string Family, string Kind, string
 /// <summary>A fixture folder in the format of tests/fixtures/hf-peft/README.md.</summary>
 public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase> Cases)
 {
+    /// <summary>Reads <c>manifest.json</c> of the fixture folder <paramref name="directory"/>; a missing folder or manifest,
+    /// invalid JSON or a case without its string fields is a bad-input error.</summary>
     public static FixtureManifest Load(string directory)
     {
         var path = Path.Combine(directory, "manifest.json");
@@ -51,6 +53,7 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
         }
     }
 
+    /// <summary>The base model folder of the case: <c>FAMILY-base</c> in the fixture folder.</summary>
     public string BaseModelDirectory(FixtureCase c) => Path.Combine(Directory, c.Family + "-base");
 
     /// <summary>The case's base model, of the kind the manifest says (a mismatch with config.json is an error).</summary>
@@ -58,11 +61,13 @@ public sealed record FixtureManifest(string Directory, IReadOnlyList<FixtureCase
         ? Models.StockModels.LoadCausal(BaseModelDirectory(c))
         : Models.StockModels.LoadSeq2Seq(BaseModelDirectory(c));
 
+    /// <summary>The reference outputs of the case: <c>NAME.expected.safetensors</c> in the fixture folder.</summary>
     public string ExpectedFile(FixtureCase c) => Path.Combine(Directory, c.Name + ".expected.safetensors");
 
     /// <summary>LoRA cases: logits after merge_and_unload, when the generator wrote them.</summary>
     public string MergedFile(FixtureCase c) => Path.Combine(Directory, c.Name + ".merged.safetensors");
 
+    /// <summary>The case's peft adapter folder as a full path; a case without <c>adapter_dir</c> is a bad-input error.</summary>
     public string AdapterDirectory(FixtureCase c) => Path.Combine(Directory, c.AdapterDir ?? throw new PeftDslException($"case {c.Name} has no adapter_dir"));
 
     /// <summary>The distinct peft_type values of the case's adapters; empty for a base case.</summary>

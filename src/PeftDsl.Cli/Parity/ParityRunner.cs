@@ -7,6 +7,8 @@ namespace PeftDsl.Cli.Parity;
 /// reason. Nothing here knows the shipped fixtures' sizes, seeds, layers or targets.</summary>
 public static class ParityRunner
 {
+    /// <summary>Loads the manifest of <paramref name="directory"/> and yields one result per case that
+    /// <paramref name="filter"/> accepts (all when null), lazily, in manifest order; a case that raises an error is a FAIL.</summary>
     public static IEnumerable<CaseResult> Run(string directory, Func<FixtureCase, bool>? filter = null)
     {
         var manifest = FixtureManifest.Load(directory);

@@ -6,8 +6,11 @@ namespace PeftDsl.Cli.Parity;
 /// <summary>The fixture README's tolerances for a correct fp32 CPU implementation.</summary>
 public static class Tolerance
 {
+    /// <summary>Largest absolute difference allowed in logits, losses and other outputs.</summary>
     public const double OutputAbs = 1e-4;
+    /// <summary>Absolute gradient tolerance: an element passes within this, or within <see cref="GradRel"/> relative to the reference.</summary>
     public const double GradAbs = 1e-4;
+    /// <summary>Relative gradient tolerance, as a fraction of the reference element.</summary>
     public const double GradRel = 1e-3;
 
     /// <summary>Max |a - b| over the elements where <paramref name="where"/> is true (all when null).</summary>

@@ -12,6 +12,11 @@ namespace PeftDsl.Runtime;
 /// </summary>
 public abstract class LanguageModel(string name) : nn.Module(name), Generation.IGenerativeModel
 {
+    // A field initializer runs before nn.Module's constructor, the model's first call into libtorch.
+#pragma warning disable CS0414 // assigned for its side effect only
+    private readonly bool nativeRuntime = TorchRuntime.Ensure();
+#pragma warning restore CS0414
+
     private AdapterRegistry? adapters;
     private Peft.Prompts.PromptTable? prompts;
     private Peft.Ia3.Ia3Registry? ia3;
@@ -65,6 +70,7 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
             foreach (var (_, p) in module.named_parameters(recurse: false)) p.requires_grad = false;
     }
 
+    /// <inheritdoc/>
     public abstract Generation.DecodingSession BeginDecoding(Tensor prompts, Tensor mask, Generation.GenerationOptions options);
 
     /// <summary>Submodules are registered explicitly under their checkpoint names; TorchSharp's field-name
