@@ -38,6 +38,23 @@ ensure_libstdcxx() {
   has_glibcxx_3_4_32 || { say "libstdc++6 was installed but still lacks GLIBCXX_3.4.32" >&2; return 1; }
 }
 
+# Data-parallel training (docs/distributed.md) binds MPICH's ABI; its tests launch with mpiexec.mpich.
+ensure_mpich() {
+  if command -v mpiexec.mpich >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libmpich\.so\.12 '; then
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing MPICH (mpiexec.mpich, libmpich.so.12), needed by the distributed-training tests; run 'sudo scripts/setup.sh' on Debian, or install mpich" >&2
+    return 1
+  fi
+  say "installing Debian's mpich"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mpich >/dev/null 2>&1; }; then
+    say "could not install mpich (apt-get failed; is deb.debian.org reachable?)" >&2
+    return 1
+  fi
+}
+
 ensure_libstdcxx
+ensure_mpich
 cd "$(dirname "$0")/.."
 dotnet restore PeftDsl.sln --verbosity quiet

@@ -124,8 +124,9 @@ public static class BenchCommand
         var device = placement.Device ?? CPU;
         var vocab = model.VocabSize;
         // Sizes no run can use are refused before anything is allocated (an allocation failure would end in native frames).
-        // Prompt tuning and P-tuning put their virtual tokens in front of every sequence (prefix tuning in the cache).
-        var prepended = peft.Method is "prompt" or "ptuning" ? peft.VirtualTokens : 0;
+        // Virtual tokens take positions: in front of every sequence (prompt tuning, P-tuning) or in the cache (prefix
+        // tuning, whose keys and values sit at positions 0 to P − 1, as in transformers).
+        var prepended = peft.IsPrompt ? peft.VirtualTokens : 0;
         if (model is CausalLanguageModel { PositionLimit: { } limit } && prepended + length + newTokens > limit)
             throw new PeftDslException($"bench: --length {length} plus --new-tokens {newTokens}" + (peft.IsPrompt ? $" plus --virtual-tokens {peft.VirtualTokens}" : "") +
                                        $" exceed the model's {limit} positions");

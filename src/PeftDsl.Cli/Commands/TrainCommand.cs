@@ -226,10 +226,32 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     /// run ends, 1 when a signal stopped it (continue with <c>--resume</c>); bad input throws a bad-input error.</summary>
     public int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log)
     {
-        AtomicFolder.Recover(Path.Combine(Output, "checkpoint"));   // a run killed between a save's two renames left it beside its name
-        CheckOutput();
+        // Under mpiexec.mpich (or srun) this process is one rank of a data-parallel job: rank 0 checks and writes --out
+        // and logs; the other ranks train their share and write nothing (docs/distributed.md).
+        using var ranks = Distributed.Communicator.FromEnvironment();
+        try
+        {
+            return ranks.Rank == 0 ? Execute(parse, data, placement, log, ranks) : Execute(parse, data, placement, TextWriter.Null, ranks);
+        }
+        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi)
+        {
+            // One rank's failure ends the job: the others would wait for it in the next all-reduce.
+            Console.Error.WriteLine($"error: rank {ranks.Rank} of {ranks.Size}: {(e is PeftDslException ? e.Message : e.GetType().Name + ": " + e.Message.Split('\n')[0])}");
+            mpi.Abort(e is PeftDslException ? Program.BadInput : Program.InternalError);
+            throw;
+        }
+    }
+
+    private int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log, Distributed.ICommunicator ranks)
+    {
+        var writes = ranks.Rank == 0;
+        if (writes)
+        {
+            AtomicFolder.Recover(Path.Combine(Output, "checkpoint"));   // a run killed between a save's two renames left it beside its name
+            CheckOutput();
+        }
         DataOptions.RequireFiles(Data, Eval);
-        if (Table is { } t) t.CheckFree();
+        if (writes && Table is { } t) t.CheckFree();
         var format = data.Format(parse);
         if (format.Markers > 0 || format.VirtualTokenSplits is not null)
         {
@@ -253,16 +275,26 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
         var all = model.AllParameters().Sum(p => p.Parameter.NumberOfElements);
         log.WriteLine($"model {Model} ({model.ModelType}), {Method.Describe}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
+        if (ranks.Size > 1)
+            log.WriteLine($"ranks: {ranks.Size} (MPI); each takes 1/{ranks.Size} of every batch, and the gradients are summed once per step");
+        if (!writes)
+        {
+            // The other ranks read --out (to resume) but write nothing into it.
+            var shared = new Trainer(model, tokenizer, train, held, options, null, ranks);
+            using var signal = new StopOnSignal();
+            var done = shared.Run(Resume ? Path.Combine(Output, "checkpoint") : null, signal.Token);
+            return done.StopReason == "stopped" ? Program.InternalError : 0;
+        }
 
         // --overwrite trains beside the old run and swaps it in only when this one ends well: a run that fails
         // (a NaN loss, a full disk) leaves the previous adapter as it was.
         var replacing = Overwrite && Directory.Exists(Output) && Directory.EnumerateFileSystemEntries(Output).Any();
         TrainingResult? result = null;
-        if (replacing) AtomicFolder.Write(Output, staging => result = TrainInto(staging, model, tokenizer, train, held, options, log), keepOthers: false);
+        if (replacing) AtomicFolder.Write(Output, staging => result = TrainInto(staging, model, tokenizer, train, held, options, log, ranks), keepOthers: false);
         else
         {
             Directory.CreateDirectory(Output);
-            result = TrainInto(Output, model, tokenizer, train, held, options, log);
+            result = TrainInto(Output, model, tokenizer, train, held, options, log, ranks);
         }
         var adapterFiles = Method is CombinedMethod combined
             ? string.Join(", ", combined.Parts.Select(p => p.Name + "/")) + " (an adapter folder each)"
@@ -288,10 +320,10 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     }
 
     private TrainingResult TrainInto(string folder, LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> train,
-        IReadOnlyList<TokenizedExample>? held, TrainerOptions options, TextWriter log)
+        IReadOnlyList<TokenizedExample>? held, TrainerOptions options, TextWriter log, Distributed.ICommunicator ranks)
     {
         var checkpoint = Path.Combine(folder, "checkpoint");
-        var trainer = new Trainer(model, tokenizer, train, held, options, checkpoint);
+        var trainer = new Trainer(model, tokenizer, train, held, options, checkpoint, ranks);
         log.WriteLine($"data {Data}: {train.Count} examples{(held is null ? "" : $", eval {Eval}: {held.Count}")}; " +
                       $"{Plural(trainer.TotalSteps, "step")} of {Options.BatchSize}×{Options.Accumulation}");
         var resumedAt = Resume ? TrainingCheckpoint.ReadState(checkpoint).Step : 0;

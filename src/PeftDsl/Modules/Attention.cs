@@ -30,7 +30,8 @@ public static class Attention
 
     /// <summary>
     /// Softmax attention over <c>scaled_dot_product_attention</c>, which picks flash or memory-efficient kernels
-    /// where it can. Grouped-query keys/values (fewer heads) are repeated to the query heads. TorchSharp's SDPA has
+    /// where it can. Grouped-query keys/values (fewer heads) are repeated to the query heads, except in a one-token
+    /// decoding step (<see cref="GroupedDecodeStep"/>). TorchSharp's SDPA has
     /// no <c>scale</c> argument, so unscaled attention (T5) pre-multiplies the queries by √hd instead. An additive
     /// <paramref name="bias"/> (T5's relative positions) becomes a float mask with the boolean mask folded in.
     /// </summary>
@@ -79,7 +80,9 @@ public static class Attention
         long b = q.shape[0], h = q.shape[1], hd = q.shape[3];
         var grouped = q.view(b, k.shape[1], repeats, hd);                                      // (B, hkv, rep, hd)
         var y = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false);   // (B, hkv, rep, hd)
-        return y.view(b, h, 1, hd);
+        // reshape, not view: CUDA's memory-efficient kernel returns (B, hkv, rep, hd) as a transpose of its
+        // (B, rep, hkv, hd) buffer, which a view cannot merge.
+        return y.reshape(b, h, 1, hd);
     }
 
     /// <summary>T5's position bias with the pass's mask folded in, in the queries' dtype: made once by the first

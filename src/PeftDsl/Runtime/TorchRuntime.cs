@@ -8,8 +8,8 @@ namespace PeftDsl.Runtime;
 /// <summary>
 /// Turns TorchSharp's native-load failure into one line that says what to install. The check runs once, before
 /// TorchSharp first loads its natives (which, failing, prints a page of probing trace and ends in a
-/// <c>TypeInitializationException</c>). Every model constructor and the <c>peft</c> CLI run it; an application that calls
-/// TorchSharp before it builds a PeftDsl model can call <see cref="EnsureNativeLoaded"/> first.
+/// <c>TypeInitializationException</c>). Every model (a <c>LanguageModel</c>: the generated roots) and the <c>peft</c> CLI
+/// run it; an application that calls TorchSharp before it builds a model can call <see cref="EnsureNativeLoaded"/> first.
 /// </summary>
 public static class TorchRuntime
 {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PeftDsl.Data;
+using PeftDsl.Distributed;
 using PeftDsl.Errors;
 using PeftDsl.Runtime;
 using PeftDsl.Tokenization;
@@ -12,7 +13,8 @@ namespace PeftDsl.Training;
 /// The training loop (docs/design-training.md): micro-batches accumulate into one optimizer step, weighted by their
 /// loss tokens; AdamW updates one flat buffer; evaluation, early stopping and atomic checkpoints on a schedule.
 /// Randomness is derived from (seed, step) and the data order from (seed, epoch), so a resumed run is the
-/// uninterrupted one.
+/// uninterrupted one. With several ranks (docs/distributed.md) each micro-batch is split between them, the flat
+/// gradient is summed over ranks once per optimizer step, and rank 0 alone evaluates, saves and reports.
 /// </summary>
 public sealed class Trainer
 {
@@ -22,12 +24,21 @@ public sealed class Trainer
     private readonly IReadOnlyList<TokenizedExample>? eval;
     private readonly TrainerOptions options;
     private readonly string? checkpointDirectory;
+    private readonly ICommunicator ranks;
 
-    /// <param name="checkpointDirectory">Where checkpoints go (replaced atomically each time); null: none.</param>
+    /// <param name="checkpointDirectory">Where checkpoints go (replaced atomically each time); null: none. Only rank 0
+    /// writes them.</param>
+    /// <param name="communicator">The job's ranks; null: this process alone.</param>
     public Trainer(LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> train,
-        IReadOnlyList<TokenizedExample>? eval, TrainerOptions options, string? checkpointDirectory)
+        IReadOnlyList<TokenizedExample>? eval, TrainerOptions options, string? checkpointDirectory, ICommunicator? communicator = null)
     {
         if (train.Count == 0) throw new PeftDslException("no training examples");
+        ranks = communicator ?? SingleProcess.Instance;
+        if (ranks.Size > 1 && options.BatchSize < ranks.Size)
+            throw new PeftDslException($"--batch {options.BatchSize} is smaller than the {ranks.Size} ranks: each rank takes a share of every " +
+                                       "batch, so the batch needs at least one example per rank");
+        if (ranks.Size > 1 && options.TFewLosses)
+            throw new PeftDslException("--tfew is not yet computed across ranks: run it as one process");
         this.model = model;
         this.tokenizer = tokenizer;
         this.train = train;
@@ -36,7 +47,7 @@ public sealed class Trainer
         this.checkpointDirectory = checkpointDirectory;
     }
 
-    /// <summary>Raised on the training thread for each logged step (every <c>LogEvery</c> steps and the last), evaluation and checkpoint save.</summary>
+    /// <summary>Raised on rank 0's training thread for each logged step (every <c>LogEvery</c> steps and the last), evaluation and checkpoint save.</summary>
     public event Action<TrainingEvent>? Progress;
 
     /// <summary>Optimizer steps in one epoch.</summary>
@@ -51,6 +62,7 @@ public sealed class Trainer
         var device = model.parameters().First().device;
         using var flat = FlatParameters.Of(model);
         using var optimizer = new FlatAdamW(flat, weightDecay: options.WeightDecay);
+        if (ranks.Size > 1) RequireSameStart(flat);
         var schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, TotalSteps, options.Decay).Validate();
         var state = new TrainerState(0, 0, 0, null, 0, options.Seed, options.BatchSize, options.Accumulation, train.Count, TotalSteps)
         {
@@ -67,21 +79,17 @@ public sealed class Trainer
         model.train();
         while (state.Step < TotalSteps)
         {
-            if (cancel.IsCancellationRequested)
+            if (StopRequested(cancel))
             {
                 // Stopped by the user: keep what was learned, so --resume continues from here.
                 stop = "stopped";
-                if (checkpointDirectory is not null)
-                {
-                    TrainingCheckpoint.Save(checkpointDirectory, model, optimizer, state);
-                    Progress?.Invoke(new SaveEvent(state.Step, checkpointDirectory));
-                }
+                Save(optimizer, state);
                 break;
             }
             var order = BatchOrder.Epoch(lengths, options.BatchSize, options.Seed, state.Epoch);
             var micro = order.Skip(state.BatchInEpoch).Take(options.Accumulation).ToList();
             var clock = Stopwatch.StartNew();
-            var (loss, tokens, norm) = Step(micro, flat, device, state.Step);
+            var (loss, tokens, norm) = Step(micro.Select(Shard).ToList(), flat, device, state.Step);
             if (!double.IsFinite(loss)) throw new TrainingDivergedException(state.Step + 1, loss);
             var lr = schedule.At(state.Step);
             optimizer.Step(lr);
@@ -89,16 +97,17 @@ public sealed class Trainer
             state = next >= order.Count
                 ? state with { Step = state.Step + 1, Epoch = state.Epoch + 1, BatchInEpoch = 0 }
                 : state with { Step = state.Step + 1, BatchInEpoch = next };
-            if (state.Step % options.LogEvery == 0 || state.Step == TotalSteps)
+            if (ranks.Rank == 0 && (state.Step % options.LogEvery == 0 || state.Step == TotalSteps))
                 Progress?.Invoke(new StepEvent(state.Step, TotalSteps, state.Epoch, loss, lr, tokens / clock.Elapsed.TotalSeconds, norm));
 
             var evaluate = eval is not null && (state.Step == TotalSteps || options.EvalEvery > 0 && state.Step % options.EvalEvery == 0);
             if (evaluate)
             {
-                last = Evaluator.Run(model, tokenizer, eval!, options.BatchSize);
+                // Rank 0 evaluates; every rank takes its value, so that all make the same early-stopping decision.
+                last = ranks.Rank == 0 ? Evaluator.Run(model, tokenizer, eval!, options.BatchSize) : null;
+                var value = ShareFromRankZero(last?.Value(options.Metric) ?? 0);
                 // Against the best value in the state, so a resumed run remembers the evaluations before it;
                 // a NaN or infinite evaluation is never the best.
-                var value = last.Value(options.Metric);
                 var improved = double.IsFinite(value) && (state.BestMetric is not { } bestSoFar ||
                                                           (options.Metric == EvalMetric.Loss ? value < bestSoFar : value > bestSoFar));
                 if (improved) best = last;
@@ -107,7 +116,7 @@ public sealed class Trainer
                     BestMetric = improved ? value : state.BestMetric,
                     EvalsWithoutImprovement = improved ? 0 : state.EvalsWithoutImprovement + 1,
                 };
-                Progress?.Invoke(new EvalEvent(state.Step, last, improved));
+                if (last is not null) Progress?.Invoke(new EvalEvent(state.Step, last, improved));
             }
             var save = checkpointDirectory is not null &&
                        (state.Step == TotalSteps || (options.SaveEvery > 0 ? state.Step % options.SaveEvery == 0 : evaluate));
@@ -116,19 +125,16 @@ public sealed class Trainer
                 stop = $"early stop: {options.Patience} evaluations without improvement";
                 save = checkpointDirectory is not null;
             }
-            if (save)
-            {
-                TrainingCheckpoint.Save(checkpointDirectory!, model, optimizer, state);
-                Progress?.Invoke(new SaveEvent(state.Step, checkpointDirectory!));
-            }
+            if (save) Save(optimizer, state);
             if (stop != "finished") break;
         }
         model.eval();
         return new TrainingResult(state.Step, last, best, stop) { TotalSteps = TotalSteps };
     }
 
-    /// <summary>One optimizer step's forward and backward passes over its micro-batches. Returns the mean loss over
-    /// loss tokens (one host read: also the NaN check), the tokens processed and the gradient norm.</summary>
+    /// <summary>One optimizer step's forward and backward passes over its micro-batches (this rank's share of each).
+    /// Returns the mean loss over the step's loss tokens and the tokens processed, both over all ranks (one host read:
+    /// also the NaN check), and the gradient norm.</summary>
     private (double Loss, long Tokens, double Norm) Step(List<int[]> micro, FlatParameters flat, Device device, int step)
     {
         // Dropout and anything random is a function of (seed, step): a resumed run draws what the first run drew.
@@ -137,16 +143,23 @@ public sealed class Trainer
         using var scope = NewDisposeScope();
         var examples = micro.Select(indices => (IReadOnlyList<TokenizedExample>)indices.Select(i => train[i]).ToList()).ToList();
         var loss = Backward(examples, device);
+        // Every rank's gradient is its share of the step's mean: their sum is the step's gradient, the same on
+        // every rank, so clipping and AdamW keep the adapters identical.
+        ranks.AllReduceSum(flat.Grads);
+        // The step's mean loss and its tokens, over all ranks (the log reports the job's throughput).
+        var totals = new[] { (double)loss.item<float>(), examples.Sum(e => e.Sum(x => (double)x.Length)) };
+        ranks.AllReduceSum(totals);
         var norm = flat.ClipGradNorm(options.ClipNorm);
-        return (loss.item<float>(), examples.Sum(e => e.Sum(x => (long)x.Length)), norm.item<float>());
+        return (totals[0], (long)totals[1], norm.item<float>());
     }
 
     /// <summary>Accumulates the gradients of micro-batches, each weighted by its share of the loss tokens, so that k
-    /// micro-batches give the gradient of one batch of all their examples. Returns the mean loss (a tensor).</summary>
+    /// micro-batches give the gradient of one batch of all their examples. With several ranks the shares are of the
+    /// loss tokens of the step on all ranks. Returns the (share of the) mean loss (a tensor).</summary>
     internal Tensor Backward(IReadOnlyList<IReadOnlyList<TokenizedExample>> microBatches, Device device)
     {
-        var batches = microBatches.Select(m => MakeBatch(m, device)).ToList();
-        var lossTokens = batches.Sum(b => b.LossTokens);
+        var batches = microBatches.Where(m => m.Count > 0).Select(m => MakeBatch(m, device)).ToList();
+        var lossTokens = GlobalSum(batches.Sum(b => b.LossTokens));
         var total = zeros(1, device: device);
         foreach (var batch in batches)
         {
@@ -169,6 +182,59 @@ public sealed class Trainer
             }
         }
         return total;
+    }
+
+    /// <summary>This rank's share of a batch: every Size-th example from its rank on (all of it with one rank).</summary>
+    private int[] Shard(int[] batch) => ranks.Size == 1 ? batch : batch.Where((_, i) => i % ranks.Size == ranks.Rank).ToArray();
+
+    private long GlobalSum(long value)
+    {
+        if (ranks.Size == 1) return value;
+        var sum = new[] { (double)value };
+        ranks.AllReduceSum(sum);
+        return (long)sum[0];
+    }
+
+    /// <summary>The user's stop (a signal) is the job's: any rank's stops every rank after the same step.</summary>
+    private bool StopRequested(CancellationToken cancel)
+    {
+        if (ranks.Size == 1) return cancel.IsCancellationRequested;
+        var any = new[] { cancel.IsCancellationRequested ? 1.0 : 0.0 };
+        ranks.AllReduceSum(any);
+        return any[0] > 0;
+    }
+
+    private double ShareFromRankZero(double value)
+    {
+        if (ranks.Size == 1) return value;
+        var bytes = BitConverter.GetBytes(value);
+        ranks.Broadcast(bytes);
+        return BitConverter.ToDouble(bytes);
+    }
+
+    private void Save(FlatAdamW optimizer, TrainerState state)
+    {
+        if (checkpointDirectory is null || ranks.Rank != 0) return;
+        TrainingCheckpoint.Save(checkpointDirectory, model, optimizer, state);
+        Progress?.Invoke(new SaveEvent(state.Step, checkpointDirectory));
+    }
+
+    /// <summary>Ranks that start from different bases or adapters would train different models and sum meaningless
+    /// gradients: every rank compares checksums of its frozen base and its trainable buffer with rank 0's, and all
+    /// refuse together if any differs.</summary>
+    private void RequireSameStart(FlatParameters flat)
+    {
+        var mine = ModelChecksum.Of(model, flat);
+        var rankZero = (byte[])mine.Clone();
+        ranks.Broadcast(rankZero);
+        var differs = new double[ranks.Size];
+        differs[ranks.Rank] = mine.AsSpan().SequenceEqual(rankZero) ? 0 : 1;
+        ranks.AllReduceSum(differs);
+        var bad = Enumerable.Range(0, ranks.Size).Where(r => differs[r] > 0).ToList();
+        if (bad.Count > 0)
+            throw new PeftDslException($"rank{(bad.Count > 1 ? "s" : "")} {string.Join(", ", bad)} of {ranks.Size} start{(bad.Count > 1 ? "" : "s")} from " +
+                                       "another model than rank 0 (the checksums of the base weights and the trainable adapter differ): every rank " +
+                                       "must load the same --model and start from the same seed or checkpoint");
     }
 
     private Batch MakeBatch(IReadOnlyList<TokenizedExample> examples, Device device) => model is Seq2SeqLanguageModel seq2seq

@@ -1,0 +1,254 @@
+using System.Diagnostics;
+using System.Text.Json;
+using PeftDsl.Models.Llama;
+using PeftDsl.Peft;
+using PeftDsl.Testing;
+using PeftDsl.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftDsl.Tests.Distributed;
+
+/// <summary>
+/// <c>mpiexec.mpich -n N peft train …</c> end to end (docs/distributed.md): MPICH is installed by scripts/setup.sh, so
+/// these run in CI. Dropout is 0 so that the ranks' shares of a batch add up to the one-process step exactly, up to
+/// fp32 summation order.
+/// </summary>
+public sealed class MpiTrainingTests
+{
+    private static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
+
+    private static TempDir Workspace()
+    {
+        var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("tok"));
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "llama-bpe.model"), Path.Combine(dir.File("tok"), "tokenizer.model"));
+        var random = new Random(0);
+        File.WriteAllLines(dir.File("train.jsonl"), Enumerable.Range(0, 48).Select(_ =>
+        {
+            var w = Words[random.Next(Words.Length)];
+            return JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w });
+        }));
+        return dir;
+    }
+
+    private static string[] Train(TempDir dir, string output, params string[] extra) =>
+    [
+        "train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
+        "--out", dir.File(output), "--lr", "5e-3", "--log-every", "1", "--lora-dropout", "0",
+        .. (extra.Contains("--batch") ? extra : ["--batch", "8", .. extra]),
+    ];
+
+    /// <summary>Runs <c>mpiexec.mpich</c> with one or more (ranks, arguments) groups (MPMD: <c>A : B</c>).</summary>
+    internal static (int Code, string Stdout, string Stderr) Mpi(params (int Ranks, string[] Args)[] groups)
+    {
+        var start = new ProcessStartInfo("mpiexec.mpich") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (ranks, args) in groups)
+        {
+            if (start.ArgumentList.Count > 0) start.ArgumentList.Add(":");
+            start.ArgumentList.Add("-n");
+            start.ArgumentList.Add(ranks.ToString());
+            start.ArgumentList.Add("dotnet");
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
+            foreach (var a in args) start.ArgumentList.Add(a);
+        }
+        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = "60";
+        Process process;
+        try
+        {
+            process = Process.Start(start)!;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException("mpiexec.mpich is not installed: scripts/setup.sh installs Debian's mpich", e);
+        }
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail("mpiexec.mpich did not finish in 3 minutes: " + stderr.Result);
+        }
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static List<double> Losses(string run) =>
+        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("loss", out _) && e.TryGetProperty("lr", out _))
+            .Select(e => e.GetProperty("loss").GetDouble()).ToList();
+
+    private static Dictionary<string, Tensor> Adapter(string run)
+    {
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Adapters.Load(run);
+        return model.AllParameters().Where(p => p.Name.Contains("lora_")).ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
+    }
+
+    /// <summary>Two ranks, each on half of every batch, train the adapter one process trains on the whole batches.</summary>
+    [Fact]
+    public void TwoRanksOnHalvesEqualOneRankOnTheWhole()
+    {
+        using var dir = Workspace();
+        var (code1, _, err1) = ParityTests.Peft(Train(dir, "one", "--steps", "5"));
+        Assert.True(code1 == 0, err1);
+        var (code2, stdout2, err2) = Mpi((2, Train(dir, "two", "--steps", "5")));
+        Assert.True(code2 == 0, err2);
+        Assert.Contains("ranks: 2 (MPI)", stdout2);
+        Assert.Single(stdout2.Split('\n'), l => l.StartsWith("finished after 5 steps"));   // rank 0 alone reports
+
+        var one = Losses(dir.File("one"));
+        var two = Losses(dir.File("two"));
+        Assert.Equal(5, one.Count);
+        Assert.Equal(one.Count, two.Count);
+        for (var i = 0; i < one.Count; i++) Assert.True(Math.Abs(one[i] - two[i]) < 1e-4, $"step {i + 1}: {one[i]} vs {two[i]}");
+        var a = Adapter(dir.File("one"));
+        var b = Adapter(dir.File("two"));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        Assert.NotEmpty(a);
+        foreach (var (name, tensor) in a)
+            Assert.True(tensor.allclose(b[name], rtol: 1e-3, atol: 1e-5), $"{name}: max {(tensor - b[name]).abs().max().item<float>()}");
+    }
+
+    /// <summary>A run of 2 ranks stopped by a signal resumes on 1 rank: the global batch, the data position and the
+    /// schedule carry over, so its losses are those of a run never interrupted.</summary>
+    [Fact]
+    public void TwoRanksStoppedResumeOnOneRankAsIfUninterrupted()
+    {
+        using var dir = Workspace();
+        var (code1, _, err1) = ParityTests.Peft(Train(dir, "whole", "--steps", "8"));
+        Assert.True(code1 == 0, err1);
+
+        using (var job = Launch(2, Train(dir, "run", "--steps", "8", "--save-every", "1")))
+        {
+            WaitForLine(job, "step 3/8");
+            foreach (var rank in Ranks(job)) Signal(rank, 2);   // SIGINT to every rank, as Ctrl-C under mpiexec
+            Assert.True(job.WaitForExit(TimeSpan.FromMinutes(2)), "the stopped job did not end");
+        }
+        var stoppedAt = TrainingCheckpoint.ReadState(dir.File("run/checkpoint")).Step;
+        Assert.InRange(stoppedAt, 3, 7);
+        var (code2, stdout2, err2) = ParityTests.Peft(Train(dir, "run", "--steps", "8", "--save-every", "1", "--resume"));
+        Assert.True(code2 == 0, err2);
+        Assert.Contains($"resuming at step {stoppedAt}", stdout2);
+
+        var whole = Losses(dir.File("whole"));
+        var resumed = Losses(dir.File("run"));
+        Assert.Equal(8, resumed.Count);
+        for (var i = 0; i < whole.Count; i++) Assert.True(Math.Abs(whole[i] - resumed[i]) < 1e-4, $"step {i + 1}: {whole[i]} vs {resumed[i]}");
+    }
+
+    /// <summary>A rank killed mid-run ends the job within a bounded time (no hang), and the last checkpoint loads.</summary>
+    [Fact]
+    public void AKilledRankEndsTheJobAndTheLastCheckpointLoads()
+    {
+        using var dir = Workspace();
+        using (var job = Launch(2, Train(dir, "run", "--steps", "400", "--save-every", "2")))
+        {
+            WaitForLine(job, "checkpoint at step 2");
+            var victim = Ranks(job).Single(pid => File.ReadAllText($"/proc/{pid}/environ").Split('\0').Contains("PMI_RANK=1"));
+            Signal(victim, 9);
+            Assert.True(job.WaitForExit(TimeSpan.FromSeconds(90)), "the job outlived its killed rank by 90 s");
+            Assert.NotEqual(0, job.ExitCode);
+        }
+        var checkpoint = dir.File("run/checkpoint");
+        var step = TrainingCheckpoint.ReadState(checkpoint).Step;
+        Assert.InRange(step, 2, 399);
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        model.Adapters.Load(Path.Combine(checkpoint, TrainingCheckpoint.AdapterFolder));
+        Assert.Equal(["default"], model.Adapters.Names);
+    }
+
+    private static Process Launch(int ranks, string[] args)
+    {
+        var start = new ProcessStartInfo("mpiexec.mpich") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-n", ranks.ToString(), "dotnet", Path.Combine(AppContext.BaseDirectory, "peft.dll") }.Concat(args))
+            start.ArgumentList.Add(a);
+        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = "60";
+        var process = Process.Start(start)!;
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static void WaitForLine(Process process, string text)
+    {
+        while (process.StandardOutput.ReadLine() is { } line)
+            if (line.Contains(text)) return;
+        Assert.Fail($"the job ended before printing '{text}'");
+    }
+
+    /// <summary>The job's rank processes: the <c>dotnet</c> descendants of <c>mpiexec</c> (through its proxy).</summary>
+    private static List<int> Ranks(Process job)
+    {
+        var parents = Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsDigit))
+            .Select(n => (Pid: int.Parse(n!), Stat: TryRead($"/proc/{n}/stat")))
+            .Where(p => p.Stat is not null)
+            .ToDictionary(p => p.Pid, p => int.Parse(p.Stat![(p.Stat!.LastIndexOf(')') + 2)..].Split(' ')[1]));
+        var found = new List<int>();
+        var frontier = new Queue<int>([job.Id]);
+        while (frontier.Count > 0)
+        {
+            var pid = frontier.Dequeue();
+            foreach (var child in parents.Where(p => p.Value == pid).Select(p => p.Key))
+            {
+                frontier.Enqueue(child);
+                if (TryRead($"/proc/{child}/cmdline") is { } cmd && cmd.Contains("peft.dll")) found.Add(child);
+            }
+        }
+        Assert.NotEmpty(found);
+        return found;
+    }
+
+    private static string? TryRead(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static void Signal(int pid, int signal) => Process.Start("kill", [$"-{signal}", pid.ToString()])!.WaitForExit();
+
+    /// <summary>Ranks that start from different adapters (another --seed) refuse together, naming the rank.</summary>
+    [Fact]
+    public void RanksThatStartDifferentlyRefuseTogether()
+    {
+        using var dir = Workspace();
+        var (code, _, stderr) = Mpi((1, Train(dir, "run", "--steps", "2", "--seed", "1")), (1, Train(dir, "run", "--steps", "2", "--seed", "2")));
+        Assert.NotEqual(0, code);
+        Assert.Contains("rank 1 of 2 starts from another model than rank 0", stderr);
+        Assert.False(File.Exists(Path.Combine(dir.File("run"), "adapter_model.safetensors")));
+    }
+
+    [Fact]
+    public void MoreRanksThanExamplesInABatchIsRefused()
+    {
+        using var dir = Workspace();
+        var (code, _, stderr) = Mpi((3, Train(dir, "run", "--steps", "2", "--batch", "2")));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--batch 2 is smaller than the 3 ranks", stderr);
+    }
+
+    /// <summary>OpenMPI's launcher (another ABI) is named, not crashed into.</summary>
+    [Fact]
+    public void AnOpenMpiLaunchIsRefusedByName()
+    {
+        using var dir = Workspace();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
+        foreach (var a in Train(dir, "run", "--steps", "1")) start.ArgumentList.Add(a);
+        start.Environment["OMPI_COMM_WORLD_SIZE"] = "2";
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains("OpenMPI's mpiexec started this process (2 ranks), but PeftDsl speaks MPICH's ABI", stderr);
+    }
+}
