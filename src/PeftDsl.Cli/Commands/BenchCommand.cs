@@ -106,6 +106,10 @@ public static class BenchCommand
     {
         placement ??= ModelLoadOptions.Default;
         peft ??= PeftBench.None;
+        // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
+        // peft train does; rank 0 reports.
+        using var ranks = Distributed.Communicator.FromEnvironment();
+        if (ranks.Rank != 0) (output, jsonPath) = (TextWriter.Null, null);
         if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
             throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
         if (peft.Adapters <= 0 || (!peft.IsLora && (peft.Mixed || peft.Adapters > 1)))
@@ -151,12 +155,17 @@ public static class BenchCommand
         model.eval();
         var (forward, forwardHost) = TimeWithHost(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
-        var step = TrainStep((nn.Module)model, peft.Method != "none", Loss);
+        var allReduce = new List<double>();
+        var step = TrainStep((nn.Module)model, peft.Method != "none", Loss, ranks, device, allReduce);
         var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
+        var allReduceMs = ranks.Size > 1 && allReduce.Count > 1 ? Median(allReduce.Skip(1).ToList()) * 1000 : (double?)null;
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
                          (peft.Method != "none" ? "the trainable flat buffer)" : "every parameter)"));
+        if (allReduceMs is { } reduce)
+            output.WriteLine($"all-reduce       {reduce,9:F2} ms/step of the training step, {ranks.Size} ranks (MPI), the flat gradient buffer " +
+                             $"({((nn.Module)model).parameters().Where(p => p.requires_grad).Sum(p => p.NumberOfElements) * 4 / 1e6:F1} MB)");
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
         if (memory is not null)
@@ -182,13 +191,17 @@ public static class BenchCommand
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
                 // TorchSharp 0.107 exposes no CUDA memory statistics: NVML's device use, sampled (null without a GPU).
                 ["peak_bytes"] = memory?.PeakBytes, ["generate_new_tokens_per_s"] = generation,
+                // Median time of the step's gradient all-reduce over ranks; null for one process.
+                ["ranks"] = ranks.Size, ["allreduce_ms"] = allReduceMs,
             }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         return 0;
     }
 
     /// <summary>One full optimizer step: the PEFT step (AdamW on the adapters' flat buffer) or full fine-tuning
     /// (TorchSharp's AdamW on every parameter).</summary>
-    private static (Action Step, Action Dispose) TrainStep(nn.Module model, bool peft, Func<Tensor> loss)
+    /// <param name="allReduce">Receives the seconds each step's all-reduce took (with several ranks).</param>
+    private static (Action Step, Action Dispose) TrainStep(nn.Module model, bool peft, Func<Tensor> loss,
+        Distributed.ICommunicator ranks, Device device, List<double> allReduce)
     {
         if (peft)
         {
@@ -199,6 +212,15 @@ public static class BenchCommand
                 using var s = NewDisposeScope();
                 flat.ZeroGrad();
                 loss().backward();
+                if (ranks.Size > 1)
+                {
+                    // Timed on its own: the device's queue is drained first, so the clock holds the all-reduce only.
+                    Synchronize(device);
+                    var clock = Stopwatch.StartNew();
+                    ranks.AllReduceSum(flat.Grads);
+                    Synchronize(device);
+                    allReduce.Add(clock.Elapsed.TotalSeconds);
+                }
                 flat.ClipGradNorm(1.0);
                 adamw.Step(1e-4);
             }, () => { adamw.Dispose(); flat.Dispose(); });

@@ -236,19 +236,54 @@ public sealed class MpiTrainingTests
         Assert.Contains("--batch 2 is smaller than the 3 ranks", stderr);
     }
 
+    /// <summary>peft bench under two ranks reports the gradient all-reduce beside the step (rank 0 alone writes).</summary>
+    [Fact]
+    public void BenchReportsTheAllReduceTimeOfTwoRanks()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, stderr) = Mpi((2, ["bench", "--shape", "gpt2-tiny", "--lora-r", "4", "--batch", "2", "--length", "16",
+            "--steps", "3", "--new-tokens", "0", "--json", dir.File("b.json")]));
+        Assert.True(code == 0, stderr);
+        Assert.Single(stdout.Split('\n'), l => l.StartsWith("all-reduce ") && l.Contains("2 ranks (MPI)"));
+        using var json = JsonDocument.Parse(File.ReadAllText(dir.File("b.json")));
+        Assert.Equal(2, json.RootElement.GetProperty("ranks").GetInt32());
+        Assert.True(json.RootElement.GetProperty("allreduce_ms").GetDouble() > 0);
+    }
+
+    /// <summary>A launch without a loadable MPI library is one line saying what to install.</summary>
+    [Fact]
+    public void AMissingMpiLibraryIsOneLine()
+    {
+        using var dir = Workspace();
+        var (code, stderr) = Direct(Train(dir, "run", "--steps", "1"), ("PMI_SIZE", "2"), ("PMI_RANK", "0"),
+            ("PEFTDSL_MPI_LIBRARY", "/nonexistent/libmpich.so.12"));
+        Assert.Equal(2, code);
+        Assert.Equal("error: an MPI launcher started this process (2 ranks), but no MPICH-compatible MPI library (/nonexistent/libmpich.so.12) " +
+                     "could be loaded: on Debian/Ubuntu apt-get install mpich, or set PEFTDSL_MPI_LIBRARY to the library's path", stderr.Trim());
+    }
+
+    /// <summary>peft run without a launcher, with extra environment variables.</summary>
+    private static (int Code, string Stderr) Direct(string[] args, params (string Name, string Value)[] environment)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        _ = stdout.Result;
+        return (process.ExitCode, stderr);
+    }
+
     /// <summary>OpenMPI's launcher (another ABI) is named, not crashed into.</summary>
     [Fact]
     public void AnOpenMpiLaunchIsRefusedByName()
     {
         using var dir = Workspace();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
-        foreach (var a in Train(dir, "run", "--steps", "1")) start.ArgumentList.Add(a);
-        start.Environment["OMPI_COMM_WORLD_SIZE"] = "2";
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.Equal(2, process.ExitCode);
+        var (code, stderr) = Direct(Train(dir, "run", "--steps", "1"), ("OMPI_COMM_WORLD_SIZE", "2"));
+        Assert.Equal(2, code);
         Assert.Contains("OpenMPI's mpiexec started this process (2 ranks), but PeftDsl speaks MPICH's ABI", stderr);
     }
 }

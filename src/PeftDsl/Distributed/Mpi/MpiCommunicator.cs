@@ -38,7 +38,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     {
         if (MpiNative.Load() is null)
             throw new PeftDslException($"an MPI launcher started this process ({expectedSize} ranks), but no MPICH-compatible MPI library " +
-                                       $"({string.Join(", ", MpiNative.Candidates)}) is installed: on Debian/Ubuntu apt-get install mpich");
+                                       $"({string.Join(", ", MpiNative.Candidates)}) could be loaded: on Debian/Ubuntu apt-get install mpich, " +
+                                       $"or set {MpiNative.LibraryVariable} to the library's path");
         Check(MpiNative.MPI_Initialized(out var initialized), "MPI_Initialized");
         if (initialized == 0) Check(MpiNative.MPI_Init(IntPtr.Zero, IntPtr.Zero), "MPI_Init");
         Check(MpiNative.MPI_Comm_rank(MpiNative.CommWorld, out var rank), "MPI_Comm_rank");

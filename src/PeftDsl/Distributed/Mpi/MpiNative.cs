@@ -20,8 +20,14 @@ internal static unsafe class MpiNative
     public const int Sum = 0x58000003;
     public static readonly IntPtr InPlace = new(-1);
 
+    /// <summary>Environment variable: the MPI library to load (a path or a name), for an install the loader does not
+    /// find by itself (Intel MPI's or MVAPICH's <c>libmpi.so.12</c> in its own folder).</summary>
+    public const string LibraryVariable = "PEFTDSL_MPI_LIBRARY";
+
     /// <summary>The libraries that provide MPICH's ABI, in the order tried.</summary>
-    public static readonly string[] Candidates = ["libmpich.so.12", "libmpi.so.12", "libmpich.so"];
+    public static string[] Candidates => Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } chosen
+        ? [chosen]
+        : ["libmpich.so.12", "libmpi.so.12", "libmpich.so"];
 
     private static readonly Lazy<string?> Loaded = new(() =>
     {
