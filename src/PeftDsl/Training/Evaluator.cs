@@ -15,9 +15,12 @@ public static class Evaluator
     /// multiple-choice examples, if any.</summary>
     /// <param name="batchSize">Examples per forward batch.</param>
     /// <param name="adapterNames">Per example, the adapter or prompt task its row runs; null for the active ones.</param>
+    /// <param name="ranks">With several ranks each evaluates every N-th batch (the batches a single process makes) and
+    /// the sums are combined, so every rank returns the same result; null: this process alone.</param>
     public static EvalResult Run(LanguageModel model, TextTokenizer tokenizer, IReadOnlyList<TokenizedExample> examples, int batchSize,
-        IReadOnlyList<string>? adapterNames = null)
+        IReadOnlyList<string>? adapterNames = null, Distributed.ICommunicator? ranks = null)
     {
+        ranks ??= Distributed.SingleProcess.Instance;
         var wasTraining = model.training;
         model.eval();
         try
@@ -28,7 +31,7 @@ public static class Evaluator
             var correct = 0;
             using var noGrad = no_grad();
             using var table = model.Prompts.InferenceTable();   // each task's encoder runs once for the whole pass
-            for (var start = 0; start < examples.Count; start += batchSize)
+            for (var start = ranks.Rank * batchSize; start < examples.Count; start += batchSize * ranks.Size)
             {
                 using var scope = NewDisposeScope();
                 var chunk = examples.Skip(start).Take(batchSize).ToList();
@@ -38,17 +41,19 @@ public static class Evaluator
                 tokens += batch.LossTokens;
                 correct += ExactMatches(model, tokenizer, chunk, rows);
             }
-            var loss = tokens == 0 ? double.NaN : lossSum / tokens;
             // Multiple choice: rank classification, each choice scored and the best one taken (T-Few).
-            double? rank = null;
             var withChoices = examples.Select((e, i) => (e, i)).Where(x => x.e.Choices is not null).ToList();
-            if (withChoices.Count > 0)
-                rank = (double)withChoices.Count(x =>
-                {
-                    using var scope = NewDisposeScope();
-                    using var scores = MultipleChoice.Score(model, x.e.Prompt, x.e.Choices!, adapterNames?[x.i]);
-                    return MultipleChoice.Predict(scores) == x.e.Label;
-                }) / withChoices.Count;
+            var ranked = withChoices.Where((_, j) => j % ranks.Size == ranks.Rank).Count(x =>
+            {
+                using var scope = NewDisposeScope();
+                using var scores = MultipleChoice.Score(model, x.e.Prompt, x.e.Choices!, adapterNames?[x.i]);
+                return MultipleChoice.Predict(scores) == x.e.Label;
+            });
+            var sums = new[] { lossSum, tokens, correct, ranked };
+            ranks.AllReduceSum(sums);
+            (lossSum, tokens, correct, ranked) = (sums[0], (long)sums[1], (int)sums[2], (int)sums[3]);
+            var loss = tokens == 0 ? double.NaN : lossSum / tokens;
+            double? rank = withChoices.Count > 0 ? (double)ranked / withChoices.Count : null;
             return new EvalResult(loss, Math.Exp(loss), (double)correct / examples.Count, examples.Count) { RankAccuracy = rank };
         }
         finally

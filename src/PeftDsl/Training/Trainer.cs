@@ -14,7 +14,8 @@ namespace PeftDsl.Training;
 /// loss tokens; AdamW updates one flat buffer; evaluation, early stopping and atomic checkpoints on a schedule.
 /// Randomness is derived from (seed, step) and the data order from (seed, epoch), so a resumed run is the
 /// uninterrupted one. With several ranks (docs/distributed.md) each micro-batch is split between them, the flat
-/// gradient is summed over ranks once per optimizer step, and rank 0 alone evaluates, saves and reports.
+/// gradient is summed over ranks once per optimizer step, evaluation is split between the ranks, and rank 0 alone
+/// saves and reports.
 /// </summary>
 public sealed class Trainer
 {
@@ -103,9 +104,10 @@ public sealed class Trainer
             var evaluate = eval is not null && (state.Step == TotalSteps || options.EvalEvery > 0 && state.Step % options.EvalEvery == 0);
             if (evaluate)
             {
-                // Rank 0 evaluates; every rank takes its value, so that all make the same early-stopping decision.
-                last = ranks.Rank == 0 ? Evaluator.Run(model, tokenizer, eval!, options.BatchSize) : null;
-                var value = ShareFromRankZero(last?.Value(options.Metric) ?? 0);
+                // Each rank evaluates its share of the batches and all get the combined result, so that all make the
+                // same early-stopping decision.
+                last = Evaluator.Run(model, tokenizer, eval!, options.BatchSize, ranks: ranks);
+                var value = last.Value(options.Metric);
                 // Against the best value in the state, so a resumed run remembers the evaluations before it;
                 // a NaN or infinite evaluation is never the best.
                 var improved = double.IsFinite(value) && (state.BestMetric is not { } bestSoFar ||
@@ -116,7 +118,7 @@ public sealed class Trainer
                     BestMetric = improved ? value : state.BestMetric,
                     EvalsWithoutImprovement = improved ? 0 : state.EvalsWithoutImprovement + 1,
                 };
-                if (last is not null) Progress?.Invoke(new EvalEvent(state.Step, last, improved));
+                if (ranks.Rank == 0) Progress?.Invoke(new EvalEvent(state.Step, last, improved));
             }
             var save = checkpointDirectory is not null &&
                        (state.Step == TotalSteps || (options.SaveEvery > 0 ? state.Step % options.SaveEvery == 0 : evaluate));
@@ -202,14 +204,6 @@ public sealed class Trainer
         var any = new[] { cancel.IsCancellationRequested ? 1.0 : 0.0 };
         ranks.AllReduceSum(any);
         return any[0] > 0;
-    }
-
-    private double ShareFromRankZero(double value)
-    {
-        if (ranks.Size == 1) return value;
-        var bytes = BitConverter.GetBytes(value);
-        ranks.Broadcast(bytes);
-        return BitConverter.ToDouble(bytes);
     }
 
     private void Save(FlatAdamW optimizer, TrainerState state)

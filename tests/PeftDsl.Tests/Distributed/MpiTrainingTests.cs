@@ -29,6 +29,7 @@ public sealed class MpiTrainingTests
             var w = Words[random.Next(Words.Length)];
             return JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w });
         }));
+        File.WriteAllLines(dir.File("dev.jsonl"), Words.Concat(Words).Select(w => JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w })));
         return dir;
     }
 
@@ -77,6 +78,11 @@ public sealed class MpiTrainingTests
             .Where(e => e.TryGetProperty("loss", out _) && e.TryGetProperty("lr", out _))
             .Select(e => e.GetProperty("loss").GetDouble()).ToList();
 
+    private static List<(double Loss, double ExactMatch)> Evaluations(string run) =>
+        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("eval_exact_match", out _))
+            .Select(e => (e.GetProperty("eval_loss").GetDouble(), e.GetProperty("eval_exact_match").GetDouble())).ToList();
+
     private static Dictionary<string, Tensor> Adapter(string run)
     {
         using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
@@ -84,14 +90,16 @@ public sealed class MpiTrainingTests
         return model.AllParameters().Where(p => p.Name.Contains("lora_")).ToDictionary(p => p.Name, p => p.Parameter.detach().clone());
     }
 
-    /// <summary>Two ranks, each on half of every batch, train the adapter one process trains on the whole batches.</summary>
+    /// <summary>Two ranks, each on half of every batch, train the adapter one process trains on the whole batches, and
+    /// their split evaluation (every other batch of 4 each) gives the one-process evaluation.</summary>
     [Fact]
     public void TwoRanksOnHalvesEqualOneRankOnTheWhole()
     {
         using var dir = Workspace();
-        var (code1, _, err1) = ParityTests.Peft(Train(dir, "one", "--steps", "5"));
+        string[] eval = ["--eval", dir.File("dev.jsonl"), "--eval-every", "5", "--batch", "4"];
+        var (code1, _, err1) = ParityTests.Peft(Train(dir, "one", ["--steps", "5", .. eval]));
         Assert.True(code1 == 0, err1);
-        var (code2, stdout2, err2) = Mpi((2, Train(dir, "two", "--steps", "5")));
+        var (code2, stdout2, err2) = Mpi((2, Train(dir, "two", ["--steps", "5", .. eval])));
         Assert.True(code2 == 0, err2);
         Assert.Contains("ranks: 2 (MPI)", stdout2);
         Assert.Single(stdout2.Split('\n'), l => l.StartsWith("finished after 5 steps"));   // rank 0 alone reports
@@ -101,6 +109,12 @@ public sealed class MpiTrainingTests
         Assert.Equal(5, one.Count);
         Assert.Equal(one.Count, two.Count);
         for (var i = 0; i < one.Count; i++) Assert.True(Math.Abs(one[i] - two[i]) < 1e-4, $"step {i + 1}: {one[i]} vs {two[i]}");
+        var evalOne = Evaluations(dir.File("one"));
+        var evalTwo = Evaluations(dir.File("two"));
+        Assert.Single(evalOne);
+        Assert.Single(evalTwo);
+        Assert.True(Math.Abs(evalOne[0].Loss - evalTwo[0].Loss) < 1e-4, $"eval loss {evalOne[0].Loss} vs {evalTwo[0].Loss}");
+        Assert.Equal(evalOne[0].ExactMatch, evalTwo[0].ExactMatch);
         var a = Adapter(dir.File("one"));
         var b = Adapter(dir.File("two"));
         Assert.Equal(a.Keys.Order(), b.Keys.Order());
