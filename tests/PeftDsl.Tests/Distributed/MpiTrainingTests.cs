@@ -171,12 +171,37 @@ public sealed class MpiTrainingTests
         Assert.Equal(["default"], model.Adapters.Names);
     }
 
-    private static Process Launch(int ranks, string[] args)
+    /// <summary>A rank that hangs (stopped, not dead) is found by the others' collective timeout: the job ends with
+    /// one line saying so instead of waiting for ever.</summary>
+    [Fact]
+    public void AHangingRankEndsTheJobAfterTheCollectiveTimeout()
+    {
+        using var dir = Workspace();
+        using var job = Launch(2, Train(dir, "run", "--steps", "400"), timeoutSeconds: 15);
+        var errors = new System.Text.StringBuilder();
+        job.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
+        WaitForLine(job, "step 2/400");
+        var frozen = Ranks(job).Single(pid => File.ReadAllText($"/proc/{pid}/environ").Split('\0').Contains("PMI_RANK=1"));
+        Signal(frozen, 19);   // SIGSTOP: alive, but never reaches the next all-reduce
+        try
+        {
+            Assert.True(job.WaitForExit(TimeSpan.FromSeconds(90)), "the job waited for the stopped rank for 90 s");
+            job.WaitForExit();
+            Assert.NotEqual(0, job.ExitCode);
+            lock (errors) Assert.Contains("rank 0 of 2: an all-reduce waited more than 15 s for the other ranks", errors.ToString());
+        }
+        finally
+        {
+            if (File.Exists($"/proc/{frozen}/stat")) Signal(frozen, 9);
+        }
+    }
+
+    private static Process Launch(int ranks, string[] args, int timeoutSeconds = 60)
     {
         var start = new ProcessStartInfo("mpiexec.mpich") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new[] { "-n", ranks.ToString(), "dotnet", Path.Combine(AppContext.BaseDirectory, "peft.dll") }.Concat(args))
             start.ArgumentList.Add(a);
-        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = "60";
+        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
         var process = Process.Start(start)!;
         process.ErrorDataReceived += (_, _) => { };
         process.BeginErrorReadLine();
