@@ -41,12 +41,17 @@ public static class Program
         {
             // Usage mistakes follow the same contract as bad files: one error line, exit code 2.
             var command = parse.CommandResult.Command == root ? "peft" : "peft " + parse.CommandResult.Command.Name;
-            Console.Error.WriteLine($"error: {CommandLineErrors.Describe(parse)} (see '{command} --help')");
+            // Every rank of an mpiexec job parses the same command line: rank 0 alone says what is wrong with it.
+            if (!IsSecondaryRank) Console.Error.WriteLine($"error: {CommandLineErrors.Describe(parse)} (see '{command} --help')");
             return BadInput;
         }
         verbose = parse.GetValue(Verbose);
         return parse.Invoke();
     }
+
+    /// <summary>True in a rank other than 0 of an MPI job (mpiexec.mpich or srun set PMI_RANK): messages every rank
+    /// would repeat (a bad command line, a Ctrl-C notice) come from rank 0 only.</summary>
+    public static bool IsSecondaryRank => Environment.GetEnvironmentVariable("PMI_RANK") is { } rank && rank != "0";
 
     /// <summary>Runs a command body: bad input becomes one "error:" line and exit code 2; anything else one line and
     /// exit code 1. A stack trace appears only with --verbose.</summary>

@@ -137,6 +137,8 @@ public sealed class ConfigJsonTests
     [Theory]
     [InlineData("not json", "not valid JSON")]
     [InlineData("[1]", "expected a JSON object")]
+    // Counted as editors count (from 1): a comma missing at the end of line 2 is found at line 3, column 3.
+    [InlineData("{\n  \"vocab_size\": 10\n  \"n_embd\": 8\n}", "not valid JSON (line 3, column 3: '\"' is invalid after a value. Expected either ',', '}', or ']')")]
     public void MalformedJsonIsAClearError(string text, string message)
     {
         var e = Assert.Throws<ConfigException>(() => ConfigJson.Parse(text, "config.json"));

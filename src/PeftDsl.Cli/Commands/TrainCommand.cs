@@ -431,7 +431,7 @@ public sealed class StopOnSignal : IDisposable
         if (source.IsCancellationRequested) return;
         context.Cancel = true;
         source.Cancel();
-        Console.Error.WriteLine("stopping after this step (a second Ctrl-C ends at once)…");
+        if (!Program.IsSecondaryRank) Console.Error.WriteLine("stopping after this step (a second Ctrl-C ends at once)…");
     }
 
     /// <summary>Restores the default handling of SIGINT and SIGTERM.</summary>

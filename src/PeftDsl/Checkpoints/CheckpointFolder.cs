@@ -128,7 +128,7 @@ public sealed class CheckpointFolder : IDisposable
         }
         catch (JsonException e)
         {
-            throw new CheckpointException($"{index}: not valid JSON ({e.Message})", e);
+            throw new CheckpointException($"{index}: not valid JSON ({Errors.JsonErrors.Describe(e)})", e);
         }
         var shards = new Dictionary<string, SafetensorsReader>(StringComparer.Ordinal);
         var byKey = new Dictionary<string, SafetensorsReader>(StringComparer.Ordinal);

@@ -43,7 +43,7 @@ public sealed class ConfigJson
         }
         catch (JsonException e)
         {
-            throw new ConfigException($"{source}: not valid JSON ({e.Message})", e);
+            throw new ConfigException($"{source}: not valid JSON ({JsonErrors.Describe(e)})", e);
         }
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
             throw new ConfigException($"{source}: expected a JSON object at the top level, found {doc.RootElement.ValueKind}");

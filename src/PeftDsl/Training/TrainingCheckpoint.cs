@@ -78,7 +78,7 @@ public static class TrainingCheckpoint
         }
         catch (JsonException e)
         {
-            throw new PeftDslException($"{path}: not a valid trainer state ({e.Message})", e);
+            throw new PeftDslException($"{path}: not a valid trainer state ({JsonErrors.Describe(e)})", e);
         }
     }
 

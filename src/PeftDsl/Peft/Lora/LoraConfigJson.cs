@@ -89,7 +89,7 @@ public static class LoraConfigJson
         }
         catch (JsonException e)
         {
-            throw new PeftDslException($"{path}: not valid JSON ({e.Message})", e);
+            throw new PeftDslException($"{path}: not valid JSON ({JsonErrors.Describe(e)})", e);
         }
     }
 

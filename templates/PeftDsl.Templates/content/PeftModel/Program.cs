@@ -31,3 +31,9 @@ catch (PeftDslException e)
     Console.Error.WriteLine($"error: {e.Message}");
     return 2;
 }
+catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or OutOfMemoryException)
+{
+    // libtorch could not allocate what config.json describes (a vocab_size or hidden_size far too large).
+    Console.Error.WriteLine($"error: the model config.json describes does not fit in memory ({e.Message.Split('\n')[0]})");
+    return 2;
+}
