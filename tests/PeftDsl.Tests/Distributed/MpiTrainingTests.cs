@@ -16,22 +16,8 @@ namespace PeftDsl.Tests.Distributed;
 /// </summary>
 public sealed class MpiTrainingTests
 {
-    private static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
-
-    private static TempDir Workspace()
-    {
-        var dir = new TempDir();
-        Directory.CreateDirectory(dir.File("tok"));
-        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "llama-bpe.model"), Path.Combine(dir.File("tok"), "tokenizer.model"));
-        var random = new Random(0);
-        File.WriteAllLines(dir.File("train.jsonl"), Enumerable.Range(0, 48).Select(_ =>
-        {
-            var w = Words[random.Next(Words.Length)];
-            return JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w });
-        }));
-        File.WriteAllLines(dir.File("dev.jsonl"), Words.Concat(Words).Select(w => JsonSerializer.Serialize(new { input = $"Repeat: {w} =", output = w })));
-        return dir;
-    }
+    /// <summary>The <c>peft train</c> tests' workspace: a tokenizer, train.jsonl (48 records) and dev.jsonl (6).</summary>
+    private static TempDir Workspace() => Training.TrainCliTests.Workspace();
 
     private static string[] Train(TempDir dir, string output, params string[] extra) =>
     [

@@ -14,8 +14,8 @@ public sealed class TrainCliTests
 {
     private static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
 
-    /// <summary>A folder with a tokenizer and two tasks' JSONL files.</summary>
-    private static TempDir Workspace()
+    /// <summary>A folder with a tokenizer and two tasks' JSONL files (train.jsonl, 48 records; dev.jsonl, 6).</summary>
+    internal static TempDir Workspace()
     {
         var dir = new TempDir();
         Directory.CreateDirectory(dir.File("tok"));
