@@ -38,6 +38,29 @@ run)
     echo "== transformers + peft"
     python3 "$root/bench/gpu/hf_reference.py" "$out/hf.json" --steps 10 || echo "FAILED hf_reference.py"
     python3 "$root/bench/gpu/compare.py" "$out" | tee "$out/table.md"
+    # Issue 13's one-rank NCCL check (no MPI here): the same 5 training steps with the gradient summed by NCCL over
+    # one rank, and without; the losses must agree.
+    echo "== NCCL one-rank check"
+    nccl=$(mktemp -d)
+    cp "$root/tests/fixtures/tokenizers/llama-bpe.model" "$nccl/tokenizer.model"
+    python3 -c 'import json, random; random.seed(0); w = ["tuning", "adapters", "low", "rank", "hello", "world"]
+print("\n".join(json.dumps({"input": f"Repeat: {x} =", "output": x}) for x in (random.choice(w) for _ in range(48))))' > "$nccl/train.jsonl"
+    train=(train --model "$root/tests/fixtures/hf-peft/llama-base" --tokenizer "$nccl" --data "$nccl/train.jsonl" --batch 8 --steps 5
+           --log-every 1 --lora-dropout 0 --device cuda)
+    "$peft" "${train[@]}" --out "$nccl/plain" > "$nccl/plain.log" 2>&1 || { echo "FAILED plain run"; cat "$nccl/plain.log"; }
+    PEFTDSL_NCCL=1 "$peft" "${train[@]}" --out "$nccl/nccl" > "$nccl/nccl.log" 2>&1 || { echo "FAILED NCCL run"; cat "$nccl/nccl.log"; }
+    grep "^ranks:" "$nccl/nccl.log" || echo "the NCCL run did not say it used NCCL"
+    python3 - "$nccl" <<'PY' | tee -a "$out/table.md"
+import json, sys
+def losses(run):
+    try:
+        return [json.loads(l)["loss"] for l in open(f"{sys.argv[1]}/{run}/metrics.jsonl") if '"loss"' in l and '"lr"' in l]
+    except OSError:
+        return []
+a, b = losses("plain"), losses("nccl")
+ok = len(a) == 5 and len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 1e-6
+print(f"NCCL one-rank check: {'PASS' if ok else 'FAIL'} (losses without NCCL {a}, with NCCL {b})")
+PY
     # The device tool returns at most 8 files: the JSON files travel as one archive.
     tar -czf "$out/results.tgz" -C "$out" $(cd "$out" && ls *.json table.md) && rm -f "$out"/*.json
     ;;

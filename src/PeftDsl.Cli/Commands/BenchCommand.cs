@@ -156,7 +156,10 @@ public static class BenchCommand
         var (forward, forwardHost) = TimeWithHost(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
         var allReduce = new List<double>();
-        var step = TrainStep((nn.Module)model, peft.Method != "none", Loss, ranks, device, allReduce);
+        // On GPUs the gradient all-reduce runs over NCCL, as in training.
+        var onDevice = Distributed.Communicator.ForDevice(ranks, device);
+        using var nccl = onDevice == ranks ? null : onDevice;
+        var step = TrainStep((nn.Module)model, peft.Method != "none", Loss, onDevice, device, allReduce);
         var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
         var allReduceMs = ranks.Size > 1 && allReduce.Count > 1 ? Median(allReduce.Skip(1).ToList()) * 1000 : (double?)null;
@@ -164,7 +167,7 @@ public static class BenchCommand
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
                          (peft.Method != "none" ? "the trainable flat buffer)" : "every parameter)"));
         if (allReduceMs is { } reduce)
-            output.WriteLine($"all-reduce       {reduce,9:F2} ms/step of the training step, {ranks.Size} ranks (MPI), the flat gradient buffer " +
+            output.WriteLine($"all-reduce       {reduce,9:F2} ms/step of the training step, {ranks.Size} ranks ({(nccl is null ? "MPI" : "NCCL")}), the flat gradient buffer " +
                              $"({((nn.Module)model).parameters().Where(p => p.requires_grad).Sum(p => p.NumberOfElements) * 4 / 1e6:F1} MB)");
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");

@@ -44,7 +44,10 @@ public sealed class ModelOptions
         if (match.Groups[1].Value == "cpu") return new ModelLoadOptions(type);
         if (!cuda.is_available())
             throw new PeftDslException($"--device {device}: CUDA is not available here (this build uses the CPU libtorch, or no GPU is visible)");
-        var index = match.Groups[3].Success ? int.Parse(match.Groups[3].Value) : 0;
+        // Under an MPI launcher, plain "cuda" is the GPU of this rank's local rank: one GPU per rank on each node.
+        var local = Environment.GetEnvironmentVariable("MPI_LOCALRANKID") ?? Environment.GetEnvironmentVariable("SLURM_LOCALID");
+        var index = match.Groups[3].Success ? int.Parse(match.Groups[3].Value)
+            : local is not null && int.TryParse(local, out var rank) ? rank : 0;
         if (index >= cuda.device_count())
             throw new PeftDslException($"--device {device}: only {cuda.device_count()} CUDA device(s) visible");
         return new ModelLoadOptions(type, torch.device(DeviceType.CUDA, index));

@@ -272,11 +272,16 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed
         if (Resume) Method.Resume(model, tokenizer, Path.Combine(Output, "checkpoint"));
         else Method.Add(model, tokenizer);
+        // On GPUs the gradient all-reduce runs over NCCL (the control messages stay on MPI).
+        var onDevice = Distributed.Communicator.ForDevice(ranks, model.parameters().First().device);
+        using var nccl = onDevice == ranks ? null : onDevice;
+        ranks = onDevice;
         var trainable = model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
         var all = model.AllParameters().Sum(p => p.Parameter.NumberOfElements);
         log.WriteLine($"model {Model} ({model.ModelType}), {Method.Describe}: {trainable:N0} trainable of {all:N0} parameters ({100.0 * trainable / all:F2}%)");
-        if (ranks.Size > 1)
-            log.WriteLine($"ranks: {ranks.Size} (MPI); each takes 1/{ranks.Size} of every batch, and the gradients are summed once per step");
+        if (ranks.Size > 1 || nccl is not null)
+            log.WriteLine($"ranks: {ranks.Size} ({(nccl is null ? "MPI" : "NCCL for the gradients")}); each takes 1/{ranks.Size} of every batch, " +
+                          "and the gradients are summed once per step");
         if (!writes)
         {
             // The other ranks read --out (to resume) but write nothing into it.

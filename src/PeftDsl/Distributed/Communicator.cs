@@ -25,6 +25,18 @@ public static class Communicator
         return Mpi.MpiCommunicator.Start(ranks, Timeout());
     }
 
+    /// <summary>Environment variable: <c>1</c> sums CUDA gradients with NCCL even in a single process (the one-GPU check
+    /// of the NCCL path, tools/device/nccl-check.sh).</summary>
+    public const string NcclVariable = "PEFTDSL_NCCL";
+
+    /// <summary>The communicator for training on <paramref name="device"/>: NCCL for CUDA tensors when there are
+    /// several ranks (or <see cref="NcclVariable"/> is 1), otherwise <paramref name="ranks"/> itself. A new communicator
+    /// is the caller's to dispose.</summary>
+    public static ICommunicator ForDevice(ICommunicator ranks, TorchSharp.torch.Device device) =>
+        device.type == TorchSharp.DeviceType.CUDA && (ranks.Size > 1 || Environment.GetEnvironmentVariable(NcclVariable) == "1")
+            ? Nccl.NcclCommunicator.Start(ranks, (int)device.index)
+            : ranks;
+
     private static TimeSpan Timeout()
     {
         var text = Environment.GetEnvironmentVariable(TimeoutVariable);

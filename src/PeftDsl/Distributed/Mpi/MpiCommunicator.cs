@@ -36,7 +36,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     /// <exception cref="PeftDslException">No MPICH-ABI library is installed, or MPI disagrees with the launcher.</exception>
     public static MpiCommunicator Start(int expectedSize, TimeSpan timeout)
     {
-        if (MpiNative.Load() is null)
+        if (!MpiNative.Load())
             throw new PeftDslException($"an MPI launcher started this process ({expectedSize} ranks), but no MPICH-compatible MPI library " +
                                        $"({string.Join(", ", MpiNative.Candidates)}) could be loaded: on Debian/Ubuntu apt-get install mpich, " +
                                        $"or set {MpiNative.LibraryVariable} to the library's path");

@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.InteropServices;
 
 namespace PeftDsl.Distributed.Mpi;
@@ -22,26 +21,13 @@ internal static unsafe class MpiNative
 
     /// <summary>Environment variable: the MPI library to load (a path or a name), for an install the loader does not
     /// find by itself (Intel MPI's or MVAPICH's <c>libmpi.so.12</c> in its own folder).</summary>
-    public const string LibraryVariable = "PEFTDSL_MPI_LIBRARY";
+    public static string LibraryVariable => NativeLibraries.Variable(Library);
 
     /// <summary>The libraries that provide MPICH's ABI, in the order tried.</summary>
-    public static string[] Candidates => Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } chosen
-        ? [chosen]
-        : ["libmpich.so.12", "libmpi.so.12", "libmpich.so"];
+    public static string[] Candidates => NativeLibraries.Candidates(Library);
 
-    private static readonly Lazy<string?> Loaded = new(() =>
-    {
-        foreach (var name in Candidates)
-            if (NativeLibrary.TryLoad(name, out var handle))
-            {
-                NativeLibrary.SetDllImportResolver(typeof(MpiNative).Assembly, (library, _, _) => library == Library ? handle : IntPtr.Zero);
-                return name;
-            }
-        return null;
-    });
-
-    /// <summary>Loads an MPICH-ABI library once; null when none is installed.</summary>
-    public static string? Load() => Loaded.Value;
+    /// <summary>Loads an MPICH-ABI library once; false when none is installed.</summary>
+    public static bool Load() => NativeLibraries.Load(Library) != IntPtr.Zero;
 
     [DllImport(Library)] public static extern int MPI_Init(IntPtr argc, IntPtr argv);
     [DllImport(Library)] public static extern int MPI_Initialized(out int flag);
