@@ -17,7 +17,8 @@ public partial class DecoderForCausalLM;
 [FinalNorm("norm", NormKind.RmsNorm, Eps = nameof(DecoderConfig.Eps))]
 public partial class DecoderStack;
 
-[TransformerBlock(typeof(DecoderConfig), Dim = nameof(DecoderConfig.Hidden), Norm = NormKind.RmsNorm, NormEps = nameof(DecoderConfig.Eps))]
+[TransformerBlock(typeof(DecoderConfig), Dim = nameof(DecoderConfig.Hidden),
+    Norm = NormKind.RmsNorm, NormEps = nameof(DecoderConfig.Eps))]
 [Sublayer("self_attn", typeof(DecoderAttention), Norm = "input_layernorm")]
 [Sublayer("mlp", typeof(DecoderMlp), Norm = "post_attention_layernorm")]
 public partial class DecoderLayer;
@@ -30,7 +31,8 @@ public partial class DecoderLayer;
 [Projection("o_proj", ProjectionRole.Output)]
 public partial class DecoderAttention;
 
-[FeedForward(typeof(DecoderConfig), Dim = nameof(DecoderConfig.Hidden), Inner = nameof(DecoderConfig.Intermediate), Activation = "silu")]
+[FeedForward(typeof(DecoderConfig), Dim = nameof(DecoderConfig.Hidden), Inner = nameof(DecoderConfig.Intermediate),
+    Activation = "silu")]
 [Projection("gate_proj", ProjectionRole.Gate)]
 [Projection("up_proj", ProjectionRole.Up)]
 [Projection("down_proj", ProjectionRole.Down)]
