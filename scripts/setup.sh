@@ -40,17 +40,17 @@ ensure_libstdcxx() {
 
 # Data-parallel training (docs/distributed.md) binds MPICH's ABI; its tests launch with mpiexec.mpich.
 ensure_mpich() {
-  if command -v mpiexec.mpich >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libmpich\.so\.12 '; then
+  if command -v mpiexec.mpich >/dev/null 2>&1; then
     return 0
   fi
+  # Only the distributed-training tests need it: without it the rest of the setup goes on, and those tests say so.
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    say "missing MPICH (mpiexec.mpich, libmpich.so.12), needed by the distributed-training tests; run 'sudo scripts/setup.sh' on Debian, or install mpich" >&2
-    return 1
+    say "MPICH (mpiexec.mpich) is missing; the distributed-training tests need it: run 'sudo scripts/setup.sh' on Debian, or install mpich" >&2
+    return 0
   fi
   say "installing Debian's mpich"
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mpich >/dev/null 2>&1; }; then
-    say "could not install mpich (apt-get failed; is deb.debian.org reachable?)" >&2
-    return 1
+    say "could not install mpich (apt-get failed; is deb.debian.org reachable?); the distributed-training tests need it" >&2
   fi
 }
 

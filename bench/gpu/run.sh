@@ -48,7 +48,9 @@ print("\n".join(json.dumps({"input": f"Repeat: {x} =", "output": x}) for x in (r
     train=(train --model "$root/tests/fixtures/hf-peft/llama-base" --tokenizer "$nccl" --data "$nccl/train.jsonl" --batch 8 --steps 5
            --log-every 1 --lora-dropout 0 --device cuda)
     "$peft" "${train[@]}" --out "$nccl/plain" > "$nccl/plain.log" 2>&1 || { echo "FAILED plain run"; cat "$nccl/plain.log"; }
-    PEFTDSL_NCCL=1 "$peft" "${train[@]}" --out "$nccl/nccl" > "$nccl/nccl.log" 2>&1 || { echo "FAILED NCCL run"; cat "$nccl/nccl.log"; }
+    # NCCL_CHECK_POINTERS: NCCL checks that the buffer is device memory of this GPU (a one-rank in-place sum is
+    # otherwise a no-op, which would hide a wrong pointer).
+    PEFTDSL_NCCL=1 NCCL_CHECK_POINTERS=1 "$peft" "${train[@]}" --out "$nccl/nccl" > "$nccl/nccl.log" 2>&1 || { echo "FAILED NCCL run"; cat "$nccl/nccl.log"; }
     grep "^ranks:" "$nccl/nccl.log" || echo "the NCCL run did not say it used NCCL"
     python3 - "$nccl" <<'PY' | tee -a "$out/table.md"
 import json, sys

@@ -104,12 +104,25 @@ public static class BenchCommand
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
         ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null)
     {
+        // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
+        // peft train does; rank 0 reports, and one rank's failure ends the job.
+        using var ranks = Distributed.Communicator.FromEnvironment();
+        try
+        {
+            return Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null, placement, peft,
+                ranks.Rank == 0 ? jsonPath : null, ranks);
+        }
+        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi && TrainRun.EndJob(mpi, e))
+        {
+            throw;   // not reached
+        }
+    }
+
+    private static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
+        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks)
+    {
         placement ??= ModelLoadOptions.Default;
         peft ??= PeftBench.None;
-        // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
-        // peft train does; rank 0 reports.
-        using var ranks = Distributed.Communicator.FromEnvironment();
-        if (ranks.Rank != 0) (output, jsonPath) = (TextWriter.Null, null);
         if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
             throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
         if (peft.Adapters <= 0 || (!peft.IsLora && (peft.Mixed || peft.Adapters > 1)))

@@ -46,8 +46,9 @@ public sealed class ModelOptions
             throw new PeftDslException($"--device {device}: CUDA is not available here (this build uses the CPU libtorch, or no GPU is visible)");
         // Under an MPI launcher, plain "cuda" is the GPU of this rank's local rank: one GPU per rank on each node.
         var local = Environment.GetEnvironmentVariable("MPI_LOCALRANKID") ?? Environment.GetEnvironmentVariable("SLURM_LOCALID");
+        // A launcher that binds one GPU per task (CUDA_VISIBLE_DEVICES) leaves each rank a single device: that one.
         var index = match.Groups[3].Success ? int.Parse(match.Groups[3].Value)
-            : local is not null && int.TryParse(local, out var rank) ? rank : 0;
+            : local is not null && int.TryParse(local, out var rank) && cuda.device_count() > 1 ? rank : 0;
         if (index >= cuda.device_count())
             throw new PeftDslException($"--device {device}: only {cuda.device_count()} CUDA device(s) visible");
         return new ModelLoadOptions(type, torch.device(DeviceType.CUDA, index));

@@ -233,13 +233,20 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         {
             return ranks.Rank == 0 ? Execute(parse, data, placement, log, ranks) : Execute(parse, data, placement, TextWriter.Null, ranks);
         }
-        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi)
+        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi && EndJob(mpi, e))
         {
-            // One rank's failure ends the job: the others would wait for it in the next all-reduce.
-            Console.Error.WriteLine($"error: rank {ranks.Rank} of {ranks.Size}: {(e is PeftDslException ? e.Message : e.GetType().Name + ": " + e.Message.Split('\n')[0])}");
-            mpi.Abort(e is PeftDslException ? Program.BadInput : Program.InternalError);
-            throw;
+            throw;   // not reached: EndJob aborts the job
         }
+    }
+
+    /// <summary>One rank's failure ends the job: the others would wait for it in the next all-reduce. Called from an
+    /// exception filter, so it runs before the stack unwinds (before NCCL's teardown could wait on the dead step).</summary>
+    internal static bool EndJob(Distributed.Mpi.MpiCommunicator mpi, Exception e)
+    {
+        var message = e is PeftDslException ? e.Message : e.GetType().Name + ": " + e.Message;
+        Console.Error.WriteLine($"error: rank {mpi.Rank} of {mpi.Size}: {message.Split('\n')[0]}");
+        mpi.Abort(e is PeftDslException ? Program.BadInput : Program.InternalError);
+        return true;
     }
 
     private int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log, Distributed.ICommunicator ranks)

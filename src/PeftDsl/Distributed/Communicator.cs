@@ -19,6 +19,11 @@ public static class Communicator
             throw new PeftDslException($"OpenMPI's mpiexec started this process ({ompi} ranks), but PeftDsl speaks MPICH's ABI: launch with mpiexec.mpich " +
                                        "(Debian's plain mpiexec is OpenMPI's where both are installed)");
         var size = Environment.GetEnvironmentVariable("PMI_SIZE");
+        // srun without PMI-2 starts the tasks as separate jobs, each of which would write --out as if alone.
+        if (size is null && (Environment.GetEnvironmentVariable("PMIX_RANK") is not null ||
+                             Environment.GetEnvironmentVariable("SLURM_STEP_NUM_TASKS") is { } tasks && tasks != "1"))
+            throw new PeftDslException("Slurm started several tasks without PMI-2 (PMI_SIZE is not set): launch with srun --mpi=pmi2, " +
+                                       "or mpiexec.mpich");
         if (size is null || size == "1") return SingleProcess.Instance;
         if (!int.TryParse(size, NumberStyles.None, CultureInfo.InvariantCulture, out var ranks) || ranks < 1)
             throw new PeftDslException($"PMI_SIZE is '{size}', not a number of ranks");
@@ -26,7 +31,7 @@ public static class Communicator
     }
 
     /// <summary>Environment variable: <c>1</c> sums CUDA gradients with NCCL even in a single process (the one-GPU check
-    /// of the NCCL path, tools/device/nccl-check.sh).</summary>
+    /// of the NCCL path, at the end of <c>bench/gpu/run.sh run</c>).</summary>
     public const string NcclVariable = "PEFTDSL_NCCL";
 
     /// <summary>The communicator for training on <paramref name="device"/>: NCCL for CUDA tensors when there are

@@ -5,7 +5,8 @@ namespace PeftDsl.Distributed;
 /// <summary>
 /// What data-parallel PEFT training needs from the ranks of a job (docs/distributed.md): who this process is, a sum
 /// over ranks of a flat buffer, a broadcast from rank 0 and a barrier. Implemented by <see cref="SingleProcess"/> (no
-/// other rank) and <see cref="Mpi.MpiCommunicator"/> (MPICH's ABI, across processes and nodes).
+/// other rank), <see cref="Mpi.MpiCommunicator"/> (MPICH's ABI, across processes and nodes) and
+/// <see cref="Nccl.NcclCommunicator"/> (NCCL for CUDA tensors, over one of the others).
 /// </summary>
 public interface ICommunicator : IDisposable
 {

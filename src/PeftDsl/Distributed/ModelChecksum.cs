@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using PeftDsl.Peft;
 using PeftDsl.Training;
@@ -5,20 +6,31 @@ using static TorchSharp.torch;
 
 namespace PeftDsl.Distributed;
 
-/// <summary>A SHA-256 of a model's frozen parameters (names and bytes, in order) and of its trainable flat buffer:
-/// equal on two ranks exactly when they hold the same base and the same starting adapter.</summary>
+/// <summary>A SHA-256 of a model's frozen parameters (names and bytes, in order), of its trainable flat buffer and of
+/// the tokenized training and evaluation examples: equal on two ranks exactly when they hold the same base, the same
+/// starting adapter and the same data (ranks on other data would take other schedules and pair mismatched
+/// collectives).</summary>
 internal static class ModelChecksum
 {
-    public static byte[] Of(nn.Module model, FlatParameters trainable)
+    public static byte[] Of(nn.Module model, FlatParameters trainable, IReadOnlyList<Data.TokenizedExample> train,
+        IReadOnlyList<Data.TokenizedExample>? eval)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using var scope = NewDisposeScope();
         foreach (var p in model.AllParameters().Where(p => !p.Parameter.requires_grad))
         {
+            // One scope per tensor: a GPU model's host copies are freed one by one, not held to the end.
+            using var scope = NewDisposeScope();
             hash.AppendData(System.Text.Encoding.UTF8.GetBytes(p.Name));
             hash.AppendData(p.Parameter.detach().cpu().contiguous().bytes);
         }
-        hash.AppendData(trainable.Values.detach().cpu().contiguous().bytes);
+        using (NewDisposeScope()) hash.AppendData(trainable.Values.detach().cpu().contiguous().bytes);
+        foreach (var e in train.Concat(eval ?? []))
+        {
+            hash.AppendData(BitConverter.GetBytes(e.Prompt.Length));
+            hash.AppendData(MemoryMarshal.AsBytes(e.Prompt.AsSpan()));
+            hash.AppendData(BitConverter.GetBytes(e.Answer.Length));
+            hash.AppendData(MemoryMarshal.AsBytes(e.Answer.AsSpan()));
+        }
         return hash.GetHashAndReset();
     }
 }

@@ -145,12 +145,14 @@ public sealed class Trainer
         using var scope = NewDisposeScope();
         var examples = micro.Select(indices => (IReadOnlyList<TokenizedExample>)indices.Select(i => train[i]).ToList()).ToList();
         var loss = Backward(examples, device);
+        // The step's mean loss and its tokens, over all ranks (the log reports the job's throughput). Summed before
+        // the gradients: on GPUs that all-reduce is only queued (NCCL), and this one, on the host and watched for a
+        // timeout, shows first that every rank finished its backward pass.
+        var totals = new[] { (double)loss.item<float>(), examples.Sum(e => e.Sum(x => (double)x.Length)) };
+        ranks.AllReduceSum(totals);
         // Every rank's gradient is its share of the step's mean: their sum is the step's gradient, the same on
         // every rank, so clipping and AdamW keep the adapters identical.
         ranks.AllReduceSum(flat.Grads);
-        // The step's mean loss and its tokens, over all ranks (the log reports the job's throughput).
-        var totals = new[] { (double)loss.item<float>(), examples.Sum(e => e.Sum(x => (double)x.Length)) };
-        ranks.AllReduceSum(totals);
         var norm = flat.ClipGradNorm(options.ClipNorm);
         return (totals[0], (long)totals[1], norm.item<float>());
     }
@@ -218,7 +220,7 @@ public sealed class Trainer
     /// refuse together if any differs.</summary>
     private void RequireSameStart(FlatParameters flat)
     {
-        var mine = ModelChecksum.Of(model, flat);
+        var mine = ModelChecksum.Of(model, flat, train, eval);
         var rankZero = (byte[])mine.Clone();
         ranks.Broadcast(rankZero);
         var differs = new double[ranks.Size];
@@ -227,8 +229,9 @@ public sealed class Trainer
         var bad = Enumerable.Range(0, ranks.Size).Where(r => differs[r] > 0).ToList();
         if (bad.Count > 0)
             throw new PeftDslException($"rank{(bad.Count > 1 ? "s" : "")} {string.Join(", ", bad)} of {ranks.Size} start{(bad.Count > 1 ? "" : "s")} from " +
-                                       "another model than rank 0 (the checksums of the base weights and the trainable adapter differ): every rank " +
-                                       "must load the same --model and start from the same seed or checkpoint");
+                                       "another model or data than rank 0 (the checksums of the base weights, the trainable adapter and the " +
+                                       "tokenized examples differ): every rank must load the same --model and data, and start from the same " +
+                                       "seed or checkpoint");
     }
 
     private Batch MakeBatch(IReadOnlyList<TokenizedExample> examples, Device device) => model is Seq2SeqLanguageModel seq2seq

@@ -7,15 +7,17 @@ namespace PeftDsl.Distributed.Mpi;
 
 /// <summary>
 /// Ranks over MPI (MPICH's ABI), started by <c>mpiexec.mpich -n N peft train …</c> or Slurm's <c>srun</c>. Collectives
-/// on a GPU tensor go through the host (NCCL is the GPU path, not yet wired). A collective that waits longer than
-/// <see cref="Timeout"/> for the other ranks (one died, or hangs) ends this rank with one line, and the launcher ends
-/// the rest: never a silent hang.
+/// on a GPU tensor go through the host (training uses NCCL for those: <see cref="Nccl.NcclCommunicator"/>). A collective
+/// that waits longer than <see cref="Timeout"/> for the other ranks (one died, or hangs) ends this rank with one line,
+/// and the launcher ends the rest: never a silent hang. The first collective is not timed: ranks reach it after
+/// loading the model, which takes as long as it takes.
 /// </summary>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
-    private readonly Stopwatch waiting = new();
     private readonly Thread watchdog;
+    private long started;                // Stopwatch timestamp of the collective in progress (Interlocked)
     private volatile string? inCollective;
+    private volatile bool armed;         // after the first collective: ranks load models at different speeds before it
     private volatile bool disposed;
 
     /// <summary>How long a collective may wait for the other ranks before the job is ended.</summary>
@@ -112,8 +114,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     private void Collective(string what, Func<int> call)
     {
+        Interlocked.Exchange(ref started, Stopwatch.GetTimestamp());
         inCollective = what;
-        waiting.Restart();
         try
         {
             Check(call(), what);
@@ -121,6 +123,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         finally
         {
             inCollective = null;
+            armed = true;
         }
     }
 
@@ -129,7 +132,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         while (!disposed)
         {
             Thread.Sleep(200);
-            if (inCollective is { } what && waiting.Elapsed > Timeout)
+            if (armed && inCollective is { } what && Stopwatch.GetElapsedTime(Interlocked.Read(ref started)) > Timeout)
             {
                 Console.Error.WriteLine($"error: rank {Rank} of {Size}: an {what} waited more than {Timeout.TotalSeconds:0} s for the other ranks " +
                                         "(one has died or hangs); ending this rank, and the launcher ends the job");

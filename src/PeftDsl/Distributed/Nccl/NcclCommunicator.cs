@@ -10,8 +10,8 @@ namespace PeftDsl.Distributed.Nccl;
 /// TorchSharp's ops run on, so the all-reduce is ordered after the backward pass and before the optimizer step without
 /// a host synchronisation. Scalars, broadcasts and barriers go through the control communicator (MPI, or nothing for
 /// one rank), which also carries NCCL's unique id from rank 0 to the others.
-/// Built against nccl.h's ABI but not yet run on a GPU in this repository's tests: tools/device/nccl-check.sh is the
-/// one-rank check (docs/distributed.md).
+/// Built against nccl.h's ABI but not yet run on a GPU: <c>bench/gpu/run.sh run</c> ends with the one-rank check
+/// (docs/distributed.md).
 /// </summary>
 public sealed class NcclCommunicator : ICommunicator
 {
