@@ -287,6 +287,25 @@ public sealed class MpiTrainingTests
                      "could be loaded: on Debian/Ubuntu apt-get install mpich, or set PEFTDSL_MPI_LIBRARY to the library's path", stderr.Trim());
     }
 
+    /// <summary>The GPU path's error where NCCL cannot be loaded is one line naming what to provide (the variable points
+    /// at no library, so this holds on a machine with NCCL too; nothing else in the process loads NCCL). The path itself
+    /// is checked on a GPU by bench/gpu/run.sh.</summary>
+    [Fact]
+    public void AMissingNcclIsOneLine()
+    {
+        Environment.SetEnvironmentVariable("PEFTDSL_NCCL_LIBRARY", "/nonexistent/libnccl.so.2");
+        try
+        {
+            var e = Assert.Throws<Errors.PeftDslException>(() => PeftDsl.Distributed.Nccl.NcclCommunicator.Start(PeftDsl.Distributed.SingleProcess.Instance, 0));
+            Assert.Equal("NCCL (/nonexistent/libnccl.so.2) could not be loaded: use PyTorch's CUDA libraries (their lib folder on " +
+                         "LD_LIBRARY_PATH), or set PEFTDSL_NCCL_LIBRARY to libnccl.so.2", e.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("PEFTDSL_NCCL_LIBRARY", null);
+        }
+    }
+
     /// <summary>peft run without a launcher, with extra environment variables.</summary>
     private static (int Code, string Stderr) Direct(string[] args, params (string Name, string Value)[] environment)
     {
