@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json;
 using PeftDsl.Checkpoints;
 using PeftDsl.Cli.Commands;
@@ -81,7 +80,7 @@ public static class DemoCommand
         var tasks = DemoData.Tasks.Select(t => (Name: t,
             Train: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.train.jsonl"), DataFormat.InputOutput, tokenizer, maxLength),
             Dev: DataOptions.Load(Path.Combine(dataDirectory, $"{t}.dev.jsonl"), DataFormat.InputOutput, tokenizer, maxLength))).ToList();
-        var checksum = BaseChecksum(lm);
+        var checksum = BaseChecksum.ShortHex(lm);
         log.WriteLine($"base checksum before: {checksum}");
 
         var before = tasks.ToDictionary(t => t.Name, t => Evaluator.Run(lm, tokenizer, t.Dev, 32));
@@ -153,7 +152,7 @@ public static class DemoCommand
         }
         console.Write(table);
 
-        var checksumAfter = BaseChecksum(lm);
+        var checksumAfter = BaseChecksum.ShortHex(lm);
         log.WriteLine($"base checksum after:  {checksumAfter} ({(checksumAfter == checksum ? "bit-identical: the base was not touched" : "CHANGED")})");
 
         // Each task with every adapter: an adapter helps its own task; the base row equals the "before" column.
@@ -308,18 +307,6 @@ public static class DemoCommand
             LossPlot.Write(Path.Combine(folder, "metrics.jsonl"), Path.Combine(folder, "loss.png"));
         }
         return result;
-    }
-
-    /// <summary>SHA-256 of every base tensor's bytes, in checkpoint order.</summary>
-    private static string BaseChecksum(LanguageModel model)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var t in CheckpointLayout.Tensors(model).OrderBy(t => t.Key, StringComparer.Ordinal))
-        {
-            using var cpu = t.Target.detach().cpu().contiguous();
-            hash.AppendData(cpu.bytes);
-        }
-        return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
     }
 
     private static string QuickBase(string directory, string data, string fingerprint, TextWriter log) =>

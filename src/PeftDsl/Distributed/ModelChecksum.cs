@@ -1,13 +1,13 @@
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
-using PeftDsl.Peft;
+using PeftDsl.Checkpoints;
 using PeftDsl.Training;
 using static TorchSharp.torch;
 
 namespace PeftDsl.Distributed;
 
-/// <summary>A SHA-256 of a model's frozen parameters (names and bytes, in order), of its trainable flat buffer and of
-/// the tokenized training and evaluation examples: equal on two ranks exactly when they hold the same base, the same
+/// <summary>A SHA-256 of a model's base weights (<see cref="BaseChecksum"/>), of its trainable flat buffer and of the
+/// tokenized training and evaluation examples: equal on two ranks exactly when they hold the same base, the same
 /// starting adapter and the same data (ranks on other data would take other schedules and pair mismatched
 /// collectives).</summary>
 internal static class ModelChecksum
@@ -16,14 +16,8 @@ internal static class ModelChecksum
         IReadOnlyList<Data.TokenizedExample>? eval)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var p in model.AllParameters().Where(p => !p.Parameter.requires_grad))
-        {
-            // One scope per tensor: a GPU model's host copies are freed one by one, not held to the end.
-            using var scope = NewDisposeScope();
-            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(p.Name));
-            hash.AppendData(p.Parameter.detach().cpu().contiguous().bytes);
-        }
-        using (NewDisposeScope()) hash.AppendData(trainable.Values.detach().cpu().contiguous().bytes);
+        BaseChecksum.AppendTo(hash, model);
+        using (var values = trainable.Values.detach().cpu().contiguous()) hash.AppendData(values.bytes);
         foreach (var e in train.Concat(eval ?? []))
         {
             hash.AppendData(BitConverter.GetBytes(e.Prompt.Length));
