@@ -38,10 +38,10 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     /// <exception cref="PeftDslException">No MPICH-ABI library is installed, or MPI disagrees with the launcher.</exception>
     public static MpiCommunicator Start(int expectedSize, TimeSpan timeout)
     {
-        if (!MpiNative.Load())
+        if (NativeLibraries.Load(MpiNative.Library) == IntPtr.Zero)
             throw new PeftDslException($"an MPI launcher started this process ({expectedSize} ranks), but no MPICH-compatible MPI library " +
-                                       $"({string.Join(", ", MpiNative.Candidates)}) could be loaded: on Debian/Ubuntu apt-get install mpich, " +
-                                       $"or set {MpiNative.LibraryVariable} to the library's path");
+                                       $"({string.Join(", ", NativeLibraries.Candidates(MpiNative.Library))}) could be loaded: on Debian/Ubuntu " +
+                                       $"apt-get install mpich, or set {NativeLibraries.Variable(MpiNative.Library)} to the library's path");
         Check(MpiNative.MPI_Initialized(out var initialized), "MPI_Initialized");
         if (initialized == 0) Check(MpiNative.MPI_Init(IntPtr.Zero, IntPtr.Zero), "MPI_Init");
         Check(MpiNative.MPI_Comm_rank(MpiNative.CommWorld, out var rank), "MPI_Comm_rank");

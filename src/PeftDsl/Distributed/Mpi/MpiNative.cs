@@ -9,7 +9,8 @@ namespace PeftDsl.Distributed.Mpi;
 /// </summary>
 internal static unsafe class MpiNative
 {
-    private const string Library = "mpi";
+    /// <summary>The name <see cref="NativeLibraries"/> resolves to an MPICH-ABI library.</summary>
+    public const string Library = "mpi";
 
     public const int Success = 0;
     public const int CommWorld = 0x44000000;
@@ -18,16 +19,6 @@ internal static unsafe class MpiNative
     public const int Double = 0x4c00080b;
     public const int Sum = 0x58000003;
     public static readonly IntPtr InPlace = new(-1);
-
-    /// <summary>Environment variable: the MPI library to load (a path or a name), for an install the loader does not
-    /// find by itself (Intel MPI's or MVAPICH's <c>libmpi.so.12</c> in its own folder).</summary>
-    public static string LibraryVariable => NativeLibraries.Variable(Library);
-
-    /// <summary>The libraries that provide MPICH's ABI, in the order tried.</summary>
-    public static string[] Candidates => NativeLibraries.Candidates(Library);
-
-    /// <summary>Loads an MPICH-ABI library once; false when none is installed.</summary>
-    public static bool Load() => NativeLibraries.Load(Library) != IntPtr.Zero;
 
     [DllImport(Library)] public static extern int MPI_Init(IntPtr argc, IntPtr argv);
     [DllImport(Library)] public static extern int MPI_Initialized(out int flag);
