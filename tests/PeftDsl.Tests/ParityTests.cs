@@ -247,12 +247,16 @@ public sealed class ParityTests
     }
 
     /// <summary>Runs the built CLI as a separate process, as a user would.</summary>
-    internal static (int Code, string Stdout, string Stderr) Peft(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) Peft(params string[] args) => PeftWith([], args);
+
+    /// <summary>Runs the built CLI with extra environment variables.</summary>
+    internal static (int Code, string Stdout, string Stderr) PeftWith((string Name, string Value)[] environment, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "peft.dll");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(dll);
         foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

@@ -26,24 +26,27 @@ public sealed class MpiTrainingTests
         .. (extra.Contains("--batch") ? extra : ["--batch", "8", .. extra]),
     ];
 
-    /// <summary>Runs <c>mpiexec.mpich</c> with one or more (ranks, arguments) groups (MPMD: <c>A : B</c>).</summary>
-    internal static (int Code, string Stdout, string Stderr) Mpi(params (int Ranks, string[] Args)[] groups)
+    /// <summary><c>mpiexec.mpich</c> with one or more (ranks, arguments) groups of the built CLI (MPMD: <c>A : B</c>).</summary>
+    private static ProcessStartInfo MpiStart(int timeoutSeconds, params (int Ranks, string[] Args)[] groups)
     {
         var start = new ProcessStartInfo("mpiexec.mpich") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var (ranks, args) in groups)
         {
             if (start.ArgumentList.Count > 0) start.ArgumentList.Add(":");
-            start.ArgumentList.Add("-n");
-            start.ArgumentList.Add(ranks.ToString());
-            start.ArgumentList.Add("dotnet");
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
-            foreach (var a in args) start.ArgumentList.Add(a);
+            foreach (var a in new[] { "-n", ranks.ToString(), "dotnet", Path.Combine(AppContext.BaseDirectory, "peft.dll") }.Concat(args))
+                start.ArgumentList.Add(a);
         }
-        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = "60";
+        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
+        return start;
+    }
+
+    /// <summary>Runs an MPI job to its end and returns its exit code and output.</summary>
+    internal static (int Code, string Stdout, string Stderr) Mpi(params (int Ranks, string[] Args)[] groups)
+    {
         Process process;
         try
         {
-            process = Process.Start(start)!;
+            process = Process.Start(MpiStart(60, groups))!;
         }
         catch (System.ComponentModel.Win32Exception e)
         {
@@ -121,7 +124,7 @@ public sealed class MpiTrainingTests
 
         using (var job = Launch(2, Train(dir, "run", "--steps", "120", "--save-every", "1")))
         {
-            WaitForLine(job, "step 3/120");
+            Training.TrainCliTests.WaitForLine(job, "step 3/120");
             foreach (var rank in Ranks(job)) Signal(rank, 2);   // SIGINT to every rank, as Ctrl-C under mpiexec
             Assert.True(job.WaitForExit(TimeSpan.FromMinutes(2)), "the stopped job did not end");
         }
@@ -145,7 +148,7 @@ public sealed class MpiTrainingTests
         using var dir = Workspace();
         using (var job = Launch(2, Train(dir, "run", "--steps", "400", "--save-every", "2")))
         {
-            WaitForLine(job, "checkpoint at step 2");
+            Training.TrainCliTests.WaitForLine(job, "checkpoint at step 2");
             var victim = Ranks(job).Single(pid => File.ReadAllText($"/proc/{pid}/environ").Split('\0').Contains("PMI_RANK=1"));
             Signal(victim, 9);
             Assert.True(job.WaitForExit(TimeSpan.FromSeconds(90)), "the job outlived its killed rank by 90 s");
@@ -168,7 +171,7 @@ public sealed class MpiTrainingTests
         using var job = Launch(2, Train(dir, "run", "--steps", "400"), timeoutSeconds: 15);
         var errors = new System.Text.StringBuilder();
         job.ErrorDataReceived += (_, e) => { lock (errors) errors.AppendLine(e.Data); };
-        WaitForLine(job, "step 2/400");
+        Training.TrainCliTests.WaitForLine(job, "step 2/400");
         var frozen = Ranks(job).Single(pid => File.ReadAllText($"/proc/{pid}/environ").Split('\0').Contains("PMI_RANK=1"));
         Signal(frozen, 19);   // SIGSTOP: alive, but never reaches the next all-reduce
         try
@@ -184,23 +187,13 @@ public sealed class MpiTrainingTests
         }
     }
 
+    /// <summary>Starts an MPI job of <paramref name="ranks"/> ranks, its standard output left to read.</summary>
     private static Process Launch(int ranks, string[] args, int timeoutSeconds = 60)
     {
-        var start = new ProcessStartInfo("mpiexec.mpich") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-n", ranks.ToString(), "dotnet", Path.Combine(AppContext.BaseDirectory, "peft.dll") }.Concat(args))
-            start.ArgumentList.Add(a);
-        start.Environment["PEFTDSL_COLLECTIVE_TIMEOUT"] = timeoutSeconds.ToString();
-        var process = Process.Start(start)!;
+        var process = Process.Start(MpiStart(timeoutSeconds, (ranks, args)))!;
         process.ErrorDataReceived += (_, _) => { };
         process.BeginErrorReadLine();
         return process;
-    }
-
-    private static void WaitForLine(Process process, string text)
-    {
-        while (process.StandardOutput.ReadLine() is { } line)
-            if (line.Contains(text)) return;
-        Assert.Fail($"the job ended before printing '{text}'");
     }
 
     /// <summary>The job's rank processes: the <c>dotnet</c> descendants of <c>mpiexec</c> (through its proxy).</summary>
@@ -282,8 +275,8 @@ public sealed class MpiTrainingTests
     public void AMissingMpiLibraryIsOneLine()
     {
         using var dir = Workspace();
-        var (code, stderr) = Direct(Train(dir, "run", "--steps", "1"), ("PMI_SIZE", "2"), ("PMI_RANK", "0"),
-            ("PEFTDSL_MPI_LIBRARY", "/nonexistent/libmpich.so.12"));
+        var (code, _, stderr) = ParityTests.PeftWith([("PMI_SIZE", "2"), ("PMI_RANK", "0"), ("PEFTDSL_MPI_LIBRARY", "/nonexistent/libmpich.so.12")],
+            Train(dir, "run", "--steps", "1"));
         Assert.Equal(2, code);
         Assert.Equal("error: an MPI launcher started this process (2 ranks), but no MPICH-compatible MPI library (/nonexistent/libmpich.so.12) " +
                      "could be loaded: on Debian/Ubuntu apt-get install mpich, or set PEFTDSL_MPI_LIBRARY to the library's path", stderr.Trim());
@@ -308,27 +301,12 @@ public sealed class MpiTrainingTests
         }
     }
 
-    /// <summary>peft run without a launcher, with extra environment variables.</summary>
-    private static (int Code, string Stderr) Direct(string[] args, params (string Name, string Value)[] environment)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "peft.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        foreach (var (name, value) in environment) start.Environment[name] = value;
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        _ = stdout.Result;
-        return (process.ExitCode, stderr);
-    }
-
     /// <summary>OpenMPI's launcher (another ABI) is named, not crashed into.</summary>
     [Fact]
     public void AnOpenMpiLaunchIsRefusedByName()
     {
         using var dir = Workspace();
-        var (code, stderr) = Direct(Train(dir, "run", "--steps", "1"), ("OMPI_COMM_WORLD_SIZE", "2"));
+        var (code, _, stderr) = ParityTests.PeftWith([("OMPI_COMM_WORLD_SIZE", "2")], Train(dir, "run", "--steps", "1"));
         Assert.Equal(2, code);
         Assert.Contains("OpenMPI's mpiexec started this process (2 ranks), but PeftDsl speaks MPICH's ABI", stderr);
     }

@@ -146,11 +146,22 @@ public sealed class TrainCliTests
         return Process.Start(start)!;
     }
 
-    private static void WaitForLine(Process process, string text)
+    /// <summary>Reads the process's output until a line contains <paramref name="text"/>; fails if it ends first.</summary>
+    internal static void WaitForLine(Process process, string text)
     {
         while (process.StandardOutput.ReadLine() is { } line)
             if (line.Contains(text)) return;
-        Assert.Fail($"the run ended before printing '{text}': {process.StandardError.ReadToEnd()}");
+        // A caller that reads standard error asynchronously (an MPI job's) has it already.
+        string errors;
+        try
+        {
+            errors = process.StandardError.ReadToEnd();
+        }
+        catch (InvalidOperationException)
+        {
+            errors = "(standard error read by the caller)";
+        }
+        Assert.Fail($"the run ended before printing '{text}': {errors}");
     }
 
     [Theory]
