@@ -105,17 +105,9 @@ public static class BenchCommand
         ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null)
     {
         // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
-        // peft train does; rank 0 reports, and one rank's failure ends the job.
-        using var ranks = Distributed.Communicator.FromEnvironment();
-        try
-        {
-            return Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null, placement, peft,
-                ranks.Rank == 0 ? jsonPath : null, ranks);
-        }
-        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi && TrainRun.EndJob(mpi, e))
-        {
-            throw;   // not reached
-        }
+        // peft train does; rank 0 reports.
+        return JobRanks.Run(ranks => Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null,
+            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks));
     }
 
     private static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,

@@ -228,25 +228,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     {
         // Under mpiexec.mpich (or srun) this process is one rank of a data-parallel job: rank 0 checks and writes --out
         // and logs; the other ranks train their share and write nothing (docs/distributed.md).
-        using var ranks = Distributed.Communicator.FromEnvironment();
-        try
-        {
-            return ranks.Rank == 0 ? Execute(parse, data, placement, log, ranks) : Execute(parse, data, placement, TextWriter.Null, ranks);
-        }
-        catch (Exception e) when (ranks is Distributed.Mpi.MpiCommunicator mpi && EndJob(mpi, e))
-        {
-            throw;   // not reached: EndJob aborts the job
-        }
-    }
-
-    /// <summary>One rank's failure ends the job: the others would wait for it in the next all-reduce. Called from an
-    /// exception filter, so it runs before the stack unwinds (before NCCL's teardown could wait on the dead step).</summary>
-    internal static bool EndJob(Distributed.Mpi.MpiCommunicator mpi, Exception e)
-    {
-        var message = e is PeftDslException ? e.Message : e.GetType().Name + ": " + e.Message;
-        Console.Error.WriteLine($"error: rank {mpi.Rank} of {mpi.Size}: {message.Split('\n')[0]}");
-        mpi.Abort(e is PeftDslException ? Program.BadInput : Program.InternalError);
-        return true;
+        return JobRanks.Run(ranks => Execute(parse, data, placement, ranks.Rank == 0 ? log : TextWriter.Null, ranks));
     }
 
     private int Execute(ParseResult parse, DataOptions data, ModelLoadOptions placement, TextWriter log, Distributed.ICommunicator ranks)
