@@ -1,5 +1,4 @@
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace PeftDsl.Peft.Prompts;
@@ -7,13 +6,13 @@ namespace PeftDsl.Peft.Prompts;
 /// <summary>
 /// P-tuning: an input table (<c>embedding</c>, N(0, 1)) fed through an encoder. peft's MLP is
 /// <c>mlp_head</c> = Linear(d, h), ReLU, Linear(h, h), ReLU, Linear(h, d); peft's LSTM is <c>lstm_head</c>, a
-/// bidirectional LSTM of width h, then <c>mlp_head</c> = Linear(2h, 2h), ReLU, Linear(2h, d); NeMo's MLP is
+/// bidirectional LSTM of width h (<see cref="PromptLstm"/>), then <c>mlp_head</c> = Linear(2h, 2h), ReLU, Linear(2h, d); NeMo's MLP is
 /// <c>mlp_head</c> = Linear(d, h), GeLU, Linear(h, d). The encoder reads every row at once (the LSTM runs across
 /// them), so the rows are always computed together, also where only the first half acts (seq2seq).
 /// </summary>
 public sealed class PTuningEncoder : PromptTask
 {
-    private readonly LSTM? lstm;
+    private readonly PromptLstm? lstm;
     private readonly nn.Module<Tensor, Tensor> head;
 
     /// <summary>Builds the input table (N(0, 1)) and the encoder <c>config.EncoderType</c> names, under peft's module names.</summary>
@@ -26,7 +25,7 @@ public sealed class PTuningEncoder : PromptTask
         switch (config.EncoderType)
         {
             case PromptEncoderType.Lstm:
-                lstm = nn.LSTM(d, h, config.EncoderNumLayers, batchFirst: true, dropout: config.EncoderDropout, bidirectional: true);
+                lstm = new PromptLstm(d, h, config.EncoderNumLayers, config.EncoderDropout);
                 register_module("lstm_head", lstm);
                 head = nn.Sequential(("0", nn.Linear(2 * h, 2 * h)), ("1", nn.ReLU()), ("2", nn.Linear(2 * h, d)));
                 break;
@@ -51,7 +50,7 @@ public sealed class PTuningEncoder : PromptTask
     {
         using var scope = NewDisposeScope();
         Tensor x = embedding.weight;   // (N, d): one sequence of every virtual token
-        if (lstm is not null) x = lstm.forward(x.unsqueeze(0)).Item1.squeeze(0);   // (N, 2h)
+        if (lstm is not null) x = lstm.forward(x);   // (N, 2h)
         return head.forward(x).MoveToOuterDisposeScope();
     }
 }
