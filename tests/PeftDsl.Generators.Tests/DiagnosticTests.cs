@@ -88,6 +88,16 @@ public sealed class DiagnosticTests
         [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
         public partial class StringDimZeroInner;
         """)]
+    [InlineData("PEFT007", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu", ⟦Dropout = "1.5")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial class DropoutAboveOne;
+        """)]
+    [InlineData("PEFT007", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, ⟦Dropout = "Act")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class StringDropout;
+        """)]
     [InlineData("PEFT008", """
         [TransformerStack(typeof(C), Dim = "Hidden")]
         [TokenEmbedding("wte", Vocab = "100")]

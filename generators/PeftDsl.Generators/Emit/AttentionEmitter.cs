@@ -22,6 +22,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"/// <summary>{sw.Display}: keys more than window − 1 positions back are masked; 0 for none.</summary>");
                 w.Line("private readonly long window;");
             }
+            if (a.Dropout is { } ad) EmitHelpers.DropoutField(w, ad, "attentionDropout", "on the attention probabilities");
             w.Line();
             foreach (var p in a.Projections)
             {
@@ -42,6 +43,7 @@ namespace PeftDsl.Generators.Emit
             w.Line("(this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);");
             if (a.SlidingWindow is { } win)
                 w.Line($"this.window = {DslChecks}.Window({win.Expression}, {Literals.String(win.Display)}, {Literals.String(spec.Name)});");
+            if (a.Dropout is { } dropout) w.Line($"this.attentionDropout = {EmitHelpers.Probability(dropout, spec.Name)};");
             foreach (var p in a.Projections)
             {
                 var (inF, outF, split) = Shape(p.Role);
@@ -80,6 +82,10 @@ namespace PeftDsl.Generators.Emit
             return w.ToString();
         }
 
+        /// <summary>The attention-probability dropout argument of ScaledDotProduct, when the declaration has one.</summary>
+        private static string DropoutArgument(AttentionSpec a) =>
+            a.Dropout is null ? "" : $", dropout: {BaseDropout}.Rate(this.attentionDropout, this.training, ctx)";
+
         private static void EmitSelfForward(IndentedWriter w, ModuleSpec spec, AttentionSpec a)
         {
             ProjectionSpec Role(string role) => a.Projections.First(p => p.Role == role);
@@ -115,7 +121,7 @@ namespace PeftDsl.Generators.Emit
             w.Line("if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)");
             var window = a.SlidingWindow is not null ? ", window: this.window" : "";
             var selfMask = $"ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}{window})";
-            var scaled = a.Scaled ? "" : ", scaled: false";
+            var scaled = (a.Scaled ? "" : ", scaled: false") + DropoutArgument(a);
             if (a.RelativeBias is { } rb)
             {
                 // The first layer folds the pass's mask into the shared bias once; every layer passes it as the mask.
@@ -144,7 +150,7 @@ namespace PeftDsl.Generators.Emit
             w.Line($"var q = {Attention}.SplitHeads(this.{query}.forward(x, ctx.Routing), nHead, headDim);  // (B, nh, T, hs)");
             w.Line("// The encoder's keys and values do not change while decoding: compute them once per sequence.");
             w.Line("var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder, ctx.Routing)) : EncoderKeysValues(encoder, ctx.Routing);");
-            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask{(a.Scaled ? "" : ", scaled: false")});  // (B, nh, T, hs)");
+            w.Line($"var y = {Attention}.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask{(a.Scaled ? "" : ", scaled: false")}{DropoutArgument(a)});  // (B, nh, T, hs)");
             w.Line($"return this.{output}.forward({Attention}.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();");
             w.Close();
             w.Line();

@@ -35,6 +35,9 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"public readonly {AdapterSite} {Pascal(s.AdapterSite)};");
                 w.Line();
             }
+            foreach (var s in b.Sublayers)
+                if (s.Dropout is { } d) EmitHelpers.DropoutField(w, d, DropoutField(s), $"on what {s.Member.Name} adds to the residual stream");
+            if (b.Sublayers.Any(s => s.Dropout is not null)) w.Line();
             w.Line("/// <summary>This block's index in the stack.</summary>");
             w.Line("public int Layer { get; }");
             w.Line();
@@ -57,6 +60,7 @@ namespace PeftDsl.Generators.Emit
                 if (FirstUse(s)) w.Line($"this.{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
                 w.Line($"this.{s.Member.Field} = new {s.Module.FullName}(config, layer);");
                 w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
+                if (s.Dropout is { } d) w.Line($"this.{DropoutField(s)} = {EmitHelpers.Probability(d, spec.Name)};");
             }
             EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }).GroupBy(m => m.Name).Select(g => g.First()));
             foreach (var s in b.Sublayers)
@@ -76,7 +80,7 @@ namespace PeftDsl.Generators.Emit
                 foreach (var s in b.Sublayers)
                 {
                     w.Line($"{(first ? "var " : "")}h = this.{s.Norm.Field}.forward(x);");
-                    w.Line($"x = x + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx);");
+                    w.Line($"x = x + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx)")};");
                     first = false;
                 }
                 w.Line("return x.MoveToOuterDisposeScope();");
@@ -88,7 +92,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line("var y = x;");
                 foreach (var n in norms) w.Line($"var {Local(n)} = this.{n.Field}.forward(x);");
                 foreach (var s in b.Sublayers)
-                    w.Line($"y = y + this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward({Local(s.Norm)}, ctx), {Local(s.Norm)}, ctx);");
+                    w.Line($"y = y + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward({Local(s.Norm)}, ctx), {Local(s.Norm)}, ctx)")};");
                 w.Line("return y.MoveToOuterDisposeScope();");
             }
             w.Close();
@@ -113,6 +117,12 @@ namespace PeftDsl.Generators.Emit
             w.Close();
             return w.ToString();
         }
+
+        /// <summary>What a sublayer adds to the residual stream: its site's output, through its dropout if it has one.</summary>
+        private static string Residual(SublayerSpec s, string output) => s.Dropout is null ? output : EmitHelpers.Dropout(output, DropoutField(s));
+
+        /// <summary>The field holding a sublayer's residual dropout: attnDropout.</summary>
+        private static string DropoutField(SublayerSpec s) => s.Member.Field.TrimStart('@') + "Dropout";
 
         /// <summary>The local holding a norm's output in the parallel form: h_input_layernorm.</summary>
         private static string Local(Member norm) => "h_" + norm.Field.TrimStart('@');

@@ -52,6 +52,21 @@ namespace PeftDsl.Generators.Emit
 
         public static string Norm(string kind) => TypeNames.Modules + kind;
 
+        /// <summary>A dropout rate read from the config and checked to be in [0, 1].</summary>
+        public static string Probability(Binding b, string module) =>
+            $"{TypeNames.DslChecks}.Probability({b.Expression}, {Literals.String(b.Display)}, {Literals.String(module)})";
+
+        /// <summary>The field and its doc line for a dropout rate.</summary>
+        public static void DropoutField(IndentedWriter w, Binding b, string field, string where)
+        {
+            w.Line($"/// <summary>{b.Display}: dropout {where}, in training only.</summary>");
+            w.Line($"private readonly double {field};");
+        }
+
+        /// <summary><paramref name="value"/> through the base model's dropout at the rate in <paramref name="field"/>.</summary>
+        public static string Dropout(string value, string field) =>
+            $"{TypeNames.BaseDropout}.Apply({value}, this.{field}, this.training, ctx)";
+
         /// <summary>TorchSharp would also register every module-typed field under its C# name (layer_0_SelfAttention,
         /// a shared embedding, private role aliases); registration here is explicit, under checkpoint names.</summary>
         public static void NoFieldRegistration(IndentedWriter w)

@@ -16,6 +16,7 @@ namespace PeftDsl.Generators.Emit
             var w = EmitHelpers.Begin(spec.Namespace);
             w.Open($"partial class {spec.Name} : {EmitHelpers.ModuleBase(Tensor, ForwardContext, Tensor)}");
             w.Line($"private readonly {Func}<{Tensor}, {Tensor}> act;");
+            if (f.Dropout is { } fd) EmitHelpers.DropoutField(w, fd, "dropout", "on the inner activation");
             if (conditional)
             {
                 w.Line($"private readonly {PeftLinear}? gateProjection;");
@@ -34,6 +35,7 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, inner) = Sizes(config);");
             w.Line($"this.act = {Activations}.Resolve({f.Activation.Expression}, {Literals.String(spec.Name + " (" + f.Activation.Display + ")")});");
+            if (f.Dropout is { } dropout) w.Line($"this.dropout = {EmitHelpers.Probability(dropout, spec.Name)};");
             foreach (var p in f.Projections)
             {
                 var (inF, outF) = Shape(p.Role);
@@ -73,6 +75,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line("h = this.act(gateUp[0]) * gateUp[1];");
                 w.Close();
                 w.Line("else h = this.act(this.upProjection.forward(x, ctx.Routing));");
+                if (f.Dropout is not null) w.Line($"h = {EmitHelpers.Dropout("h", "dropout")};");
                 w.Line("return this.downProjection.forward(h, ctx.Routing).MoveToOuterDisposeScope();");
             }
             else
@@ -90,6 +93,7 @@ namespace PeftDsl.Generators.Emit
                     w.Line($"var gateUp = {PeftLinear}.ProjectShared(x, ctx.Routing, this.{gate.Member.Field}, this.{up});");
                     w.Line("var h = this.act(gateUp[0]) * gateUp[1];  // (B, T, inner)");
                 }
+                if (f.Dropout is not null) w.Line($"h = {EmitHelpers.Dropout("h", "dropout")};");
                 w.Line($"return this.{down}.forward(h, ctx.Routing).MoveToOuterDisposeScope();");
             }
             w.Close();

@@ -28,6 +28,8 @@ namespace PeftDsl.Generators.Emit
             w.Line($"/// <summary>{s.FinalNorm.Name}: the norm after the last block.</summary>");
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
+            if (s.EmbeddingDropout is { } ed) EmitHelpers.DropoutField(w, ed, "embeddingDropout", "on the embeddings");
+            if (s.FinalDropout is { } fd) EmitHelpers.DropoutField(w, fd, "finalDropout", $"on the output of {s.FinalNorm.Name}");
             w.Line();
             w.Line("/// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>");
             w.Line(s.Positions is { } limit ? $"public long? PositionLimit => this.{limit.Field}.Count;" : "public long? PositionLimit => null;");
@@ -64,6 +66,8 @@ namespace PeftDsl.Generators.Emit
             w.Line($"for (var i = 0; i < count; i++) blocks[i] = new {s.BlockType.FullName}(config, i);");
             w.Line($"this.{s.Blocks.Field} = new {ModuleList}<{s.BlockType.FullName}>(blocks);");
             w.Line($"this.{s.FinalNorm.Field} = new {norm}(dim, {s.FinalNormEps.Expression});");
+            if (s.EmbeddingDropout is { } embeddingDropout) w.Line($"this.embeddingDropout = {EmitHelpers.Probability(embeddingDropout, spec.Name)};");
+            if (s.FinalDropout is { } finalDropout) w.Line($"this.finalDropout = {EmitHelpers.Probability(finalDropout, spec.Name)};");
             var members = new System.Collections.Generic.List<Member>();
             if (!s.SharedTokens) members.Add(s.TokenEmbedding);
             if (s.Positions is not null) members.Add(s.Positions);
@@ -87,8 +91,10 @@ namespace PeftDsl.Generators.Emit
             w.Line($"using var ctx = {ForwardContext}.Create(x, inputs, {(s.Rotary is null ? "null" : "this.rotary")});");
             if (s.Positions is { } positions)
                 w.Line($"x = x + this.{positions.Field}.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)");
+            if (s.EmbeddingDropout is not null) w.Line($"x = {EmitHelpers.Dropout("x", "embeddingDropout")};");
             w.Line($"foreach (var block in this.{s.Blocks.Field}) x = block.forward(x, ctx);");
-            w.Line($"return this.{s.FinalNorm.Field}.forward(x).MoveToOuterDisposeScope();");
+            var final = $"this.{s.FinalNorm.Field}.forward(x)";
+            w.Line($"return {(s.FinalDropout is null ? final : EmitHelpers.Dropout(final, "finalDropout"))}.MoveToOuterDisposeScope();");
             w.Close();
             w.Line();
 

@@ -24,6 +24,7 @@ namespace PeftDsl.Generators.Emit
         public const string LmHead = "global::PeftDsl.Modules.LmHead";
         public const string RotaryEmbedding = "global::PeftDsl.Modules.RotaryEmbedding";
         public const string Attention = "global::PeftDsl.Modules.Attention";
+        public const string BaseDropout = "global::PeftDsl.Modules.BaseDropout";
         public const string Activations = "global::PeftDsl.Modules.Activations";
         public const string ModuleNode = "global::PeftDsl.Modules.ModuleNode";
         public const string WeightInit = "global::PeftDsl.Modules.WeightInit";

@@ -32,7 +32,8 @@ namespace PeftDsl.Generators.Model
     internal sealed record ProjectionSpec(Member Member, string Role, string Layout, Binding Bias, Binding? When, bool Interleaved = false);
 
     /// <param name="Kind">SelfAttention, CrossAttention or FeedForward: fixes the call and its place in the block.</param>
-    internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite);
+    /// <param name="Dropout">Dropout on what the sublayer adds to the residual stream, in training; null for none.</param>
+    internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite, Binding? Dropout = null);
 
     /// <summary>The LM head. <paramref name="TiedEmbedding"/> is the C# path of the embedding it may share.</summary>
     internal sealed record HeadSpec(Member Head, Binding Tie, Binding Scale, string TiedEmbedding);
@@ -80,7 +81,9 @@ namespace PeftDsl.Generators.Model
         Binding Count,
         Member FinalNorm,
         string FinalNormKind,
-        Binding FinalNormEps);
+        Binding FinalNormEps,
+        Binding? EmbeddingDropout = null,
+        Binding? FinalDropout = null);
 
     /// <param name="Scaling">llama3's factor, low/high frequency factors and original context, or null.</param>
     internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<Binding>? Scaling);
@@ -100,11 +103,13 @@ namespace PeftDsl.Generators.Model
         bool Cross,
         RelativeBiasSpec? RelativeBias,
         EquatableArray<ProjectionSpec> Projections,
-        Binding? SlidingWindow = null);
+        Binding? SlidingWindow = null,
+        Binding? Dropout = null);
 
     internal sealed record RelativeBiasSpec(Member Member, Binding Buckets, Binding MaxDistance);
 
-    internal sealed record FeedForwardSpec(Binding Dim, Binding Inner, Binding Activation, EquatableArray<ProjectionSpec> Projections);
+    /// <param name="Dropout">Dropout on the inner activation in training (T5); null for none.</param>
+    internal sealed record FeedForwardSpec(Binding Dim, Binding Inner, Binding Activation, EquatableArray<ProjectionSpec> Projections, Binding? Dropout = null);
 
     /// <summary>One DSL class; exactly one of the kind parts is set.</summary>
     internal sealed record ModuleSpec(

@@ -20,6 +20,8 @@ namespace PeftDsl.Generators.Parsing
         TokenId,
         /// <summary>An attention window: a non-negative integer, 0 for none.</summary>
         Window,
+        /// <summary>A dropout probability: a number in [0, 1].</summary>
+        Probability,
     }
 
     /// <summary>Resolves binding strings: a config member name, else a literal of the expected kind.</summary>
@@ -51,6 +53,13 @@ namespace PeftDsl.Generators.Parsing
                 return null;
             }
             return Resolve(attribute, argument, value!, kind);
+        }
+
+        /// <summary>A dropout binding; null when absent or the literal 0 (nothing to compute).</summary>
+        public Binding? Dropout(AttributeData attribute, string argument)
+        {
+            var binding = Optional(attribute, argument, BindingKind.Probability);
+            return binding is { Literal: 0.0 } ? null : binding;
         }
 
         /// <summary>Resolves an optional binding; a missing one gives <paramref name="fallback"/> (null if none).</summary>
@@ -97,6 +106,14 @@ namespace PeftDsl.Generators.Parsing
                     if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var real))
                         return new Binding(Literals.Double(real), value, real);
                     break;
+                case BindingKind.Probability:
+                    if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var probability))
+                    {
+                        if (probability >= 0 && probability <= 1) return new Binding(Literals.Double(probability), value, probability);
+                        diagnostics.Add(DiagnosticDescriptors.BindingType, location, argument, value, "a dropout probability must be in [0, 1]");
+                        return null;
+                    }
+                    break;
                 case BindingKind.Flag:
                     if (value == "true" || value == "false") return new Binding(value, value, null);
                     break;
@@ -125,7 +142,7 @@ namespace PeftDsl.Generators.Parsing
             var ok = kind switch
             {
                 BindingKind.Size or BindingKind.TokenId or BindingKind.Window => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
-                BindingKind.Real => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
+                BindingKind.Real or BindingKind.Probability => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
                     or SpecialType.System_Single or SpecialType.System_Double,
                 BindingKind.Flag => type.SpecialType == SpecialType.System_Boolean,
                 _ => type.SpecialType == SpecialType.System_String,
@@ -162,6 +179,7 @@ namespace PeftDsl.Generators.Parsing
             BindingKind.TokenId => "token id",
             BindingKind.Window => "non-negative integer (0: no window)",
             BindingKind.Real => "number",
+            BindingKind.Probability => "probability (a number in [0, 1])",
             BindingKind.Flag => "true/false",
             BindingKind.Activation => "activation",
             _ => "rope type (" + string.Join(", ", RopeTypes) + ")",

@@ -44,9 +44,10 @@ namespace PeftDsl.Generators.Parsing
             if (window is not null && !causal)
                 diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "SlidingWindow"), type.Name,
                     "SlidingWindow needs Causal = true (the window counts back from each query)");
+            var dropout = bindings.Dropout(a, "Dropout");
             if (dim is null || heads is null || diagnostics.HasErrors) return null;
             return new AttentionSpec(dim, heads, kvHeads, headDim, causal, !cross && Bindings.NamedValue(a, "Rotary", false),
-                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window);
+                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window, dropout);
         }
 
         private RelativeBiasSpec? ParseRelativeBias(AttributeData a)
@@ -73,8 +74,9 @@ namespace PeftDsl.Generators.Parsing
             // A role may repeat when every declaration of it is conditional (T5's wi / wi_1); the generated
             // constructor checks at run time that exactly one is present.
             ForbidRepeat(roles.Where(r => !projections.Any(p => p.Role == r && p.When is not null)).ToList(), "Gate", "Up", "Down");
+            var dropout = bindings.Dropout(a, "Dropout");
             if (dim is null || inner is null || activation is null || diagnostics.HasErrors) return null;
-            return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray());
+            return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray(), dropout);
         }
 
         /// <summary>The valid projections, and the roles declared with an allowed role whatever else is wrong with

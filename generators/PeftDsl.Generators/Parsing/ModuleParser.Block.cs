@@ -41,7 +41,8 @@ namespace PeftDsl.Generators.Parsing
                     named.Add((norm, attribute));
                 if (member is null || module is null || norm is null) continue;
                 var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
-                sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind]));
+                var dropout = bindings.Dropout(attribute, "Dropout");
+                sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind], dropout));
                 sublayerAttributes.Add(attribute);
             }
             CheckUnique(named);

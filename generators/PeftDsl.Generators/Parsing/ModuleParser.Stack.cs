@@ -11,6 +11,7 @@ namespace PeftDsl.Generators.Parsing
         private StackSpec? ParseStack()
         {
             var dim = bindings.Required(kindAttribute, "Dim", BindingKind.Size, type.Name);
+            var embeddingDropout = bindings.Dropout(kindAttribute, "EmbeddingDropout");
             var named = new List<(Member?, AttributeData)>();
 
             var tokens = Single(AttributeNames.TokenEmbedding, required: true);
@@ -93,18 +94,19 @@ namespace PeftDsl.Generators.Parsing
             var finalNorm = Single(AttributeNames.FinalNorm, required: true);
             Member? normMember = null;
             string normKind = "LayerNorm";
-            Binding? eps = null;
+            Binding? eps = null, finalDropout = null;
             if (finalNorm is not null)
             {
                 normMember = NameArgument(finalNorm);
                 named.Add((normMember, finalNorm));
                 normKind = CheckedEnum(finalNorm.ConstructorArguments.ElementAtOrDefault(1).Value, Bindings.Where(finalNorm), "kind", NormKinds, "NormKind");
                 eps = bindings.Optional(finalNorm, "Eps", BindingKind.Real, "1e-5");
+                finalDropout = bindings.Dropout(finalNorm, "Dropout");
             }
             CheckUnique(named);
             if (diagnostics.HasErrors) return null;
             return new StackSpec(dim!, tokenMember!, vocab, shared, virtualPrompts, positionMember, maxPositions, rotary,
-                blocksMember!, blockType!, count!, normMember!, normKind, eps!);
+                blocksMember!, blockType!, count!, normMember!, normKind, eps!, embeddingDropout, finalDropout);
         }
 
         /// <summary>Literal sizes that cannot fit are compile-time errors: the rotary head size must be the head size of

@@ -22,6 +22,12 @@ public sealed partial record Gpt2Config
     [ConfigKey("activation_function")] public string Activation { get; init; } = "gelu_new";
     /// <summary><c>layer_norm_epsilon</c>: the LayerNorms' epsilon; defaults to 1e-5.</summary>
     [ConfigKey("layer_norm_epsilon")] public double NormEps { get; init; } = 1e-5;
+    /// <summary><c>embd_pdrop</c>: dropout on the embeddings in training; defaults to 0.1, as transformers'.</summary>
+    [ConfigKey("embd_pdrop")] public double EmbeddingDropout { get; init; } = 0.1;
+    /// <summary><c>attn_pdrop</c>: dropout on the attention probabilities in training; defaults to 0.1.</summary>
+    [ConfigKey("attn_pdrop")] public double AttentionDropout { get; init; } = 0.1;
+    /// <summary><c>resid_pdrop</c>: dropout on the attention and MLP outputs in training; defaults to 0.1.</summary>
+    [ConfigKey("resid_pdrop")] public double ResidualDropout { get; init; } = 0.1;
     /// <summary><c>tie_word_embeddings</c>: whether the LM head shares <c>wte</c>'s weight; defaults to true.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; } = true;
     // transformers offers these attention variants; this declaration computes only the plain one, so others are refused.

@@ -14,7 +14,7 @@ namespace PeftDsl.Models.GptNeoX;
 public partial class GptNeoXForCausalLM;
 
 /// <summary>GPT-NeoX's body (transformers' <c>GPTNeoXModel</c>): <c>embed_in</c>, the partial rotary position embedding, the <c>layers</c>, and the final LayerNorm <c>final_layer_norm</c>.</summary>
-[TransformerStack(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden))]
+[TransformerStack(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), EmbeddingDropout = nameof(GptNeoXConfig.HiddenDropout))]
 [TokenEmbedding("embed_in", Vocab = nameof(GptNeoXConfig.VocabSize))]
 [RotaryEmbedding(HeadDim = nameof(GptNeoXConfig.HeadDim), Theta = nameof(GptNeoXConfig.RopeTheta), RopeType = nameof(GptNeoXConfig.RopeType),
     Fraction = nameof(GptNeoXConfig.RotaryFraction))]
@@ -25,12 +25,13 @@ public partial class GptNeoXModel;
 /// <summary>One GPT-NeoX layer (transformers' <c>GPTNeoXLayer</c>): pre-LayerNorm attention and MLP, added to the input in parallel when <c>use_parallel_residual</c>, else in turn.</summary>
 [TransformerBlock(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), NormEps = nameof(GptNeoXConfig.NormEps),
     ParallelResidual = nameof(GptNeoXConfig.ParallelResidual))]
-[Sublayer("attention", typeof(GptNeoXAttention), Norm = "input_layernorm")]
-[Sublayer("mlp", typeof(GptNeoXMlp), Norm = "post_attention_layernorm")]
+[Sublayer("attention", typeof(GptNeoXAttention), Norm = "input_layernorm", Dropout = nameof(GptNeoXConfig.HiddenDropout))]
+[Sublayer("mlp", typeof(GptNeoXMlp), Norm = "post_attention_layernorm", Dropout = nameof(GptNeoXConfig.HiddenDropout))]
 public partial class GptNeoXLayer;
 
 /// <summary>GPT-NeoX's causal self-attention (transformers' <c>GPTNeoXAttention</c>): fused <c>query_key_value</c> laid out per head, RoPE on part of each head, output <c>dense</c>; biased when <c>attention_bias</c>.</summary>
-[SelfAttention(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), Heads = nameof(GptNeoXConfig.Heads), Causal = true, Rotary = true)]
+[SelfAttention(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), Heads = nameof(GptNeoXConfig.Heads), Causal = true, Rotary = true,
+    Dropout = nameof(GptNeoXConfig.AttentionDropout))]
 [Projection("query_key_value", ProjectionRole.Qkv, QkvLayout = QkvLayout.Interleaved, Bias = nameof(GptNeoXConfig.AttentionBias))]
 [Projection("dense", ProjectionRole.Output, Bias = nameof(GptNeoXConfig.AttentionBias))]
 public partial class GptNeoXAttention;

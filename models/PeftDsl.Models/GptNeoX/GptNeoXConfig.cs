@@ -32,6 +32,10 @@ public sealed partial record GptNeoXConfig
     [ConfigKey("use_parallel_residual")] public bool ParallelResidual { get; init; } = true;
     /// <summary><c>attention_bias</c>: whether <c>query_key_value</c> and <c>dense</c> have biases; defaults to true.</summary>
     [ConfigKey("attention_bias")] public bool AttentionBias { get; init; } = true;
+    /// <summary><c>attention_dropout</c>: dropout on the attention probabilities in training; defaults to 0.</summary>
+    [ConfigKey("attention_dropout")] public double AttentionDropout { get; init; }
+    /// <summary><c>hidden_dropout</c>: dropout on the embeddings and on the attention and MLP outputs in training; defaults to 0.</summary>
+    [ConfigKey("hidden_dropout")] public double HiddenDropout { get; init; }
     /// <summary><c>tie_word_embeddings</c>: whether <c>embed_out</c> shares <c>embed_in</c>'s weight; defaults to false.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }
 

@@ -30,7 +30,8 @@ public partial class LlamaDecoderLayer;
 
 /// <summary>Llama's causal grouped-query self-attention (transformers' <c>LlamaAttention</c>): RoPE on queries and keys; <c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>, biased when <c>attention_bias</c>.</summary>
 [SelfAttention(typeof(LlamaConfig), Dim = nameof(LlamaConfig.Hidden), Heads = nameof(LlamaConfig.Heads),
-    KvHeads = nameof(LlamaConfig.KvHeads), HeadDim = nameof(LlamaConfig.HeadDim), Causal = true, Rotary = true)]
+    KvHeads = nameof(LlamaConfig.KvHeads), HeadDim = nameof(LlamaConfig.HeadDim), Causal = true, Rotary = true,
+    Dropout = nameof(LlamaConfig.AttentionDropout))]
 [Projection("q_proj", ProjectionRole.Query, Bias = nameof(LlamaConfig.AttentionBias))]
 [Projection("k_proj", ProjectionRole.Key, Bias = nameof(LlamaConfig.AttentionBias))]
 [Projection("v_proj", ProjectionRole.Value, Bias = nameof(LlamaConfig.AttentionBias))]

@@ -43,6 +43,8 @@ public sealed partial record LlamaConfig
     [ConfigKey("attention_bias")] public bool AttentionBias { get; init; }
     /// <summary><c>mlp_bias</c>: whether the gate/up/down projections have biases; defaults to false.</summary>
     [ConfigKey("mlp_bias")] public bool MlpBias { get; init; }
+    /// <summary><c>attention_dropout</c>: dropout on the attention probabilities in training; defaults to 0.</summary>
+    [ConfigKey("attention_dropout")] public double AttentionDropout { get; init; }
     /// <summary><c>tie_word_embeddings</c>: whether the LM head shares <c>embed_tokens</c>' weight; defaults to false.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }
 

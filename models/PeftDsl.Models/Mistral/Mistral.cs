@@ -27,7 +27,7 @@ public partial class MistralDecoderLayer;
 /// <summary>Mistral's causal grouped-query self-attention (transformers' <c>MistralAttention</c>): RoPE on queries and keys, an optional sliding window; bias-free <c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>.</summary>
 [SelfAttention(typeof(MistralConfig), Dim = nameof(MistralConfig.Hidden), Heads = nameof(MistralConfig.Heads),
     KvHeads = nameof(MistralConfig.KvHeads), HeadDim = nameof(MistralConfig.HeadDim), Causal = true, Rotary = true,
-    SlidingWindow = nameof(MistralConfig.SlidingWindow))]
+    SlidingWindow = nameof(MistralConfig.SlidingWindow), Dropout = nameof(MistralConfig.AttentionDropout))]
 [Projection("q_proj", ProjectionRole.Query)]
 [Projection("k_proj", ProjectionRole.Key)]
 [Projection("v_proj", ProjectionRole.Value)]

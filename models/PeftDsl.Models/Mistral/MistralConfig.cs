@@ -31,6 +31,8 @@ public sealed partial record MistralConfig
     public string RopeType { get; init; } = "default";
     /// <summary>null (newer Mistral releases) means no window.</summary>
     [ConfigKey("sliding_window")] public int? SlidingWindowOverride { get; init; }
+    /// <summary><c>attention_dropout</c>: dropout on the attention probabilities in training; defaults to 0.</summary>
+    [ConfigKey("attention_dropout")] public double AttentionDropout { get; init; }
     /// <summary><c>tie_word_embeddings</c>: whether the LM head shares <c>embed_tokens</c>' weight; defaults to false.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }
 

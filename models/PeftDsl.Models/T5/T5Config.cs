@@ -35,6 +35,9 @@ public sealed partial record T5Config
     [ConfigKey("scale_decoder_outputs")] public bool? ScaleDecoderOutputsOverride { get; init; }
     /// <summary><c>transformers_version</c>: the transformers version that saved the config; it decides what a missing <c>scale_decoder_outputs</c> means.</summary>
     [ConfigKey("transformers_version")] public string? TransformersVersion { get; init; }
+    /// <summary><c>dropout_rate</c>: dropout on the embeddings, the attention probabilities, every sublayer's output, the
+    /// feed-forward activation and the final norm's output, in training; defaults to 0.1, as transformers'.</summary>
+    [ConfigKey("dropout_rate")] public double DropoutRate { get; init; } = 0.1;
     /// <summary><c>decoder_start_token_id</c>: the decoder's first token when generating; defaults to 0 (T5's pad token).</summary>
     [ConfigKey("decoder_start_token_id")] public int DecoderStartTokenId { get; init; }
 

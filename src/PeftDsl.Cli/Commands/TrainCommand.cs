@@ -49,6 +49,7 @@ public static class TrainCommand
         var warmup = new Option<int>("--warmup") { Description = "Warmup steps", DefaultValueFactory = _ => 0 };
         var schedule = new Option<string>("--schedule") { Description = "Decay after warmup: cosine, linear, constant", DefaultValueFactory = _ => "cosine" };
         var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => 0.01 };
+        var baseDropout = new Option<string>("--base-dropout") { Description = "The base model's own dropout in training: config (config.json's rates, as transformers applies them) or one probability for all of them (0: off)", DefaultValueFactory = _ => "config" };
         var clip = new Option<double>("--clip") { Description = "Gradient-norm limit (0: off)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { Description = "Seed: the same seed gives the same run on the CPU", DefaultValueFactory = _ => 1234 };
         var logEvery = new Option<int>("--log-every") { Description = "Steps between log lines", DefaultValueFactory = _ => 10 };
@@ -65,7 +66,7 @@ public static class TrainCommand
         var command = new Command("train", Program.Example("Train a LoRA adapter on JSONL examples",
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
-            model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, clip, seed,
+            model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, baseDropout, clip, seed,
             logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
             adapterDim, adapterActivation, adapterNorm, adapterSites, adapterPlacement, adapterTie,
         };
@@ -154,6 +155,7 @@ public static class TrainCommand
                 },
                 WeightDecay = parse.GetValue(weightDecay),
                 ClipNorm = parse.GetValue(clip),
+                BaseDropout = BaseDropoutValue(parse.GetValue(baseDropout)!),
                 Seed = parse.GetValue(seed),
                 LogEvery = parse.GetValue(logEvery),
                 EvalEvery = parse.GetValue(evalEvery),
@@ -176,6 +178,12 @@ public static class TrainCommand
     }
 
     private static readonly string[] KnownMethods = ["lora", "ia3", "adapter", "prompt", "ptuning", "prefix"];
+
+    /// <summary><c>--base-dropout</c>: <c>config</c> (null) or one probability in [0, 1].</summary>
+    internal static double? BaseDropoutValue(string text) =>
+        text == "config" ? null
+        : double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var p) && p >= 0 && p <= 1 ? p
+        : throw new PeftDslException($"--base-dropout: '{text}' is not config or a probability in [0, 1]");
 
     /// <summary>IA3's targets (--targets, shared with LoRA unless LoRA is trained too) and feed-forward modules, or
     /// NeMo's placement, which takes its sites from the model.</summary>

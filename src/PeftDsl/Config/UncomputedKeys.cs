@@ -20,6 +20,8 @@ public static class UncomputedKeys
 
     private static bool IsOne(JsonElement v, ConfigJson _) => v.ValueKind == JsonValueKind.Null || (v.ValueKind == JsonValueKind.Number && v.GetDouble() == 1.0);
 
+    private static bool IsZero(JsonElement v, ConfigJson _) => v.ValueKind == JsonValueKind.Null || (v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0.0);
+
     private static bool IsDefaultRope(JsonElement v, ConfigJson _) => v.ValueKind == JsonValueKind.Null || (v.ValueKind == JsonValueKind.String && v.GetString() == "default");
 
     /// <summary>A window at least as long as every position the model accepts never masks anything; so is one that
@@ -35,7 +37,8 @@ public static class UncomputedKeys
         json.TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.False;
 
     /// <summary>The keys refused unless bound or plain, with what a non-plain value would ask the model to compute:
-    /// parallel residuals, sliding windows, partial or scaled rotary embeddings, soft-capping, q/k norms, ALiBi.</summary>
+    /// parallel residuals, sliding windows, partial or scaled rotary embeddings, soft-capping, q/k norms, ALiBi and the
+    /// base model's dropout.</summary>
     public static readonly IReadOnlyList<Rule> Rules =
     [
         new("use_parallel_residual", "a parallel residual (x + attn(ln_1(x)) + mlp(ln_2(x)))", IsFalse),
@@ -51,5 +54,12 @@ public static class UncomputedKeys
         new("qk_layernorm", "normed queries and keys", IsFalse),
         new("use_qk_norm", "normed queries and keys", IsFalse),
         new("alibi", "ALiBi position biases", IsFalse),
+        // transformers applies these in training; a declaration that does not place them would train another model.
+        new("embd_pdrop", "dropout on the embeddings in training", IsZero),
+        new("attn_pdrop", "dropout on the attention probabilities in training", IsZero),
+        new("resid_pdrop", "dropout on the sublayer outputs in training", IsZero),
+        new("dropout_rate", "dropout on the embeddings, attention and sublayer outputs in training", IsZero),
+        new("attention_dropout", "dropout on the attention probabilities in training", IsZero),
+        new("hidden_dropout", "dropout on the embeddings and sublayer outputs in training", IsZero),
     ];
 }

@@ -132,6 +132,9 @@ public sealed class FinalNormAttribute(string name, NormKind kind) : Attribute
     public NormKind Kind { get; } = kind;
     /// <summary>Binding: epsilon.</summary>
     public string Eps { get; set; } = "1e-5";
+
+    /// <summary>Binding: dropout on the norm's output in training (T5's <c>dropout_rate</c>); "0" (the default) for none.</summary>
+    public string Dropout { get; set; } = "0";
 }
 
 /// <summary>[TransformerBlock] A residual sublayer: x + Adapter(Sublayer(Norm(x))) in the pre-norm layout.
@@ -147,6 +150,11 @@ public sealed class SublayerAttribute(string name, Type module) : Attribute
     public Type Module { get; } = module;
     /// <summary>Checkpoint name of the norm in front of the sublayer.</summary>
     public string Norm { get; set; } = "";
+
+    /// <summary>Binding: dropout on what the sublayer adds to the residual stream (its output after the adapter site),
+    /// in training (GPT-2's <c>resid_pdrop</c>, T5's <c>dropout_rate</c>, GPT-NeoX's <c>hidden_dropout</c>); "0" (the
+    /// default) for none.</summary>
+    public string Dropout { get; set; } = "0";
 }
 
 /// <summary>[SelfAttention, FeedForward] A linear layer. Every projection is a PEFT linear site, selectable by

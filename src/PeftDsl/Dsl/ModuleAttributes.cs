@@ -51,6 +51,10 @@ public sealed class TransformerStackAttribute(Type config) : Attribute
     public Type Config { get; } = config;
     /// <summary>Binding: the hidden size.</summary>
     public string Dim { get; set; } = "";
+
+    /// <summary>Binding: dropout on the embeddings (after positions and virtual tokens are added) in training (GPT-2's
+    /// <c>embd_pdrop</c>, T5's <c>dropout_rate</c>); "0" (the default) for none.</summary>
+    public string EmbeddingDropout { get; set; } = "0";
 }
 
 /// <summary>One residual block. Sublayers run in the order self-attention, cross-attention, feed-forward.</summary>
@@ -103,6 +107,10 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
     /// <summary>Binding: sliding-window attention (Mistral's <c>sliding_window</c>): a query sees itself and the
     /// window − 1 positions before it; 0 for none. Causal attention only.</summary>
     public string? SlidingWindow { get; set; }
+
+    /// <summary>Binding: dropout on the attention probabilities in training (GPT-2's <c>attn_pdrop</c>, T5's
+    /// <c>dropout_rate</c>, Llama's <c>attention_dropout</c>); "0" (the default) for none.</summary>
+    public string Dropout { get; set; } = "0";
 }
 
 /// <summary>Decoder cross-attention: queries from the decoder, keys and values from the encoder output
@@ -121,6 +129,10 @@ public sealed class CrossAttentionAttribute(Type config) : Attribute
     public string? HeadDim { get; set; }
     /// <summary>Scale scores by 1/√head_dim (T5 does not).</summary>
     public bool Scaled { get; set; } = true;
+
+    /// <summary>Binding: dropout on the attention probabilities in training (GPT-2's <c>attn_pdrop</c>, T5's
+    /// <c>dropout_rate</c>, Llama's <c>attention_dropout</c>); "0" (the default) for none.</summary>
+    public string Dropout { get; set; } = "0";
 }
 
 /// <summary>A position-wise MLP: plain (up → act → down) or gated (act(gate) × up → down) when a
@@ -137,4 +149,8 @@ public sealed class FeedForwardAttribute(Type config) : Attribute
     public string Inner { get; set; } = "";
     /// <summary>Binding: a Hugging Face activation name (<c>gelu_new</c>, <c>silu</c>, <c>relu</c>, …) or a config member holding one.</summary>
     public string Activation { get; set; } = "";
+
+    /// <summary>Binding: dropout on the inner activation, before the down projection, in training (T5's
+    /// <c>dropout_rate</c>); "0" (the default) for none.</summary>
+    public string Dropout { get; set; } = "0";
 }

@@ -39,14 +39,15 @@ public static class Attention
     /// <param name="k">(B, hkv, Tk, hd)</param>
     /// <param name="v">(B, hkv, Tk, hd)</param>
     /// <param name="bias">(1 or B, h, Tq, Tk) added to the scores, or null.</param>
+    /// <param name="dropout">Dropout on the attention probabilities (the caller passes 0 outside training).</param>
     /// <returns>(B, h, Tq, hd)</returns>
-    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null)
+    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null, double dropout = 0.0)
     {
         using var scope = NewDisposeScope();
         if (!scaled) q = q * Math.Sqrt(q.shape[^1]);
         var repeats = q.shape[1] / k.shape[1];
         if (repeats > 1 && bias is null && q.shape[2] == 1 && (!mask.IsCausal || k.shape[2] == 1))
-            return GroupedDecodeStep(q, k, v, mask.Mask, repeats).MoveToOuterDisposeScope();
+            return GroupedDecodeStep(q, k, v, mask.Mask, repeats, dropout).MoveToOuterDisposeScope();
         if (repeats > 1)
         {
             k = k.repeat_interleave(repeats, dim: 1);                           // (B, h, Tk, hd)
@@ -55,14 +56,14 @@ public static class Attention
         Tensor y;
         if (bias is null)
         {
-            y = nn.functional.scaled_dot_product_attention(q, k, v, mask.Mask, 0.0, mask.IsCausal);
+            y = nn.functional.scaled_dot_product_attention(q, k, v, mask.Mask, dropout, mask.IsCausal);
         }
         else
         {
             long tq = q.shape[2], tk = k.shape[2];
             var allowed = mask.Mask ?? (mask.IsCausal ? ones(tq, tk, dtype: ScalarType.Bool, device: q.device).tril(tk - tq) : null);
             var scores = allowed is null ? bias : bias.masked_fill(allowed.logical_not(), MinValue(bias.dtype));
-            y = nn.functional.scaled_dot_product_attention(q, k, v, scores.to(q.dtype), 0.0, false);
+            y = nn.functional.scaled_dot_product_attention(q, k, v, scores.to(q.dtype), dropout, false);
         }
         return y.MoveToOuterDisposeScope();
     }
@@ -75,11 +76,11 @@ public static class Attention
     /// <c>enable_gqa</c>).
     /// </summary>
     /// <returns>(B, h, 1, hd)</returns>
-    internal static Tensor GroupedDecodeStep(Tensor q, Tensor k, Tensor v, Tensor? mask, long repeats)
+    internal static Tensor GroupedDecodeStep(Tensor q, Tensor k, Tensor v, Tensor? mask, long repeats, double dropout = 0.0)
     {
         long b = q.shape[0], h = q.shape[1], hd = q.shape[3];
         var grouped = q.view(b, k.shape[1], repeats, hd);                                      // (B, hkv, rep, hd)
-        var y = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false);   // (B, hkv, rep, hd)
+        var y = nn.functional.scaled_dot_product_attention(grouped, k, v, mask, dropout, false);   // (B, hkv, rep, hd)
         // reshape, not view: CUDA's memory-efficient kernel returns (B, hkv, rep, hd) as a transpose of its
         // (B, rep, hkv, hd) buffer, which a view cannot merge.
         return y.reshape(b, h, 1, hd);

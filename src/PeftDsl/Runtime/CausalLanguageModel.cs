@@ -75,13 +75,13 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
         var prompts = first || cache!.VirtualLength > 0 ? VirtualTokens(routing, inputIds, rows: first) : null;
         if (prompts is null)
         {
-            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing));  // (B, T, C)
+            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout));  // (B, T, C)
             return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
         }
         (cache, var temporary, var mask) = EnterVirtual(prompts, attentionMask, cache, inputIds);
         try
         {
-            var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts));  // (B, P + T, C) on a prompt's first pass
+            var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts, BaseDropout: BaseDropout));  // (B, P + T, C) on a prompt's first pass
             if (first) cache?.CheckPrefixUsed();
             // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.
             if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.AddVirtual(prompts.Count);

@@ -55,6 +55,14 @@ public static class DslChecks
         return dim / heads;
     }
 
+    /// <summary>A dropout probability from config.json: in [0, 1].</summary>
+    public static double Probability(double value, string key, string module)
+    {
+        if (!(value >= 0 && value <= 1))
+            throw new ConfigException($"{module}: {key} = {value} must be a dropout probability in [0, 1]");
+        return value;
+    }
+
     /// <summary>A sliding window: 0 for none, else positive.</summary>
     public static long Window(long value, string key, string module)
     {

@@ -76,6 +76,9 @@ public sealed class ForwardContext : IDisposable
     /// <summary>Which adapters act on which rows: every projection of the stack receives it.</summary>
     public AdapterRouting Routing { get; }
 
+    /// <summary>Replaces every configured base-model dropout rate in training when set (<see cref="Modules.BaseDropout"/>).</summary>
+    public double? BaseDropout { get; private init; }
+
     /// <summary>The mask a self-attention layer passes to SDPA.</summary>
     /// <param name="window">Sliding-window attention (Mistral's <c>sliding_window</c>): a query at absolute index i sees
     /// keys j with i − window &lt; j ≤ i, as transformers masks it (indices count every position, padding and virtual
@@ -162,7 +165,7 @@ public sealed class ForwardContext : IDisposable
         Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
             tables is { } t ? (t.Cos.unsqueeze(1), t.SignedSin.unsqueeze(1)) : null,
-            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) { rotaryHeadDim = rotary?.HeadDim ?? 0 };
+            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) { rotaryHeadDim = rotary?.HeadDim ?? 0, BaseDropout = inputs.BaseDropout };
         positions.MoveToOuterDisposeScope();
         keyMask?.MoveToOuterDisposeScope();
         causalMask?.MoveToOuterDisposeScope();

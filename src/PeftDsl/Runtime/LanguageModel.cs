@@ -35,6 +35,24 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>How checkpoints of this model may differ from its parameter list.</summary>
     public abstract CheckpointRules CheckpointRules { get; }
 
+    private double? baseDropout;
+
+    /// <summary>
+    /// The base model's own dropout in training (<see cref="Modules.BaseDropout"/>): null (the default) applies the rates
+    /// config.json gives, where the declaration binds them, as transformers does; a value in [0, 1] replaces every one of
+    /// them (0 turns them off: <c>--base-dropout 0</c>). Evaluation and generation never drop.
+    /// </summary>
+    public double? BaseDropout
+    {
+        get => baseDropout;
+        set
+        {
+            if (value is { } p && !(p >= 0 && p <= 1))
+                throw new PeftDslException($"the base-model dropout must be in [0, 1], got {p}");
+            baseDropout = value;
+        }
+    }
+
     /// <summary>The adapters attached to this model: add, load, save, activate, merge, delete.</summary>
     public AdapterRegistry Adapters => adapters ??= new AdapterRegistry(this);
 

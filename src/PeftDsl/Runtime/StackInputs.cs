@@ -11,5 +11,6 @@ namespace PeftDsl.Runtime;
 /// <param name="Routing">Which adapters act on which rows; null runs the base model alone. The root fills it.</param>
 /// <param name="Prompts">Virtual tokens the stack's virtual-prompt site writes before the token embeddings (the mask
 /// already covers them); null for none. The root fills it for the stack that takes the prompt.</param>
+/// <param name="BaseDropout">The root's <see cref="LanguageModel.BaseDropout"/>: null keeps the configured rates.</param>
 public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null,
-    KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null);
+    KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null, double? BaseDropout = null);

@@ -77,6 +77,7 @@ public sealed class Trainer
         var lengths = train.Select(e => e.Length).ToList();
         EvalResult? last = null, best = null;
         var stop = "finished";
+        model.BaseDropout = options.BaseDropout;
         model.train();
         while (state.Step < TotalSteps)
         {
@@ -261,6 +262,10 @@ public sealed class Trainer
         return saved with { Settings = now.Settings };
     }
 
+    /// <summary>What a checkpoint that does not record a setting was trained with: the base model's dropout was not
+    /// computed before <c>--base-dropout</c> existed.</summary>
+    private static readonly Dictionary<string, string> SettingsBeforeTheyWereRecorded = new() { ["--base-dropout"] = "0" };
+
     /// <summary>Refuses a resume whose settings differ from the checkpoint's, before anything is built from them (a
     /// method's tensors, the data at another length).</summary>
     public static void CheckResumeSettings(string directory, TrainerOptions options) =>
@@ -270,9 +275,10 @@ public sealed class Trainer
     {
         // Checkpoints from before settings were recorded carry none; those are resumed on the other checks.
         if (before is null || after is null) return;
+        string? Before(string k) => before.GetValueOrDefault(k) ?? SettingsBeforeTheyWereRecorded.GetValueOrDefault(k);
         var changed = before.Keys.Union(after.Keys).Order(StringComparer.Ordinal)
-            .Where(k => before.GetValueOrDefault(k) != after.GetValueOrDefault(k))
-            .Select(k => $"{k} {before.GetValueOrDefault(k) ?? "(unset)"} → {after.GetValueOrDefault(k) ?? "(unset)"}")
+            .Where(k => Before(k) != after.GetValueOrDefault(k))
+            .Select(k => $"{k} {Before(k) ?? "(unset)"} → {after.GetValueOrDefault(k) ?? "(unset)"}")
             .ToList();
         if (changed.Count > 0)
             throw new PeftDslException($"{directory}: this run's settings differ from the checkpoint's: {string.Join(", ", changed)}; resume with the same settings");

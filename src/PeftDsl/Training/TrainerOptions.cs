@@ -38,6 +38,10 @@ public sealed record TrainerOptions
     /// <summary>AdamW's decoupled weight decay, in [0, 1] (<c>--weight-decay</c>).</summary>
     public double WeightDecay { get; init; } = 0.01;
 
+    /// <summary>The base model's own dropout while training (<see cref="Runtime.LanguageModel.BaseDropout"/>): null applies
+    /// config.json's rates, as transformers does; a value in [0, 1] replaces them all, 0 turns them off (<c>--base-dropout</c>).</summary>
+    public double? BaseDropout { get; init; }
+
     /// <summary>Global gradient-norm limit; 0 turns clipping off.</summary>
     public double ClipNorm { get; init; } = 1.0;
 
@@ -83,6 +87,7 @@ public sealed record TrainerOptions
             ["--schedule"] = Decay.ToString().ToLowerInvariant(),
             ["--weight-decay"] = N(WeightDecay),
             ["--clip"] = N(ClipNorm),
+            ["--base-dropout"] = BaseDropout is { } p ? N(p) : "config",
             ["--full-loss"] = AnswerOnlyLoss ? "no" : "yes",
             ["--metric"] = Metric == EvalMetric.Loss ? "loss" : "exact_match",
         };
@@ -101,6 +106,7 @@ public sealed record TrainerOptions
         if (!(LearningRate > 0 && LearningRate <= 1)) throw Bad("--lr must be a number in (0, 1]", LearningRate);
         if (!(WeightDecay >= 0 && WeightDecay <= 1)) throw Bad("--weight-decay must be in [0, 1]", WeightDecay);
         if (!(ClipNorm >= 0 && double.IsFinite(ClipNorm))) throw Bad("--clip must be 0 (off) or more", ClipNorm);
+        if (BaseDropout is { } dropout && !(dropout >= 0 && dropout <= 1)) throw Bad("--base-dropout must be in [0, 1] (or config)", dropout);
         if (WarmupSteps < 0) throw Bad("--warmup must be 0 or more", WarmupSteps);
         if (Seed < 0) throw Bad("--seed must be 0 or more", Seed);
         if (LogEvery <= 0) throw Bad("--log-every must be positive", LogEvery);

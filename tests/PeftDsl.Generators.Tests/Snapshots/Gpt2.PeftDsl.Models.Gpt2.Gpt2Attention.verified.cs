@@ -8,6 +8,8 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     private readonly long nHead;
     private readonly long nKvHead;
     private readonly long headDim;
+    /// <summary>attn_pdrop: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>c_attn: the Qkv projection (Conv1D layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear c_attn;
@@ -20,6 +22,7 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.AttentionDropout, "attn_pdrop", "Gpt2Attention");
         this.c_attn = new global::PeftDsl.Modules.PeftLinear(dim, (nHead + 2 * nKvHead) * headDim, true, global::PeftDsl.Dsl.ProjectionRole.Qkv, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D, new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim });
         this.c_proj = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, true, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Conv1D);
         register_module("c_attn", this.c_attn);
@@ -36,7 +39,7 @@ partial class Gpt2Attention : global::TorchSharp.torch.nn.Module<global::TorchSh
         var k = global::PeftDsl.Modules.Attention.SplitHeads(qkv[1], nKvHead, headDim);  // (B, nkv, T, hs)
         var v = global::PeftDsl.Modules.Attention.SplitHeads(qkv[2], nKvHead, headDim);  // (B, nkv, T, hs)
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true), dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx));  // (B, nh, T, hs)
         return this.c_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

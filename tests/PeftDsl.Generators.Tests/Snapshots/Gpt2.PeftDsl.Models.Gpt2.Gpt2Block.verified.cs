@@ -20,6 +20,11 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>Adapter site after mlp, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
+    /// <summary>resid_pdrop: dropout on what attn adds to the residual stream, in training only.</summary>
+    private readonly double attnDropout;
+    /// <summary>resid_pdrop: dropout on what mlp adds to the residual stream, in training only.</summary>
+    private readonly double mlpDropout;
+
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
@@ -31,9 +36,11 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         this.ln_1 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
         this.attn = new global::PeftDsl.Models.Gpt2.Gpt2Attention(config, layer);
         this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.attnDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.ResidualDropout, "resid_pdrop", "Gpt2Block");
         this.ln_2 = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
         this.mlp = new global::PeftDsl.Models.Gpt2.Gpt2Mlp(config, layer);
         this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        this.mlpDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.ResidualDropout, "resid_pdrop", "Gpt2Block");
         register_module("ln_1", this.ln_1);
         register_module("attn", this.attn);
         register_module("ln_2", this.ln_2);
@@ -48,9 +55,9 @@ partial class Gpt2Block : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var h = this.ln_1.forward(x);
-        x = x + this.AttentionAdapter.forward(this.attn.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.AttentionAdapter.forward(this.attn.forward(h, ctx), h, ctx), this.attnDropout, this.training, ctx);
         h = this.ln_2.forward(x);
-        x = x + this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx), this.mlpDropout, this.training, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

@@ -22,6 +22,12 @@ partial record Gpt2Config
             config = config with { Activation = vActivation };
         if (json.Optional<double>(new[] { "layer_norm_epsilon" }, "Gpt2Config.NormEps", out var vNormEps))
             config = config with { NormEps = vNormEps };
+        if (json.Optional<double>(new[] { "embd_pdrop" }, "Gpt2Config.EmbeddingDropout", out var vEmbeddingDropout))
+            config = config with { EmbeddingDropout = vEmbeddingDropout };
+        if (json.Optional<double>(new[] { "attn_pdrop" }, "Gpt2Config.AttentionDropout", out var vAttentionDropout))
+            config = config with { AttentionDropout = vAttentionDropout };
+        if (json.Optional<double>(new[] { "resid_pdrop" }, "Gpt2Config.ResidualDropout", out var vResidualDropout))
+            config = config with { ResidualDropout = vResidualDropout };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "Gpt2Config.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
         if (json.Optional<bool>(new[] { "scale_attn_weights" }, "Gpt2Config.ScaleAttentionWeights", out var vScaleAttentionWeights))
@@ -30,7 +36,7 @@ partial record Gpt2Config
             config = config with { ScaleAttentionByLayer = vScaleAttentionByLayer };
         json.RequireComputed(new[] { "scale_attn_weights" }, config.ScaleAttentionWeights, new object?[] { true }, "Gpt2Config.ScaleAttentionWeights");
         json.RequireComputed(new[] { "scale_attn_by_inverse_layer_idx" }, config.ScaleAttentionByLayer, new object?[] { false }, "Gpt2Config.ScaleAttentionByLayer");
-        json.RefuseUncomputed(new[] { "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function", "layer_norm_epsilon", "tie_word_embeddings", "scale_attn_weights", "scale_attn_by_inverse_layer_idx" }, "Gpt2Config");
+        json.RefuseUncomputed(new[] { "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function", "layer_norm_epsilon", "embd_pdrop", "attn_pdrop", "resid_pdrop", "tie_word_embeddings", "scale_attn_weights", "scale_attn_by_inverse_layer_idx" }, "Gpt2Config");
         config.OnBound(json);
         return config;
     }

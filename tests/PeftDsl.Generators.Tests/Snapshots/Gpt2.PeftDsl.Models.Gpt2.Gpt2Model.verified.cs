@@ -13,6 +13,8 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block> h;
     /// <summary>ln_f: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm ln_f;
+    /// <summary>embd_pdrop: dropout on the embeddings, in training only.</summary>
+    private readonly double embeddingDropout;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => this.wpe.Count;
@@ -31,6 +33,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.Gpt2.Gpt2Block(config, i);
         this.h = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.Gpt2.Gpt2Block>(blocks);
         this.ln_f = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
+        this.embeddingDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.EmbeddingDropout, "embd_pdrop", "Gpt2Model");
         register_module("wte", this.wte);
         register_module("wpe", this.wpe);
         register_module("h", this.h);
@@ -48,6 +51,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         x = x + this.wpe.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)
+        x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
         foreach (var block in this.h) x = block.forward(x, ctx);
         return this.ln_f.forward(x).MoveToOuterDisposeScope();
     }

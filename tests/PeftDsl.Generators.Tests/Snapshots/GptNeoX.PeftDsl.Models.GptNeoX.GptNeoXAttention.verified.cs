@@ -8,6 +8,8 @@ partial class GptNeoXAttention : global::TorchSharp.torch.nn.Module<global::Torc
     private readonly long nHead;
     private readonly long nKvHead;
     private readonly long headDim;
+    /// <summary>attention_dropout: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>query_key_value: the Qkv projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear query_key_value;
@@ -20,6 +22,7 @@ partial class GptNeoXAttention : global::TorchSharp.torch.nn.Module<global::Torc
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.AttentionDropout, "attention_dropout", "GptNeoXAttention");
         this.query_key_value = new global::PeftDsl.Modules.PeftLinear(dim, (nHead + 2 * nKvHead) * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Qkv, layer, global::PeftDsl.Dsl.WeightLayout.Linear, new[] { nHead * headDim, nKvHead * headDim, nKvHead * headDim }, interleavedQkv: true);
         this.dense = new global::PeftDsl.Modules.PeftLinear(nHead * headDim, dim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Output, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         register_module("query_key_value", this.query_key_value);
@@ -36,7 +39,7 @@ partial class GptNeoXAttention : global::TorchSharp.torch.nn.Module<global::Torc
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true), dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx));  // (B, nh, T, hs)
         return this.dense.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

@@ -20,6 +20,11 @@ partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>Adapter site after mlp, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
+    /// <summary>hidden_dropout: dropout on what attention adds to the residual stream, in training only.</summary>
+    private readonly double attentionDropout;
+    /// <summary>hidden_dropout: dropout on what mlp adds to the residual stream, in training only.</summary>
+    private readonly double mlpDropout;
+
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
@@ -35,9 +40,11 @@ partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSha
         this.input_layernorm = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
         this.attention = new global::PeftDsl.Models.GptNeoX.GptNeoXAttention(config, layer);
         this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.HiddenDropout, "hidden_dropout", "GptNeoXLayer");
         this.post_attention_layernorm = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
         this.mlp = new global::PeftDsl.Models.GptNeoX.GptNeoXMlp(config, layer);
         this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        this.mlpDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.HiddenDropout, "hidden_dropout", "GptNeoXLayer");
         register_module("input_layernorm", this.input_layernorm);
         register_module("attention", this.attention);
         register_module("post_attention_layernorm", this.post_attention_layernorm);
@@ -54,16 +61,16 @@ partial class GptNeoXLayer : global::TorchSharp.torch.nn.Module<global::TorchSha
         if (!this.parallelResidual)
         {
             var h = this.input_layernorm.forward(x);
-            x = x + this.AttentionAdapter.forward(this.attention.forward(h, ctx), h, ctx);
+            x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.AttentionAdapter.forward(this.attention.forward(h, ctx), h, ctx), this.attentionDropout, this.training, ctx);
             h = this.post_attention_layernorm.forward(x);
-            x = x + this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx);
+            x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.MlpAdapter.forward(this.mlp.forward(h, ctx), h, ctx), this.mlpDropout, this.training, ctx);
             return x.MoveToOuterDisposeScope();
         }
         var y = x;
         var h_input_layernorm = this.input_layernorm.forward(x);
         var h_post_attention_layernorm = this.post_attention_layernorm.forward(x);
-        y = y + this.AttentionAdapter.forward(this.attention.forward(h_input_layernorm, ctx), h_input_layernorm, ctx);
-        y = y + this.MlpAdapter.forward(this.mlp.forward(h_post_attention_layernorm, ctx), h_post_attention_layernorm, ctx);
+        y = y + global::PeftDsl.Modules.BaseDropout.Apply(this.AttentionAdapter.forward(this.attention.forward(h_input_layernorm, ctx), h_input_layernorm, ctx), this.attentionDropout, this.training, ctx);
+        y = y + global::PeftDsl.Modules.BaseDropout.Apply(this.MlpAdapter.forward(this.mlp.forward(h_post_attention_layernorm, ctx), h_post_attention_layernorm, ctx), this.mlpDropout, this.training, ctx);
         return y.MoveToOuterDisposeScope();
     }
 

@@ -12,6 +12,8 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm final_layer_norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
+    /// <summary>hidden_dropout: dropout on the embeddings, in training only.</summary>
+    private readonly double embeddingDropout;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
@@ -30,6 +32,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.GptNeoX.GptNeoXLayer(config, i);
         this.layers = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.GptNeoX.GptNeoXLayer>(blocks);
         this.final_layer_norm = new global::PeftDsl.Modules.LayerNorm(dim, config.NormEps);
+        this.embeddingDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.HiddenDropout, "hidden_dropout", "GptNeoXModel");
         register_module("embed_in", this.embed_in);
         register_module("layers", this.layers);
         register_module("final_layer_norm", this.final_layer_norm);
@@ -45,6 +48,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
         var x = this.embed_in.forward(inputIds);  // (B, T, C)
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
+        x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
         foreach (var block in this.layers) x = block.forward(x, ctx);
         return this.final_layer_norm.forward(x).MoveToOuterDisposeScope();
     }

@@ -8,6 +8,8 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     private readonly long nHead;
     private readonly long nKvHead;
     private readonly long headDim;
+    /// <summary>attention_dropout: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>q_proj: the Query projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear q_proj;
@@ -26,6 +28,7 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.AttentionDropout, "attention_dropout", "LlamaAttention");
         this.q_proj = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.k_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.v_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, config.AttentionBias, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
@@ -49,7 +52,7 @@ partial class LlamaAttention : global::TorchSharp.torch.nn.Module<global::TorchS
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true));  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true), dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx));  // (B, nh, T, hs)
         return this.o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

@@ -10,6 +10,8 @@ partial class MistralAttention : global::TorchSharp.torch.nn.Module<global::Torc
     private readonly long headDim;
     /// <summary>SlidingWindow: keys more than window − 1 positions back are masked; 0 for none.</summary>
     private readonly long window;
+    /// <summary>attention_dropout: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>q_proj: the Query projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear q_proj;
@@ -29,6 +31,7 @@ partial class MistralAttention : global::TorchSharp.torch.nn.Module<global::Torc
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
         this.window = global::PeftDsl.Runtime.DslChecks.Window(config.SlidingWindow, "SlidingWindow", "MistralAttention");
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.AttentionDropout, "attention_dropout", "MistralAttention");
         this.q_proj = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.k_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.v_proj = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
@@ -52,7 +55,7 @@ partial class MistralAttention : global::TorchSharp.torch.nn.Module<global::Torc
         q = global::PeftDsl.Modules.RotaryEmbedding.Apply(q, cos, sin);
         k = global::PeftDsl.Modules.RotaryEmbedding.Apply(k, cos, sin);
         if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true, window: this.window));  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.SelfAttentionMask(causal: true, window: this.window), dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx));  // (B, nh, T, hs)
         return this.o_proj.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

@@ -33,9 +33,11 @@ partial record T5Config
             config = config with { ScaleDecoderOutputsOverride = vScaleDecoderOutputsOverride };
         if (json.Optional<string>(new[] { "transformers_version" }, "T5Config.TransformersVersion", out var vTransformersVersion))
             config = config with { TransformersVersion = vTransformersVersion };
+        if (json.Optional<double>(new[] { "dropout_rate" }, "T5Config.DropoutRate", out var vDropoutRate))
+            config = config with { DropoutRate = vDropoutRate };
         if (json.Optional<int>(new[] { "decoder_start_token_id" }, "T5Config.DecoderStartTokenId", out var vDecoderStartTokenId))
             config = config with { DecoderStartTokenId = vDecoderStartTokenId };
-        json.RefuseUncomputed(new[] { "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "relative_attention_num_buckets", "relative_attention_max_distance", "layer_norm_epsilon", "feed_forward_proj", "tie_word_embeddings", "scale_decoder_outputs", "transformers_version", "decoder_start_token_id" }, "T5Config");
+        json.RefuseUncomputed(new[] { "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "relative_attention_num_buckets", "relative_attention_max_distance", "layer_norm_epsilon", "feed_forward_proj", "tie_word_embeddings", "scale_decoder_outputs", "transformers_version", "dropout_rate", "decoder_start_token_id" }, "T5Config");
         config.OnBound(json);
         return config;
     }

@@ -8,6 +8,8 @@ partial class T5CrossAttention : global::TorchSharp.torch.nn.Module<global::Torc
     private readonly long nHead;
     private readonly long nKvHead;
     private readonly long headDim;
+    /// <summary>dropout_rate: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>q: the Query projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear q;
@@ -26,6 +28,7 @@ partial class T5CrossAttention : global::TorchSharp.torch.nn.Module<global::Torc
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5CrossAttention");
         this.q = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear, null, crossAttention: true);
         this.k = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear, null, crossAttention: true);
         this.v = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear, null, crossAttention: true);
@@ -45,7 +48,7 @@ partial class T5CrossAttention : global::TorchSharp.torch.nn.Module<global::Torc
         var q = global::PeftDsl.Modules.Attention.SplitHeads(this.q.forward(x, ctx.Routing), nHead, headDim);  // (B, nh, T, hs)
         // The encoder's keys and values do not change while decoding: compute them once per sequence.
         var (k, v) = ctx.Cache is { } cache ? cache.Cross(this, () => EncoderKeysValues(encoder, ctx.Routing)) : EncoderKeysValues(encoder, ctx.Routing);
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask, scaled: false);  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, ctx.CrossAttentionMask, scaled: false, dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx));  // (B, nh, T, hs)
         return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

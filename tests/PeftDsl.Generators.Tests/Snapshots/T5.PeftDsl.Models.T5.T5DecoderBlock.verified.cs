@@ -27,6 +27,13 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Adapter site after layer.2.DenseReluDense, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
+    /// <summary>dropout_rate: dropout on what layer.0.SelfAttention adds to the residual stream, in training only.</summary>
+    private readonly double layer_0_SelfAttentionDropout;
+    /// <summary>dropout_rate: dropout on what layer.1.EncDecAttention adds to the residual stream, in training only.</summary>
+    private readonly double layer_1_EncDecAttentionDropout;
+    /// <summary>dropout_rate: dropout on what layer.2.DenseReluDense adds to the residual stream, in training only.</summary>
+    private readonly double layer_2_DenseReluDenseDropout;
+
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
@@ -38,12 +45,15 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
         this.layer_0_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         this.layer_0_SelfAttention = new global::PeftDsl.Models.T5.T5DecoderAttention(config, layer);
         this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.layer_0_SelfAttentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5DecoderBlock");
         this.layer_1_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         this.layer_1_EncDecAttention = new global::PeftDsl.Models.T5.T5CrossAttention(config, layer);
         this.CrossAttentionAdapter = new global::PeftDsl.Peft.AdapterSite("cross_attention_adapter", layer);
+        this.layer_1_EncDecAttentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5DecoderBlock");
         this.layer_2_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         this.layer_2_DenseReluDense = new global::PeftDsl.Models.T5.T5FeedForward(config, layer);
         this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        this.layer_2_DenseReluDenseDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5DecoderBlock");
         var node_layer = new global::PeftDsl.Modules.ModuleNode();
         register_module("layer", node_layer);
         var node_layer_0 = new global::PeftDsl.Modules.ModuleNode();
@@ -69,11 +79,11 @@ partial class T5DecoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var h = this.layer_0_layer_norm.forward(x);
-        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(h, ctx), h, ctx), this.layer_0_SelfAttentionDropout, this.training, ctx);
         h = this.layer_1_layer_norm.forward(x);
-        x = x + this.CrossAttentionAdapter.forward(this.layer_1_EncDecAttention.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.CrossAttentionAdapter.forward(this.layer_1_EncDecAttention.forward(h, ctx), h, ctx), this.layer_1_EncDecAttentionDropout, this.training, ctx);
         h = this.layer_2_layer_norm.forward(x);
-        x = x + this.MlpAdapter.forward(this.layer_2_DenseReluDense.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.MlpAdapter.forward(this.layer_2_DenseReluDense.forward(h, ctx), h, ctx), this.layer_2_DenseReluDenseDropout, this.training, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

@@ -8,6 +8,8 @@ partial class T5EncoderAttention : global::TorchSharp.torch.nn.Module<global::To
     private readonly long nHead;
     private readonly long nKvHead;
     private readonly long headDim;
+    /// <summary>dropout_rate: dropout on the attention probabilities, in training only.</summary>
+    private readonly double attentionDropout;
 
     /// <summary>q: the Query projection (Linear layout in the checkpoint).</summary>
     public readonly global::PeftDsl.Modules.PeftLinear q;
@@ -29,6 +31,7 @@ partial class T5EncoderAttention : global::TorchSharp.torch.nn.Module<global::To
     {
         var (dim, nHead, nKvHead, headDim) = Sizes(config);
         (this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);
+        this.attentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5EncoderAttention");
         this.q = new global::PeftDsl.Modules.PeftLinear(dim, nHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Query, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.k = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Key, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
         this.v = new global::PeftDsl.Modules.PeftLinear(dim, nKvHead * headDim, false, global::PeftDsl.Dsl.ProjectionRole.Value, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
@@ -57,7 +60,7 @@ partial class T5EncoderAttention : global::TorchSharp.torch.nn.Module<global::To
         var bias = this.relative_attention_bias is { } table  // (1, nh, T, past + T), masked
             ? ctx.SharePositionBias(global::PeftDsl.Modules.Attention.FoldMask(table.Compute(ctx.PastLength, q.shape[2], k.shape[2]), ctx.SelfAttentionMask(causal: false), q.dtype))
             : ctx.PositionBias;
-        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, default, scaled: false, bias: bias);  // (B, nh, T, hs)
+        var y = global::PeftDsl.Modules.Attention.ScaledDotProduct(q, k, v, default, scaled: false, dropout: global::PeftDsl.Modules.BaseDropout.Rate(this.attentionDropout, this.training, ctx), bias: bias);  // (B, nh, T, hs)
         return this.o.forward(global::PeftDsl.Modules.Attention.MergeHeads(y), ctx.Routing).MoveToOuterDisposeScope();
     }
 

@@ -20,6 +20,11 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Adapter site after layer.1.DenseReluDense, before the residual add (registered as mlp_adapter).</summary>
     public readonly global::PeftDsl.Peft.AdapterSite MlpAdapter;
 
+    /// <summary>dropout_rate: dropout on what layer.0.SelfAttention adds to the residual stream, in training only.</summary>
+    private readonly double layer_0_SelfAttentionDropout;
+    /// <summary>dropout_rate: dropout on what layer.1.DenseReluDense adds to the residual stream, in training only.</summary>
+    private readonly double layer_1_DenseReluDenseDropout;
+
     /// <summary>This block's index in the stack.</summary>
     public int Layer { get; }
 
@@ -31,9 +36,11 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
         this.layer_0_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         this.layer_0_SelfAttention = new global::PeftDsl.Models.T5.T5EncoderAttention(config, layer);
         this.AttentionAdapter = new global::PeftDsl.Peft.AdapterSite("attention_adapter", layer);
+        this.layer_0_SelfAttentionDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5EncoderBlock");
         this.layer_1_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
         this.layer_1_DenseReluDense = new global::PeftDsl.Models.T5.T5FeedForward(config, layer);
         this.MlpAdapter = new global::PeftDsl.Peft.AdapterSite("mlp_adapter", layer);
+        this.layer_1_DenseReluDenseDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5EncoderBlock");
         var node_layer = new global::PeftDsl.Modules.ModuleNode();
         register_module("layer", node_layer);
         var node_layer_0 = new global::PeftDsl.Modules.ModuleNode();
@@ -54,9 +61,9 @@ partial class T5EncoderBlock : global::TorchSharp.torch.nn.Module<global::TorchS
     {
         using var scope = global::TorchSharp.torch.NewDisposeScope();
         var h = this.layer_0_layer_norm.forward(x);
-        x = x + this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.AttentionAdapter.forward(this.layer_0_SelfAttention.forward(h, ctx), h, ctx), this.layer_0_SelfAttentionDropout, this.training, ctx);
         h = this.layer_1_layer_norm.forward(x);
-        x = x + this.MlpAdapter.forward(this.layer_1_DenseReluDense.forward(h, ctx), h, ctx);
+        x = x + global::PeftDsl.Modules.BaseDropout.Apply(this.MlpAdapter.forward(this.layer_1_DenseReluDense.forward(h, ctx), h, ctx), this.layer_1_DenseReluDenseDropout, this.training, ctx);
         return x.MoveToOuterDisposeScope();
     }
 

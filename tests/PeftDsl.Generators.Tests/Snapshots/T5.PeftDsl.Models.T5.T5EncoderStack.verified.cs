@@ -11,6 +11,10 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     public readonly global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5EncoderBlock> block;
     /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm final_layer_norm;
+    /// <summary>dropout_rate: dropout on the embeddings, in training only.</summary>
+    private readonly double embeddingDropout;
+    /// <summary>dropout_rate: dropout on the output of final_layer_norm, in training only.</summary>
+    private readonly double finalDropout;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
@@ -28,6 +32,8 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.T5.T5EncoderBlock(config, i);
         this.block = new global::TorchSharp.Modules.ModuleList<global::PeftDsl.Models.T5.T5EncoderBlock>(blocks);
         this.final_layer_norm = new global::PeftDsl.Modules.RmsNorm(dim, config.Eps);
+        this.embeddingDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5EncoderStack");
+        this.finalDropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5EncoderStack");
         register_module("block", this.block);
         register_module("final_layer_norm", this.final_layer_norm);
         register_module("virtual_prompt", this.VirtualPrompts);
@@ -42,8 +48,9 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
+        x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
         foreach (var block in this.block) x = block.forward(x, ctx);
-        return this.final_layer_norm.forward(x).MoveToOuterDisposeScope();
+        return global::PeftDsl.Modules.BaseDropout.Apply(this.final_layer_norm.forward(x), this.finalDropout, this.training, ctx).MoveToOuterDisposeScope();
     }
 
     /// <summary>Submodules are registered explicitly under their checkpoint names, not by field.</summary>

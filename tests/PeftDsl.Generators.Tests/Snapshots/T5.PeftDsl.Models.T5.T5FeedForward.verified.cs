@@ -6,6 +6,8 @@ namespace PeftDsl.Models.T5;
 partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSharp.torch.Tensor, global::PeftDsl.Runtime.ForwardContext, global::TorchSharp.torch.Tensor>
 {
     private readonly global::System.Func<global::TorchSharp.torch.Tensor, global::TorchSharp.torch.Tensor> act;
+    /// <summary>dropout_rate: dropout on the inner activation, in training only.</summary>
+    private readonly double dropout;
     private readonly global::PeftDsl.Modules.PeftLinear? gateProjection;
     private readonly global::PeftDsl.Modules.PeftLinear upProjection;
     private readonly global::PeftDsl.Modules.PeftLinear downProjection;
@@ -27,6 +29,7 @@ partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSh
     {
         var (dim, inner) = Sizes(config);
         this.act = global::PeftDsl.Modules.Activations.Resolve(config.Activation, "T5FeedForward (Activation)");
+        this.dropout = global::PeftDsl.Runtime.DslChecks.Probability(config.DropoutRate, "dropout_rate", "T5FeedForward");
         if (!config.IsGated)
         {
             this.wi = new global::PeftDsl.Modules.PeftLinear(dim, inner, false, global::PeftDsl.Dsl.ProjectionRole.Up, layer, global::PeftDsl.Dsl.WeightLayout.Linear);
@@ -62,6 +65,7 @@ partial class T5FeedForward : global::TorchSharp.torch.nn.Module<global::TorchSh
             h = this.act(gateUp[0]) * gateUp[1];
         }
         else h = this.act(this.upProjection.forward(x, ctx.Routing));
+        h = global::PeftDsl.Modules.BaseDropout.Apply(h, this.dropout, this.training, ctx);
         return this.downProjection.forward(h, ctx.Routing).MoveToOuterDisposeScope();
     }
 

@@ -440,7 +440,9 @@ public sealed class TrainCliTests
     [InlineData("--method", "lora", "--table", "t", "--table needs --task NAME")]
     [InlineData("--method", "prefix", "--virtual-tokens", "100", "100 virtual tokens leave no room for an example in the model's 64 positions")]
     [InlineData("--method", "prompt", "--max-length", "60", "--max-length 60 plus 20 virtual tokens exceeds the model's 64 positions")]
-    public void BadPromptOptionsAreOneErrorLine(string o1, string v1, string o2, string v2, string message)
+    [InlineData("--method", "lora", "--base-dropout", "1.5", "--base-dropout: '1.5' is not config or a probability in [0, 1]")]
+    [InlineData("--method", "lora", "--base-dropout", "none", "--base-dropout: 'none' is not config or a probability in [0, 1]")]
+    public void BadMethodOptionsAreOneErrorLine(string o1, string v1, string o2, string v2, string message)
     {
         using var dir = Workspace();
         var (code, _, stderr) = ParityTests.Peft(Train(dir, "run", "--steps", "1", o1, v1, o2, v2));
