@@ -40,7 +40,7 @@ public sealed class AdapterRegistry
     internal bool AnyMerged => merged.Count > 0;
 
     /// <summary>The model's config.json <c>model_type</c> (peft's default targets depend on it).</summary>
-    public string ModelType => model.ModelType;
+    public string ModelType => model.ConfigModelType;
 
     /// <summary>The adapter's configuration.</summary>
     public LoraConfig this[string name] => configs.TryGetValue(name, out var c) ? c : throw Unknown(name);
@@ -225,7 +225,7 @@ public sealed class AdapterRegistry
         if (configs.ContainsKey(name)) throw new PeftDslException($"an adapter named '{name}' already exists; delete it first or choose another name");
         model.CheckNameFree(name);
         config.Validate(source);
-        var targets = LoraTargets.Resolve(config, Linears(), model.ModelType, source, strictTargets);
+        var targets = LoraTargets.Resolve(config, Linears(), model.ConfigModelType, source, strictTargets);
         if (targets.FirstOrDefault(t => !t.Linear.Ia3.IsEmpty) is { } both)
             throw new PeftDslException($"{source}: {both.Path} already carries an IA3 adapter; LoRA and IA3 on one projection are not combined yet");
         try

@@ -32,6 +32,17 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// <summary>config.json's <c>model_type</c> this class reads.</summary>
     public abstract string ModelType { get; }
 
+    private string? configModelType;
+
+    /// <summary>The <c>model_type</c> of the config.json the model was loaded from (<c>mt5</c> for an mT5 folder, which
+    /// the T5 class reads), else <see cref="ModelType"/>. peft chooses its per-family defaults (LoRA and IA3 targets, IA3's
+    /// feed-forward modules) by it, and they differ between families that share a class.</summary>
+    public string ConfigModelType
+    {
+        get => configModelType ?? ModelType;
+        internal set => configModelType = value;
+    }
+
     /// <summary>How checkpoints of this model may differ from its parameter list.</summary>
     public abstract CheckpointRules CheckpointRules { get; }
 

@@ -41,6 +41,7 @@ public static class PretrainedLoader
             model.to(options.DType);
             CheckpointLoader.Load(model, folder, RulesOf(model));
             if (options.Device is { } device) model.to(device);
+            if (model is LanguageModel root && actual is not null) root.ConfigModelType = actual;
             // As transformers' from_pretrained: a loaded model runs inference until train() is called, so an
             // adapter's dropout does not act by accident.
             model.eval();

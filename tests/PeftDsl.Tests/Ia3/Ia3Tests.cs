@@ -57,6 +57,43 @@ public sealed class Ia3Tests
         Assert.Equal(["down_proj", "k_proj", "v_proj"], trainable.Select(p => p.Name.Split('.')[^3]).Distinct().Order());
     }
 
+    /// <summary>peft's per-family defaults (peft/utils/constants.py), by the checkpoint's model_type: mT5 scales k, v and
+    /// wi_1 on their outputs (its feed-forward list is empty), T5 scales k and v on their outputs and wo on its input. The
+    /// logits equal a hand computation: the base model with each target's weight rows (output) or columns (input)
+    /// multiplied by the vector.</summary>
+    [Theory]
+    [InlineData("mt5", "k,v,wi_1", "")]
+    [InlineData("t5", "k,v,wo", "wo")]
+    public void T5FamilyDefaultsAreTheCheckpointsFamilysAndScaleWherePeftDoes(string family, string targets, string feedforward)
+    {
+        using var model = Models.T5.T5ForConditionalGeneration.FromPretrained(Fixtures.Base(family));
+        using var reference = Models.T5.T5ForConditionalGeneration.FromPretrained(Fixtures.Base(family));
+        manual_seed(4);
+        model.Ia3.Add("default", Random);
+        Assert.Equal(targets, string.Join(",", model.Ia3["default"].TargetModules!.Order()));
+        Assert.Equal(feedforward, string.Join(",", model.Ia3["default"].FeedforwardModules!.Order()));
+        var scaled = model.Adapters.Linears().Where(l => l.Linear.Ia3.Has("default")).ToList();
+        Assert.Equal(targets, string.Join(",", scaled.Select(l => l.Path.Split('.')[^1]).Distinct().Order()));
+        Assert.All(scaled, l => Assert.Equal(feedforward.Split(',').Contains(l.Path.Split('.')[^1]), l.Linear.Ia3.IsFeedforward("default")));
+
+        using var scope = NewDisposeScope();
+        var weights = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using (no_grad())
+            foreach (var (path, linear) in scaled)
+            {
+                var v = linear.Ia3.Vector("default");
+                weights[path + ".weight"].mul_(linear.Ia3.IsFeedforward("default") ? v.reshape(1, -1) : v.reshape(-1, 1));
+            }
+        var ids = tensor(new long[,] { { 5, 17, 300, 42, 7 }, { 9, 2, 3, 4, 1 } });
+        var decoder = tensor(new long[,] { { 0, 4, 9 }, { 0, 8, 2 } });
+        using var noGrad = no_grad();
+        var expected = reference.Forward(ids, null, decoder).Logits;
+        var actual = model.Forward(ids, null, decoder).Logits;
+        Assert.True(actual.allclose(expected, rtol: 0, atol: 1e-4), $"max difference {(actual - expected).abs().max().item<float>()}");
+        var plain = model.Forward(ids, null, decoder, adapterNames: [AdapterRouting.BaseRow, AdapterRouting.BaseRow]).Logits;
+        Assert.False(actual.allclose(plain, rtol: 0, atol: 1e-3), "the vectors must change the logits");
+    }
+
     /// <summary>A batch with two IA3 adapters and a base row equals each row run alone, in logits and gradients.</summary>
     [Fact]
     public void AMixedBatchEqualsEachRowAlone()

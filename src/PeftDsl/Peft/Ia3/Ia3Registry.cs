@@ -199,7 +199,7 @@ public sealed class Ia3Registry
         }
         else
         {
-            config = Ia3Targets.WithDefaults(config, model.ModelType, source);
+            config = Ia3Targets.WithDefaults(config, model.ConfigModelType, source);
             targets = Ia3Targets.Resolve(config, Linears(), source);
         }
         if (targets.FirstOrDefault(t => !t.Linear.Lora.IsEmpty) is { } both)

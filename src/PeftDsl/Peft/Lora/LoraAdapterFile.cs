@@ -64,7 +64,7 @@ public static class LoraAdapterFile
         using var reader = SafetensorsReader.Open(weightsPath);
         // Shapes are checked against the file before anything is allocated, so a config that lies about r (1e9)
         // is refused instead of attempting a huge allocation.
-        var targets = LoraTargets.Resolve(config, registry.Linears(), model.ModelType, configPath);
+        var targets = LoraTargets.Resolve(config, registry.Linears(), model.ConfigModelType, configPath);
         AdapterFolder.CheckFits(reader, weightsPath, Expected(targets, config.UseDora), Why);
         registry.Inject(name, config, configPath, initialize: false);
         try
@@ -87,7 +87,7 @@ public static class LoraAdapterFile
         var config = registry[name];
         var linears = registry.Linears();
         var targeted = linears.Where(l => l.Linear.Lora.Has(name)).ToList();
-        var saved = PeftTargetNames.For(config, linears, targeted.Select(t => t.Path).ToHashSet(), model.ModelType) with
+        var saved = PeftTargetNames.For(config, linears, targeted.Select(t => t.Path).ToHashSet(), model.ConfigModelType) with
         {
             // peft forces fan_in_fan_out to the layout of the targets (true for GPT-2's Conv1D) and records it.
             FanInFanOut = targeted.Any(t => t.Linear.Layout == WeightLayout.Conv1D),
