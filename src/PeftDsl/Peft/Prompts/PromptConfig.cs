@@ -52,7 +52,9 @@ public sealed record PromptConfig
     /// <summary>Hidden size of the prompt rows; for prefix tuning, of the keys and values (heads × head size).</summary>
     public long TokenDim { get; init; }
 
-    /// <summary>1 for decoder-only models, 2 for encoder-decoder models (peft saves rows for both halves).</summary>
+    /// <summary>1 for decoder-only models; 2 for encoder-decoder models, as peft writes it (a table of 2 ×
+    /// <see cref="NumVirtualTokens"/> rows, of which prompt tuning and P-tuning read only the first half, in the encoder),
+    /// or 1 there for NeMo's encoder-only table. 0 until added: the model fills it in (2 on an encoder-decoder).</summary>
     public int NumTransformerSubmodules { get; init; }
 
     /// <summary>Self-attention layers (prefix tuning: one key/value pair per layer).</summary>
@@ -111,6 +113,8 @@ public sealed record PromptConfig
             throw new PeftDslException($"{source}: num_virtual_tokens must be positive, got {NumVirtualTokens}");
         if (NumVirtualTokens > 1 << 16)
             throw new PeftDslException($"{source}: num_virtual_tokens {NumVirtualTokens} is larger than any model's positions");
+        if (NumTransformerSubmodules is < 0 or > 2)
+            throw new PeftDslException($"{source}: num_transformer_submodules must be 1 (decoder-only, or an encoder-decoder's encoder rows only) or 2 (an encoder-decoder, peft's), got {NumTransformerSubmodules}");
         if (EncoderHiddenSize < 0 || EncoderHiddenSize > 1 << 16)
             throw new PeftDslException($"{source}: encoder_hidden_size must be positive, got {EncoderHiddenSize}");
         if (EncoderNumLayers <= 0 || EncoderNumLayers > 64)
