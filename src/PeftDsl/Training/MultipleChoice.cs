@@ -8,7 +8,8 @@ namespace PeftDsl.Training;
 /// <summary>
 /// The T-Few recipe's pieces for multiple-choice data (Liu et al. 2022), which NeMo's IA3 leaves out: every answer
 /// choice is scored by the model after the prompt; the length-normalised loss is the cross-entropy over the choices'
-/// mean token log-probabilities; the unlikelihood loss pushes down every token of the wrong choices; rank
+/// mean token log-probabilities; the unlikelihood loss pushes down every token of the wrong choices (−log(1 − p + 0.01),
+/// as the reference code computes it); rank
 /// classification picks the choice with the highest mean log-probability. Usable with any method.
 /// </summary>
 public static class MultipleChoice
@@ -90,17 +91,33 @@ public static class MultipleChoice
         return nn.functional.cross_entropy(logits, tensor(new long[] { label }, device: logits.device)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>T-Few's L_UL: −mean over the wrong choices' tokens of log(1 − p(token)).</summary>
+    /// <summary>T-Few's L_UL for one example: <see cref="UnlikelihoodTerms"/>' sum over its count.</summary>
     public static Tensor UnlikelihoodLoss(Scores scores, int label)
+    {
+        using var scope = NewDisposeScope();
+        var (sum, count) = UnlikelihoodTerms(scores, label);
+        return (sum / count).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// T-Few's unlikelihood terms, as the reference computes them (r-three/t-few, <c>src/models/EncoderDecoder.py</c>):
+    /// <c>unlikely_loss = -torch.log(1 - torch.exp(cand_loglikely) + 1e-2).sum() / (cand_loglikely != -100).sum()</c>,
+    /// where <c>cand_loglikely</c> holds each token's log-likelihood, with the right choice and the padding set to −100.
+    /// Returns the sum over the wrong choices' real tokens and their count; the reference divides the batch's sum by the
+    /// batch's count (the trainer does the same over a step's examples). The reference's sum also runs over the entries
+    /// set to −100, each adding −log(1.01) with no gradient: a constant that depends on how the batch was padded, left out
+    /// here, so the gradients are the reference's and the value is its token mean over real tokens.
+    /// </summary>
+    public static (Tensor Sum, long Count) UnlikelihoodTerms(Scores scores, int label)
     {
         CheckLabel(scores, label);
         using var scope = NewDisposeScope();
         var wrong = ones(scores.Mask.shape[0], dtype: scores.Mask.dtype, device: scores.Mask.device);
         wrong[label] = 0;
         var mask = scores.Mask * wrong.unsqueeze(1);
-        // log(1 − p) from log p, kept finite when p rounds to 1.
-        var logNot = (-scores.TokenLogProbs.exp()).log1p().clamp_min(-100);
-        return (-(logNot * mask).sum() / mask.sum()).MoveToOuterDisposeScope();
+        var terms = (1 - scores.TokenLogProbs.exp() + 1e-2).log().neg();
+        var sum = (terms * mask).sum();
+        return (sum.MoveToOuterDisposeScope(), (long)mask.sum().item<float>());
     }
 
     /// <summary>Rank classification: the index of the choice with the highest length-normalised score.</summary>

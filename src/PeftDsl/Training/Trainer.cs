@@ -176,12 +176,15 @@ public sealed class Trainer
         }
         if (options.TFewLosses)
         {
-            // T-Few: L = L_LM + L_UL + L_LN, the two choice losses averaged over the step's examples.
+            // T-Few: L = L_LM + L_LN + L_UL, as r-three/t-few's EncoderDecoder.py sums them: L_LN averaged over the step's
+            // examples, L_UL the sum over all their wrong choices' tokens divided by the number of those tokens.
             var chosen = microBatches.SelectMany(m => m).Where(e => e.Choices is not null).ToList();
+            var wrongTokens = chosen.Sum(e => e.Choices!.Where((_, j) => j != e.Label).Sum(c => (long)c.Length));
             foreach (var e in chosen)
             {
                 using var scores = MultipleChoice.Score(model, e.Prompt, e.Choices!);
-                var extra = (MultipleChoice.LengthNormalizedLoss(scores, e.Label) + MultipleChoice.UnlikelihoodLoss(scores, e.Label)) / chosen.Count;
+                var (unlikely, _) = MultipleChoice.UnlikelihoodTerms(scores, e.Label);
+                var extra = MultipleChoice.LengthNormalizedLoss(scores, e.Label) / chosen.Count + unlikely / wrongTokens;
                 extra.backward();
                 total.add_(extra.detach());
             }

@@ -58,7 +58,7 @@ public sealed class MultipleChoiceTests
         const int label = 2;
         var lnLoss = -(beta[label] - Math.Log(beta.Sum(Math.Exp)));
         var wrong = hand.Where((_, j) => j != label).SelectMany(lp => lp).ToArray();
-        var ulLoss = -wrong.Average(lp => Math.Log(1 - Math.Exp(lp)));
+        var ulLoss = -wrong.Average(lp => Math.Log(1 - Math.Exp(lp) + 1e-2));
 
         using var scores = MultipleChoice.Score(model, Prompt, Choices);
         var ours = scores.LengthNormalized.to(ScalarType.Float64).data<double>().ToArray();
@@ -69,6 +69,25 @@ public sealed class MultipleChoiceTests
 
         var e = Assert.Throws<PeftDslException>(() => MultipleChoice.LengthNormalizedLoss(scores, 3));
         Assert.Contains("label 3 is not one of the 3 choices", e.Message);
+    }
+
+    /// <summary>T-Few's unlikelihood term, −log(1 − exp(log p) + 0.01) over the wrong choices' real tokens, against values
+    /// worked out by hand: wrong tokens with p = 0.5, 0.25 (choice 0), 0.1, 0.2, 0.3 (choice 2); choice 1 is right.</summary>
+    [Fact]
+    public void TheUnlikelihoodTermsAreTheReferenceFormula()
+    {
+        using var scope = NewDisposeScope();
+        var p = tensor(new float[,] { { 0.5f, 0.25f, 1f }, { 0.9f, 1f, 1f }, { 0.1f, 0.2f, 0.3f } });
+        var mask = tensor(new float[,] { { 1, 1, 0 }, { 1, 0, 0 }, { 1, 1, 1 } });
+        using var scores = new MultipleChoice.Scores(p.log(), mask);
+        var (sum, count) = MultipleChoice.UnlikelihoodTerms(scores, label: 1);
+        // −ln 0.51 − ln 0.76 − ln 0.91 − ln 0.81 − ln 0.71 = 0.673345 + 0.274437 + 0.094311 + 0.210721 + 0.342490
+        Assert.Equal(1.5953034, sum.item<float>(), 1e-5);
+        Assert.Equal(5, count);
+        Assert.Equal(0.3190607, MultipleChoice.UnlikelihoodLoss(scores, 1).item<float>(), 1e-5);
+        // A token the model is sure of (p = 1) stays finite: −ln 0.01.
+        using var sure = new MultipleChoice.Scores(tensor(new float[,] { { 0f }, { -1f } }), ones(2, 1));
+        Assert.Equal(4.6051702, MultipleChoice.UnlikelihoodLoss(sure, 1).item<float>(), 1e-5);
     }
 
     /// <summary>Both losses train an adapter: their gradients reach its parameters.</summary>
@@ -96,7 +115,7 @@ public sealed class MultipleChoiceTrainingTests
     ];
 
     /// <summary>With --tfew the step's loss is the language-modelling loss plus the mean of each example's
-    /// length-normalised and unlikelihood losses.</summary>
+    /// length-normalised loss and the unlikelihood loss over all the step's wrong-choice tokens.</summary>
     [Fact]
     public void TheTFewStepAddsTheChoiceLosses()
     {
@@ -105,12 +124,20 @@ public sealed class MultipleChoiceTrainingTests
         using var model = TrainerTests.Model();
         var plain = new Trainer(model, DataTests.LlamaTokenizer(), data, null, options, null).Backward([data], CPU).item<float>();
         var tfew = new Trainer(model, DataTests.LlamaTokenizer(), data, null, options with { TFewLosses = true }, null).Backward([data], CPU).item<float>();
-        double extra = 0;
+        // L_LN is averaged over the examples; L_UL is one token mean over both examples' wrong choices (3 + 2 tokens in
+        // the first, 2 in the second), as the reference divides a batch's sum by the batch's count.
+        double extra = 0, unlikely = 0;
+        long count = 0;
         foreach (var e in data)
         {
             using var scores = MultipleChoice.Score(model, e.Prompt, e.Choices!);
-            extra += (MultipleChoice.LengthNormalizedLoss(scores, e.Label).item<float>() + MultipleChoice.UnlikelihoodLoss(scores, e.Label).item<float>()) / data.Count;
+            extra += MultipleChoice.LengthNormalizedLoss(scores, e.Label).item<float>() / data.Count;
+            var (sum, n) = MultipleChoice.UnlikelihoodTerms(scores, e.Label);
+            unlikely += sum.item<float>();
+            count += n;
         }
+        Assert.Equal(7, count);
+        extra += unlikely / count;
         Assert.Equal(plain + extra, tfew, 1e-4);
         var eval = Evaluator.Run(model, DataTests.LlamaTokenizer(), data, 2);
         Assert.NotNull(eval.RankAccuracy);
