@@ -35,7 +35,7 @@ public static class TrainCommand
         var adapterActivation = new Option<string>("--adapter-activation") { Description = "adapter: swish, gelu, relu or identity", DefaultValueFactory = _ => "swish" };
         var adapterNorm = new Option<string>("--adapter-norm") { Description = "adapter: the adapter's layer norm: pre, post or none", DefaultValueFactory = _ => "pre" };
         var adapterSites = new Option<string[]>("--adapter-sites") { Description = "adapter: sites (attention_adapter, mlp_adapter, cross_attention_adapter; default all)", AllowMultipleArgumentsPerToken = true };
-        var adapterPlacement = new Option<string>("--adapter-placement") { Description = "adapter: sequential (after the sublayer, Houlsby) or parallel (beside it, on its input)", DefaultValueFactory = _ => "sequential" };
+        var adapterPlacement = new Option<string>("--adapter-placement") { Description = "adapter: sequential (after the sublayer, Houlsby), parallel (beside it, on its input) or nemo (after it, before its output bias, as NeMo's Megatron layers)", DefaultValueFactory = _ => "sequential" };
         var adapterTie = new Option<bool>("--adapter-tie") { Description = "adapter: one adapter per site name shared by every block (NeMo's weight_tying)" };
         var feedforward = new Option<string[]>("--feedforward") { Description = "ia3: the targets whose input is scaled (default: peft's for the model)", AllowMultipleArgumentsPerToken = true };
         var ia3Placement = new Option<string>("--ia3-placement") { Description = "ia3: peft (whole target projections) or nemo (keys and values after the QKV split, the MLP activation)", DefaultValueFactory = _ => "peft" };
@@ -112,7 +112,8 @@ public static class TrainCommand
                     Placement = parse.GetValue(adapterPlacement) switch
                     {
                         "sequential" => Peft.Adapters.BottleneckPlacement.Sequential, "parallel" => Peft.Adapters.BottleneckPlacement.Parallel,
-                        var p => throw new PeftDslException($"--adapter-placement: '{p}' is not sequential or parallel"),
+                        "nemo" => Peft.Adapters.BottleneckPlacement.Nemo,
+                        var p => throw new PeftDslException($"--adapter-placement: '{p}' is not sequential, parallel or nemo"),
                     },
                     TieWeights = parse.GetValue(adapterTie),
                 }.Validate("--adapter-dim")),

@@ -34,6 +34,10 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
     /// <summary>The index of the block the site sits in, which a config's <c>layers_to_transform</c> selects.</summary>
     public int Layer { get; }
 
+    /// <summary>The output projection of the sublayer this site follows (attention output, MLP down projection): NeMo's
+    /// placement reads the sublayer's output without its bias. Set by the bottleneck registry; null until needed.</summary>
+    internal Modules.PeftLinear? OutputProjection { get; set; }
+
     /// <summary>True when the adapter acts at this site: its layer is registered here or borrowed from a tied site.</summary>
     public bool Has(string adapter) => Owns(adapter) || borrowed.ContainsKey(adapter);
 
@@ -60,7 +64,7 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
             Tensor? sum = null;
             foreach (var adapter in present)
             {
-                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput);
+                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput, OutputProjection?.bias);
                 var mask = tensor(rows.Select(r => r == adapter ? 1f : 0f).ToArray(), device: delta.device).to(delta.dtype).view(-1, 1, 1);
                 sum = sum is null ? delta * mask : sum + delta * mask;
             }
@@ -73,7 +77,7 @@ public sealed class AdapterSite : nn.Module<Tensor, Tensor, ForwardContext, Tens
             Tensor? sum = null;
             foreach (var adapter in acting)
             {
-                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput);
+                var delta = Adapter(adapter).Delta(sublayerOutput, sublayerInput, OutputProjection?.bias);
                 sum = sum is null ? delta : sum + delta;
             }
             return AddOnce(sublayerOutput, sum!).MoveToOuterDisposeScope();

@@ -46,6 +46,73 @@ public sealed class BottleneckTests
         Assert.True(layer.Delta(h, h).allclose(expected, rtol: 1e-4, atol: 1e-5));
     }
 
+    /// <summary>NeMo's placement reads the sublayer's output without its output projection's bias (a = h − b) and adds
+    /// a + adapter(a) + b; the default reads h. Each site finds its projection: c_proj of the attention, c_proj of the
+    /// MLP. On a model without output biases (T5) both placements compute the same.</summary>
+    [Fact]
+    public void NemosPlacementReadsTheOutputBeforeItsBias()
+    {
+        using var model = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        manual_seed(33);
+        using (no_grad())   // the fixture's biases are zero (transformers' init): give them values
+            foreach (var b in model.transformer.h)
+            {
+                b.attn.c_proj.bias!.normal_(0, 0.5);
+                b.mlp.c_proj.bias!.normal_(0, 0.5);
+            }
+        model.Bottleneck.Add("seq", new BottleneckConfig { AdapterDim = 8 });
+        model.Bottleneck.Add("nemo", new BottleneckConfig { AdapterDim = 8, Placement = BottleneckPlacement.Nemo });
+        Randomize(model, "seq");
+        CopyWeights(model, "seq", "nemo");
+        var block = model.transformer.h[0];
+        Assert.Same(block.attn.c_proj, block.AttentionAdapter.OutputProjection);
+        Assert.Same(block.mlp.c_proj, block.MlpAdapter.OutputProjection);
+
+        using var scope = NewDisposeScope();
+        var bias = block.attn.c_proj.bias!;
+        var h = randn(2, 5, 32, generator: new Generator(4));
+        var x = randn(2, 5, 32, generator: new Generator(5));
+        var sequential = block.AttentionAdapter.Adapter("seq");
+        var nemo = block.AttentionAdapter.Adapter("nemo");
+        Assert.True(nemo.Delta(h, x, bias).allclose(sequential.Delta(h - bias, x), rtol: 0, atol: 1e-6));
+        Assert.False(nemo.Delta(h, x, bias).allclose(sequential.Delta(h, x), rtol: 0, atol: 1e-3));
+
+        var (ids, mask) = LoraMathTests.Batch();
+        using var noGrad = no_grad();
+        var bySequential = model.Forward(ids, mask, adapterNames: ["seq", "seq", "seq"]).Logits;
+        var byNemo = model.Forward(ids, mask, adapterNames: ["nemo", "nemo", "nemo"]).Logits;
+        Assert.False(bySequential.allclose(byNemo, rtol: 0, atol: 1e-4), "GPT-2's output biases must make the placements differ");
+
+        using var dir = new TempDir();
+        model.Bottleneck.Save(dir.File("nemo"), "nemo");
+        Assert.Contains("\"placement\": \"nemo\"", File.ReadAllText(dir.File("nemo/adapter_config.json")));
+        using (var loaded = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2")))
+        {
+            loaded.Bottleneck.Load(dir.File("nemo"), "nemo");
+            Assert.Equal(BottleneckPlacement.Nemo, loaded.Bottleneck["nemo"].Placement);
+            Assert.Same(loaded.transformer.h[1].mlp.c_proj, loaded.transformer.h[1].MlpAdapter.OutputProjection);
+        }
+
+        using var t5 = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        t5.Bottleneck.Add("seq", new BottleneckConfig { AdapterDim = 4 });
+        t5.Bottleneck.Add("nemo", new BottleneckConfig { AdapterDim = 4, Placement = BottleneckPlacement.Nemo });
+        Randomize(t5, "seq");
+        CopyWeights(t5, "seq", "nemo");
+        var decoder = ids.narrow(1, 0, 3);
+        Assert.True(t5.Forward(ids, mask, decoder, adapterNames: ["seq", "seq", "seq"]).Logits
+            .allclose(t5.Forward(ids, mask, decoder, adapterNames: ["nemo", "nemo", "nemo"]).Logits, rtol: 0, atol: 1e-6));
+    }
+
+    private static void CopyWeights(Runtime.LanguageModel model, string from, string to)
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, site) in model.Bottleneck.Sites().Where(s => s.Site.Has(from)))
+        {
+            var source = site.Adapter(from).named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            foreach (var (name, p) in site.Adapter(to).named_parameters()) p.copy_(source[name]);
+        }
+    }
+
     [Fact]
     public void ANewAdapterIsTheIdentityAndTheBaseStaysFrozen()
     {

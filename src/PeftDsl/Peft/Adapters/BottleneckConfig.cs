@@ -27,13 +27,18 @@ public enum BottleneckNorm
 }
 
 /// <summary>Sequential: after the sublayer, on its output (Houlsby). Parallel: beside the sublayer, on the input the
-/// sublayer sees, its delta added to the sublayer's output (He et al., 2022).</summary>
+/// sublayer sees, its delta added to the sublayer's output (He et al., 2022). Nemo: on the output before the output
+/// projection's bias is added, as NeMo's Megatron layers place it.</summary>
 public enum BottleneckPlacement
 {
-    /// <summary>On the sublayer's output h: h + adapter(h) (Houlsby; the default).</summary>
+    /// <summary>On the sublayer's output h (its output projection's bias included): h + adapter(h) (Houlsby; the default).</summary>
     Sequential,
     /// <summary>On the sublayer's input x, beside the sublayer: h + adapter(x).</summary>
-    Parallel
+    Parallel,
+    /// <summary>On the sublayer's output without its output projection's bias b: a + adapter(a) + b, where h = a + b.
+    /// NeMo's Megatron projections return the bias apart (<c>skip_bias_add</c>), and its transformer layer applies the
+    /// adapter before <c>bias_dropout_add</c> adds it. The same as <see cref="Sequential"/> where the projection has no bias.</summary>
+    Nemo
 }
 
 /// <summary>How the down projection starts (the up projection always starts at zero, so a new adapter is the identity).</summary>
@@ -72,7 +77,8 @@ public sealed record BottleneckConfig
     /// <summary>Dropout probability on the adapter's output while training, in [0, 1) (JSON <c>adapter_dropout</c>).</summary>
     public double Dropout { get; init; }
 
-    /// <summary>Sequential (on the sublayer's output) or parallel (on its input) (JSON <c>placement</c>).</summary>
+    /// <summary>Sequential (on the sublayer's output), parallel (on its input) or NeMo's (on the output before its bias)
+    /// (JSON <c>placement</c>).</summary>
     public BottleneckPlacement Placement { get; init; } = BottleneckPlacement.Sequential;
 
     /// <summary>NeMo's <c>weight_tying</c>: one adapter per site name (attention, MLP, cross-attention), shared by every

@@ -54,11 +54,18 @@ public sealed class BottleneckLayer : nn.Module
 
     /// <param name="output">(…, dim) the sublayer's output.</param>
     /// <param name="input">(…, dim) the sublayer's input: a parallel adapter reads it instead.</param>
+    /// <param name="outputBias">(dim) the bias of the sublayer's output projection, or null: NeMo's placement reads the
+    /// output without it.</param>
     /// <returns>(…, dim) what the adapter adds to the sublayer's output.</returns>
-    public Tensor Delta(Tensor output, Tensor input)
+    public Tensor Delta(Tensor output, Tensor input, Tensor? outputBias = null)
     {
         using var scope = NewDisposeScope();
-        var h = config.Placement == BottleneckPlacement.Parallel ? input : output;
+        var h = config.Placement switch
+        {
+            BottleneckPlacement.Parallel => input,
+            BottleneckPlacement.Nemo when outputBias is not null => output - outputBias,
+            _ => output,
+        };
         // fp32 adapter on a bf16 base: computed in the adapter's dtype (the caller rounds the sum back once).
         if (h.dtype != linear_in.weight.dtype) h = h.to(linear_in.weight.dtype);
         var z = config.Norm == BottleneckNorm.Pre ? layer_norm!.forward(h) : h;

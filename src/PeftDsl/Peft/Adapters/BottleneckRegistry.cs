@@ -164,7 +164,23 @@ public sealed class BottleneckRegistry
             throw new PeftDslException($"{source}: layer {missing} does not exist (the model's blocks are 0 … {all.Max(s => s.Site.Layer)})");
         var chosen = all.Where(s => (sites is null || sites.Contains(s.Site.Name)) && (layers is null || layers.Contains(s.Site.Layer))).ToList();
         if (chosen.Count == 0) throw new PeftDslException($"{source}: the sites and layers select no adapter site of the model");
+        if (config.Placement == BottleneckPlacement.Nemo)
+            foreach (var (path, site) in chosen) site.OutputProjection ??= OutputProjection(path, site, source);
         return chosen;
+    }
+
+    /// <summary>The projection whose output (with its bias) reaches <paramref name="site"/>: in the site's block, the
+    /// self-attention's output projection, the cross-attention's, or the MLP's down projection.</summary>
+    private Modules.PeftLinear OutputProjection(string path, AdapterSite site, string source)
+    {
+        var block = path[..(path.LastIndexOf('.') + 1)];
+        bool Fits(Modules.PeftLinear l) => site.Name.StartsWith(SiteNames.MlpAdapter, StringComparison.Ordinal) ? l.Role == Dsl.ProjectionRole.Down
+            : l.Role == Dsl.ProjectionRole.Output && l.CrossAttention == site.Name.StartsWith(SiteNames.CrossAttentionAdapter, StringComparison.Ordinal);
+        var found = model.Adapters.Linears().Where(l => l.Path.StartsWith(block, StringComparison.Ordinal) && Fits(l.Linear)).ToList();
+        return found.Count == 1 ? found[0].Linear
+            : throw new PeftDslException($"{source}: NeMo's placement reads the sublayer's output before its bias, but {path} follows " +
+                                         (found.Count == 0 ? "no output projection" : $"{found.Count} candidate projections ({string.Join(", ", found.Select(f => f.Path))})") +
+                                         " in its block; use the sequential placement");
     }
 
     /// <summary>Each chosen site with the site whose layer it shares: null where it gets its own (every site untied;
