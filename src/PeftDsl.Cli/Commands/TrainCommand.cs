@@ -48,7 +48,7 @@ public static class TrainCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-4 };
         var warmup = new Option<int>("--warmup") { Description = "Warmup steps", DefaultValueFactory = _ => 0 };
         var schedule = new Option<string>("--schedule") { Description = "Decay after warmup: cosine, linear, constant", DefaultValueFactory = _ => "cosine" };
-        var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => 0.01 };
+        var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (biases, norms, IA3 vectors and DoRA magnitudes are spared)", DefaultValueFactory = _ => 0.0 };
         var baseDropout = new Option<string>("--base-dropout") { Description = "The base model's own dropout in training: config (config.json's rates, as transformers applies them) or one probability for all of them (0: off)", DefaultValueFactory = _ => "config" };
         var clip = new Option<double>("--clip") { Description = "Gradient-norm limit (0: off)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { Description = "Seed: the same seed gives the same run on the CPU", DefaultValueFactory = _ => 1234 };

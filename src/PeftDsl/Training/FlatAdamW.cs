@@ -6,17 +6,23 @@ namespace PeftDsl.Training;
 /// <summary>
 /// AdamW on one flat buffer: torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), in a
 /// handful of ops whatever the number of adapter tensors, with its state (two flat moments and the step count) open
-/// for checkpoints.
+/// for checkpoints. Weight decay acts on the elements its mask marks (two parameter groups, as the Trainer makes them).
 /// </summary>
 public sealed class FlatAdamW : IDisposable
 {
     private readonly FlatParameters parameters;
+    private readonly Tensor? decayMask;
 
-    /// <summary>AdamW over the flat buffer, moments at zero; the defaults are torch.optim.AdamW's.</summary>
+    /// <summary>AdamW over the flat buffer, moments at zero; the defaults are torch.optim.AdamW's, but for weight decay,
+    /// which is 0 as in Hugging Face's Trainer.</summary>
     /// <param name="parameters">The trainable values and gradients; the values are updated in place.</param>
-    public FlatAdamW(FlatParameters parameters, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
+    /// <param name="decayMask">(N) 1 where weight decay acts and 0 where it does not (<see cref="FlatParameters.Mask"/>);
+    /// null decays every element.</param>
+    public FlatAdamW(FlatParameters parameters, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0,
+        Tensor? decayMask = null)
     {
         this.parameters = parameters;
+        this.decayMask = decayMask;
         (Beta1, Beta2, Eps, WeightDecay) = (beta1, beta2, eps, weightDecay);
         ExpAvg = zeros_like(parameters.Values).DetachFromDisposeScope();
         ExpAvgSq = zeros_like(parameters.Values).DetachFromDisposeScope();
@@ -51,7 +57,11 @@ public sealed class FlatAdamW : IDisposable
         Steps++;
         var p = parameters.Values;
         var g = parameters.Grads;
-        if (WeightDecay != 0) p.mul_(1 - lr * WeightDecay);
+        if (WeightDecay != 0)
+        {
+            if (decayMask is null) p.mul_(1 - lr * WeightDecay);
+            else p.addcmul_(p, decayMask, -lr * WeightDecay);   // p ← p − lr·λ·p on the decayed elements only
+        }
         ExpAvg.mul_(Beta1).add_(g, 1 - Beta1);
         ExpAvgSq.mul_(Beta2).addcmul_(g, g, 1 - Beta2);
         var correction1 = 1 - Math.Pow(Beta1, Steps);
@@ -69,10 +79,11 @@ public sealed class FlatAdamW : IDisposable
         Steps = steps;
     }
 
-    /// <summary>Frees the two moment buffers (the parameters belong to <c>FlatParameters</c>).</summary>
+    /// <summary>Frees the two moment buffers and the decay mask (the parameters belong to <c>FlatParameters</c>).</summary>
     public void Dispose()
     {
         ExpAvg.Dispose();
         ExpAvgSq.Dispose();
+        decayMask?.Dispose();
     }
 }

@@ -62,6 +62,23 @@ public sealed class FlatParameters : IDisposable
         return new FlatParameters(members, values, grads);
     }
 
+    /// <summary>(N) 1 over the members <paramref name="selected"/> chooses and 0 over the others, for per-group
+    /// optimizer settings such as weight decay; the caller owns it.</summary>
+    public Tensor Mask(Func<SelectedParameter, bool> selected)
+    {
+        using var noGrad = no_grad();
+        var mask = zeros(Count, dtype: ScalarType.Float32, device: Values.device).DetachFromDisposeScope();
+        long offset = 0;
+        foreach (var m in Members)
+        {
+            var n = m.Parameter.NumberOfElements;
+            if (selected(m))
+                using (var slice = mask.narrow(0, offset, n)) slice.fill_(1);
+            offset += n;
+        }
+        return mask;
+    }
+
     /// <summary>Zeroes every gradient (one op).</summary>
     public void ZeroGrad()
     {

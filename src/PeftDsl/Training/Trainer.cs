@@ -62,7 +62,9 @@ public sealed class Trainer
     {
         var device = model.parameters().First().device;
         using var flat = FlatParameters.Of(model);
-        using var optimizer = new FlatAdamW(flat, weightDecay: options.WeightDecay);
+        var norms = WeightDecayRule.NormParameters(model);
+        using var optimizer = new FlatAdamW(flat, weightDecay: options.WeightDecay,
+            decayMask: options.WeightDecay == 0 ? null : flat.Mask(p => WeightDecayRule.Decays(p, norms)));
         if (ranks.Size > 1) RequireSameStart(flat);
         var schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, TotalSteps, options.Decay).Validate();
         var state = new TrainerState(0, 0, 0, null, 0, options.Seed, options.BatchSize, options.Accumulation, train.Count, TotalSteps)

@@ -35,8 +35,9 @@ public sealed record TrainerOptions
     /// <summary>How the learning rate falls after the warmup (<c>--schedule</c>: cosine, linear or constant).</summary>
     public DecayKind Decay { get; init; } = DecayKind.Cosine;
 
-    /// <summary>AdamW's decoupled weight decay, in [0, 1] (<c>--weight-decay</c>).</summary>
-    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>AdamW's decoupled weight decay, in [0, 1] (<c>--weight-decay</c>); 0 by default, as in Hugging Face's
+    /// Trainer. It spares biases, norms, IA3 vectors and DoRA magnitudes (<see cref="WeightDecayRule"/>).</summary>
+    public double WeightDecay { get; init; }
 
     /// <summary>The base model's own dropout while training (<see cref="Runtime.LanguageModel.BaseDropout"/>): null applies
     /// config.json's rates, as transformers does; a value in [0, 1] replaces them all, 0 turns them off (<c>--base-dropout</c>).</summary>
