@@ -8,9 +8,29 @@ namespace PeftDsl.Peft.Prompts;
 /// <summary>The table's virtual tokens for one call: rows in front, NeMo's slots, or a prefix.</summary>
 public sealed partial class PromptTable
 {
-    /// <summary>True when a routed row has a prefix-tuning task.</summary>
-    internal bool RoutesPrefix(AdapterRouting routing) =>
-        routing.PromptRows is { } rowTasks && rowTasks.Any(t => t is not null && this[t].Method == PromptMethod.PrefixTuning);
+    /// <summary>True when the routed rows' tasks are prefix tuning; a batch that mixes them with prompt tuning or
+    /// P-tuning is refused here, before any stack runs.</summary>
+    internal bool RoutesPrefix(AdapterRouting routing)
+    {
+        if (routing.PromptRows is not { } rowTasks) return false;
+        var distinct = rowTasks.Where(t => t is not null).Select(t => t!).Distinct().ToList();
+        RefuseMixedKinds(distinct);
+        return distinct.Count > 0 && this[distinct[0]].Method == PromptMethod.PrefixTuning;
+    }
+
+    /// <summary>
+    /// A prefix is past keys and values in every layer; a prompt-tuning or P-tuning task is rows in front of the input,
+    /// which shift the positions. One batch cannot do both for different rows, so a mix is refused, naming the tasks.
+    /// Prefix tasks mix with each other, and so do prompt-tuning and P-tuning tasks.
+    /// </summary>
+    private void RefuseMixedKinds(IReadOnlyList<string> tasks)
+    {
+        var prefix = tasks.Where(t => this[t].Method == PromptMethod.PrefixTuning).ToList();
+        if (prefix.Count == 0 || prefix.Count == tasks.Count) return;
+        throw new PeftDslException($"one batch cannot mix prefix-tuning tasks ({string.Join(", ", prefix)}) with prompt-tuning or P-tuning tasks " +
+                                   $"({string.Join(", ", tasks.Except(prefix))}): a prefix goes into every layer's keys and values, the others go in " +
+                                   "front of the input; run them in separate batches");
+    }
 
     /// <summary>
     /// The virtual tokens of one call. Every distinct task's rows are computed once; a batch of one task is a view
@@ -28,9 +48,8 @@ public sealed partial class PromptTable
         var distinct = rowTasks.Where(t => t is not null).Select(t => t!).Distinct().ToList();
         if (distinct.Count == 0) return null;
         var configs = distinct.Select(t => this[t]).ToList();
+        RefuseMixedKinds(distinct);
         var prefix = configs.Count(c => c.Method == PromptMethod.PrefixTuning);
-        if (prefix != 0 && prefix != configs.Count)
-            throw new PeftDslException("one batch cannot mix prefix-tuning tasks with prompt-tuning or P-tuning tasks");
         var counts = rowTasks.Select(t => t is null ? 0L : this[t].NumVirtualTokens).ToArray();
         var count = counts.Max();
         var rowMask = counts.All(c => c == count)
