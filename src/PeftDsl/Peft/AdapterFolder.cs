@@ -34,6 +34,19 @@ public static class AdapterFolder
         File.Move(path + ".tmp", path, overwrite: true);
     }
 
+    /// <summary>Reads a trained tensor (an adapter's, a prompt's, an optimizer moment), refusing one that holds NaN or
+    /// infinite values: such a file comes from a run that diverged, and would load without a word and compute NaN.</summary>
+    public static Tensor ReadFinite(this SafetensorsReader reader, string key)
+    {
+        var value = reader.Read(key);
+        if (value.is_floating_point() && !value.isfinite().all().item<bool>())
+        {
+            value.Dispose();
+            throw new PeftDslException($"{reader.Path}: '{key}' holds NaN or infinite values; refusing to load it (was it saved by a run that diverged?)");
+        }
+        return value;
+    }
+
     /// <summary>The folder's <c>peft_type</c>, or null when its config names none.</summary>
     public static string? PeftType(string folder) =>
         Lora.LoraConfigJson.ReadObject(Path.Combine(folder, ConfigFile))["peft_type"] is JsonValue v

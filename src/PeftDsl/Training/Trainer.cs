@@ -87,14 +87,16 @@ public sealed class Trainer
             {
                 // Stopped by the user: keep what was learned, so --resume continues from here.
                 stop = "stopped";
-                Save(optimizer, state);
+                Save(optimizer, state, flat);
                 break;
             }
             var order = BatchOrder.Epoch(lengths, options.BatchSize, options.Seed, state.Epoch);
             var micro = order.Skip(state.BatchInEpoch).Take(options.Accumulation).ToList();
             var clock = Stopwatch.StartNew();
             var (loss, tokens, norm) = Step(micro.Select(Shard).ToList(), flat, device, state.Step);
-            if (!double.IsFinite(loss)) throw new TrainingDivergedException(state.Step + 1, loss);
+            // A non-finite loss or gradient stops the run before the update, so nothing non-finite is ever applied.
+            if (!double.IsFinite(loss)) throw new TrainingDivergedException(state.Step + 1, $"the training loss is {N(loss)}; stopped before the update");
+            if (!double.IsFinite(norm)) throw new TrainingDivergedException(state.Step + 1, $"the gradient norm is {N(norm)}; stopped before the update");
             var lr = schedule.At(state.Step);
             optimizer.Step(lr);
             var next = state.BatchInEpoch + micro.Count;
@@ -130,7 +132,7 @@ public sealed class Trainer
                 stop = $"early stop: {options.Patience} evaluations without improvement";
                 save = checkpointDirectory is not null;
             }
-            if (save) Save(optimizer, state);
+            if (save) Save(optimizer, state, flat);
             if (stop != "finished") break;
         }
         model.eval();
@@ -197,6 +199,8 @@ public sealed class Trainer
     /// <summary>This rank's share of a batch: every Size-th example from its rank on (all of it with one rank).</summary>
     private int[] Shard(int[] batch) => ranks.Size == 1 ? batch : batch.Where((_, i) => i % ranks.Size == ranks.Rank).ToArray();
 
+    private static string N(double x) => x.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     private long GlobalSum(long value)
     {
         if (ranks.Size == 1) return value;
@@ -214,9 +218,15 @@ public sealed class Trainer
         return any[0] > 0;
     }
 
-    private void Save(FlatAdamW optimizer, TrainerState state)
+    private void Save(FlatAdamW optimizer, TrainerState state, FlatParameters flat)
     {
-        if (checkpointDirectory is null || ranks.Rank != 0) return;
+        if (checkpointDirectory is null) return;
+        // An update from finite gradients can still overflow (a huge learning rate): such values are never saved, so
+        // the last checkpoint stays one that loads. Every rank holds the same values and stops together.
+        using (no_grad())
+            if (!flat.Values.isfinite().all().item<bool>())
+                throw new TrainingDivergedException(state.Step, "the update made trainable values NaN or infinite; they were not saved");
+        if (ranks.Rank != 0) return;
         TrainingCheckpoint.Save(checkpointDirectory, model, optimizer, state);
         Progress?.Invoke(new SaveEvent(state.Step, checkpointDirectory));
     }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using PeftDsl.Checkpoints;
 using PeftDsl.Checkpoints.Safetensors;
 using PeftDsl.Errors;
+using PeftDsl.Peft;
 using PeftDsl.Runtime;
 using static TorchSharp.torch;
 
@@ -89,9 +90,9 @@ public static class TrainingCheckpoint
         if (!File.Exists(path)) throw new PeftDslException($"{directory}: no {OptimizerFile}");
         using var reader = SafetensorsReader.Open(path);
         using var scope = NewDisposeScope();
-        var expAvg = reader.Read("exp_avg");
+        var expAvg = reader.ReadFinite("exp_avg");
         if (!expAvg.shape.SequenceEqual(optimizer.ExpAvg.shape))
             throw new PeftDslException($"{path}: the optimizer holds {expAvg.shape[0]} values, this run trains {optimizer.ExpAvg.shape[0]}");
-        optimizer.Load(expAvg.to(optimizer.ExpAvg.device), reader.Read("exp_avg_sq").to(optimizer.ExpAvg.device), reader.Read("step").item<long>());
+        optimizer.Load(expAvg.to(optimizer.ExpAvg.device), reader.ReadFinite("exp_avg_sq").to(optimizer.ExpAvg.device), reader.Read("step").item<long>());
     }
 }

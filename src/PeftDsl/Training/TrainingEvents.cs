@@ -34,11 +34,14 @@ public sealed record EvalResult(double Loss, double Perplexity, double ExactMatc
         metric == EvalMetric.Loss ? Loss < other.Loss : ExactMatch > other.ExactMatch;
 }
 
-/// <summary>The training loss became NaN or infinite; the step's update was not applied.</summary>
-public sealed class TrainingDivergedException(int step, double loss)
-    : PeftDslException($"step {step}: the training loss is {loss.ToString(System.Globalization.CultureInfo.InvariantCulture)}; stopped before the update. Lower --lr or check the data")
+/// <summary>The run diverged: the loss or the gradient became NaN or infinite (the step's update was not applied), or
+/// the update made the trainable tensors so (they were not saved). The last checkpoint, if any, holds finite values.</summary>
+/// <param name="step">The optimizer step (1-based) that diverged.</param>
+/// <param name="what">What became non-finite and what was not done, e.g. "the training loss is NaN; stopped before the update".</param>
+public sealed class TrainingDivergedException(int step, string what)
+    : PeftDslException($"step {step}: {what}. Lower --lr or check the data")
 {
-    /// <summary>The optimizer step (1-based) whose loss was not finite.</summary>
+    /// <summary>The optimizer step (1-based) that diverged.</summary>
     public int Step { get; } = step;
 }
 

@@ -87,7 +87,7 @@ public sealed class BottleneckRegistry
             foreach (var (key, p) in expected)
             {
                 using var scope = NewDisposeScope();
-                p.copy_(reader.Read(key).to(p.dtype));
+                p.copy_(reader.ReadFinite(key).to(p.dtype));
             }
         foreach (var (_, site, layer) in layers) site.Add(name, Placed(layer));
         foreach (var (_, site, owner) in owners.Where(t => t.Owner is not null)) site.Borrow(name, owner!.Adapter(name));

@@ -80,7 +80,7 @@ public sealed class Ia3Registry
             {
                 using var scope = NewDisposeScope();
                 var key = Prefix + t.Path + Suffix;
-                var value = reader.Read(key).to(AdapterDType(t.Linear));
+                var value = reader.ReadFinite(key).to(AdapterDType(t.Linear));
                 if (t.Slice is { } slice)
                 {
                     var outside = cat([value[..(int)slice.Start], value[(int)(slice.Start + slice.Length)..]]);

@@ -135,7 +135,7 @@ public static class LoraAdapterFile
     private static void Copy(SafetensorsReader reader, string key, Tensor target)
     {
         using var scope = NewDisposeScope();
-        target.copy_(reader.Read(key).to(target.dtype, target.device));
+        target.copy_(reader.ReadFinite(key).to(target.dtype, target.device));
     }
 
     private static string Why(string key) =>

@@ -35,7 +35,7 @@ public static class PromptAdapterFile
         if (entry.Shape.Length != 2 || entry.Shape[0] != config.TotalVirtualTokens)
             throw new PeftDslException($"{weights}: '{Key}' is {entry.ShapeText}, the config means {config.TotalVirtualTokens} rows " +
                                        $"({config.RowsExplained})");
-        return (config, reader.Read(Key));
+        return (config, reader.ReadFinite(Key));
     }
 
     /// <summary>Writes both files into <paramref name="folder"/>, each whole (written beside, then renamed).</summary>

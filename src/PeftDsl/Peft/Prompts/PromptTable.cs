@@ -148,7 +148,7 @@ public sealed partial class PromptTable
         using var noGrad = no_grad();
         foreach (var (name, p) in ours)
         {
-            var value = reader.Read(name);
+            var value = reader.ReadFinite(name);
             if (!value.shape.SequenceEqual(p.shape))
                 throw new PeftDslException($"{path}: {name} is [{string.Join(", ", value.shape)}], the task's [{string.Join(", ", p.shape)}]");
             p.copy_(value.to(p.dtype, p.device));

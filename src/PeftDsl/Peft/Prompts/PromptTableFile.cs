@@ -55,7 +55,7 @@ public static class PromptTableFile
                 JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<int>(out var x) && x > 0) => a.Select(n => n!.GetValue<int>()).ToList(),
                 var other => throw new PeftDslException($"{indexPath}: task '{task}': virtual_token_splits must be a list of positive whole numbers, got {other.ToJsonString()}"),
             };
-            result.Add((task, new Entry(parsed, reader.Read(task), ConfigFields.Str(entry, "template", $"{indexPath} (task '{task}')"), splits)));
+            result.Add((task, new Entry(parsed, reader.ReadFinite(task), ConfigFields.Str(entry, "template", $"{indexPath} (task '{task}')"), splits)));
         }
         var orphans = reader.Entries.Keys.Where(k => !tasks.ContainsKey(k)).ToList();
         if (orphans.Count > 0) throw new PeftDslException($"{tensorsPath}: tensors without an index entry: {string.Join(", ", orphans)}");
