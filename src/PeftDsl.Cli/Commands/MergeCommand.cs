@@ -36,13 +36,20 @@ public static class MergeCommand
         "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "added_tokens.json",
     ];
 
+    /// <summary>What the merge writes beside the carried files: where the model came from, so that a later
+    /// <c>--overwrite</c> can tell a merged folder from one holding anything else.</summary>
+    private const string Marker = "peftdsl_merge.json";
+
+    /// <summary>Every name a merge writes into its folder: --overwrite replaces a folder holding only these.</summary>
+    private static readonly string[] Written = [.. Carried, CheckpointFolder.SingleFile, Marker];
+
     /// <summary>Builds <c>peft merge</c>: <c>--model</c>, <c>--adapter</c> (required), <c>--use</c>, <c>--out</c>,
     /// <c>--overwrite</c> and <c>--dtype</c>; merging always runs on the CPU.</summary>
     public static Command Create()
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, T5, mT5)", Required = true };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the merged model to; it must not exist or be empty unless --overwrite", Required = true };
-        var overwrite = new Option<bool>("--overwrite") { Description = "Replace an existing --out folder and everything in it (atomically)" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace a folder an earlier peft merge wrote (atomically); a folder holding anything else is refused" };
         var command = new Command("merge", Program.Example("Merge a LoRA adapter into its base model and save a Hugging Face model folder", "peft merge --model models/gpt2 --adapter runs/mine --out models/gpt2-mine")) { model, output, overwrite };
         var adapters = new AdapterOptions(required: true);
         adapters.AddTo(command);
@@ -72,8 +79,19 @@ public static class MergeCommand
         var given = Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar);
         if (new DirectoryInfo(given).LinkTarget is not null)
             throw new PeftDslException($"--out {output} is a symbolic link; give the real folder (replacing a link's target is not what a merge should do)");
-        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any() && !overwrite)
-            throw new PeftDslException($"--out {output} exists and is not empty; pass --overwrite to replace it and everything in it");
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+        {
+            if (!overwrite) throw new PeftDslException($"--out {output} exists and is not empty; pass --overwrite to replace the merged model it holds");
+            // Replacing the folder whole would delete what the user keeps beside a model: only a merge's own folder goes.
+            var foreign = Directory.EnumerateFileSystemEntries(target).Where(e => Directory.Exists(e) || !Written.Contains(Path.GetFileName(e)))
+                .Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+            if (foreign.Count > 0)
+                throw new PeftDslException($"--out {output} holds {foreign[0]}{(foreign.Count > 1 ? $" and {foreign.Count - 1} more" : "")}, which a merge does not " +
+                                           "write; --overwrite replaces only a folder peft merge wrote: move it away or choose another folder");
+            if (!File.Exists(Path.Combine(target, Marker)))
+                throw new PeftDslException($"--out {output} is a model folder peft merge did not write (it has no {Marker}); --overwrite replaces only " +
+                                           "a merged model: empty it or choose another folder");
+        }
         log.WriteLine($"loading {directory} ({placement.DType})");
         using var model = (LanguageModel)StockModels.LoadGenerative(directory, placement);
         var active = AdapterOptions.Attach(model, adapter, use);
@@ -92,7 +110,14 @@ public static class MergeCommand
                 File.Copy(Path.Combine(directory, file), Path.Combine(staging, file));
             RecordDType(Path.Combine(staging, "config.json"), placement.DType);
             model.SaveWeights(Path.Combine(staging, CheckpointFolder.SingleFile));
-        }, keepOthers: false);   // a merged model folder holds nothing of the old one (no stale shards)
+            File.WriteAllText(Path.Combine(staging, Marker), new System.Text.Json.Nodes.JsonObject
+            {
+                ["base_model"] = Path.GetFullPath(directory),
+                ["adapter"] = Path.GetFullPath(adapter),
+                ["merged_adapters"] = new System.Text.Json.Nodes.JsonArray(active.Select(a => (System.Text.Json.Nodes.JsonNode)a).ToArray()),
+                ["dtype"] = placement.DType.ToString(),
+            }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        }, keepOthers: false);   // only a merge's own files were there (checked above): none of the old ones stays
         log.WriteLine($"wrote the merged model (base + {string.Join(" + ", active)}) to {output}; the base folder is unchanged");
         return 0;
     }

@@ -53,7 +53,7 @@ public sealed class LoraCliTests
         var (code, stdout, stderr) = ParityTests.Peft("merge", "--model", Fixtures.Base("mt5"), "--adapter", Case("mt5.lora"), "--out", output);
         Assert.True(code == 0, stderr);
         Assert.Contains("wrote the merged model (base + default)", stdout);
-        Assert.Equal(["config.json", "generation_config.json", "model.safetensors"], Directory.GetFiles(output).Select(Path.GetFileName).Order());
+        Assert.Equal(["config.json", "generation_config.json", "model.safetensors", "peftdsl_merge.json"], Directory.GetFiles(output).Select(Path.GetFileName).Order());
 
         using var merged = T5ForConditionalGeneration.FromPretrained(output);
         using var adapted = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("mt5"));
@@ -150,24 +150,39 @@ public sealed class LoraCliTests
         Assert.Contains("transformer.h.*.mlp.c_fc", stdout);
     }
 
-    /// <summary>An existing --out is never mixed with the merged model: refused unless --overwrite, then replaced whole.
-    /// A link is refused, since it could lead into the base model's folder.</summary>
+    /// <summary>An existing --out is never mixed with the merged model and never loses what a merge did not write:
+    /// refused unless --overwrite, and --overwrite replaces only a folder an earlier merge wrote (its files, and a file
+    /// the new merge does not write, go; anything else, or a model folder without the merge's record, is refused). A
+    /// link is refused, since it could lead into the base model's folder.</summary>
     [Fact]
     public void MergeNeverMixesFoldersOrFollowsLinks()
     {
         using var dir = new TempDir();
         var output = dir.File("out");
         Directory.CreateDirectory(output);
-        File.WriteAllText(Path.Combine(output, "stale.safetensors"), "old shard");
+        File.WriteAllText(Path.Combine(output, "notes.txt"), "mine");
         string[] merge = ["merge", "--model", Fixtures.Base("gpt2"), "--adapter", Case("gpt2.lora"), "--out", output, "--dtype", "bf16"];
         var (code, _, stderr) = ParityTests.Peft(merge);
         Assert.Equal(2, code);
         Assert.Contains("exists and is not empty; pass --overwrite", stderr);
-        Assert.True(File.Exists(Path.Combine(output, "stale.safetensors")));
+        (code, _, stderr) = ParityTests.Peft([.. merge, "--overwrite"]);
+        Assert.Equal(2, code);
+        Assert.Equal($"error: --out {output} holds notes.txt, which a merge does not write; --overwrite replaces only a folder peft merge wrote: move it away or choose another folder",
+            stderr.TrimEnd());
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(output, "notes.txt")));
 
+        File.Delete(Path.Combine(output, "notes.txt"));
+        foreach (var f in Directory.GetFiles(Fixtures.Base("gpt2"))) File.Copy(f, Path.Combine(output, Path.GetFileName(f)));
+        (code, _, stderr) = ParityTests.Peft([.. merge, "--overwrite"]);
+        Assert.Equal(2, code);
+        Assert.Contains("is a model folder peft merge did not write (it has no peftdsl_merge.json)", stderr);
+        foreach (var f in Directory.GetFiles(output)) File.Delete(f);
+
+        Assert.Equal(0, ParityTests.Peft(merge).Code);
+        File.WriteAllText(Path.Combine(output, "tokenizer.json"), "{}");   // as if a base with a tokenizer.json had been merged before
         (code, _, stderr) = ParityTests.Peft([.. merge, "--overwrite"]);
         Assert.True(code == 0, stderr);
-        Assert.False(File.Exists(Path.Combine(output, "stale.safetensors")));
+        Assert.False(File.Exists(Path.Combine(output, "tokenizer.json")));
         Assert.Equal("bfloat16", System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["dtype"]!.GetValue<string>());
         using (var reader = Checkpoints.Safetensors.SafetensorsReader.Open(Path.Combine(output, "model.safetensors")))
             Assert.All(reader.Entries.Values, e => Assert.Equal(ScalarType.BFloat16, e.DType));
