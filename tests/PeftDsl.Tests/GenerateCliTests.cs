@@ -54,6 +54,22 @@ public sealed class GenerateCliTests
         Assert.Equal("error: " + message, stderr.Trim());
     }
 
+    /// <summary>A rotary model is not taken past its max_position_embeddings without --ignore-max-positions.</summary>
+    [Fact]
+    public void GeneratingPastARotaryModelsPositionsNeedsTheFlag()
+    {
+        string[] args = ["generate", "--model", Fixtures.Base("llama"), "--prompt-ids", "1 2", "--ids", "--max-new-tokens", "63"];
+        var (code, stdout, stderr) = ParityTests.Peft(args);
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        var line = Assert.Single(stderr.TrimEnd().Split('\n'));
+        Assert.StartsWith("error: --prompt and --max-new-tokens 63: generation: the longest prompt (2 tokens) plus 63 new tokens exceed the 64 positions the model was trained for", line);
+        Assert.EndsWith("pass --ignore-max-positions (IgnoreMaxPositions) to go on anyway", line);
+        (code, stdout, stderr) = ParityTests.Peft([.. args, "--ignore-max-positions"]);
+        Assert.True(code == 0, stderr);
+        Assert.Equal(63, stdout.Trim().Split(' ').Length);
+    }
+
     [Fact]
     public void TextPromptWithoutATokenizerSaysWhatIsMissing()
     {

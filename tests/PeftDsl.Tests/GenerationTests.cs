@@ -141,6 +141,28 @@ public sealed class GenerationTests
         Assert.Equal(0, steps);
     }
 
+    /// <summary>A rotary model (the Llama fixture's max_position_embeddings is 64) is not taken past the positions it
+    /// was trained for unless asked; asked, it goes on. GPT-2's learned positions cannot be passed even when asked, and
+    /// T5's relative positions have no limit. Before, a Llama generated any number of tokens without a word.</summary>
+    [Fact]
+    public void RotaryModelsStopAtTheirTrainedPositionsUnlessAsked()
+    {
+        using var llama = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        Assert.Equal(64, llama.ContextLength);
+        Assert.Null(llama.PositionLimit);
+        var options = new GenerationOptions { MaxNewTokens = 62 };
+        var e = Assert.Throws<PeftDslException>(() => TextGenerator.Generate(llama, [[1, 2, 3]], options));
+        Assert.StartsWith("generation: the longest prompt (3 tokens) plus 62 new tokens exceed the 64 positions the model was trained for (max_position_embeddings)", e.Message);
+        Assert.Equal(62, TextGenerator.Generate(llama, [[1, 2, 3]], options with { IgnoreMaxPositions = true })[0].Length);
+        Assert.Equal(61, TextGenerator.Generate(llama, [[1, 2, 3]], options with { MaxNewTokens = 61 })[0].Length);
+
+        using var gpt2 = Gpt2LMHeadModel.FromPretrained(Fixtures.Base("gpt2"));
+        Assert.Throws<PeftDslException>(() => TextGenerator.Generate(gpt2, [[1, 2, 3]], options with { IgnoreMaxPositions = true }));
+        using var t5 = T5ForConditionalGeneration.FromPretrained(Fixtures.Base("t5"));
+        Assert.Null(t5.ContextLength);
+        Assert.Equal(70, TextGenerator.Generate(t5, [[1, 2, 3]], new GenerationOptions { MaxNewTokens = 70 })[0].Length);
+    }
+
     /// <summary>A vocabulary limit (a tokenizer smaller than the model's padded vocabulary) is never exceeded, and
     /// below it the greedy choice is the plain argmax over the allowed ids.</summary>
     [Fact]

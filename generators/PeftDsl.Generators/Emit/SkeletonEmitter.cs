@@ -51,6 +51,7 @@ namespace PeftDsl.Generators.Emit
                         : $"public {s.Name}({c} config) : base(nameof({s.Name})) => throw new global::System.InvalidOperationException(Broken);");
                     w.Line($"public override {Tensor} forward({Tensor} inputIds, {StackInputs} inputs) => throw new global::System.InvalidOperationException(Broken);");
                     w.Line("public long? PositionLimit => throw new global::System.InvalidOperationException(Broken);");
+                    w.Line("public long? ContextLength => throw new global::System.InvalidOperationException(Broken);");
                     w.Line($"internal static (long Vocab, long Dim) EmbeddingShape({c} config) => throw new global::System.InvalidOperationException(Broken);");
                     w.Line($"internal static void DescribeCheckpoint({c} config, string prefix, {KeyList} keys) => throw new global::System.InvalidOperationException(Broken);");
                     break;

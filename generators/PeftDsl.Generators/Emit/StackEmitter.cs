@@ -28,11 +28,19 @@ namespace PeftDsl.Generators.Emit
             w.Line($"/// <summary>{s.FinalNorm.Name}: the norm after the last block.</summary>");
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
+            if (s.Rotary?.MaxPositions is { } mp)
+            {
+                w.Line($"/// <summary>{mp.Display}: the positions the checkpoint was trained for.</summary>");
+                w.Line("private readonly long contextLength;");
+            }
             if (s.EmbeddingDropout is { } ed) EmitHelpers.DropoutField(w, ed, "embeddingDropout", "on the embeddings");
             if (s.FinalDropout is { } fd) EmitHelpers.DropoutField(w, fd, "finalDropout", $"on the output of {s.FinalNorm.Name}");
             w.Line();
             w.Line("/// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>");
             w.Line(s.Positions is { } limit ? $"public long? PositionLimit => this.{limit.Field}.Count;" : "public long? PositionLimit => null;");
+            w.Line();
+            w.Line("/// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>");
+            w.Line(s.Rotary?.MaxPositions is not null ? "public long? ContextLength => this.contextLength;" : "public long? ContextLength => this.PositionLimit;");
             w.Line();
             if (s.VirtualPrompts)
             {
@@ -60,6 +68,7 @@ namespace PeftDsl.Generators.Emit
                 var fraction = r.Fraction.Expression == "1" || r.Fraction.Expression == "1.0" ? "" : $", fraction: {r.Fraction.Expression}";
                 var scaling = r.Scaling is { } sc ? $", scaling: ({string.Join(", ", sc.Select(b => b.Expression))})" : "";
                 w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)}{fraction}{scaling});");
+                if (r.MaxPositions is { } maxPositions) w.Line($"this.contextLength = {EmitHelpers.Positive(maxPositions, spec.Name)};");
             }
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
             w.Line($"var blocks = new {s.BlockType.FullName}[count];");

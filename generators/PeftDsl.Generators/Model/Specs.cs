@@ -86,7 +86,9 @@ namespace PeftDsl.Generators.Model
         Binding? FinalDropout = null);
 
     /// <param name="Scaling">llama3's factor, low/high frequency factors and original context, or null.</param>
-    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<Binding>? Scaling);
+    /// <param name="MaxPositions">The positions the checkpoint was trained for, or null: generation's soft limit.</param>
+    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<Binding>? Scaling,
+        Binding? MaxPositions = null);
 
     /// <param name="Parallel">Every sublayer reads the block input; their outputs are added together.</param>
     internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers, Binding Parallel);

@@ -67,7 +67,8 @@ namespace PeftDsl.Generators.Parsing
                     diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, "RopeType"), type.Name,
                         "ScalingFactor, LowFreqFactor, HighFreqFactor and OriginalMaxPositions bindings for RopeType \"llama3\"");
                 if (headDim is not null && theta is not null && ropeType is not null && fraction is not null)
-                    rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling);
+                    rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling,
+                        bindings.Optional(rotaryAttribute, "MaxPositions", BindingKind.Size));
                 if (headDim?.Literal is { } hd && (fraction?.Literal ?? 1.0) is var share && share > 0 && share <= 1)
                 {
                     var rotated = (long)(hd * share);

@@ -239,11 +239,12 @@ namespace PeftDsl.Generators.Parsing
         /// <summary>Members the emitter for each kind declares (fields, properties, helpers).</summary>
         private static HashSet<string> ReservedFor(ModuleKind kind) => kind switch
         {
-            ModuleKind.SelfAttention or ModuleKind.CrossAttention => new() { "nHead", "nKvHead", "headDim", "window", "Sizes", "EncoderKeysValues" },
-            ModuleKind.FeedForward => new() { "act", "gateProjection", "upProjection", "downProjection", "Sizes" },
+            ModuleKind.SelfAttention or ModuleKind.CrossAttention => new() { "nHead", "nKvHead", "headDim", "window", "attentionDropout", "Sizes", "EncoderKeysValues" },
+            ModuleKind.FeedForward => new() { "act", "dropout", "gateProjection", "upProjection", "downProjection", "Sizes" },
             ModuleKind.TransformerBlock => new() { "Layer", "parallelResidual", "AttentionAdapter", "CrossAttentionAdapter", "MlpAdapter" },
-            ModuleKind.TransformerStack => new() { "rotary", "VirtualPrompts", "EmbeddingShape", "SharedShape", "PositionLimit" },
-            _ => new() { "Config", "ModelType", "VocabSize", "PositionLimit", "CheckpointRules", "Head", "Hidden", "FromPretrained", "CheckpointKeys",
+            ModuleKind.TransformerStack => new() { "rotary", "VirtualPrompts", "EmbeddingShape", "SharedShape", "PositionLimit", "ContextLength",
+                                                   "contextLength", "embeddingDropout", "finalDropout" },
+            _ => new() { "Config", "ModelType", "VocabSize", "PositionLimit", "ContextLength", "CheckpointRules", "Head", "Hidden", "FromPretrained", "CheckpointKeys",
                          "Targets", "DecoderStartTokenId", "EncoderHidden", "DecoderHidden", "SharedShape" },
         };
 

@@ -17,7 +17,7 @@ public partial class GptNeoXForCausalLM;
 [TransformerStack(typeof(GptNeoXConfig), Dim = nameof(GptNeoXConfig.Hidden), EmbeddingDropout = nameof(GptNeoXConfig.HiddenDropout))]
 [TokenEmbedding("embed_in", Vocab = nameof(GptNeoXConfig.VocabSize))]
 [RotaryEmbedding(HeadDim = nameof(GptNeoXConfig.HeadDim), Theta = nameof(GptNeoXConfig.RopeTheta), RopeType = nameof(GptNeoXConfig.RopeType),
-    Fraction = nameof(GptNeoXConfig.RotaryFraction))]
+    Fraction = nameof(GptNeoXConfig.RotaryFraction), MaxPositions = nameof(GptNeoXConfig.MaxPositions))]
 [Blocks("layers", typeof(GptNeoXLayer), Count = nameof(GptNeoXConfig.Layers))]
 [FinalNorm("final_layer_norm", NormKind.LayerNorm, Eps = nameof(GptNeoXConfig.NormEps))]
 public partial class GptNeoXModel;

@@ -36,6 +36,9 @@ public sealed partial record GptNeoXConfig
     [ConfigKey("attention_dropout")] public double AttentionDropout { get; init; }
     /// <summary><c>hidden_dropout</c>: dropout on the embeddings and on the attention and MLP outputs in training; defaults to 0.</summary>
     [ConfigKey("hidden_dropout")] public double HiddenDropout { get; init; }
+    /// <summary><c>max_position_embeddings</c>: the positions the checkpoint was trained for; generation refuses to go
+    /// past them unless asked. Defaults to 2048, as transformers'.</summary>
+    [ConfigKey("max_position_embeddings")] public int MaxPositions { get; init; } = 2048;
     /// <summary><c>tie_word_embeddings</c>: whether <c>embed_out</c> shares <c>embed_in</c>'s weight; defaults to false.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }
 

@@ -17,7 +17,8 @@ public partial class LlamaForCausalLM;
 [TokenEmbedding("embed_tokens", Vocab = nameof(LlamaConfig.VocabSize))]
 [RotaryEmbedding(HeadDim = nameof(LlamaConfig.HeadDim), Theta = nameof(LlamaConfig.RopeTheta), RopeType = nameof(LlamaConfig.RopeType),
     ScalingFactor = nameof(LlamaConfig.RopeFactor), LowFreqFactor = nameof(LlamaConfig.RopeLowFreqFactor),
-    HighFreqFactor = nameof(LlamaConfig.RopeHighFreqFactor), OriginalMaxPositions = nameof(LlamaConfig.RopeOriginalMaxPositions))]
+    HighFreqFactor = nameof(LlamaConfig.RopeHighFreqFactor), OriginalMaxPositions = nameof(LlamaConfig.RopeOriginalMaxPositions),
+    MaxPositions = nameof(LlamaConfig.MaxPositions))]
 [Blocks("layers", typeof(LlamaDecoderLayer), Count = nameof(LlamaConfig.Layers))]
 [FinalNorm("norm", NormKind.RmsNorm, Eps = nameof(LlamaConfig.RmsNormEps))]
 public partial class LlamaModel;

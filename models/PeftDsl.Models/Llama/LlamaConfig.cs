@@ -45,6 +45,9 @@ public sealed partial record LlamaConfig
     [ConfigKey("mlp_bias")] public bool MlpBias { get; init; }
     /// <summary><c>attention_dropout</c>: dropout on the attention probabilities in training; defaults to 0.</summary>
     [ConfigKey("attention_dropout")] public double AttentionDropout { get; init; }
+    /// <summary><c>max_position_embeddings</c>: the positions the checkpoint was trained for; generation refuses to go
+    /// past them unless asked. Defaults to 2048, as transformers'.</summary>
+    [ConfigKey("max_position_embeddings")] public int MaxPositions { get; init; } = 2048;
     /// <summary><c>tie_word_embeddings</c>: whether the LM head shares <c>embed_tokens</c>' weight; defaults to false.</summary>
     [ConfigKey("tie_word_embeddings")] public bool TieEmbeddings { get; init; }
 

@@ -13,7 +13,8 @@ public partial class MistralForCausalLM;
 /// <summary>Mistral's body (transformers' <c>MistralModel</c>): <c>embed_tokens</c>, the rotary position embedding, the decoder <c>layers</c>, and the final RMSNorm <c>norm</c>.</summary>
 [TransformerStack(typeof(MistralConfig), Dim = nameof(MistralConfig.Hidden))]
 [TokenEmbedding("embed_tokens", Vocab = nameof(MistralConfig.VocabSize))]
-[RotaryEmbedding(HeadDim = nameof(MistralConfig.HeadDim), Theta = nameof(MistralConfig.RopeTheta), RopeType = nameof(MistralConfig.RopeType))]
+[RotaryEmbedding(HeadDim = nameof(MistralConfig.HeadDim), Theta = nameof(MistralConfig.RopeTheta), RopeType = nameof(MistralConfig.RopeType),
+    MaxPositions = nameof(MistralConfig.MaxPositions))]
 [Blocks("layers", typeof(MistralDecoderLayer), Count = nameof(MistralConfig.Layers))]
 [FinalNorm("norm", NormKind.RmsNorm, Eps = nameof(MistralConfig.RmsNormEps))]
 public partial class MistralModel;

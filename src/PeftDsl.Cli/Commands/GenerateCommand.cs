@@ -30,11 +30,12 @@ public static class GenerateCommand
         var seed = new Option<ulong?>("--seed") { Description = "Seed for sampling; implies --sample" };
         var stop = new Option<long[]>("--stop") { Description = "Stop token id(s); default: the checkpoint's EOS", AllowMultipleArgumentsPerToken = true };
         var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence at every step (slow; for checking)" };
+        var pastPositions = new Option<bool>("--ignore-max-positions") { Description = "Generate past the positions a rotary model was trained for (max_position_embeddings), which is refused otherwise" };
         var ids = new Option<bool>("--ids") { Description = "Print token ids instead of text" };
         var tokenizerDir = new Option<DirectoryInfo?>("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
         var command = new Command("generate", Program.Example("Continue prompts with a checkpoint (and an adapter)", "peft generate --model models/gpt2 --adapter runs/mine --prompt \"Hello\""))
         {
-            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, ids, tokenizerDir,
+            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, pastPositions, ids, tokenizerDir,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -54,6 +55,7 @@ public static class GenerateCommand
                 Seed = parse.GetValue(seed),
                 StopTokens = parse.GetValue(stop) ?? [],
                 UseCache = !parse.GetValue(noCache),
+                IgnoreMaxPositions = parse.GetValue(pastPositions),
             };
             var (adapter, use) = adapters.Read(parse);
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],

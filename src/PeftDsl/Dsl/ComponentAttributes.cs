@@ -107,6 +107,10 @@ public sealed class RotaryEmbeddingAttribute : Attribute
     public string? HighFreqFactor { get; set; }
     /// <summary>Binding (rope_type llama3): <c>original_max_position_embeddings</c>.</summary>
     public string? OriginalMaxPositions { get; set; }
+    /// <summary>Binding: the positions the checkpoint was trained for (<c>max_position_embeddings</c>; after Llama 3's
+    /// scaling, the scaled context). Rotary positions go on past it, but the model never saw them: generation refuses
+    /// to go past unless asked. Optional; without it generation is unbounded.</summary>
+    public string? MaxPositions { get; set; }
 }
 
 /// <summary>[TransformerStack] N copies of a block class in a list named <paramref name="name"/>.</summary>

@@ -46,6 +46,11 @@ public sealed record GenerationOptions
     /// decodes.</summary>
     public long? VocabLimit { get; init; }
 
+    /// <summary>Generate past the positions the model was trained for (<c>max_position_embeddings</c>), which rotary
+    /// positions allow but the model never saw; by default such a run is refused before the first step. Learned
+    /// positions (GPT-2) cannot be passed either way.</summary>
+    public bool IgnoreMaxPositions { get; init; }
+
     /// <summary>Called after each step with the token each prompt just produced (null for a prompt already
     /// finished), so a caller can stream the output.</summary>
     public Action<IReadOnlyList<long?>>? OnStep { get; init; }

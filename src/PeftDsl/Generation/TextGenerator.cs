@@ -69,20 +69,26 @@ public static class TextGenerator
         return results.Select(r => r.ToArray()).ToList();
     }
 
-    /// <summary>A model with learned positions cannot go past them: checked before the first step, so a long run
-    /// never fails at its end. Counts the longest prompt, the new tokens and the virtual tokens a prompt task puts in
-    /// front (its most, over the tasks the rows use).</summary>
+    /// <summary>Checked before the first step, so a long run never fails or drifts at its end: a model with learned
+    /// positions cannot go past them, and one with rotary positions is not taken past the positions it was trained for
+    /// (<c>max_position_embeddings</c>) unless <see cref="GenerationOptions.IgnoreMaxPositions"/>. Counts the longest
+    /// prompt, the new tokens and the virtual tokens a prompt task puts in front (its most, over the tasks the rows use).</summary>
     public static void CheckPositions(IGenerativeModel model, IReadOnlyList<long[]> prompts, GenerationOptions options)
     {
-        if (model is not Runtime.CausalLanguageModel { PositionLimit: { } limit } lm || prompts.Count == 0) return;
+        if (model is not Runtime.CausalLanguageModel lm || prompts.Count == 0) return;
+        var learned = lm.PositionLimit is not null;
+        if (lm.ContextLength is not { } limit || (!learned && options.IgnoreMaxPositions)) return;
         var table = lm.Prompts;
         var tasks = (options.AdapterNames ?? (table.Active is { } active ? [active] : [])).Where(n => n is not null && table.Contains(n)).Distinct();
         var virtualTokens = tasks.Select(t => (long)table[t!].NumVirtualTokens).DefaultIfEmpty(0).Max();
         var longest = prompts.Max(p => p.Length);
-        if (virtualTokens + longest + options.MaxNewTokens > limit)
-            throw new PeftDslException($"generation: the longest prompt ({longest} tokens)" +
-                                       (virtualTokens > 0 ? $" after {virtualTokens} virtual tokens" : "") +
-                                       $" plus {options.MaxNewTokens} new tokens exceed the model's {limit} positions");
+        if (virtualTokens + longest + options.MaxNewTokens <= limit) return;
+        var need = $"generation: the longest prompt ({longest} tokens)" + (virtualTokens > 0 ? $" after {virtualTokens} virtual tokens" : "") +
+                   $" plus {options.MaxNewTokens} new tokens";
+        throw new PeftDslException(learned
+            ? $"{need} exceed the model's {limit} positions"
+            : $"{need} exceed the {limit} positions the model was trained for (max_position_embeddings); past them its rotary positions " +
+              "are ones it never saw: generate fewer tokens, or pass --ignore-max-positions (IgnoreMaxPositions) to go on anyway");
     }
 
     /// <param name="slots">Negative ids are virtual-prompt slots (the model has prompt tasks, which check them).</param>

@@ -29,6 +29,11 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// when positions are computed (rotary, relative).</summary>
     public virtual long? PositionLimit => null;
 
+    /// <summary>Positions the checkpoint was trained for: <see cref="PositionLimit"/> for learned positions, the bound
+    /// <c>max_position_embeddings</c> for rotary ones (<c>[RotaryEmbedding(MaxPositions)]</c>), null when the declaration
+    /// names none (T5's relative positions). Generation refuses to go past it unless asked.</summary>
+    public virtual long? ContextLength => PositionLimit;
+
     /// <summary>config.json's <c>model_type</c> this class reads.</summary>
     public abstract string ModelType { get; }
 

@@ -50,6 +50,9 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? PositionLimit => this.transformer.PositionLimit;
 
+    /// <inheritdoc/>
+    public override long? ContextLength => this.transformer.ContextLength;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static Gpt2LMHeadModel FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

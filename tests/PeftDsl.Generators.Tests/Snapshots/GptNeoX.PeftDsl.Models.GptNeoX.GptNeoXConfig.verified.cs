@@ -34,10 +34,12 @@ partial record GptNeoXConfig
             config = config with { AttentionDropout = vAttentionDropout };
         if (json.Optional<double>(new[] { "hidden_dropout" }, "GptNeoXConfig.HiddenDropout", out var vHiddenDropout))
             config = config with { HiddenDropout = vHiddenDropout };
+        if (json.Optional<int>(new[] { "max_position_embeddings" }, "GptNeoXConfig.MaxPositions", out var vMaxPositions))
+            config = config with { MaxPositions = vMaxPositions };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "GptNeoXConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
         json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default" }, "GptNeoXConfig.RopeType");
-        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act", "layer_norm_eps", "rope_parameters.rope_theta", "rotary_emb_base", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.partial_rotary_factor", "partial_rotary_factor", "rotary_pct", "use_parallel_residual", "attention_bias", "attention_dropout", "hidden_dropout", "tie_word_embeddings" }, "GptNeoXConfig");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act", "layer_norm_eps", "rope_parameters.rope_theta", "rotary_emb_base", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.partial_rotary_factor", "partial_rotary_factor", "rotary_pct", "use_parallel_residual", "attention_bias", "attention_dropout", "hidden_dropout", "max_position_embeddings", "tie_word_embeddings" }, "GptNeoXConfig");
         config.OnBound(json);
         return config;
     }

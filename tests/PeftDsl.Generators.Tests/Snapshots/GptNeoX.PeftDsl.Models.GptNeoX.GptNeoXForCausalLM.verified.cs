@@ -50,6 +50,9 @@ partial class GptNeoXForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? PositionLimit => this.gpt_neox.PositionLimit;
 
+    /// <inheritdoc/>
+    public override long? ContextLength => this.gpt_neox.ContextLength;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static GptNeoXForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

@@ -12,11 +12,16 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>final_layer_norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.LayerNorm final_layer_norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
+    /// <summary>max_position_embeddings: the positions the checkpoint was trained for.</summary>
+    private readonly long contextLength;
     /// <summary>hidden_dropout: dropout on the embeddings, in training only.</summary>
     private readonly double embeddingDropout;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
+
+    /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
+    public long? ContextLength => this.contextLength;
 
     /// <summary>Where prompt learning prepends virtual tokens to the embed_in output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
@@ -27,6 +32,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
         var (vocab, dim) = EmbeddingShape(config);
         this.embed_in = new global::PeftDsl.Modules.Embedding(vocab, dim);
         this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "GptNeoXModel"), config.RopeTheta, config.RopeType, "GptNeoXModel", fraction: config.RotaryFraction);
+        this.contextLength = global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "max_position_embeddings", "GptNeoXModel");
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "GptNeoXModel");
         var blocks = new global::PeftDsl.Models.GptNeoX.GptNeoXLayer[count];
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.GptNeoX.GptNeoXLayer(config, i);

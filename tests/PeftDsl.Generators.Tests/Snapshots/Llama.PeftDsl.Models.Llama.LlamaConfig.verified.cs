@@ -42,10 +42,12 @@ partial record LlamaConfig
             config = config with { MlpBias = vMlpBias };
         if (json.Optional<double>(new[] { "attention_dropout" }, "LlamaConfig.AttentionDropout", out var vAttentionDropout))
             config = config with { AttentionDropout = vAttentionDropout };
+        if (json.Optional<int>(new[] { "max_position_embeddings" }, "LlamaConfig.MaxPositions", out var vMaxPositions))
+            config = config with { MaxPositions = vMaxPositions };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "LlamaConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
         json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default", "llama3" }, "LlamaConfig.RopeType");
-        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.factor", "rope_scaling.factor", "rope_parameters.low_freq_factor", "rope_scaling.low_freq_factor", "rope_parameters.high_freq_factor", "rope_scaling.high_freq_factor", "rope_parameters.original_max_position_embeddings", "rope_scaling.original_max_position_embeddings", "attention_bias", "mlp_bias", "attention_dropout", "tie_word_embeddings" }, "LlamaConfig");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.factor", "rope_scaling.factor", "rope_parameters.low_freq_factor", "rope_scaling.low_freq_factor", "rope_parameters.high_freq_factor", "rope_scaling.high_freq_factor", "rope_parameters.original_max_position_embeddings", "rope_scaling.original_max_position_embeddings", "attention_bias", "mlp_bias", "attention_dropout", "max_position_embeddings", "tie_word_embeddings" }, "LlamaConfig");
         config.OnBound(json);
         return config;
     }

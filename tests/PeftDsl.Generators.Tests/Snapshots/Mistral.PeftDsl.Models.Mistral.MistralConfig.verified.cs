@@ -32,10 +32,12 @@ partial record MistralConfig
             config = config with { SlidingWindowOverride = vSlidingWindowOverride };
         if (json.Optional<double>(new[] { "attention_dropout" }, "MistralConfig.AttentionDropout", out var vAttentionDropout))
             config = config with { AttentionDropout = vAttentionDropout };
+        if (json.Optional<int>(new[] { "max_position_embeddings" }, "MistralConfig.MaxPositions", out var vMaxPositions))
+            config = config with { MaxPositions = vMaxPositions };
         if (json.Optional<bool>(new[] { "tie_word_embeddings" }, "MistralConfig.TieEmbeddings", out var vTieEmbeddings))
             config = config with { TieEmbeddings = vTieEmbeddings };
         json.RequireComputed(new[] { "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default" }, "MistralConfig.RopeType");
-        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "sliding_window", "attention_dropout", "tie_word_embeddings" }, "MistralConfig");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters.rope_theta", "rope_theta", "rope_parameters.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "sliding_window", "attention_dropout", "max_position_embeddings", "tie_word_embeddings" }, "MistralConfig");
         config.OnBound(json);
         return config;
     }

@@ -50,6 +50,9 @@ partial class MistralForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? PositionLimit => this.model.PositionLimit;
 
+    /// <inheritdoc/>
+    public override long? ContextLength => this.model.ContextLength;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static MistralForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

@@ -12,9 +12,14 @@ partial class MistralModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.RmsNorm norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
+    /// <summary>max_position_embeddings: the positions the checkpoint was trained for.</summary>
+    private readonly long contextLength;
 
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
+
+    /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
+    public long? ContextLength => this.contextLength;
 
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
@@ -25,6 +30,7 @@ partial class MistralModel : global::TorchSharp.torch.nn.Module<global::TorchSha
         var (vocab, dim) = EmbeddingShape(config);
         this.embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim);
         this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "MistralModel"), config.RopeTheta, config.RopeType, "MistralModel");
+        this.contextLength = global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "max_position_embeddings", "MistralModel");
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "MistralModel");
         var blocks = new global::PeftDsl.Models.Mistral.MistralDecoderLayer[count];
         for (var i = 0; i < count; i++) blocks[i] = new global::PeftDsl.Models.Mistral.MistralDecoderLayer(config, i);

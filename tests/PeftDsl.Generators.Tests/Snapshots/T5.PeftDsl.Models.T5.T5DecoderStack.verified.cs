@@ -19,6 +19,9 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
 
+    /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
+    public long? ContextLength => this.PositionLimit;
+
     /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public T5DecoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5DecoderStack))
     {

@@ -19,6 +19,9 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Learned positions the stack accepts (virtual tokens and cached ones included); null when unbounded.</summary>
     public long? PositionLimit => null;
 
+    /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
+    public long? ContextLength => this.PositionLimit;
+
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 
