@@ -138,6 +138,47 @@ public sealed class ParityTests
         Assert.Contains(message, result.Detail);
     }
 
+    /// <summary>Generation is compared at full length: a reference with more tokens than we produce fails (it used to
+    /// pass on our shorter prefix), and a row we stop early on a stop token matches only a reference padded after it.</summary>
+    [Fact]
+    public void GenerationIsComparedAtFullLength()
+    {
+        using var dir = CopyFixtures("gpt2");
+        var path = dir.File("gpt2.lora_generate.expected.safetensors");
+        var tensors = Fixtures.ReadAll(path);
+        var prompt = tensors["prompt"].shape[1];
+        var generated = tensors["generated"];
+
+        var longer = Fixtures.ReadAll(path);
+        longer["generated"] = TorchSharp.torch.cat([generated, generated.narrow(1, prompt, 2)], 1);
+        SafetensorsWriter.Save(path, longer);
+        var result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.lora_generate").Single();
+        Assert.Equal(Outcome.Fail, result.Outcome);
+        Assert.Contains("tokens), reference [", result.Detail);
+
+        // Stop on row 0's third new token: each row ends at its first such token, then transformers pads with 0.
+        var stop = generated[0, prompt + 2].item<long>();
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir.File("gpt2-base/generation_config.json")))!.AsObject();
+        config["eos_token_id"] = stop;
+        config["pad_token_id"] = 0;
+        File.WriteAllText(dir.File("gpt2-base/generation_config.json"), config.ToJsonString());
+        var padded = generated.clone();
+        for (var row = 0; row < padded.shape[0]; row++)
+            for (long col = prompt, stopped = 0; col < padded.shape[1]; col++)
+            {
+                if (stopped == 1) padded[row, col] = 0;
+                else if (padded[row, col].item<long>() == stop) stopped = 1;
+            }
+        tensors["generated"] = padded;
+        SafetensorsWriter.Save(path, tensors);
+        result = ParityRunner.Run(dir.Path, c => c.Name == "gpt2.lora_generate").Single();
+        Assert.True(result.Outcome == Outcome.Pass, result.ToString());
+
+        padded[0, -1] = 7;   // not padding after the stop
+        SafetensorsWriter.Save(path, tensors);
+        Assert.Equal(Outcome.Fail, ParityRunner.Run(dir.Path, c => c.Name == "gpt2.lora_generate").Single().Outcome);
+    }
+
     [Fact]
     public void CliPrintsOneLinePerCaseAndTotals()
     {

@@ -34,13 +34,15 @@ internal static class GenerationCase
         var outputs = TextGenerator.Generate(model, promptRows, options);
         for (var row = 0; row < promptRows.Count; row++)
         {
-            var ours = (causal ? promptRows[row].Concat(outputs[row]) : outputs[row]).ToArray();
+            var ours = (causal ? promptRows[row].Concat(outputs[row]) : outputs[row]).ToList();
             var theirs = expectedRows[row];
-            // transformers pads a row that stopped early; compare up to our own length.
-            var mismatch = Enumerable.Range(0, Math.Min(ours.Length, theirs.Length)).FirstOrDefault(i => ours[i] != theirs[i], -1);
-            if (mismatch >= 0 || ours.Length > theirs.Length)
+            // transformers pads a row that stopped early (on a stop token) to the batch's length: ours is padded the
+            // same way, and only then compared, so a row is never judged on a prefix of the reference.
+            if (ours.Count < theirs.Length && outputs[row].Length > 0 && options.StopTokens.Contains(outputs[row][^1]))
+                ours.AddRange(Enumerable.Repeat(options.PadTokenId, theirs.Length - ours.Count));
+            if (ours.Count != theirs.Length || !ours.SequenceEqual(theirs))
                 return CaseResult.Fail(c.Name, double.NaN,
-                    $"row {row}: generated [{string.Join(" ", ours)}], reference [{string.Join(" ", theirs)}]");
+                    $"row {row}: generated [{string.Join(" ", ours)}] ({ours.Count} tokens), reference [{string.Join(" ", theirs)}] ({theirs.Length} tokens)");
         }
         return CaseResult.Pass(c.Name, 0);
     }
