@@ -24,6 +24,8 @@ namespace PeftDsl.Generators
                     static (ctx, ct) => ConfigParser.Parse(ctx, ct))
                 .WithTrackingName(TrackingNames.ConfigParse);
             Emit(context, configs, ConfigEmitter.Emit, s => s.HintName, TrackingNames.ConfigSpec);
+            var configSkeletons = configs.Select(static (r, _) => r.ConfigSkeleton).Where(static s => s is not null);
+            context.RegisterSourceOutput(configSkeletons, static (spc, s) => spc.AddSource(s!.HintName, ConfigEmitter.EmitSkeleton(s)));
 
             foreach (var kind in AttributeNames.Kinds)
             {

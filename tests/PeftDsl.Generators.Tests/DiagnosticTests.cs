@@ -413,6 +413,51 @@ public sealed class DiagnosticTests
         Assert.Equal(expected.Select(At), diagnostics.Select(d => At(d.Location.SourceSpan.Start)));
     }
 
+    /// <summary>A refused declaration leaves only its PEFT diagnostic: the generated code and the user's code that call
+    /// its members (a refused config's FromJson and Load, a broken class's component fields) still compile. A config
+    /// with a List&lt;int&gt; key used to add CS0117 (no FromJson, no Load), and a broken block CS1061 for its fields.</summary>
+    [Theory]
+    [InlineData("PEFT016", """
+        [ModelConfig]
+        public sealed partial record L
+        {
+            [ConfigKey("hidden")] public int Hidden { get; init; } = 32;
+            [ConfigKey("ids")] public System.Collections.Generic.List<int> Ids { get; init; } = new();
+        }
+        [FeedForward(typeof(L), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial class LMlp;
+        [TransformerBlock(typeof(L), Dim = "Hidden")] [Sublayer("mlp", typeof(LMlp), Norm = "ln")] public partial class LBlock;
+        [TransformerStack(typeof(L), Dim = "Hidden")] [TokenEmbedding("wte", Vocab = "64")] [Blocks("h", typeof(LBlock), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)] public partial class LBody;
+        [CausalLM(typeof(L), ModelType = "l")] [Body("model", typeof(LBody))] [LmHead("lm_head")] public partial class LModel;
+        public static class Use
+        {
+            public static LModel Load(string folder) => LModel.FromPretrained(folder);
+            public static L Config(string path) => L.Load(path);
+        }
+        """)]
+    [InlineData("PEFT010", """
+        [TransformerBlock(typeof(D), Dim = "Hidden", Norm = NormKind.RmsNorm)]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "post_norm")]
+        public partial class OtherConfig;
+        [TransformerStack(typeof(C), Dim = "Hidden")] [TokenEmbedding("wte", Vocab = "64")] [PositionEmbedding("wpe", MaxPositions = "16")]
+        [Blocks("h", typeof(GoodMlp), Count = "2")] [FinalNorm("ln_f", NormKind.LayerNorm)] public partial class WrongBlocks;
+        [SelfAttention(typeof(C), Dim = "30", Heads = "4")] [Projection("qkv", ProjectionRole.Qkv)] [Projection("o", ProjectionRole.Output)]
+        public partial class Indivisible;
+        public static class Use
+        {
+            public static object Parts(OtherConfig b) => (b.mlp.up, b.post_norm.weight);
+            public static object Stack(WrongBlocks s) => (s.wte, s.wpe, s.ln_f.bias);
+            public static object Attention(Indivisible a) => (a.qkv.weight, a.o);
+        }
+        """)]
+    public void RefusedDeclarationsLeaveNoCSharpErrors(string id, string declaration)
+    {
+        var diagnostics = PeftDiagnostics(declaration);   // asserts there is no C# error
+        Assert.Contains(diagnostics, d => d.Id == id);
+    }
+
     /// <summary>Sublayers of a parallel block may share one norm (GPT-J, Falcon); the block gets one norm module.</summary>
     [Fact]
     public void AParallelBlockMayShareOneNorm()
@@ -453,7 +498,8 @@ public sealed class DiagnosticTests
         var sources = run.Results.Single().GeneratedSources.ToDictionary(s => s.HintName, s => s.SourceText.ToString());
         // The broken class gets only a skeleton whose members throw, so code that uses it compiles.
         Assert.Contains("Broken's declaration has errors", sources["T.Broken.g.cs"]);
-        Assert.DoesNotContain("PeftLinear", sources["T.Broken.g.cs"]);
+        Assert.DoesNotContain("new global::PeftDsl.Modules.PeftLinear(", sources["T.Broken.g.cs"]);
+        Assert.Contains("public readonly global::PeftDsl.Modules.PeftLinear up = null!;", sources["T.Broken.g.cs"]);   // named by the user's code
         var hints = sources.Keys.ToList();
         Assert.Contains("T.GoodMlp.g.cs", hints);
         Assert.Contains("T.C.g.cs", hints);

@@ -51,6 +51,20 @@ namespace PeftDsl.Generators.Emit
             return w.ToString();
         }
 
+        /// <summary>A refused config: FromJson and Load throw (the PEFT diagnostic says why), OnBound stays declarable.</summary>
+        public static string EmitSkeleton(ConfigSkeletonSpec spec)
+        {
+            var w = EmitHelpers.Begin(spec.Namespace);
+            var broken = Literals.String(spec.Name + "'s declaration has errors; see its PEFT diagnostics");
+            w.Line($"/// <summary>{spec.Name}'s declaration has errors (see its PEFT diagnostics); binding throws.</summary>");
+            w.Open($"partial {(spec.IsRecord ? "record" : "class")} {spec.Name}");
+            w.Line($"public static {spec.Name} FromJson({ConfigJson} json) => throw new global::System.InvalidOperationException({broken});");
+            w.Line($"public static {spec.Name} Load(string path) => throw new global::System.InvalidOperationException({broken});");
+            w.Line($"partial void OnBound({ConfigJson} json);");
+            w.Close();
+            return w.ToString();
+        }
+
         private static string Keys(ConfigMemberSpec m) => "new[] { " + string.Join(", ", m.Keys.Select(Literals.String)) + " }";
     }
 }

@@ -19,6 +19,7 @@ namespace PeftDsl.Generators.Emit
             w.Open($"partial class {s.Name} : {Base(s.Kind)}");
             w.Line($"private const string Broken = {Literals.String(s.Name + "'s declaration has errors; see its PEFT diagnostics")};");
             w.Line();
+            foreach (var field in s.Fields) w.Line($"public readonly {field} = null!;");
             switch (s.Kind)
             {
                 case ModuleKind.CausalLM:
@@ -41,7 +42,6 @@ namespace PeftDsl.Generators.Emit
                     }
                     w.Line($"public static {s.Name} FromPretrained(string directory, {ModelLoadOptions}? options = null) => throw new global::System.InvalidOperationException(Broken);");
                     w.Line($"public static global::System.Collections.Generic.IReadOnlyList<{CheckpointKey}> CheckpointKeys({c} config) => throw new global::System.InvalidOperationException(Broken);");
-                    foreach (var field in s.Fields) w.Line($"public readonly {field} = null!;");
                     RootEmitter.Targets(w, s.Targets);
                     break;
                 case ModuleKind.TransformerStack:

@@ -142,7 +142,16 @@ namespace PeftDsl.Generators.Model
     /// diagnostics, which travel separately so a moved span re-reports without re-emitting source.</summary>
     /// <param name="Skeleton">For a module class with errors that can still be completed (partial, top-level, not
     /// generic): the members other generated code and the user's code call, so the PEFT diagnostics stand alone.</param>
-    internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics, SkeletonSpec? Skeleton = null) where T : class;
+    /// <param name="ConfigSkeleton">For a [ModelConfig] with errors that can still be completed (partial, top-level, not
+    /// generic): FromJson and Load, throwing, so the modules and the user's code that call them compile.</param>
+    internal sealed record ParseResult<T>(T? Spec, EquatableArray<DiagnosticInfo> Diagnostics, SkeletonSpec? Skeleton = null,
+        ConfigSkeletonSpec? ConfigSkeleton = null) where T : class;
+
+    /// <summary>A refused config's name and whether it is declared as a record (the partial part must say the same).</summary>
+    internal sealed record ConfigSkeletonSpec(string? Namespace, string Name, bool IsRecord)
+    {
+        public string HintName => (Namespace is null ? "" : Namespace + ".") + Name + ".g.cs";
+    }
 
     /// <param name="TokenField">A stack's token-embedding field, which a tied head reads; null if none or invalid.</param>
     /// <param name="Fields">A root's component fields ("Type field"), which the user's code may read.</param>

@@ -56,11 +56,11 @@ namespace PeftDsl.Generators.Parsing
                 var computes = Computes(keyAttribute, property, typeName, nullable, diagnostics);
                 members.Add(new ConfigMemberSpec(property.Name, typeName, nullable, property.IsRequired, keys.ToEquatableArray(), computes));
             }
-            var spec = diagnostics.HasErrors
-                ? null
-                : new ConfigSpec(type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString(),
-                    type.Name, members.ToEquatableArray());
-            return new ParseResult<ConfigSpec>(spec, diagnostics.ToArray());
+            var ns = type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString();
+            if (!diagnostics.HasErrors) return new ParseResult<ConfigSpec>(new ConfigSpec(ns, type.Name, members.ToEquatableArray()), diagnostics.ToArray());
+            // Refused, but completable: a skeleton keeps FromJson and Load, so the PEFT diagnostic stands alone.
+            var completable = partial && type.ContainingType is null && !type.IsGenericType && !type.IsValueType;
+            return new ParseResult<ConfigSpec>(null, diagnostics.ToArray(), ConfigSkeleton: completable ? new ConfigSkeletonSpec(ns, type.Name, type.IsRecord) : null);
         }
 
         /// <summary>[ConfigKey(Computes = …)] as C# literals, each checked against the property's type.</summary>

@@ -55,31 +55,58 @@ namespace PeftDsl.Generators.Parsing
                 fields.ToEquatableArray(), targets.ToEquatableArray());
         }
 
-        /// <summary>A root's component fields and typed target names, read from its attributes whatever else is wrong,
-        /// so the user's code that names them compiles while the PEFT error is fixed.</summary>
+        /// <summary>A class's component fields ("Type field") and, for a root, its typed target names, read from its
+        /// attributes whatever else is wrong, so the user's code that names them compiles while the PEFT error is fixed.
+        /// A stack's token embedding is the skeleton's own field (<see cref="SkeletonSpec.TokenField"/>).</summary>
         private (List<string> Fields, List<TargetSpec> Targets) RootSkeletonParts()
         {
             var fields = new List<string>();
             var stacks = new List<INamedTypeSymbol>();
-            if (kind is not (ModuleKind.CausalLM or ModuleKind.Seq2SeqLM)) return (fields, new List<TargetSpec>());
             var taken = new HashSet<string>();
-            void Field(AttributeData? attribute, string? typeName)
+            void Field(AttributeData? attribute, string? typeName, string? name = null)
             {
-                if (attribute?.ConstructorArguments.FirstOrDefault().Value is not string name || !Names.IsCheckpointName(name) || typeName is null) return;
+                name ??= attribute?.ConstructorArguments.FirstOrDefault().Value as string;
+                if (name is null || !Names.IsCheckpointName(name) || typeName is null) return;
                 var field = Names.Identifier(name.Replace('.', '_'));
                 if (field != type.Name && taken.Add(field)) fields.Add(typeName + " " + field);
             }
-            foreach (var component in new[] { AttributeNames.Body, AttributeNames.Encoder, AttributeNames.Decoder })
+            string? Module(AttributeData attribute, int index) =>
+                TypeArgument(attribute, index) is { } t && !t.IsUnboundGenericType && Completable(t) ? Names.FullName(t) : null;
+            string Norm(object? value) => "global::PeftDsl.Modules." + (value is int i && i >= 0 && i < NormKinds.Length ? NormKinds[i] : NormKinds[0]);
+            switch (kind)
             {
-                var attribute = Components(component).FirstOrDefault();
-                var stack = attribute is null ? null : TypeArgument(attribute, 1);
-                if (stack is null || stack.IsUnboundGenericType || !Completable(stack)) continue;
-                stacks.Add(stack);
-                Field(attribute, Names.FullName(stack));
+                case ModuleKind.CausalLM or ModuleKind.Seq2SeqLM:
+                    foreach (var component in new[] { AttributeNames.Body, AttributeNames.Encoder, AttributeNames.Decoder })
+                    {
+                        var attribute = Components(component).FirstOrDefault();
+                        var stack = attribute is null ? null : TypeArgument(attribute, 1);
+                        if (stack is null || stack.IsUnboundGenericType || !Completable(stack)) continue;
+                        stacks.Add(stack);
+                        Field(attribute, Names.FullName(stack));
+                    }
+                    Field(Components(AttributeNames.SharedEmbedding).FirstOrDefault(), "global::PeftDsl.Modules.Embedding");
+                    Field(Components(AttributeNames.LmHead).FirstOrDefault(), "global::PeftDsl.Modules.LmHead");
+                    break;
+                case ModuleKind.TransformerStack:
+                    Field(Components(AttributeNames.PositionEmbedding).FirstOrDefault(), "global::PeftDsl.Modules.Embedding");
+                    if (Components(AttributeNames.Blocks).FirstOrDefault() is { } blocks && Module(blocks, 1) is { } block)
+                        Field(blocks, $"global::TorchSharp.Modules.ModuleList<{block}>");
+                    if (Components(AttributeNames.FinalNorm).FirstOrDefault() is { } final)
+                        Field(final, Norm(final.ConstructorArguments.ElementAtOrDefault(1).Value));
+                    break;
+                case ModuleKind.TransformerBlock:
+                    foreach (var sublayer in Components(AttributeNames.Sublayer))
+                    {
+                        Field(sublayer, Norm(kindAttribute.NamedArguments.FirstOrDefault(a => a.Key == "Norm").Value.Value), Bindings.Named(sublayer, "Norm"));
+                        Field(sublayer, Module(sublayer, 1));
+                    }
+                    break;
+                default:
+                    foreach (var projection in Components(AttributeNames.Projection)) Field(projection, "global::PeftDsl.Modules.PeftLinear");
+                    if (Bindings.Named(kindAttribute, "RelativeBias") is { } bias) Field(null, "global::PeftDsl.Modules.RelativePositionBias?", bias);
+                    break;
             }
-            Field(Components(AttributeNames.SharedEmbedding).FirstOrDefault(), "global::PeftDsl.Modules.Embedding");
-            Field(Components(AttributeNames.LmHead).FirstOrDefault(), "global::PeftDsl.Modules.LmHead");
-            return (fields, Targets(stacks).ToList());
+            return (fields, kind is ModuleKind.CausalLM or ModuleKind.Seq2SeqLM ? Targets(stacks).ToList() : new List<TargetSpec>());
         }
 
         private ModuleSpec? Run(CancellationToken cancellationToken)
