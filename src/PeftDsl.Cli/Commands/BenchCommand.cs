@@ -48,7 +48,7 @@ public static class BenchCommand
         var loraRank = new Option<int?>("--lora-r") { Description = "LoRA/DoRA rank (alpha = 2r; default 16); alone, implies --method lora" };
         var virtualTokens = new Option<int>("--virtual-tokens") { Description = "Virtual tokens of --method prompt, ptuning and prefix", DefaultValueFactory = _ => 20 };
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures to this JSON file" };
-        var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA/DoRA targets (module names, NeMo site names, attention, mlp, all)", AllowMultipleArgumentsPerToken = true };
+        var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA/DoRA targets, space- or comma-separated, as --targets of train: module names or dotted suffixes, NeMo site names, attention, mlp, all; or one re:REGEX (default all)", AllowMultipleArgumentsPerToken = true };
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
         var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
@@ -89,7 +89,7 @@ public static class BenchCommand
                 throw new PeftDslException($"--method: '{method}' is not one of {string.Join(", ", Methods)}");
             if (rank is { } r && r <= 0) throw new PeftDslException($"--lora-r must be a positive rank, got {r}");
             if (virtualTokens <= 0) throw new PeftDslException($"--virtual-tokens must be positive, got {virtualTokens}");
-            if (method == "none" && rank is not null) method = "lora";
+            if (method == "none" && (rank is not null || targets is { Length: > 0 })) method = "lora";
             var lora = method is "lora" or "dora";
             if (!lora && (rank is not null || targets is { Length: > 0 }))
                 throw new PeftDslException($"--lora-r and --lora-targets are for --method lora or dora, not {method}");
@@ -273,10 +273,11 @@ public static class BenchCommand
         var names = Enumerable.Range(0, peft.Adapters).Select(i => "a" + i).ToArray();
         foreach (var name in names)
         {
+            var (modules, pattern) = Peft.Lora.LoraTargets.Parse(peft.Targets, "--lora-targets");
             model.Adapters.Add(name, new Peft.Lora.LoraConfig
             {
-                R = peft.Rank, Alpha = 2 * peft.Rank, TargetModules = peft.Targets, UseDora = peft.Method == "dora",
-            });
+                R = peft.Rank, Alpha = 2 * peft.Rank, TargetModules = modules, TargetPattern = pattern, UseDora = peft.Method == "dora",
+            }, "--lora-targets");
             model.Adapters.SetTrainable(name, true);
         }
         output.WriteLine($"{peft.Method}: {names.Length} adapter(s), r={peft.Rank} on {string.Join(",", peft.Targets)}, {Trainable(model):N0} trainable parameters" +

@@ -27,7 +27,7 @@ public static class InspectCommand
         var virtualTokens = new Option<int>("--virtual-tokens") { Description = "prompt/ptuning/prefix preview: virtual tokens", DefaultValueFactory = _ => 20 };
         var targets = new Option<string[]>("--targets")
         {
-            Description = "Preview a new LoRA adapter on these targets, space- or comma-separated (module names, NeMo site names, attention, mlp, all)",
+            Description = "Preview a new LoRA adapter on these targets, space- or comma-separated (module names or dotted suffixes, NeMo site names, attention, mlp, all), or one re:REGEX",
             AllowMultipleArgumentsPerToken = true,
         };
         var rank = new Option<int?>("--r") { Description = "Rank of the previewed adapter (default 8; needs --targets)" };
@@ -39,24 +39,24 @@ public static class InspectCommand
         command.SetAction(parse => Program.Guard(() =>
         {
             var (adapter, use) = adapters.Read(parse);
-            var names = (parse.GetValue(targets) ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            var names = parse.GetValue(targets) ?? [];
             var methodName = parse.GetValue(method);
             var preview = methodName switch
             {
-                null => names.Count > 0,
+                null => names.Length > 0,
                 "lora" => true,
                 "ia3" or "adapter" or "prompt" or "ptuning" or "prefix" => false,
                 var other => throw new PeftDslException($"--method: '{other}' is not lora, ia3, adapter, prompt, ptuning or prefix"),
             };
             if (!preview && (parse.GetValue(rank) is not null || parse.GetValue(dora)))
                 throw new PeftDslException("--r and --dora describe a previewed LoRA adapter: give --method lora or --targets too");
-            if (methodName is "prompt" or "ptuning" or "prefix" or "adapter" && names.Count > 0)
+            if (methodName is "prompt" or "ptuning" or "prefix" or "adapter" && names.Length > 0)
                 throw new PeftDslException($"--targets does not apply to --method {methodName}");
             var tokens = parse.GetValue(virtualTokens);
             if (tokens <= 0) throw new PeftDslException($"--virtual-tokens must be a positive whole number, got {tokens}");
             Action<LanguageModel>? addOther = methodName switch
             {
-                "ia3" => m => m.Ia3.Add("default", new Peft.Ia3.Ia3Config { TargetModules = names.Count == 0 ? null : names }, "--targets"),
+                "ia3" => m => m.Ia3.Add("default", Ia3Preview(names), "--targets"),
                 "adapter" => m => m.Bottleneck.Add("default", new Peft.Adapters.BottleneckConfig()),
                 "prompt" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PromptTuning, NumVirtualTokens = tokens }),
                 "ptuning" => m => m.Prompts.Add("default", new Peft.Prompts.PromptConfig { Method = Peft.Prompts.PromptMethod.PTuning, NumVirtualTokens = tokens }),
@@ -70,8 +70,17 @@ public static class InspectCommand
         return command;
     }
 
+    /// <summary>An IA3 adapter on <paramref name="names"/> (<see cref="LoraTargets.Parse"/>), or on peft's defaults.</summary>
+    private static Peft.Ia3.Ia3Config Ia3Preview(string[] names)
+    {
+        if (names.Length == 0) return new Peft.Ia3.Ia3Config();
+        var (modules, pattern) = LoraTargets.Parse(names, "--targets");
+        return new Peft.Ia3.Ia3Config { TargetModules = modules, TargetPattern = pattern };
+    }
+
     /// <param name="directory">A checkpoint folder, or <c>shape:NAME</c> for a built-in random-weight shape.</param>
-    /// <param name="targets">Preview a new LoRA adapter on these targets (empty: peft's defaults); null: no preview.</param>
+    /// <param name="targets">Preview a new LoRA adapter on these targets, as text (<see cref="LoraTargets.Parse"/>; empty:
+    /// peft's defaults); null: no preview.</param>
     /// <param name="preview">Adds a previewed adapter of another method (IA3, prompt learning), or null.</param>
     public static int Run(string directory, string? adapter, IReadOnlyList<string> use, IReadOnlyList<string>? targets, int rank, bool dora, TextWriter output,
         Action<LanguageModel>? preview = null)
@@ -88,7 +97,10 @@ public static class InspectCommand
         // Counted as trainable: the adapters that would train, i.e. the active ones.
         AdapterOptions.Attach(model, adapter, use, trainable: true);
         if (targets is not null)
-            model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = targets.Count == 0 ? null : targets, UseDora = dora }, "--targets");
+        {
+            var (modules, pattern) = targets.Count == 0 ? (null, null) : LoraTargets.Parse(targets, "--targets");
+            model.Adapters.Add("default", new LoraConfig { R = rank, Alpha = rank, TargetModules = modules, TargetPattern = pattern, UseDora = dora }, "--targets");
+        }
         preview?.Invoke(model);
         var console = PlainConsole(output);
         console.WriteLine($"model: {directory} ({model.ModelType}, {model.GetType().Name})");

@@ -19,7 +19,7 @@ public sealed class LoraOptions
     /// <summary><c>--targets</c>: modules to adapt, space- or comma-separated (default: peft's targets for the model).</summary>
     public Option<string[]> Targets { get; } = new("--targets")
     {
-        Description = "Modules to adapt, space- or comma-separated: module names (c_attn, q_proj), NeMo site names (attention_qkv), attention, mlp, all (default: peft's for the model)",
+        Description = "Modules to adapt, space- or comma-separated: module names or dotted suffixes (c_attn, attn.c_proj), NeMo site names (attention_qkv), attention, mlp, all; or one re:REGEX matching whole module paths (default: peft's for the model)",
         AllowMultipleArgumentsPerToken = true,
     };
 
@@ -44,9 +44,7 @@ public sealed class LoraOptions
     /// empty <c>--targets</c> is a bad-input error.</summary>
     public LoraConfig Config(ParseResult parse)
     {
-        var targets = (parse.GetValue(Targets) ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-        if (parse.GetResult(Targets) is { Implicit: false } && targets.Count == 0)
-            throw new PeftDslException("--targets names no module; leave it out for the model's default targets");
+        var (targets, pattern) = parse.GetResult(Targets) is { Implicit: false } ? LoraTargets.Parse(parse.GetValue(Targets) ?? [], "--targets") : (null, null);
         var rank = parse.GetValue(Rank);
         if (rank <= 0) throw new PeftDslException($"--r must be a positive whole number, got {rank}");
         if (parse.GetValue(Alpha) is { } alpha && alpha <= 0)
@@ -59,7 +57,8 @@ public sealed class LoraOptions
             R = rank,
             Alpha = parse.GetValue(Alpha) ?? 2.0 * rank,
             Dropout = parse.GetValue(Dropout),
-            TargetModules = targets.Count == 0 ? null : targets,
+            TargetModules = targets,
+            TargetPattern = pattern,
             UseDora = parse.GetValue(Dora),
             UseRsLora = parse.GetValue(RsLora),
         }.Validate("--r/--alpha/--lora-dropout");

@@ -190,13 +190,12 @@ public static class TrainCommand
     /// NeMo's placement, which takes its sites from the model.</summary>
     private static Peft.Ia3.Ia3Config Ia3Config(ParseResult parse, LoraOptions lora, Option<string[]> feedforward, Option<string> placement, bool targetsAreLora)
     {
-        static List<string> Names(string[]? values) =>
-            (values ?? []).SelectMany(t => t.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-        var targets = targetsAreLora ? [] : Names(parse.GetValue(lora.Targets));
-        if (!targetsAreLora && parse.GetResult(lora.Targets) is { Implicit: false } && targets.Count == 0)
-            throw new PeftDslException("--targets names no module; leave it out for the model's default targets");
-        var ff = Names(parse.GetValue(feedforward));
-        if (ff.Count > 0 && targets.Count == 0)
+        var (targets, pattern) = !targetsAreLora && parse.GetResult(lora.Targets) is { Implicit: false }
+            ? Peft.Lora.LoraTargets.Parse(parse.GetValue(lora.Targets) ?? [], "--targets") : (null, null);
+        var (ff, ffPattern) = parse.GetResult(feedforward) is { Implicit: false }
+            ? Peft.Lora.LoraTargets.Parse(parse.GetValue(feedforward) ?? [], "--feedforward") : (null, null);
+        var named = targets is not null || pattern is not null;
+        if ((ff is not null || ffPattern is not null) && !named)
             throw new PeftDslException(targetsAreLora ? "--feedforward: with --method lora,ia3, --targets are LoRA's and IA3 takes its default targets" : "--feedforward needs --targets (the feed-forward modules are among the targets)");
         var nemo = parse.GetValue(placement) switch
         {
@@ -204,12 +203,14 @@ public static class TrainCommand
             "nemo" => true,
             var other => throw new PeftDslException($"--ia3-placement: '{other}' is not peft or nemo"),
         };
-        if (nemo && (targets.Count > 0 || parse.GetResult(feedforward) is { Implicit: false }))
+        if (nemo && (named || parse.GetResult(feedforward) is { Implicit: false }))
             throw new PeftDslException("--ia3-placement nemo takes its sites from the model (keys, values, the MLP activation); leave out --targets and --feedforward");
         return new Peft.Ia3.Ia3Config
         {
-            TargetModules = targets.Count == 0 ? null : targets,
-            FeedforwardModules = parse.GetResult(feedforward) is { Implicit: false } ? ff : null,
+            TargetModules = targets,
+            TargetPattern = pattern,
+            FeedforwardModules = ff,
+            FeedforwardPattern = ffPattern,
             Placement = nemo ? Peft.Ia3.Ia3Placement.Nemo : Peft.Ia3.Ia3Placement.Peft,
         }.Validate("--targets/--feedforward");
     }

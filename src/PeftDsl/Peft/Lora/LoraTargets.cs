@@ -34,6 +34,38 @@ public static class LoraTargets
         ["all-linear"] = [SiteNames.AttentionQkv, SiteNames.AttentionDense, SiteNames.AttentionQ, SiteNames.AttentionKv, SiteNames.CrossAttentionDense, SiteNames.MlpFc1, SiteNames.MlpFc2],
     };
 
+    /// <summary>The prefix that marks a target written as one regular expression: <c>re:PATTERN</c>.</summary>
+    public const string RegexPrefix = "re:";
+
+    /// <summary>
+    /// Targets written as text, read one way by every command (<c>--targets</c>, <c>--lora-targets</c>,
+    /// <c>--feedforward</c>) and by the API: names separated by commas or spaces, each an exact module path, a module
+    /// name or a dotted suffix of one (peft's rule: <c>c_attn</c>, <c>attn.c_proj</c>, <c>self_attn.q_proj</c>), or a
+    /// NeMo site name or shorthand (<c>attention_qkv</c>, <c>attention</c>, <c>mlp</c>, <c>all</c>); or one regular
+    /// expression that a whole module path must match, written <c>re:PATTERN</c> (peft's <c>target_modules</c> given as a
+    /// string). Returns the names, or the pattern; <paramref name="source"/> names the option in errors.
+    /// </summary>
+    public static (IReadOnlyList<string>? Modules, string? Pattern) Parse(IEnumerable<string> values, string source)
+    {
+        var raw = values.Select(v => v.Trim()).Where(v => v.Length > 0).ToList();
+        // A pattern is taken whole (it may hold commas or spaces), so it is looked for before names are split.
+        if (raw.FirstOrDefault(v => v.StartsWith(RegexPrefix, StringComparison.Ordinal)) is { } regex)
+        {
+            if (raw.Count > 1)
+                throw new PeftDslException($"{source}: a regular expression ({regex}) is the whole target, as peft's target_modules string is; " +
+                                           "give it alone, or list names instead");
+            var pattern = regex[RegexPrefix.Length..];
+            if (pattern.Length == 0) throw new PeftDslException($"{source}: {RegexPrefix} needs a regular expression after it");
+            _ = FullMatch(pattern, "");   // refuses an invalid expression now, naming it
+            return (null, pattern);
+        }
+        var items = raw.SelectMany(v => v.Split([',', ' ', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        if (items.Count == 0) throw new PeftDslException($"{source} names no module; leave it out for the model's default targets");
+        if (items.FirstOrDefault(i => i.StartsWith(RegexPrefix, StringComparison.Ordinal)) is { } late)
+            throw new PeftDslException($"{source}: a regular expression ({late}) is the whole target; give it alone, or list names instead");
+        return (items.Distinct().ToList(), null);
+    }
+
     /// <summary>The target list a config means for a model type (peft's defaults when it names none).</summary>
     public static IReadOnlyList<string>? EffectiveTargets(LoraConfig config, string modelType, string source)
     {
