@@ -66,7 +66,7 @@ public static class EvalCommand
 
     /// <summary>A table's tasks were trained with a template (and virtual-token splits): without --template, eval uses
     /// theirs; a --template that differs from theirs is refused, as it would place the prompt elsewhere.</summary>
-    private static Data.DataFormat TableFormat(string table, IReadOnlyList<string> tasks, Data.DataFormat format, bool given)
+    internal static Data.DataFormat TableFormat(string table, IReadOnlyList<string> tasks, Data.DataFormat format, bool given)
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
         var layouts = Peft.Prompts.PromptTableFile.Read(table).Where(e => tasks.Contains(e.Task))

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using PeftDsl.Data;
 using PeftDsl.Errors;
 using PeftDsl.Generation;
 using PeftDsl.Models;
@@ -79,9 +80,15 @@ public static class GenerateCommand
         using var scope = NewDisposeScope();
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
-        AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
+        var loaded = AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
         var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(tokenizerDirectory ?? directory, model.VocabSize, texts.Length == 0, tokenizerDirectory is null) : null;
-        var prompts = texts.Length > 0 ? texts.Select(t => tokenizer!.Encode(t)).ToList() : idLists.Select(ParseIds).ToList();
+        var format = PromptFormat((LanguageModel)model, adapter, loaded);
+        if (format is not null && texts.Length == 0 && !idLists.Select(ParseIds).Any(ids => ids.Any(id => id < 0)))
+            throw new PeftDslException($"{adapter}: its prompt task was trained with the template \"{format.Template}\"; give the prompt as --prompt text " +
+                                       "(the template is applied to it), or put the virtual-prompt slots (negative ids) in --prompt-ids yourself");
+        var prompts = texts.Length > 0
+            ? texts.Select(t => format is null ? tokenizer!.Encode(t) : ExampleTokenizer.EncodePrompt(tokenizer!, format, new Dictionary<string, string> { [format.InputField] = t })).ToList()
+            : idLists.Select(ParseIds).ToList();
         // A --stop id the model cannot produce would never stop the run (a checkpoint's own EOS outside a tiny
         // test vocabulary is only never matched).
         if (options.StopTokens.FirstOrDefault(t => t >= model.VocabSize, -1) is var stop && stop >= 0)
@@ -133,6 +140,23 @@ public static class GenerateCommand
         foreach (var tokens in TextGenerator.Generate(model, prompts, defaults))
             output.WriteLine(printIds || tokenizer is null ? string.Join(" ", tokens) : tokenizer.Decode(tokens));
         return 0;
+    }
+
+    /// <summary>
+    /// A prompt table's task trained with NeMo's template (virtual-prompt markers around the input) runs with that
+    /// template, as <c>peft eval</c> does: the prompt text fills its input field and the markers become the task's slots.
+    /// Putting the virtual tokens in front instead would run another prompt than the one trained. A template with other
+    /// fields than the input cannot be filled from --prompt and is refused. Null when the task has no template.
+    /// </summary>
+    private static DataFormat? PromptFormat(LanguageModel model, string? adapter, IReadOnlyList<string> loaded)
+    {
+        if (adapter is null || !Peft.Prompts.PromptTableFile.IsTable(adapter) || model.Prompts.Active is not { } task) return null;
+        var format = EvalCommand.TableFormat(adapter, [task], DataFormat.InputOutput, given: false);
+        if (format.Template is null) return null;
+        if (format.PromptFields.Any(f => f != format.InputField))
+            throw new PeftDslException($"{adapter}: task '{task}' was trained with the template \"{format.Template}\", whose fields " +
+                                       $"({string.Join(", ", format.PromptFields)}) --prompt cannot fill; run it with peft eval on records that have them");
+        return format.ForVirtualTokens(model.Prompts[task].NumVirtualTokens);
     }
 
     /// <summary>The folder's tokenizer; with --prompt-ids only the output needs one, and --ids avoids that.</summary>

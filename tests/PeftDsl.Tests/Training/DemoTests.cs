@@ -16,11 +16,11 @@ public sealed class DemoTests
         Assert.Contains("bit-identical: the base was not touched", stdout);
         Assert.Contains("untrained base + adapter", stdout);
         Assert.Contains("all tasks in one mixed batch, each row with its own adapter", stdout);
-        Assert.Contains("pos (P-tuning)", stdout);   // a prompt-learning row beside the LoRA rows
-        Assert.Contains("thing (IA3)", stdout);
+        Assert.Contains("thing (P-tuning)", stdout);   // a prompt-learning row beside the LoRA rows
+        Assert.Contains("pos (IA3)", stdout);
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "ia3", "adapter_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(dir.File("runs"), "prompts", "prompt_table.json")));
-        Assert.True(File.Exists(Path.Combine(dir.File("runs"), "pos-ptuning", "loss.png")));
+        Assert.True(File.Exists(Path.Combine(dir.File("runs"), "thing-ptuning", "loss.png")));
         foreach (var task in new[] { "pos", "thing", "action" })
         {
             Assert.True(File.Exists(Path.Combine(dir.File("runs"), "adapters", task, "adapter_model.safetensors")), task);

@@ -423,6 +423,25 @@ public sealed class TrainCliTests
         Assert.True(code == 0, stderr);
         Assert.Contains("repeat", stdout);
 
+        // In a prompt table, generate runs the task in its template: --prompt text fills {input} between the markers,
+        // which gives what the same ids with the slots written out give; ids without slots are refused.
+        var table = dir.File("table");
+        (code, _, stderr) = ParityTests.Peft(Train(dir, "tabled", "--steps", "3", "--method", "ptuning", "--virtual-tokens", "6",
+            "--template", template, "--virtual-token-splits", "2,4", "--task", "repeat", "--table", table));
+        Assert.True(code == 0, stderr);
+        string[] Generate(params string[] prompt) =>
+            ["generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--adapter", table, "--use", "repeat", "--max-new-tokens", "4", "--ids", .. prompt];
+        var (textCode, fromText, textErr) = ParityTests.Peft(Generate("--prompt", "Repeat: low ="));
+        Assert.True(textCode == 0, textErr);
+        var tokenizer = PeftDsl.Tokenization.TokenizerLoader.FromFolder(dir.File("tok"), "llama", 512);
+        long[] slotted = [tokenizer.Bos!.Value, -1, -2, .. tokenizer.EncodePiece("Repeat: low ="), -3, -4, -5, -6];
+        var (idsCode, fromIds, idsErr) = ParityTests.Peft(Generate("--prompt-ids", string.Join(' ', slotted)));
+        Assert.True(idsCode == 0, idsErr);
+        Assert.Equal(fromIds, fromText);
+        (code, _, stderr) = ParityTests.Peft(Generate("--prompt-ids", string.Join(' ', tokenizer.Encode("Repeat: low ="))));
+        Assert.Equal(2, code);
+        Assert.Contains("was trained with the template \"<|VIRTUAL_PROMPT_0|>{input}<|VIRTUAL_PROMPT_1|>\"; give the prompt as --prompt text", stderr);
+
         (code, _, stderr) = ParityTests.Peft(Train(dir, "lora", "--steps", "1", "--template", template));
         Assert.Equal(2, code);
         Assert.Contains("markers (and --virtual-token-splits) place virtual tokens: they need --method prompt or ptuning", stderr);
