@@ -33,6 +33,7 @@ public static class Program
             MergeCommand.Create(),
             ParityCommand.Create(),
             BenchCommand.Create(),
+            TokenizeCommand.Create(),
         };
         root.Options.Add(Verbose);
         CommandLineErrors.UseStrictNumbers(root);

@@ -13,12 +13,16 @@ public enum TokenizerKind
     SentencePieceBpe,
     /// <summary>SentencePiece Unigram (T5/mT5's spiece.model); encoding appends EOS.</summary>
     SentencePieceUnigram,
+    /// <summary>A Hugging Face tokenizer.json (Llama 3, Qwen, Gemma, Mistral…); its post-processor says what encoding adds.</summary>
+    HuggingFaceJson,
 }
 
-/// <summary>A Microsoft.ML.Tokenizers tokenizer with the special-token conventions of its model family.</summary>
+/// <summary>A Microsoft.ML.Tokenizers tokenizer with the special-token conventions of its model family, or a Hugging
+/// Face tokenizer.json computed by <see cref="HuggingFace.HuggingFaceTokenizer"/>.</summary>
 public sealed class TextTokenizer
 {
-    private readonly Tokenizer inner;
+    private readonly Tokenizer? inner;
+    private readonly HuggingFace.HuggingFaceTokenizer? json;
     private readonly HashSet<long> special;
 
     internal TextTokenizer(Tokenizer inner, TokenizerKind kind, string source, long vocabSize, IEnumerable<long> specialIds, long? bos = null, long? eos = null)
@@ -31,6 +35,20 @@ public sealed class TextTokenizer
         Bos = bos;
         Eos = eos;
     }
+
+    internal TextTokenizer(HuggingFace.HuggingFaceTokenizer json, long? eos)
+    {
+        this.json = json;
+        VocabSize = json.Size;
+        Kind = TokenizerKind.HuggingFaceJson;
+        Source = json.Source;
+        special = json.SpecialIds.ToHashSet();
+        Bos = json.SpecialPrefix is [var first, ..] ? first : null;
+        Eos = eos;
+    }
+
+    /// <summary>The tokenizer.json behind this tokenizer, or null for the other kinds.</summary>
+    public HuggingFace.HuggingFaceTokenizer? HuggingFace => json;
 
     /// <summary>The beginning-of-sequence id <see cref="Encode"/> puts first (Llama), or null.</summary>
     public long? Bos { get; }
@@ -50,9 +68,10 @@ public sealed class TextTokenizer
     /// <summary>Text → ids, with the family's special tokens (Llama: BOS first; T5: EOS last).</summary>
     public long[] Encode(string text)
     {
+        if (json is not null) return json.Encode(text, addSpecialTokens: true);
         var ids = inner is SentencePieceTokenizer sp && OneCharacterNormalized(sp, text) is { } normalized
             ? sp.EncodeToIds(normalized, sp.AddBeginningOfSentence, sp.AddEndOfSentence, considerPreTokenization: false, considerNormalization: false)
-            : inner.EncodeToIds(text);
+            : inner!.EncodeToIds(text);
         return ids.Select(id => (long)id).ToArray();
     }
 
@@ -73,6 +92,7 @@ public sealed class TextTokenizer
     /// <summary>Text → ids with no special token at either end: a piece to join to others.</summary>
     public long[] EncodePiece(string text)
     {
+        if (json is not null) return json.Encode(text, addSpecialTokens: false);
         var ids = Encode(text).AsSpan();
         if (Bos is { } bos && ids.Length > 0 && ids[0] == bos) ids = ids[1..];
         if (Kind == TokenizerKind.SentencePieceUnigram && Eos is { } eos && ids.Length > 0 && ids[^1] == eos) ids = ids[..^1];
@@ -87,6 +107,19 @@ public sealed class TextTokenizer
         foreach (var id in list)
             if (id < 0 || id >= VocabSize)
                 throw new Errors.PeftDslException($"token id {id} is not in the tokenizer's vocabulary of {VocabSize} ({Source}), so it has no text");
-        return inner.Decode(list.Where(id => !special.Contains(id)).Select(id => (int)id)) ?? "";
+        if (json is not null) return json.Decode(list, skipSpecialTokens: true);
+        return inner!.Decode(list.Where(id => !special.Contains(id)).Select(id => (int)id)) ?? "";
+    }
+
+    /// <summary>Ids → text with special tokens kept (tokenizer.json: transformers' decode with skip_special_tokens
+    /// false; the other kinds: as Microsoft.ML.Tokenizers decodes them).</summary>
+    public string DecodeKeepingSpecial(IEnumerable<long> ids)
+    {
+        var list = ids as IReadOnlyCollection<long> ?? ids.ToList();
+        if (json is not null) return json.Decode(list, skipSpecialTokens: false);
+        foreach (var id in list)
+            if (id < 0 || id >= VocabSize)
+                throw new Errors.PeftDslException($"token id {id} is not in the tokenizer's vocabulary of {VocabSize} ({Source}), so it has no text");
+        return inner!.Decode(list.Select(id => (int)id)) ?? "";
     }
 }

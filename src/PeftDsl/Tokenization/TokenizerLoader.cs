@@ -18,6 +18,8 @@ public static class TokenizerLoader
                 ? $"{directory}: is a file; give the folder that holds it (vocab.json + merges.txt, tokenizer.model or spiece.model)"
                 : $"{directory}: folder not found");
         string At(string name) => Path.Combine(directory, name);
+        // transformers loads the fast tokenizer (tokenizer.json) first when a folder has one.
+        if (File.Exists(At("tokenizer.json"))) return HuggingFaceJson(directory);
         if (File.Exists(At("vocab.json")) && File.Exists(At("merges.txt")))
             return Wrap(At("vocab.json"), () =>
             {
@@ -37,10 +39,17 @@ public static class TokenizerLoader
             var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
             return new TextTokenizer(tiktoken, TokenizerKind.Gpt2Tiktoken, "tiktoken gpt2 data", Gpt2VocabSize, [Gpt2VocabSize - 1], eos: Gpt2VocabSize - 1);
         }
-        var why = $"{directory}: no usable tokenizer: expected vocab.json + merges.txt (GPT-2 BPE), tokenizer.model (SentencePiece BPE, Llama) or spiece.model (SentencePiece Unigram, T5/mT5)";
-        if (File.Exists(At("tokenizer.json"))) why += "; tokenizer.json alone is not read";
+        var why = $"{directory}: no usable tokenizer: expected tokenizer.json (Hugging Face), vocab.json + merges.txt (GPT-2 BPE), tokenizer.model (SentencePiece BPE, Llama) or spiece.model (SentencePiece Unigram, T5/mT5)";
         if (modelType == "gpt2") why += $"; tiktoken's gpt2 data needs a vocabulary of {Gpt2VocabSize}, but config.json has {vocabSize}";
         throw new PeftDslException(why);
+    }
+
+    /// <summary>tokenizer.json, with tokenizer_config.json's EOS (what a trained answer ends with) when it has one.</summary>
+    private static TextTokenizer HuggingFaceJson(string directory)
+    {
+        var tokenizer = HuggingFace.HuggingFaceTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
+        var config = HuggingFace.TokenizerConfig.Load(directory, tokenizer);
+        return new TextTokenizer(tokenizer, config.EosId);
     }
 
     private static TextTokenizer SentencePiece(string path, TokenizerKind kind, bool addBos, bool addEos) => Wrap(path, () =>

@@ -75,12 +75,18 @@ public sealed class TokenizerTests
     public void FolderWithoutATokenizerIsAClearError()
     {
         using var dir = new TempDir();
-        File.WriteAllText(dir.File("tokenizer.json"), "{}");
+        File.WriteAllText(dir.File("config.json"), "{}");
         var e = Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "gpt2", 512));
-        Assert.Contains("no usable tokenizer", e.Message);
-        Assert.Contains("tokenizer.json alone is not read", e.Message);
+        Assert.Contains("no usable tokenizer: expected tokenizer.json (Hugging Face), vocab.json + merges.txt", e.Message);
         Assert.Contains("needs a vocabulary of 50257, but config.json has 512", e.Message);
         Assert.Contains("no usable tokenizer", Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "llama", 32000)).Message);
+        // A tokenizer.json is read, and one without a model says so.
+        File.WriteAllText(dir.File("tokenizer.json"), "{}");
+        Assert.Equal($"{dir.File("tokenizer.json")}: tokenizer: has no \"model\"",
+            Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "llama", 32000)).Message);
+        File.WriteAllText(dir.File("tokenizer.json"), "{\"model\": ");
+        Assert.StartsWith($"{dir.File("tokenizer.json")}: not valid JSON",
+            Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "llama", 32000)).Message);
     }
 
     [Fact]

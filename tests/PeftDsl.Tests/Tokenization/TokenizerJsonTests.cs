@@ -1,0 +1,161 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PeftDsl.Errors;
+using PeftDsl.Testing;
+using PeftDsl.Tokenization;
+using PeftDsl.Tokenization.HuggingFace;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary>tokenizer.json pieces the real references do not use (Llama 2 / Mistral's layout: Prepend and Replace,
+/// byte fallback, Strip), added-token flags, refusals, and <c>peft tokenize</c>. Expected ids are worked by hand
+/// in each test's comment.</summary>
+public sealed class TokenizerJsonTests
+{
+    /// <summary>A Llama 2-style tokenizer: "▁" prepended and for spaces, byte fallback, BOS added, and the decoder
+    /// that undoes it all.</summary>
+    private static JsonObject Llama2Style() => JsonNode.Parse("""
+        {
+          "version": "1.0",
+          "added_tokens": [
+            {"id": 0, "content": "<unk>", "special": true, "lstrip": false, "rstrip": false, "normalized": false, "single_word": false},
+            {"id": 1, "content": "<s>", "special": true, "lstrip": false, "rstrip": false, "normalized": false, "single_word": false},
+            {"id": 2, "content": "</s>", "special": true, "lstrip": false, "rstrip": false, "normalized": false, "single_word": false}
+          ],
+          "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+          "pre_tokenizer": null,
+          "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+          "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+          "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "fuse_unk": true, "byte_fallback": true,
+            "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x21>": 3, "▁": 4, "h": 5, "i": 6, "hi": 7, "▁hi": 8},
+            "merges": ["h i", "▁ hi"]}
+        }
+        """)!.AsObject();
+
+    private static HuggingFaceTokenizer Load(TempDir dir, JsonNode json)
+    {
+        File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
+        return HuggingFaceTokenizer.Load(dir.File("tokenizer.json"));
+    }
+
+    [Fact]
+    public void PrependReplaceByteFallbackAndStripComputeLlama2sLayout()
+    {
+        using var dir = new TempDir();
+        var tokenizer = Load(dir, Llama2Style());
+        // "hi hi!" → "▁hi▁hi!": "!" is not in the vocabulary, so <0x21>; "h i" merges first, then "▁ hi".
+        Assert.Equal([8, 8, 3], tokenizer.Encode("hi hi!", addSpecialTokens: false));
+        Assert.Equal([1, 8, 8, 3], tokenizer.Encode("hi hi!", addSpecialTokens: true));
+        // "▁hi ▁hi <0x21>" → " hi hi!", then Strip takes the one leading space.
+        Assert.Equal("hi hi!", tokenizer.Decode([8, 8, 3], skipSpecialTokens: false));
+        Assert.Equal("<s> hi", tokenizer.Decode([1, 8], skipSpecialTokens: false));
+        Assert.Equal("hi", tokenizer.Decode([1, 8], skipSpecialTokens: true));
+        // "▁éé▁hi": "é" has neither a token nor byte tokens (<0xC3>, <0xA9>), so <unk>, and fuse_unk makes the two one.
+        Assert.Equal([4, 0, 8], tokenizer.Encode("éé hi", addSpecialTokens: false));
+    }
+
+    [Fact]
+    public void AddedTokensAreMatchedWholeAndTakeTheSpaceTheyStrip()
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json["added_tokens"]!.AsArray().Add(JsonNode.Parse("""{"id": 9, "content": "<mask>", "special": true, "lstrip": true, "rstrip": false, "normalized": false, "single_word": false}"""));
+        var tokenizer = Load(dir, json);
+        // lstrip: the space before <mask> belongs to it, so "hi" alone is "▁hi" (without it, "hi " is "▁hi▁": 8, 4).
+        Assert.Equal([8, 9], tokenizer.Encode("hi <mask>", addSpecialTokens: false));
+        // A special token in the text is one id, never split, with or without special tokens added.
+        Assert.Equal([1, 2, 8], tokenizer.Encode("</s>hi", addSpecialTokens: true));
+    }
+
+    [Theory]
+    [InlineData("pre_tokenizer", """{"type": "Punctuation"}""", "tokenizer.pre_tokenizer: type 'Punctuation' is not supported (supported: Split, ByteLevel")]
+    [InlineData("normalizer", """{"type": "Sequence", "normalizers": [{"type": "BertNormalizer"}]}""", "tokenizer.normalizer.normalizers[0]: type 'BertNormalizer' is not supported")]
+    [InlineData("decoder", """{"type": "WordPiece"}""", "tokenizer.decoder: type 'WordPiece' is not supported")]
+    [InlineData("post_processor", """{"type": "Nonsense"}""", "tokenizer.post_processor: type 'Nonsense' is not supported")]
+    [InlineData("model", """{"type": "Unigram", "vocab": []}""", "tokenizer.model: type 'Unigram' is not supported (supported: BPE)")]
+    [InlineData("model", """{"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}""", "tokenizer.model.merges[0]: merges 'a' and 'b', which (or whose result) the vocabulary lacks")]
+    [InlineData("model", """{"type": "BPE", "dropout": 0.1, "vocab": {"a": 0}, "merges": []}""", "BPE dropout samples another split on every call")]
+    [InlineData("pre_tokenizer", """{"type": "Split", "pattern": {"Regex": "("}, "behavior": "Isolated"}""", "tokenizer.pre_tokenizer.pattern: the regex is not one .NET can compile")]
+    public void WhatIsNotImplementedIsOneLineNamingTheComponent(string key, string component, string message)
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json[key] = JsonNode.Parse(component);
+        var e = Assert.Throws<PeftDslException>(() => Load(dir, json));
+        Assert.StartsWith(dir.File("tokenizer.json") + ": ", e.Message);
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void AConfigThatContradictsThePostProcessorIsRefused()
+    {
+        using var dir = new TempDir();
+        Load(dir, Llama2Style());
+        File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false}""");
+        var e = Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
+        Assert.Equal($"{dir.File("tokenizer_config.json")}: add_bos_token is false, but tokenizer.json's post-processor puts '<s>' first; fix one of the two files", e.Message);
+        File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "<eot>"}""");
+        e = Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
+        Assert.Contains("eos_token '<eot>' is not a token of", e.Message);
+        File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true}""");
+        var tokenizer = TokenizerLoader.FromFolder(dir.Path, null, 0);
+        Assert.Equal((1L, 2L), (tokenizer.Bos!.Value, tokenizer.Eos!.Value));
+    }
+
+    /// <summary>transformers loads tokenizer.json before tokenizer.model; so do we.</summary>
+    [Fact]
+    public void AFolderWithTokenizerJsonUsesIt()
+    {
+        using var dir = new TempDir();
+        Load(dir, Llama2Style());
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "llama-bpe.model"), dir.File("tokenizer.model"));
+        var tokenizer = TokenizerLoader.FromFolder(dir.Path, "llama", 32000);
+        Assert.Equal(TokenizerKind.HuggingFaceJson, tokenizer.Kind);
+        Assert.Equal([1, 8, 8, 3], tokenizer.Encode("hi hi!"));
+        Assert.Equal([8, 8, 3], tokenizer.EncodePiece("hi hi!"));
+    }
+
+    /// <summary>peft tokenize on a real reference file's text lines gives the reference's ids and decodes.</summary>
+    [Fact]
+    public void TokenizeCommandReproducesTheReference()
+    {
+        using var dir = new TempDir();
+        var folder = HuggingFaceTokenizerTests.Shared("qwen3");
+        var lines = File.ReadLines(Path.Combine(folder, "reference.jsonl")).Where(l => l.Contains("\"kind\":\"encode\"")).ToList();
+        File.WriteAllLines(dir.File("in.jsonl"), lines);
+        var (code, stdout, stderr) = ParityTests.Peft("tokenize", "--tokenizer", folder, "--input", dir.File("in.jsonl"));
+        Assert.True(code == 0, stderr);
+        var output = stdout.TrimEnd().Split('\n');
+        Assert.Equal(lines.Count, output.Length);
+        foreach (var (expected, actual) in lines.Select(l => JsonDocument.Parse(l).RootElement).Zip(output.Select(l => JsonDocument.Parse(l).RootElement)))
+        {
+            Assert.Equal(HuggingFaceTokenizerTests.Ids(expected, "ids"), HuggingFaceTokenizerTests.Ids(actual, "ids"));
+            Assert.Equal(HuggingFaceTokenizerTests.Ids(expected, "ids_with_special"), HuggingFaceTokenizerTests.Ids(actual, "ids_with_special"));
+            Assert.Equal(expected.GetProperty("decoded").GetString(), actual.GetProperty("decoded").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"text\": \"a\"}\n{broken\n", "in.jsonl:2: not valid JSON")]
+    [InlineData("{\"text\": 3}\n", "in.jsonl:1: has no string \"text\"")]
+    [InlineData("{\"messages\": []}\n", "in.jsonl:1: chat messages need the chat template")]
+    public void BadTokenizeInputIsOneLineAndWritesNothing(string input, string message)
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("in.jsonl"), input);
+        var (code, stdout, stderr) = ParityTests.Peft("tokenize", "--tokenizer", HuggingFaceTokenizerTests.Shared("qwen3"), "--input", dir.File("in.jsonl"));
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains(message, Assert.Single(stderr.TrimEnd().Split('\n')));
+    }
+}
