@@ -36,19 +36,23 @@ public sealed class TextTokenizer
         Eos = eos;
     }
 
-    internal TextTokenizer(HuggingFace.HuggingFaceTokenizer json, long? eos)
+    internal TextTokenizer(HuggingFace.HuggingFaceTokenizer json, HuggingFace.TokenizerConfig config)
     {
+        Config = config;
         this.json = json;
         VocabSize = json.Size;
         Kind = TokenizerKind.HuggingFaceJson;
         Source = json.Source;
         special = json.SpecialIds.ToHashSet();
         Bos = json.SpecialPrefix is [var first, ..] ? first : null;
-        Eos = eos;
+        Eos = config.EosId;
     }
 
+    /// <summary>tokenizer_config.json's settings (chat templates, special tokens by role), or null for the other kinds.</summary>
+    public HuggingFace.TokenizerConfig? Config { get; }
+
     /// <summary>The tokenizer.json behind this tokenizer, or null for the other kinds.</summary>
-    public HuggingFace.HuggingFaceTokenizer? HuggingFace => json;
+    public HuggingFace.HuggingFaceTokenizer? JsonTokenizer => json;
 
     /// <summary>The beginning-of-sequence id <see cref="Encode"/> puts first (Llama), or null.</summary>
     public long? Bos { get; }
@@ -107,7 +111,9 @@ public sealed class TextTokenizer
         foreach (var id in list)
             if (id < 0 || id >= VocabSize)
                 throw new Errors.PeftDslException($"token id {id} is not in the tokenizer's vocabulary of {VocabSize} ({Source}), so it has no text");
-        if (json is not null) return json.Decode(list, skipSpecialTokens: true);
+        // transformers' decode, clean-up included when the config asks for it (Llama 3.1's does).
+        if (json is not null)
+            return Config!.CleanUpSpaces ? HuggingFace.TokenizerConfig.CleanUp(json.Decode(list, skipSpecialTokens: true)) : json.Decode(list, skipSpecialTokens: true);
         return inner!.Decode(list.Where(id => !special.Contains(id)).Select(id => (int)id)) ?? "";
     }
 

@@ -18,8 +18,19 @@ public static class TokenizerLoader
                 ? $"{directory}: is a file; give the folder that holds it (vocab.json + merges.txt, tokenizer.model or spiece.model)"
                 : $"{directory}: folder not found");
         string At(string name) => Path.Combine(directory, name);
-        // transformers loads the fast tokenizer (tokenizer.json) first when a folder has one.
-        if (File.Exists(At("tokenizer.json"))) return HuggingFaceJson(directory);
+        // transformers loads the fast tokenizer (tokenizer.json) first when a folder has one. One that uses a component
+        // we do not compute (T5's Unigram model and Precompiled normalizer) gives way to the folder's slow tokenizer
+        // file, which transformers converted it from; without one it is refused by name. A malformed one is refused.
+        if (File.Exists(At("tokenizer.json")))
+        {
+            try
+            {
+                return HuggingFaceJson(directory);
+            }
+            catch (HuggingFace.UnsupportedTokenizerComponentException) when (new[] { "vocab.json", "tokenizer.model", "spiece.model" }.Any(f => File.Exists(At(f))))
+            {
+            }
+        }
         if (File.Exists(At("vocab.json")) && File.Exists(At("merges.txt")))
             return Wrap(At("vocab.json"), () =>
             {
@@ -49,7 +60,7 @@ public static class TokenizerLoader
     {
         var tokenizer = HuggingFace.HuggingFaceTokenizer.Load(Path.Combine(directory, "tokenizer.json"));
         var config = HuggingFace.TokenizerConfig.Load(directory, tokenizer);
-        return new TextTokenizer(tokenizer, config.EosId);
+        return new TextTokenizer(tokenizer, config);
     }
 
     private static TextTokenizer SentencePiece(string path, TokenizerKind kind, bool addBos, bool addEos) => Wrap(path, () =>

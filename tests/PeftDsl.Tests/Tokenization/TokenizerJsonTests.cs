@@ -76,6 +76,99 @@ public sealed class TokenizerJsonTests
         Assert.Equal([1, 2, 8], tokenizer.Encode("</s>hi", addSpecialTokens: true));
     }
 
+    [Fact]
+    public void NormalizedAddedTokensAreMatchedAsTheirNormalizedText()
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json["added_tokens"]!.AsArray().Add(JsonNode.Parse("""{"id": 10, "content": "<x>", "special": false, "lstrip": false, "rstrip": false, "normalized": true, "single_word": false}"""));
+        var tokenizer = Load(dir, json);
+        // tokenizers normalizes the token's content too: "<x>" is matched as "▁<x>", so after a space only.
+        Assert.Equal([8, 10], tokenizer.Encode("hi <x>", addSpecialTokens: false));
+        Assert.DoesNotContain(10L, tokenizer.Encode("hi<x>", addSpecialTokens: false));
+    }
+
+    [Fact]
+    public void LaterPostProcessorsWrapEarlierOnesAndMetaspaceDecodes()
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json["post_processor"] = JsonNode.Parse("""
+            {"type": "Sequence", "processors": [
+              {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+              {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "</s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens": {"</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}]}
+            """);
+        // Metaspace's decoder: in the first token every "▁" goes (tokenizers' rule), elsewhere each is a space.
+        json["decoder"] = JsonNode.Parse("""{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}""");
+        var tokenizer = Load(dir, json);
+        Assert.Equal([2, 1, 8], tokenizer.Encode("hi", addSpecialTokens: true));
+        Assert.Equal("hi hi", tokenizer.Decode([8, 8], skipSpecialTokens: false));
+        Assert.Equal("h hi", tokenizer.Decode([5, 8], skipSpecialTokens: false));
+        Assert.Equal(" hi", tokenizer.Decode([4, 8], skipSpecialTokens: false));
+    }
+
+    /// <summary>A character outside the Basic Multilingual Plane is one code point to tokenizers' regexes, not two
+    /// surrogates: Llama 3's pattern keeps "😁nice" one piece ([^\r\n\p{L}\p{N}]?\p{L}+), where .NET alone splits it.</summary>
+    [Fact]
+    public void RegexesSeeCodePoints()
+    {
+        var llama3 = new System.Text.RegularExpressions.Regex(@"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+");
+        Assert.Equal(2, llama3.Matches("😁nice").Count);   // what .NET's Regex alone does
+        string[] Split(string text) => TextPattern.FromRegex(llama3).Pieces(text).Select(p => text[p.Start..p.End]).ToArray();
+        Assert.Equal(["😁nice"], Split("😁nice"));
+        Assert.Equal(["a", " 𝐀b", "!"], Split("a 𝐀b!"));   // 𝐀 is a letter (Lu), b joins it
+    }
+
+    [Fact]
+    public void ATokenizerJsonWeDoNotComputeGivesWayToTheFoldersSentencePieceFile()
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json["model"] = JsonNode.Parse("""{"type": "Unigram", "unk_id": 2, "vocab": [["<pad>", 0.0]]}""");
+        File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
+        var e = Assert.ThrowsAny<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "t5", 32128));
+        Assert.Equal($"{dir.File("tokenizer.json")}: tokenizer.model: type 'Unigram' is not supported (supported: BPE)", e.Message);
+        // T5 folders ship spiece.model beside it: that one is read, as before tokenizer.json was.
+        File.Copy(Repo.File("tests", "fixtures", "tokenizers", "t5-unigram.model"), dir.File("spiece.model"));
+        Assert.Equal(TokenizerKind.SentencePieceUnigram, TokenizerLoader.FromFolder(dir.Path, "t5", 32128).Kind);
+        // A malformed tokenizer.json is refused even then.
+        File.WriteAllText(dir.File("tokenizer.json"), "{\"model\": \"BPE\"}");
+        Assert.Equal($"{dir.File("tokenizer.json")}: tokenizer.model: is not an object",
+            Assert.ThrowsAny<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, "t5", 32128)).Message);
+    }
+
+    [Fact]
+    public void CleanUpTokenizationSpacesAppliesToDecodeAsInTransformers()
+    {
+        using var dir = new TempDir();
+        Load(dir, Llama2Style());
+        File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "clean_up_tokenization_spaces": true}""");
+        var tokenizer = TokenizerLoader.FromFolder(dir.Path, null, 0);
+        // "▁hi ▁ <0x21>" decodes to "hi !"; transformers' clean-up then joins " !".
+        Assert.Equal("hi!", tokenizer.Decode([8, 4, 3]));
+        Assert.Equal("hi !", tokenizer.DecodeKeepingSpecial([8, 4, 3]));
+    }
+
+    [Theory]
+    [InlineData("model", "\"BPE\"", "tokenizer.model: is not an object")]
+    [InlineData("added_tokens", "[\"<s>\"]", "tokenizer.added_tokens[0]: is not an object")]
+    [InlineData("added_tokens", """[{"id": "5", "content": "<s>"}]""", "tokenizer.added_tokens[0]: \"id\" is not a whole number")]
+    [InlineData("added_tokens", """[{"id": 9, "content": "hi"}]""", "added token 'hi' has id 9, but the vocabulary gives it 7")]
+    [InlineData("added_tokens", """[{"id": 1, "content": "<s>"}, {"id": 1, "content": "<t>"}]""", "added tokens '<s>' and '<t>' share id 1")]
+    [InlineData("normalizer", """{"type": "Replace", "pattern": " ", "content": "▁"}""", "tokenizer.normalizer.pattern: is neither {\"String\": …} nor {\"Regex\": …}")]
+    [InlineData("model", """{"type": "BPE", "dropout": "none", "vocab": {}, "merges": []}""", "tokenizer.model: \"dropout\" is not a number")]
+    [InlineData("model", """{"type": "BPE", "vocab": {"a": "0"}, "merges": []}""", "tokenizer.model.vocab: 'a' has no whole-number id")]
+    [InlineData("model", """{"type": "BPE", "vocab": {"a": 0}, "merges": [["a", 3]]}""", "tokenizer.model.merges[0]: is not a string")]
+    public void MalformedFilesAreOneLineNamingTheEntry(string key, string value, string message)
+    {
+        using var dir = new TempDir();
+        var json = Llama2Style();
+        json[key] = JsonNode.Parse(value);
+        var e = Assert.ThrowsAny<PeftDslException>(() => Load(dir, json));
+        Assert.StartsWith(dir.File("tokenizer.json") + ": ", e.Message);
+        Assert.Contains(message, e.Message);
+    }
+
     [Theory]
     [InlineData("pre_tokenizer", """{"type": "Punctuation"}""", "tokenizer.pre_tokenizer: type 'Punctuation' is not supported (supported: Split, ByteLevel")]
     [InlineData("normalizer", """{"type": "Sequence", "normalizers": [{"type": "BertNormalizer"}]}""", "tokenizer.normalizer.normalizers[0]: type 'BertNormalizer' is not supported")]
@@ -90,7 +183,7 @@ public sealed class TokenizerJsonTests
         using var dir = new TempDir();
         var json = Llama2Style();
         json[key] = JsonNode.Parse(component);
-        var e = Assert.Throws<PeftDslException>(() => Load(dir, json));
+        var e = Assert.ThrowsAny<PeftDslException>(() => Load(dir, json));
         Assert.StartsWith(dir.File("tokenizer.json") + ": ", e.Message);
         Assert.Contains(message, e.Message);
         Assert.DoesNotContain('\n', e.Message);
@@ -102,10 +195,10 @@ public sealed class TokenizerJsonTests
         using var dir = new TempDir();
         Load(dir, Llama2Style());
         File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false}""");
-        var e = Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
+        var e = Assert.ThrowsAny<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
         Assert.Equal($"{dir.File("tokenizer_config.json")}: add_bos_token is false, but tokenizer.json's post-processor puts '<s>' first; fix one of the two files", e.Message);
         File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "<eot>"}""");
-        e = Assert.Throws<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
+        e = Assert.ThrowsAny<PeftDslException>(() => TokenizerLoader.FromFolder(dir.Path, null, 0));
         Assert.Contains("eos_token '<eot>' is not a token of", e.Message);
         File.WriteAllText(dir.File("tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true}""");
         var tokenizer = TokenizerLoader.FromFolder(dir.Path, null, 0);

@@ -22,10 +22,11 @@ internal sealed record AddedToken(string Content, int Id, bool Special, bool Lef
 /// </summary>
 internal sealed class AddedTokenMatcher
 {
-    private readonly Dictionary<char, AddedToken[]> byFirstChar;
+    private readonly Dictionary<char, (string Text, AddedToken Token)[]> byFirstChar;
 
-    public AddedTokenMatcher(IEnumerable<AddedToken> tokens) =>
-        byFirstChar = tokens.GroupBy(t => t.Content[0]).ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Content.Length).ToArray());
+    /// <param name="tokens">Each token with the text it is matched as (its content, or its normalized content).</param>
+    public AddedTokenMatcher(IEnumerable<(string Text, AddedToken Token)> tokens) =>
+        byFirstChar = tokens.Where(t => t.Text.Length > 0).GroupBy(t => t.Text[0]).ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Text.Length).ToArray());
 
     public bool IsEmpty => byFirstChar.Count == 0;
 
@@ -37,10 +38,16 @@ internal sealed class AddedTokenMatcher
         for (var i = 0; i < text.Length; i++)
         {
             if (!byFirstChar.TryGetValue(text[i], out var candidates)) continue;
-            var token = candidates.FirstOrDefault(t => string.CompareOrdinal(text, i, t.Content, 0, t.Content.Length) == 0);
+            var (match, token) = candidates.FirstOrDefault(t => string.CompareOrdinal(text, i, t.Text, 0, t.Text.Length) == 0);
             if (token is null) continue;
-            var (start, end) = (i, i + token.Content.Length);
-            if (token.SingleWord && (start > 0 && IsWordChar(text[start - 1]) || end < text.Length && IsWordChar(text[end]))) continue;
+            var (start, end) = (i, i + match.Length);
+            // A single_word token inside a word is not a match; as tokenizers' non-overlapping search, matching goes
+            // on after it.
+            if (token.SingleWord && (start > 0 && IsWordChar(text[start - 1]) || end < text.Length && IsWordChar(text[end])))
+            {
+                i = end - 1;
+                continue;
+            }
             if (token.LeftStrip) while (start > done && char.IsWhiteSpace(text[start - 1])) start--;
             if (token.RightStrip) while (end < text.Length && char.IsWhiteSpace(text[end])) end++;
             if (start > done) pieces.Add((done, start, null));
@@ -52,5 +59,7 @@ internal sealed class AddedTokenMatcher
         return pieces;
     }
 
-    private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
+    // Regex \w: letters, digits, marks and connector punctuation.
+    private static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || char.GetUnicodeCategory(c) is
+        System.Globalization.UnicodeCategory.NonSpacingMark or System.Globalization.UnicodeCategory.SpacingCombiningMark or System.Globalization.UnicodeCategory.ConnectorPunctuation;
 }

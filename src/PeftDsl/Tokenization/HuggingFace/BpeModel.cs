@@ -18,13 +18,13 @@ internal sealed class BpeModel
 
     public BpeModel(JsonSpec spec)
     {
-        if (spec.Has("dropout") && spec.Child("dropout").Element.GetDouble() is not 0.0)
+        if (spec.Number("dropout", 0) is not 0.0)
             throw spec.Error("BPE dropout samples another split on every call; a tokenizer that trains or evaluates must be deterministic");
         vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         var vocabSpec = spec.Child("vocab");
         if (vocabSpec.Element.ValueKind != JsonValueKind.Object) throw vocabSpec.Error("is not an object of token: id");
         foreach (var entry in vocabSpec.Element.EnumerateObject())
-            vocab[entry.Name] = entry.Value.TryGetInt32(out var id) && id >= 0 ? id : throw vocabSpec.Error($"'{entry.Name}' has no whole-number id");
+            vocab[entry.Name] = entry.Value.ValueKind == JsonValueKind.Number && entry.Value.TryGetInt32(out var id) && id >= 0 ? id : throw vocabSpec.Error($"'{entry.Name}' has no whole-number id");
         Tokens = new Dictionary<int, string>(vocab.Count);
         foreach (var (token, id) in vocab) Tokens[id] = token;
         prefix = spec.OptionalString("continuing_subword_prefix") ?? "";
@@ -33,17 +33,21 @@ internal sealed class BpeModel
         var rank = 0;
         foreach (var merge in spec.Items("merges"))
         {
+            // tokenizers skips the "#version" header some older merges lists keep.
+            if (rank == 0 && merge.Element.ValueKind == JsonValueKind.String && merge.Element.GetString()!.StartsWith("#version", StringComparison.Ordinal)) continue;
             var (left, right) = merge.Element.ValueKind switch
             {
                 // Older files write "a b", newer ones ["a", "b"] (tokens may then hold spaces).
                 JsonValueKind.String when merge.Element.GetString()!.Split(' ') is [var a, var b] => (a, b),
-                JsonValueKind.Array when merge.Element.GetArrayLength() == 2 => (merge.Element[0].GetString()!, merge.Element[1].GetString()!),
+                JsonValueKind.Array when merge.Element.GetArrayLength() == 2 => (new JsonSpec(merge.Element[0], merge.File, merge.Where).AsString(), new JsonSpec(merge.Element[1], merge.File, merge.Where).AsString()),
                 _ => throw merge.Error("is not a pair of tokens"),
             };
-            var merged = left + (right.StartsWith(prefix, StringComparison.Ordinal) ? right[prefix.Length..] : right);
+            // As tokenizers: the right token loses the prefix's length, whatever it starts with.
+            var merged = left + right[Math.Min(prefix.Length, right.Length)..];
             if (!vocab.TryGetValue(left, out var l) || !vocab.TryGetValue(right, out var r) || !vocab.TryGetValue(merged, out var m))
                 throw merge.Error($"merges '{left}' and '{right}', which (or whose result) the vocabulary lacks");
-            merges.TryAdd((l, r), (rank++, m));
+            // A pair listed twice keeps its last rank, as tokenizers' map does.
+            merges[(l, r)] = (rank++, m);
         }
         var unkToken = spec.OptionalString("unk_token");
         if (unkToken is not null) unk = vocab.TryGetValue(unkToken, out var u) ? u : throw spec.Error($"unk_token '{unkToken}' is not in the vocabulary");
@@ -111,7 +115,7 @@ internal sealed class BpeModel
                 lastWasUnk = false;
                 continue;
             }
-            if (byteFallback && FallbackBytes(runes[i]) is { } bytes)
+            if (byteFallback && FallbackBytes(text) is { } bytes)
             {
                 symbols.AddRange(bytes);
                 lastWasUnk = false;
@@ -125,14 +129,15 @@ internal sealed class BpeModel
         return symbols;
     }
 
-    private List<int>? FallbackBytes(Rune rune)
+    /// <summary>The symbol's UTF-8 bytes (prefix and suffix included, as tokenizers) as &lt;0xXX&gt; tokens, or null
+    /// when one is missing.</summary>
+    private List<int>? FallbackBytes(string symbol)
     {
-        Span<byte> utf8 = stackalloc byte[4];
-        var n = rune.EncodeToUtf8(utf8);
-        var ids = new List<int>(n);
-        for (var i = 0; i < n; i++)
+        var utf8 = Encoding.UTF8.GetBytes(symbol);
+        var ids = new List<int>(utf8.Length);
+        foreach (var b in utf8)
         {
-            if (!vocab.TryGetValue($"<0x{utf8[i]:X2}>", out var id)) return null;
+            if (!vocab.TryGetValue($"<0x{b:X2}>", out var id)) return null;
             ids.Add(id);
         }
         return ids;

@@ -90,10 +90,9 @@ internal static class Decoders
     {
         var replacement = spec.String("replacement");
         var scheme = spec.OptionalString("prepend_scheme") ?? (spec.Bool("add_prefix_space", true) ? "always" : "never");
+        // As tokenizers: in the first token every replacement character is dropped (not only a leading one), unless
+        // the scheme never prepended one; elsewhere each becomes a space.
         return tokens => tokens.Select((t, i) =>
-        {
-            var text = t.Replace(replacement, " ", StringComparison.Ordinal);
-            return i == 0 && scheme != "never" && text.StartsWith(' ') ? text[1..] : text;
-        }).ToList();
+            t.Replace(replacement, i == 0 && scheme != "never" ? "" : " ", StringComparison.Ordinal)).ToList();
     }
 }

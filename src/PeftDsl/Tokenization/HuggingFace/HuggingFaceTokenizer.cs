@@ -24,14 +24,23 @@ public sealed class HuggingFaceTokenizer
         normalizer = root.Has("normalizer") ? Normalizers.Read(root.Child("normalizer")) : null;
         preTokenizer = root.Has("pre_tokenizer") ? PreTokenizers.Read(root.Child("pre_tokenizer")) : null;
         var modelSpec = root.Child("model");
+        if (modelSpec.Element.ValueKind != JsonValueKind.Object) throw modelSpec.Error("is not an object");
         if (modelSpec.Has("type") && modelSpec.Type != "BPE" || !modelSpec.Has("type") && !modelSpec.Has("merges"))
-            throw modelSpec.Error($"type '{(modelSpec.Has("type") ? modelSpec.Type : "?")}' is not supported (supported: BPE)");
+            throw modelSpec.Has("type") ? modelSpec.Unsupported("BPE") : modelSpec.Error("has neither a \"type\" nor BPE's \"merges\"");
         model = new BpeModel(modelSpec);
         var added = root.Has("added_tokens") ? root.Items("added_tokens").Select(AddedToken.Read).ToList() : [];
         addedById = new Dictionary<int, AddedToken>();
-        foreach (var token in added) addedById[token.Id] = token;
-        raw = new AddedTokenMatcher(added.Where(t => !t.Normalized));
-        normalized = new AddedTokenMatcher(added.Where(t => t.Normalized));
+        foreach (var token in added)
+        {
+            // tokenizers gives an added token that is also a vocabulary entry the vocabulary's id, whatever the file says.
+            if (model.TryGetId(token.Content, out var id) && id != token.Id)
+                throw root.Error($"added token '{token.Content}' has id {token.Id}, but the vocabulary gives it {id}");
+            if (!addedById.TryAdd(token.Id, token))
+                throw root.Error($"added tokens '{addedById[token.Id].Content}' and '{token.Content}' share id {token.Id}");
+        }
+        raw = new AddedTokenMatcher(added.Where(t => !t.Normalized).Select(t => (t.Content, t)));
+        // tokenizers matches these in normalized text, so it normalizes their content too ("<x>" → "▁<x>" for Llama 2).
+        normalized = new AddedTokenMatcher(added.Where(t => t.Normalized).Select(t => (normalizer is null ? t.Content : normalizer(t.Content), t)));
         post = root.Has("post_processor") ? PostProcessor.Read(root.Child("post_processor")) : PostProcessor.None;
         decoder = root.Has("decoder") ? Decoders.Read(root.Child("decoder")) : null;
         Size = Math.Max(model.Tokens.Keys.DefaultIfEmpty(-1).Max(), addedById.Keys.DefaultIfEmpty(-1).Max()) + 1L;
@@ -55,7 +64,15 @@ public sealed class HuggingFaceTokenizer
         using (document)
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object) throw new PeftDslException($"{path}: not a tokenizer.json object");
-            return new HuggingFaceTokenizer(path, new JsonSpec(document.RootElement, path, "tokenizer"));
+            try
+            {
+                return new HuggingFaceTokenizer(path, new JsonSpec(document.RootElement, path, "tokenizer"));
+            }
+            // A shape the checks above did not foresee is still one line naming the file, not a stack trace.
+            catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException or KeyNotFoundException or IndexOutOfRangeException)
+            {
+                throw new PeftDslException($"{path}: malformed tokenizer.json ({e.GetType().Name}: {e.Message})", e);
+            }
         }
     }
 
@@ -118,6 +135,8 @@ public sealed class HuggingFaceTokenizer
         var tokens = new List<string>();
         foreach (var id in ids)
         {
+            if (id < 0 || id >= Size)
+                throw new PeftDslException($"token id {id} is not in the tokenizer's vocabulary of {Size} ({Source}), so it has no text");
             if (addedById.TryGetValue((int)id, out var added))
             {
                 if (!(skipSpecialTokens && added.Special)) tokens.Add(added.Content);

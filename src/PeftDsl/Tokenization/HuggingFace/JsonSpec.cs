@@ -16,13 +16,14 @@ internal readonly record struct JsonSpec(JsonElement Element, string File, strin
         : throw Error("has no \"type\"");
 
     public PeftDslException Unsupported(string supported) =>
-        Error($"type '{Type}' is not supported (supported: {supported})");
+        new UnsupportedTokenizerComponentException($"{File}: {Where}: type '{Type}' is not supported (supported: {supported})");
 
     public bool Has(string name) =>
-        Element.TryGetProperty(name, out var v) && v.ValueKind is not JsonValueKind.Null and not JsonValueKind.Undefined;
+        Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(name, out var v) && v.ValueKind is not JsonValueKind.Null and not JsonValueKind.Undefined;
 
     public JsonSpec Child(string name) =>
-        Element.TryGetProperty(name, out var v) ? new(v, File, $"{Where}.{name}") : throw Error($"has no \"{name}\"");
+        Element.ValueKind != JsonValueKind.Object ? throw Error($"is not an object (looking for \"{name}\")")
+        : Element.TryGetProperty(name, out var v) ? new(v, File, $"{Where}.{name}") : throw Error($"has no \"{name}\"");
 
     public IEnumerable<JsonSpec> Items(string name)
     {
@@ -45,5 +46,18 @@ internal readonly record struct JsonSpec(JsonElement Element, string File, strin
         };
 
     public int Int(string name, int fallback) => !Has(name) ? fallback
-        : Child(name).Element.TryGetInt32(out var v) ? v : throw Error($"\"{name}\" is not a whole number");
+        : Child(name).Element is { ValueKind: JsonValueKind.Number } e && e.TryGetInt32(out var v) ? v : throw Error($"\"{name}\" is not a whole number");
+
+    public double Number(string name, double fallback) => !Has(name) ? fallback
+        : Child(name).Element is { ValueKind: JsonValueKind.Number } e ? e.GetDouble() : throw Error($"\"{name}\" is not a number");
+
+    /// <summary>This element as a string (a list item, a pair's half).</summary>
+    public string AsString() => Element.ValueKind == JsonValueKind.String ? Element.GetString()! : throw Error("is not a string");
+
+    /// <summary>This element as an id.</summary>
+    public long AsId() => Element is { ValueKind: JsonValueKind.Number } && Element.TryGetInt64(out var id) && id >= 0 ? id : throw Error("is not a token id");
 }
+
+/// <summary>A well-formed tokenizer.json that uses a component we do not compute (a Unigram model, a Precompiled
+/// normalizer): a folder that also has a file of another kind may use that instead.</summary>
+public sealed class UnsupportedTokenizerComponentException(string message) : PeftDslException(message);

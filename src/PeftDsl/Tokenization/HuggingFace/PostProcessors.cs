@@ -13,7 +13,8 @@ internal sealed record PostProcessor(long[] Before, long[] After)
         "TemplateProcessing" => Template(spec),
         "ByteLevel" => None,
         "BertProcessing" or "RobertaProcessing" => new([Id(spec, "cls")], [Id(spec, "sep")]),
-        "Sequence" => spec.Items("processors").Select(Read).Aggregate(None, (a, b) => new([.. a.Before, .. b.Before], [.. b.After, .. a.After])),
+        // Each processor wraps what the ones before it produced, so the last one's tokens are outermost.
+        "Sequence" => spec.Items("processors").Select(Read).Aggregate(None, (a, b) => new([.. b.Before, .. a.Before], [.. a.After, .. b.After])),
         _ => throw spec.Unsupported(Supported),
     };
 
@@ -21,8 +22,8 @@ internal sealed record PostProcessor(long[] Before, long[] After)
     private static long Id(JsonSpec spec, string name)
     {
         var pair = spec.Child(name);
-        return pair.Element.ValueKind == System.Text.Json.JsonValueKind.Array && pair.Element.GetArrayLength() == 2 && pair.Element[1].TryGetInt64(out var id)
-            ? id
+        return pair.Element.ValueKind == System.Text.Json.JsonValueKind.Array && pair.Element.GetArrayLength() == 2
+            ? new JsonSpec(pair.Element[1], pair.File, pair.Where).AsId()
             : throw pair.Error("is not [token, id]");
     }
 
@@ -44,7 +45,7 @@ internal sealed record PostProcessor(long[] Before, long[] After)
             if (!item.Has("SpecialToken")) throw item.Error("is neither {\"SpecialToken\": …} nor {\"Sequence\": …}");
             var name = item.Child("SpecialToken").String("id");
             if (!specials.Has(name)) throw specials.Error($"has no entry for '{name}', which the template uses");
-            var ids = specials.Child(name).Items("ids").Select(i => i.Element.TryGetInt64(out var id) ? id : throw i.Error("is not an id"));
+            var ids = specials.Child(name).Items("ids").Select(i => i.AsId());
             (seenSequence ? after : before).AddRange(ids);
         }
         if (!seenSequence) throw spec.Error("the single-sequence template has no {\"Sequence\": …}");

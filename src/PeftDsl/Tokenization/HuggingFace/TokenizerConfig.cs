@@ -14,8 +14,14 @@ namespace PeftDsl.Tokenization.HuggingFace;
 /// <param name="PadToken">pad_token, or null.</param>
 /// <param name="EosId">eos_token's id, or null.</param>
 /// <param name="ChatTemplates">The chat templates by name (a single template is "default").</param>
-public sealed record TokenizerConfig(string? BosToken, string? EosToken, string? PadToken, long? EosId, IReadOnlyDictionary<string, string> ChatTemplates)
+/// <param name="CleanUpSpaces">clean_up_tokenization_spaces: transformers' decode then joins " ." to "." and the like.</param>
+public sealed record TokenizerConfig(string? BosToken, string? EosToken, string? PadToken, long? EosId, IReadOnlyDictionary<string, string> ChatTemplates,
+    bool CleanUpSpaces = false)
 {
+    /// <summary>transformers' clean_up_tokenization: spaces before punctuation and English contractions removed.</summary>
+    public static string CleanUp(string text) => text.Replace(" .", ".").Replace(" ?", "?").Replace(" !", "!").Replace(" ,", ",")
+        .Replace(" ' ", "'").Replace(" n't", "n't").Replace(" 'm", "'m").Replace(" 's", "'s").Replace(" 've", "'ve").Replace(" 're", "'re");
+
     /// <summary>The template transformers uses by default ("default" of a named list, or the one string).</summary>
     public string? ChatTemplate => ChatTemplates.TryGetValue("default", out var t) ? t : null;
 
@@ -62,7 +68,7 @@ public sealed record TokenizerConfig(string? BosToken, string? EosToken, string?
         if (Flag("add_eos_token") is { } addEos && eosId is { } eid && addEos != tokenizer.SpecialSuffix.Contains(eid))
             throw new PeftDslException($"{path}: add_eos_token is {(addEos ? "true" : "false")}, but tokenizer.json's post-processor " +
                                        $"{(addEos ? "does not put" : "puts")} '{eos}' last; fix one of the two files");
-        return new(bos, eos, pad, eosId, ChatTemplatesOf(root, path));
+        return new(bos, eos, pad, eosId, ChatTemplatesOf(root, path), Flag("clean_up_tokenization_spaces") ?? false);
     }
 
     /// <summary>chat_template: one string (the default), or a list of {"name", "template"}.</summary>
