@@ -3,14 +3,17 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftDsl.Errors;
 using PeftDsl.Tokenization;
+using Chat = PeftDsl.Tokenization.Chat;
 
 namespace PeftDsl.Cli.Commands;
 
 /// <summary>
 /// <c>peft tokenize</c>: a tokenizer folder's ids and decodes for JSONL lines, so that they can be checked against
 /// transformers from the command line. <c>{"text": …}</c> gives <c>{"ids", "ids_with_special", "decoded"}</c> (ids
-/// without special tokens, with them, and ids decoded keeping special tokens); other keys are ignored, so a reference
-/// file can be fed in as it is. Every line is read and checked before anything is written.
+/// without special tokens, with them, and ids decoded keeping special tokens); <c>{"messages": […],
+/// "add_generation_prompt": …}</c> gives <c>{"rendered", "ids"}</c> (the chat template's render and its ids, no special
+/// tokens added); other keys are ignored, so a reference file can be fed in as it is. Every line is read and checked
+/// before anything is written.
 /// </summary>
 public static class TokenizeCommand
 {
@@ -37,7 +40,8 @@ public static class TokenizeCommand
     public static int Run(string directory, TextReader input, string source, TextWriter output)
     {
         var tokenizer = TokenizerLoader.FromFolder(directory, modelType: null, vocabSize: 0);
-        var texts = new List<string>();
+        var lines = new List<JsonObject>();
+        Chat.ChatTemplate? template = null;
         var number = 0;
         for (var line = input.ReadLine(); line is not null; line = input.ReadLine())
         {
@@ -53,22 +57,45 @@ public static class TokenizeCommand
                 throw new PeftDslException($"{source}:{number}: not valid JSON ({e.Message})");
             }
             if (node is not JsonObject record) throw new PeftDslException($"{source}:{number}: not a JSON object");
-            if (record["text"] is JsonValue text && text.TryGetValue<string>(out var s)) texts.Add(s);
-            else if (record.ContainsKey("messages"))
-                throw new PeftDslException($"{source}:{number}: chat messages need the chat template, which peft does not render yet; give {{\"text\": …}} lines");
-            else throw new PeftDslException($"{source}:{number}: has no string \"text\"");
-        }
-        foreach (var text in texts)
-        {
-            var result = new JsonObject
+            if (record["text"] is JsonValue text && text.TryGetValue<string>(out var s))
             {
-                ["ids"] = Array(tokenizer.EncodePiece(text)),
-                ["ids_with_special"] = Array(tokenizer.Encode(text)),
-                ["decoded"] = tokenizer.DecodeKeepingSpecial(tokenizer.EncodePiece(text)),
-            };
-            output.WriteLine(result.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                lines.Add(new JsonObject
+                {
+                    ["ids"] = Array(tokenizer.EncodePiece(s)),
+                    ["ids_with_special"] = Array(tokenizer.Encode(s)),
+                    ["decoded"] = tokenizer.DecodeKeepingSpecial(tokenizer.EncodePiece(s)),
+                });
+            }
+            else if (record["messages"] is JsonArray messages)
+            {
+                template ??= Chat.ChatTemplate.Of(tokenizer, directory);
+                var generationPrompt = record["add_generation_prompt"] switch
+                {
+                    null => false,
+                    JsonValue v when v.TryGetValue<bool>(out var b) => b,
+                    _ => throw new PeftDslException($"{source}:{number}: \"add_generation_prompt\" is not true or false"),
+                };
+                var rendered = RenderLine(template, messages, generationPrompt, tokenizer, source, number);
+                lines.Add(new JsonObject { ["rendered"] = rendered, ["ids"] = Array(tokenizer.EncodePiece(rendered)) });
+            }
+            else throw new PeftDslException($"{source}:{number}: has neither a string \"text\" nor a \"messages\" list");
         }
+        var options = new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        foreach (var line in lines) output.WriteLine(line.ToJsonString(options));
         return 0;
+    }
+
+    private static string RenderLine(Chat.ChatTemplate template, JsonArray messages, bool generationPrompt, TextTokenizer tokenizer, string source, int number)
+    {
+        using var document = JsonDocument.Parse(messages.ToJsonString());
+        try
+        {
+            return template.Render(document.RootElement, generationPrompt, tokenizer.Config).Text;
+        }
+        catch (PeftDslException e)
+        {
+            throw new PeftDslException($"{source}:{number}: {e.Message}", e);
+        }
     }
 
     private static JsonArray Array(long[] ids) => new(ids.Select(id => (JsonNode)JsonValue.Create(id)).ToArray());

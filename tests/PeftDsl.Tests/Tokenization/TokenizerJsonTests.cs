@@ -240,8 +240,8 @@ public sealed class TokenizerJsonTests
 
     [Theory]
     [InlineData("{\"text\": \"a\"}\n{broken\n", "in.jsonl:2: not valid JSON")]
-    [InlineData("{\"text\": 3}\n", "in.jsonl:1: has no string \"text\"")]
-    [InlineData("{\"messages\": []}\n", "in.jsonl:1: chat messages need the chat template")]
+    [InlineData("{\"text\": 3}\n", "in.jsonl:1: has neither a string \"text\" nor a \"messages\" list")]
+    [InlineData("{\"text\": \"a\"}\n{\"messages\": [{\"role\": \"user\"}], \"add_generation_prompt\": 1}\n", "in.jsonl:2: \"add_generation_prompt\" is not true or false")]
     public void BadTokenizeInputIsOneLineAndWritesNothing(string input, string message)
     {
         using var dir = new TempDir();
@@ -250,5 +250,27 @@ public sealed class TokenizerJsonTests
         Assert.Equal(2, code);
         Assert.Equal("", stdout);
         Assert.Contains(message, Assert.Single(stderr.TrimEnd().Split('\n')));
+    }
+
+    [Fact]
+    public void TokenizeRendersChatLinesAndNamesTheLineATemplateRefuses()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("in.jsonl"),
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"add_generation_prompt\": true}\n" +
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]}\n");
+        var (code, stdout, stderr) = ParityTests.Peft("tokenize", "--tokenizer", HuggingFaceTokenizerTests.Shared("gemma3"), "--input", dir.File("in.jsonl"));
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        var message = Assert.Single(stderr.TrimEnd().Split('\n'));
+        Assert.Contains("in.jsonl:2: ", message);
+        Assert.Contains("the template refuses the conversation: Conversation roles must alternate user/assistant/user/assistant/...", message);
+
+        File.WriteAllText(dir.File("ok.jsonl"), "{\"messages\": [{\"role\": \"user\", \"content\": \" Hi \"}], \"add_generation_prompt\": true}\n");
+        (code, stdout, stderr) = ParityTests.Peft("tokenize", "--tokenizer", HuggingFaceTokenizerTests.Shared("gemma3"), "--input", dir.File("ok.jsonl"));
+        Assert.True(code == 0, stderr);
+        var result = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal("<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", result.GetProperty("rendered").GetString());
+        Assert.Equal(2, result.GetProperty("ids")[0].GetInt64()); // <bos> is in the render, so it is encoded, not added.
     }
 }

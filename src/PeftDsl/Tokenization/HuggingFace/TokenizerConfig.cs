@@ -25,8 +25,19 @@ public sealed record TokenizerConfig(string? BosToken, string? EosToken, string?
     /// <summary>The template transformers uses by default ("default" of a named list, or the one string).</summary>
     public string? ChatTemplate => ChatTemplates.TryGetValue("default", out var t) ? t : null;
 
-    /// <summary>The folder's tokenizer_config.json, checked against <paramref name="tokenizer"/>; empty when absent.</summary>
+    /// <summary>The folder's tokenizer_config.json, checked against <paramref name="tokenizer"/>; empty when absent. A
+    /// chat_template.jinja beside it (how transformers 4.50+ saves the template) is the default template, as
+    /// transformers reads it.</summary>
     public static TokenizerConfig Load(string directory, HuggingFaceTokenizer tokenizer)
+    {
+        var config = LoadJson(directory, tokenizer);
+        var jinja = Path.Combine(directory, "chat_template.jinja");
+        if (!File.Exists(jinja)) return config;
+        var templates = new Dictionary<string, string>(config.ChatTemplates) { ["default"] = File.ReadAllText(jinja) };
+        return config with { ChatTemplates = templates };
+    }
+
+    private static TokenizerConfig LoadJson(string directory, HuggingFaceTokenizer tokenizer)
     {
         var path = Path.Combine(directory, "tokenizer_config.json");
         if (!File.Exists(path)) return new(null, null, null, null, new Dictionary<string, string>());

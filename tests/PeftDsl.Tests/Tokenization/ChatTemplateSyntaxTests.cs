@@ -1,0 +1,83 @@
+using System.Text.Json;
+using PeftDsl.Errors;
+using PeftDsl.Tokenization.Chat;
+using Xunit;
+
+namespace PeftDsl.Tests;
+
+/// <summary>The Jinja subset piece by piece. Each expected text is what Jinja2 3.1.6 renders with transformers'
+/// settings (sandboxed, trim_blocks, lstrip_blocks, loop controls, its tojson), recorded once from Python.</summary>
+public sealed class ChatTemplateSyntaxTests
+{
+    private static string Render(string template, string variables, bool generationPrompt = false)
+    {
+        using var document = JsonDocument.Parse(variables);
+        var extra = document.RootElement.EnumerateObject().Where(p => p.Name != "messages").ToDictionary(p => p.Name, p => p.Value.Clone());
+        var messages = document.RootElement.TryGetProperty("messages", out var m) ? m.Clone() : JsonDocument.Parse("[]").RootElement;
+        return ChatTemplate.Parse(template, "t").Render(messages, generationPrompt, extra: extra).Text;
+    }
+
+    [Theory]
+    [InlineData("whitespace", "<s>\n  {% if true %}\n    a\n  {% endif %}\n{%- if true -%}  b  {%- endif %} c\n{{- ' d' }}\n", "{}", "<s>\n    a\nb c d")]
+    [InlineData("loop", "{% for m in messages %}{{ loop.index }}/{{ loop.length }}{{ ' first' if loop.first }}{{ ' last' if loop.last }}:{{ m.role }}{% if not loop.last %}, {% endif %}{% endfor %}", "{\"messages\": [{\"role\": \"user\"}, {\"role\": \"assistant\"}, {\"role\": \"user\"}]}", "1/3 first:user, 2/3:assistant, 3/3 last:user")]
+    [InlineData("scope", "{% set x = 1 %}{% set ns = namespace(y=1) %}{% for i in range(3) %}{% set x = x + i %}{% set ns.y = ns.y + i %}{% endfor %}{{ x }} {{ ns.y }}", "{}", "1 4")]
+    [InlineData("filters", "{{ '  a b  ' | trim }}|{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(',') }}|{{ messages | length }}|{{ missing | default('d') }}|{{ 'abc' | upper }}|{{ [3,1,2] | reverse | list }}", "{\"messages\": [{\"role\": \"user\", \"content\": \"u1\"}, {\"role\": \"assistant\", \"content\": \"a1\"}, {\"role\": \"user\", \"content\": \"u2\"}]}", "a b|u1,u2|3|d|ABC|[2, 1, 3]")]
+    [InlineData("tojson", "{{ tools | tojson }}|{{ tools[0] | tojson(indent=2) }}|{{ 'é\"' | tojson }}", "{\"tools\": [{\"name\": \"f\", \"parameters\": {\"a\": 1, \"b\": [true, null, 1.5]}}]}", "[{\"name\": \"f\", \"parameters\": {\"a\": 1, \"b\": [true, null, 1.5]}}]|{\n  \"name\": \"f\",\n  \"parameters\": {\n    \"a\": 1,\n    \"b\": [\n      true,\n      null,\n      1.5\n    ]\n  }\n}|\"é\\\"\"")]
+    [InlineData("strings", "{{ 'a<think>b</think>c'.split('</think>')[-1].lstrip('\\n') }}|{{ 'hello'[::-1] }}|{{ 'hello'[1:3] }}|{{ 'Hi'.startswith('H') }}|{{ ' x '.strip() }}|{{ 'a-b'.replace('-', '+') }}|{{ 'x' in 'xyz' }}|{{ 3 // 2 }} {{ 7 % 3 }} {{ 2 ** 3 }} {{ 1 / 2 }}|{{ 'a' ~ 1 }}", "{}", "c|olleh|el|True|x|a+b|True|1 1 8 0.5|a1")]
+    [InlineData("macro", "{% macro render(item, sep=': ') %}{{ item.k }}{{ sep }}{{ item.v }}{% endmacro %}{% for i in items %}{{ render(i) }};{{ render(i, sep='=') }};{% endfor %}", "{\"items\": [{\"k\": \"a\", \"v\": 1}, {\"k\": \"b\", \"v\": 2}]}", "a: 1;a=1;b: 2;b=2;")]
+    [InlineData("printing", "{{ none }}|{{ true }}|{{ 1.0 }}|{{ [1, 'a', none] }}|{{ {'a': 1} }}|{{ undefined_thing }}", "{\"none\": null}", "None|True|1.0|[1, 'a', None]|{'a': 1}|")]
+    [InlineData("breakcontinue", "{% for i in range(10) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ i }}{% endfor %}", "{}", "023")]
+    public void RendersAsJinja(string what, string template, string variables, string expected)
+    {
+        Assert.False(string.IsNullOrEmpty(what));
+        Assert.Equal(expected, Render(template, variables));
+    }
+
+    [Fact]
+    public void RaiseExceptionIsOneLineWithTheTemplatesMessage()
+    {
+        var e = Assert.Throws<PeftDslException>(() =>
+            Render("ok\n{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}", """{"messages": [{"role": "system"}]}"""));
+        Assert.Equal("t: line 2: the template refuses the conversation: first must be user", e.Message);
+    }
+
+    [Theory]
+    [InlineData("a\n{% include 'x.j2' %}", "t: line 2: '{% include %}' is not supported")]
+    [InlineData("{% for x in y recursive %}{% endfor %}", "t: line 1: recursive for loops are not supported")]
+    [InlineData("{% if x %}", "t: line 1: a block is never closed (expected ")]
+    [InlineData("{% endfor %}", "t: line 1: 'endfor' without an open block")]
+    public void UnsupportedOrBrokenSyntaxIsRefusedWhenParsed(string template, string message)
+    {
+        var e = Assert.Throws<PeftDslException>(() => ChatTemplate.Parse(template, "t"));
+        Assert.StartsWith(message, e.Message);
+    }
+
+    [Theory]
+    [InlineData("{{ messages[0].content.upper() }}", "'messages[0].content' is undefined")]
+    [InlineData("{{ nothing.field }}", "'nothing' is undefined")]
+    [InlineData("{{ messages | frobnicate }}", "frobnicate")]
+    public void MisusedValuesAreOneLineNamingWhat(string template, string message)
+    {
+        var e = Assert.Throws<PeftDslException>(() => Render(template, """{"messages": [{"role": "user"}]}"""));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith("t: line 1: ", e.Message);
+    }
+
+    [Fact]
+    public void GenerationBlocksMarkTheAssistantsText()
+    {
+        const string template = "{% for m in messages %}<{{ m.role }}>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}</s>{% endgeneration %}{% else %}{{ m.content }}{% endif %}\n{% endfor %}";
+        using var document = JsonDocument.Parse("""[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "?"}, {"role": "assistant", "content": "ok"}]""");
+        var render = ChatTemplate.Parse(template, "t").Render(document.RootElement, false);
+        Assert.Equal("<user>hi<assistant>yo</s><user>?<assistant>ok</s>", render.Text);   // trim_blocks takes each "\n"
+        Assert.Equal(["yo</s>", "ok</s>"], render.Generations.Select(g => render.Text[g.Start..g.End]));
+    }
+
+    [Fact]
+    public void GenerationInsideAMacroIsRefused()
+    {
+        var e = Assert.Throws<PeftDslException>(() =>
+            Render("{% macro f() %}{% generation %}x{% endgeneration %}{% endmacro %}{{ f() }}", "{}"));
+        Assert.Contains("'{% generation %}' inside a macro or a set block is not supported", e.Message);
+    }
+}
