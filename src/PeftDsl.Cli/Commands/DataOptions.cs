@@ -1,9 +1,11 @@
 using System.CommandLine;
 using PeftDsl.Data;
+using PeftDsl.Data.Chat;
 using PeftDsl.Errors;
 using PeftDsl.Models;
 using PeftDsl.Runtime;
 using PeftDsl.Tokenization;
+using PeftDsl.Tokenization.Chat;
 
 namespace PeftDsl.Cli.Commands;
 
@@ -28,17 +30,36 @@ public sealed class DataOptions
     /// <summary><c>--tokenizer DIR</c>: folder with the tokenizer files, for a model folder without them.</summary>
     public Option<DirectoryInfo?> Tokenizer { get; } = new("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
 
-    /// <summary>Adds the data options (<c>--template</c> through <c>--tokenizer</c>) to <paramref name="command"/>.</summary>
+    /// <summary><c>--chat-template FILE</c>: a Jinja chat template for conversation data, instead of the tokenizer's.</summary>
+    public Option<FileInfo?> ChatTemplateFile { get; } = new("--chat-template") { Description = "Conversation data: render with this Jinja chat template file instead of the tokenizer's (e.g. one with {% generation %} blocks)" };
+
+    /// <summary>Adds the data options (<c>--template</c> through <c>--chat-template</c>) to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, VirtualTokenSplits, Tokenizer }) command.Options.Add(option);
+        foreach (var option in new Option[] { Template, AnswerField, TruncateField, MaxLength, VirtualTokenSplits, Tokenizer, ChatTemplateFile }) command.Options.Add(option);
+    }
+
+    /// <summary>How conversation data is rendered: <c>--chat-template FILE</c>, or else the chat template of the
+    /// tokenizer's folder. Read only when a data file holds conversations.</summary>
+    public Func<ChatTemplate> ChatTemplates(ParseResult parse, string modelDirectory, TextTokenizer tokenizer)
+    {
+        var file = parse.GetValue(ChatTemplateFile)?.FullName;
+        if (file is not null && !File.Exists(file)) throw new PeftDslException($"{file}: chat template file not found (--chat-template)");
+        ChatTemplate? template = null;
+        return () => template ??= file is not null
+            ? ChatTemplate.Parse(File.ReadAllText(file), file)
+            : ChatTemplate.Of(tokenizer, parse.GetValue(Tokenizer)?.FullName ?? modelDirectory);
     }
 
     /// <summary>The prompt and answer format the data options describe, validated; a malformed template or a bad
     /// <c>--virtual-token-splits</c> is a bad-input error.</summary>
-    public DataFormat Format(ParseResult parse) =>
-        new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField),
+    public DataFormat Format(ParseResult parse)
+    {
+        // Checked here, before a model is loaded, so a typo costs nothing.
+        if (parse.GetValue(ChatTemplateFile) is { } chat && !chat.Exists) throw new PeftDslException($"{chat.FullName}: chat template file not found (--chat-template)");
+        return new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField),
             VirtualTokenSplits: Splits(parse.GetValue(VirtualTokenSplits))).Validate();
+    }
 
     private static IReadOnlyList<int>? Splits(string? text)
     {
@@ -97,7 +118,16 @@ public sealed class DataOptions
 
     private static long? PositionLimit(Config.ConfigJson config) => config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings");
 
-    /// <summary>Reads and tokenizes a JSONL file.</summary>
-    public static IReadOnlyList<TokenizedExample> Load(string path, DataFormat format, TextTokenizer tokenizer, int maxLength) =>
-        ExampleTokenizer.Tokenize(JsonlDataset.Read(path, format), tokenizer, format, maxLength);
+    /// <summary>Reads and tokenizes a JSONL file: prompt/answer records in <paramref name="format"/>, or conversations
+    /// (records with "messages") rendered by <paramref name="chat"/>'s template with the assistant's tokens marked.</summary>
+    public static IReadOnlyList<TokenizedExample> Load(string path, DataFormat format, TextTokenizer tokenizer, int maxLength, Func<ChatTemplate>? chat = null)
+    {
+        if (!JsonlDataset.HoldsConversations(path)) return ExampleTokenizer.Tokenize(JsonlDataset.Read(path, format), tokenizer, format, maxLength);
+        if (format != DataFormat.InputOutput)
+            throw new PeftDslException($"{path} holds conversations, which the chat template renders: --template, --answer-field, --truncate-field " +
+                                       "and --virtual-token-splits apply to prompt/answer records only");
+        if (chat is null) throw new PeftDslException($"{path} holds conversations, which this command does not read");
+        if (maxLength < 2) throw new PeftDslException($"--max-length must be at least 2, got {maxLength}");
+        return ConversationTokenizer.Tokenize(Conversation.Read(path), tokenizer, chat(), maxLength);
+    }
 }

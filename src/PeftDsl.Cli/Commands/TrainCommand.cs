@@ -264,8 +264,9 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         if (Resume) Trainer.CheckResumeSettings(Path.Combine(Output, "checkpoint"), options);
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
         var tokenizer = data.LoadTokenizer(parse, Model, model);
-        var train = DataOptions.Load(Data, format, tokenizer, maxLength);
-        var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength);
+        var chat = data.ChatTemplates(parse, Model, tokenizer);
+        var train = DataOptions.Load(Data, format, tokenizer, maxLength, chat);
+        var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength, chat);
         if (Options.TFewLosses && train.All(e => e.Choices is null))
             throw new PeftDslException($"--tfew: {Data} has no multiple-choice examples (records with \"choices\" and \"label\")");
         manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed

@@ -23,7 +23,8 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
         DecoderInputIds?.Dispose();
     }
 
-    /// <param name="answerOnly">NeMo's answer_only_loss: prompt tokens take no loss.</param>
+    /// <param name="answerOnly">NeMo's answer_only_loss: prompt tokens take no loss; in a conversation, TRL's
+    /// assistant_only_loss: only the assistant's tokens take it.</param>
     /// <param name="firstIsTarget">Virtual tokens come in front, so the first token is predicted from the last of them.</param>
     public static Batch Causal(IReadOnlyList<TokenizedExample> examples, bool answerOnly, Device device, long pad = 0, bool firstIsTarget = false)
     {
@@ -42,7 +43,9 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
                 ids[row, col] = inside ? (inPrompt ? e.Prompt[col] : e.Answer[col - e.Prompt.Length]) : pad;
                 mask[row, col] = inside ? 1 : 0;
                 // Virtual-prompt slots (negative ids) are not tokens to predict.
-                labels[row, col] = inside && !(answerOnly && inPrompt) && ids[row, col] >= 0 ? ids[row, col] : Losses.IgnoreIndex;
+                // A conversation marks its assistant tokens itself (they are spread over several turns).
+                var target = e.Targets is { } t ? !answerOnly || (inside && t[col]) : !(answerOnly && inPrompt);
+                labels[row, col] = inside && target && ids[row, col] >= 0 ? ids[row, col] : Losses.IgnoreIndex;
                 // The first position is a target only after virtual tokens: otherwise nothing precedes it.
                 if ((col > 0 || firstIsTarget) && labels[row, col] != Losses.IgnoreIndex) lossTokens++;
             }

@@ -10,7 +10,10 @@ public sealed record Example(string Task, IReadOnlyDictionary<string, string> Fi
 /// <summary>An example as token ids: the prompt, then the answer (ending with EOS when the tokenizer has one).</summary>
 /// <param name="Choices">Multiple choice: each choice's ids (as the answer's, ending with EOS); <see cref="Answer"/> is
 /// <c>Choices[Label]</c>.</param>
-public sealed record TokenizedExample(string Task, long[] Prompt, long[] Answer, string Source, long[][]? Choices = null, int Label = -1)
+/// <param name="Targets">Conversations: per token of prompt and answer, whether it is the assistant's (and so takes
+/// the loss under assistant-only loss). Null for prompt/answer records, where the answer is the target.</param>
+public sealed record TokenizedExample(string Task, long[] Prompt, long[] Answer, string Source, long[][]? Choices = null, int Label = -1,
+    bool[]? Targets = null)
 {
     /// <summary>Prompt and answer: what a language-modelling batch holds (choices are scored in their own batch).</summary>
     public int Length => Prompt.Length + Answer.Length;

@@ -14,8 +14,21 @@ public static class JsonlDataset
     public static IReadOnlyList<Example> Read(string path, DataFormat format, string defaultTask = "default")
     {
         format.Validate();
+        var examples = Records(path).Select(r => Parse(r.Root, r.Source, format, defaultTask)).ToList();
+        if (examples.Count == 0) throw new PeftDslException($"{path}: no examples (the file is empty or blank)");
+        return examples;
+    }
+
+    /// <summary>Whether the file holds conversations: its first record has a <c>"messages"</c> field (TRL's and
+    /// OpenAI's format), as every record must then.</summary>
+    public static bool HoldsConversations(string path) =>
+        Records(path).Take(1).Any(r => r.Root.ValueKind == JsonValueKind.Object && r.Root.TryGetProperty("messages", out _));
+
+    /// <summary>The file's records, each parsed as JSON with its <c>file:line</c>; blank lines are skipped, and a line
+    /// that is not UTF-8 or not JSON is an error naming it.</summary>
+    public static IEnumerable<(JsonElement Root, string Source)> Records(string path)
+    {
         if (!File.Exists(path)) throw new PeftDslException($"{path}: data file not found");
-        var examples = new List<Example>();
         var lineNumber = 0;
         // Strict UTF-8: a broken byte is an error naming its line, not a silent U+FFFD in the training text.
         using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
@@ -24,10 +37,8 @@ public static class JsonlDataset
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             var source = $"{path}:{lineNumber}";
-            examples.Add(Parse(line, source, format, defaultTask));
+            yield return (ParseJson(line, source), source);
         }
-        if (examples.Count == 0) throw new PeftDslException($"{path}: no examples (the file is empty or blank)");
-        return examples;
     }
 
     private static string? NextLine(StreamReader reader, string path)
@@ -54,19 +65,24 @@ public static class JsonlDataset
         }
     }
 
-    private static Example Parse(string line, string source, DataFormat format, string defaultTask)
+    private static JsonElement ParseJson(string line, string source)
     {
-        JsonElement root;
         try
         {
             using var doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 });
-            root = doc.RootElement.Clone();
+            return doc.RootElement.Clone();
         }
         catch (JsonException e)
         {
             var column = e.BytePositionInLine is { } b ? $" at column {b + 1}" : "";
             throw new PeftDslException($"{source}: not valid JSON{column} ({e.Message.Split(". ")[0].TrimEnd('.')})");
         }
+    }
+
+    private static Example Parse(JsonElement root, string source, DataFormat format, string defaultTask)
+    {
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("messages", out _))
+            throw new PeftDslException($"{source}: a conversation (\"messages\") in a file whose first record is not one; a file holds prompt/answer records or conversations, not both");
         if (root.ValueKind != JsonValueKind.Object) throw new PeftDslException($"{source}: expected a JSON object, got {root.ValueKind}");
         var fields = new Dictionary<string, string>(StringComparer.Ordinal);
         (IReadOnlyList<string> Choices, int Label)? choices = root.TryGetProperty("choices", out var c) ? Choices(c, root, source) : null;
@@ -84,15 +100,18 @@ public static class JsonlDataset
                 _ => throw new PeftDslException($"{source}: \"{name}\" must be text, got {value.ValueKind}"),
             };
         }
-        var task = root.TryGetProperty("taskname", out var t)
-            ? t.ValueKind == JsonValueKind.String && t.GetString() is { Length: > 0 } s ? s : throw new PeftDslException($"{source}: \"taskname\" must be a non-empty string")
-            : defaultTask;
+        var task = TaskOf(root, source, defaultTask);
         if (choices is { } mc) return new Example(task, fields, mc.Choices[mc.Label], source, mc.Choices, mc.Label);
         var answer = fields[format.AnswerField];
         if (string.IsNullOrWhiteSpace(answer)) throw new PeftDslException($"{source}: \"{format.AnswerField}\" (the answer) is empty");
         fields.Remove(format.AnswerField);
         return new Example(task, fields, answer, source);
     }
+
+    /// <summary>The record's <c>taskname</c>, or <paramref name="defaultTask"/> without one.</summary>
+    internal static string TaskOf(JsonElement root, string source, string defaultTask) => root.TryGetProperty("taskname", out var t)
+        ? t.ValueKind == JsonValueKind.String && t.GetString() is { Length: > 0 } s ? s : throw new PeftDslException($"{source}: \"taskname\" must be a non-empty string")
+        : defaultTask;
 
     /// <summary>A multiple-choice record's <c>choices</c> (two or more non-empty strings) and <c>label</c> (the right one's index).</summary>
     private static (IReadOnlyList<string> Choices, int Label) Choices(JsonElement choices, JsonElement root, string source)

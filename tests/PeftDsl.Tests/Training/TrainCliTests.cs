@@ -12,7 +12,7 @@ namespace PeftDsl.Tests.Training;
 /// <summary><c>peft train</c> and <c>peft eval</c> end to end on the tiny Llama, as a user runs them.</summary>
 public sealed class TrainCliTests
 {
-    private static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
+    internal static readonly string[] Words = ["tuning", "adapters", "low", "rank", "hello", "world"];
 
     /// <summary>A folder with a tokenizer and two tasks' JSONL files (train.jsonl, 48 records; dev.jsonl, 6).</summary>
     internal static TempDir Workspace()
