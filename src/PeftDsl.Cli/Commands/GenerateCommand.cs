@@ -6,6 +6,7 @@ using PeftDsl.Generation;
 using PeftDsl.Models;
 using PeftDsl.Runtime;
 using PeftDsl.Tokenization;
+using PeftDsl.Tokenization.Chat;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,9 +35,12 @@ public static class GenerateCommand
         var pastPositions = new Option<bool>("--ignore-max-positions") { Description = "Generate past the positions a rotary model was trained for (max_position_embeddings), which is refused otherwise" };
         var ids = new Option<bool>("--ids") { Description = "Print token ids instead of text" };
         var tokenizerDir = new Option<DirectoryInfo?>("--tokenizer") { Description = "Folder with the tokenizer files, when the model folder has none" };
+        var chat = new Option<string[]>("--chat") { Description = "A user message, run in the chat template with its generation prompt; stops at the end of the assistant's turn; repeat for a batch" };
+        var system = new Option<string?>("--system") { Description = "With --chat: a system message before each user message" };
+        var chatTemplate = new Option<FileInfo?>("--chat-template") { Description = "With --chat: this Jinja chat template file instead of the tokenizer's" };
         var command = new Command("generate", Program.Example("Continue prompts with a checkpoint (and an adapter)", "peft generate --model models/gpt2 --adapter runs/mine --prompt \"Hello\""))
         {
-            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, pastPositions, ids, tokenizerDir,
+            model, prompts, promptIds, maxNew, sample, temperature, topK, topP, seed, stop, noCache, pastPositions, ids, tokenizerDir, chat, system, chatTemplate,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -59,8 +63,13 @@ public static class GenerateCommand
                 IgnoreMaxPositions = parse.GetValue(pastPositions),
             };
             var (adapter, use) = adapters.Read(parse);
+            var messages = parse.GetValue(chat) ?? [];
+            if (messages.Length == 0 && (parse.GetValue(system) is not null || parse.GetValue(chatTemplate) is not null))
+                throw new PeftDslException("--system and --chat-template go with --chat MESSAGE");
+            if (parse.GetValue(chatTemplate) is { Exists: false } missing) throw new PeftDslException($"{missing.FullName}: chat template file not found (--chat-template)");
+            var request = messages.Length > 0 ? new ChatRequest(messages, parse.GetValue(system), parse.GetValue(chatTemplate)?.FullName) : null;
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
-                options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use, parse.GetValue(tokenizerDir)?.FullName);
+                options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use, parse.GetValue(tokenizerDir)?.FullName, request);
         }));
         return command;
     }
@@ -70,23 +79,29 @@ public static class GenerateCommand
     /// token ids; a single prompt streams as it is produced. Prompts come from <paramref name="texts"/> or
     /// <paramref name="idLists"/>, never both. Returns 0; bad input throws a bad-input error.</summary>
     public static int Run(string directory, string[] texts, string[] idLists, GenerationOptions options, bool printIds, TextWriter output,
-        ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null, string? tokenizerDirectory = null)
+        ModelLoadOptions? placement = null, string? adapter = null, IReadOnlyList<string>? use = null, string? tokenizerDirectory = null,
+        ChatRequest? chat = null)
     {
-        if (texts.Length > 0 && idLists.Length > 0)
-            throw new PeftDslException("give prompts either as --prompt text or as --prompt-ids, not both");
-        if (texts.Length + idLists.Length == 0)
-            throw new PeftDslException("no prompt: give --prompt TEXT or --prompt-ids \"1 2 3\"");
+        if (new[] { texts.Length, idLists.Length, chat?.Messages.Count ?? 0 }.Count(n => n > 0) > 1)
+            throw new PeftDslException("give prompts one way: --prompt text, --prompt-ids or --chat messages");
+        if (texts.Length + idLists.Length + (chat?.Messages.Count ?? 0) == 0)
+            throw new PeftDslException("no prompt: give --prompt TEXT, --prompt-ids \"1 2 3\" or --chat MESSAGE");
         options.Validate();   // before loading a model that could take minutes; TextGenerator checks again for library callers
         using var scope = NewDisposeScope();
         var model = StockModels.LoadGenerative(directory, placement);
         using var _ = (nn.Module)model;
         var loaded = AdapterOptions.Attach((LanguageModel)model, adapter, use ?? []);
-        var tokenizer = texts.Length > 0 || !printIds ? Tokenizer(tokenizerDirectory ?? directory, model.VocabSize, texts.Length == 0, tokenizerDirectory is null) : null;
+        var tokenizer = texts.Length > 0 || chat is not null || !printIds ? Tokenizer(tokenizerDirectory ?? directory, model.VocabSize, texts.Length == 0, tokenizerDirectory is null) : null;
         var format = PromptFormat((LanguageModel)model, adapter, loaded);
         if (format is not null && texts.Length == 0 && !idLists.Select(ParseIds).Any(ids => ids.Any(id => id < 0)))
             throw new PeftDslException($"{adapter}: its prompt task was trained with the template \"{format.Template}\"; give the prompt as --prompt text " +
                                        "(the template is applied to it), or put the virtual-prompt slots (negative ids) in --prompt-ids yourself");
-        var prompts = texts.Length > 0
+        if (format is not null && chat is not null)
+            throw new PeftDslException($"{adapter}: its prompt task was trained with the template \"{format.Template}\", not in a chat template; give the prompt as --prompt text");
+        var template = chat is null ? null
+            : chat.TemplateFile is { } file ? ChatTemplate.Parse(File.ReadAllText(file), file) : ChatTemplate.Of(tokenizer!, tokenizerDirectory ?? directory);
+        var prompts = template is not null ? chat!.Messages.Select(m => ChatPrompt.Encode(template, tokenizer!, m, chat.System)).ToList()
+            : texts.Length > 0
             ? texts.Select(t => format is null ? tokenizer!.Encode(t) : ExampleTokenizer.EncodePrompt(tokenizer!, format, new Dictionary<string, string> { [format.InputField] = t })).ToList()
             : idLists.Select(ParseIds).ToList();
         // A --stop id the model cannot produce would never stop the run (a checkpoint's own EOS outside a tiny
@@ -105,7 +120,15 @@ public static class GenerateCommand
         {
             throw new PeftDslException($"--prompt and --max-new-tokens {options.MaxNewTokens}: {e.Message}");
         }
-        var defaults = GenerationDefaults.FromFolder(directory).ApplyTo(options, padGiven: false);
+        var checkpoint = GenerationDefaults.FromFolder(directory);
+        if (template is not null && options.StopTokens.Count == 0)
+        {
+            // A chat reply ends with the template's end-of-turn token, which is not always the checkpoint's EOS
+            // (Gemma 3 ends a turn with <end_of_turn>); either stops it.
+            long?[] ends = [ChatPrompt.EndOfTurn(template, tokenizer!), tokenizer!.Eos, .. checkpoint.EosTokenIds.Select(id => (long?)id)];
+            options = options with { StopTokens = ends.OfType<long>().Where(id => id < model.VocabSize).Distinct().ToList() };
+        }
+        var defaults = checkpoint.ApplyTo(options, padGiven: false);
         if (!printIds && tokenizer is not null && tokenizer.VocabSize < model.VocabSize)
         {
             // A vocabulary padded past the tokenizer's (Pythia): ids with no text are never chosen.
@@ -172,6 +195,9 @@ public static class GenerateCommand
             throw new PeftDslException(e.Message + hint, e);
         }
     }
+
+    /// <summary><c>--chat</c>: user messages to run in the chat template, with an optional system message and template file.</summary>
+    public sealed record ChatRequest(IReadOnlyList<string> Messages, string? System, string? TemplateFile);
 
     private static long[] ParseIds(string text)
     {

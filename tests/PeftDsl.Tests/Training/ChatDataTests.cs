@@ -173,3 +173,53 @@ public sealed class ChatCliTests
         Assert.False(Directory.Exists(dir.File("run3")));
     }
 }
+
+/// <summary>peft generate --chat: the prompt is the template's render with the generation prompt, and the reply stops
+/// at the template's end of turn.</summary>
+public sealed class ChatGenerateTests
+{
+    [Theory]
+    [InlineData("qwen3", "<|im_end|>")]
+    [InlineData("llama3_1", "<|eot_id|>")]
+    [InlineData("gemma3", "<end_of_turn>")]
+    public void TheEndOfTurnIsTheSpecialTokenAfterAReply(string family, string token)
+    {
+        var folder = HuggingFaceTokenizerTests.Shared(family);
+        var tokenizer = TokenizerLoader.FromFolder(folder, null, 0);
+        var end = ChatPrompt.EndOfTurn(ChatTemplate.Of(tokenizer, folder), tokenizer);
+        Assert.NotNull(end);
+        Assert.Equal(token, tokenizer.DecodeKeepingSpecial([end!.Value]));
+    }
+
+    [Fact]
+    public void ChatPromptIsTheRenderWithTheGenerationPrompt()
+    {
+        var folder = HuggingFaceTokenizerTests.Shared("qwen3");
+        var tokenizer = TokenizerLoader.FromFolder(folder, null, 0);
+        var ids = ChatPrompt.Encode(ChatTemplate.Of(tokenizer, folder), tokenizer, "Hi", system: "Be brief.");
+        Assert.Equal("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", tokenizer.DecodeKeepingSpecial(ids));
+    }
+
+    [Fact]
+    public void GenerateChatRunsTheRenderedPrompt()
+    {
+        using var dir = TrainCliTests.Workspace();
+        File.WriteAllText(dir.File("chat.jinja"), "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}Bot: {% endif %}");
+        var (code, chatOut, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--chat", "Repeat hello",
+            "--chat-template", dir.File("chat.jinja"), "--max-new-tokens", "6", "--ids");
+        Assert.True(code == 0, stderr);
+        var tokenizer = TokenizerLoader.FromFolder(dir.File("tok"), "llama", 512);
+        var rendered = string.Join(" ", tokenizer.EncodePiece("user: Repeat hello\nBot: "));
+        (code, var idsOut, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--prompt-ids", rendered, "--max-new-tokens", "6", "--ids");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(idsOut, chatOut);
+        Assert.NotEqual("", chatOut.Trim());
+
+        (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--chat", "x", "--prompt", "y");
+        Assert.Equal(2, code);
+        Assert.Contains("give prompts one way", stderr);
+        (code, _, stderr) = ParityTests.Peft("generate", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--chat", "x");
+        Assert.Equal(2, code);
+        Assert.Contains("the tokenizer has no chat template", Assert.Single(stderr.TrimEnd().Split('\n')));
+    }
+}
