@@ -4,6 +4,7 @@ using PeftDsl.Models.Gpt2;
 using PeftDsl.Models.GptNeoX;
 using PeftDsl.Models.Llama;
 using PeftDsl.Models.Mistral;
+using PeftDsl.Models.Qwen2;
 using PeftDsl.Models.T5;
 using PeftDsl.Runtime;
 
@@ -18,6 +19,7 @@ public static class StockModels
         ["llama"] = LlamaForCausalLM.FromPretrained,
         ["gpt_neox"] = GptNeoXForCausalLM.FromPretrained,
         ["mistral"] = MistralForCausalLM.FromPretrained,
+        ["qwen2"] = Qwen2ForCausalLM.FromPretrained,
     };
 
     private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()
