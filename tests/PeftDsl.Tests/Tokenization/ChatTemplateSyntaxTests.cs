@@ -27,6 +27,9 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("macro", "{% macro render(item, sep=': ') %}{{ item.k }}{{ sep }}{{ item.v }}{% endmacro %}{% for i in items %}{{ render(i) }};{{ render(i, sep='=') }};{% endfor %}", "{\"items\": [{\"k\": \"a\", \"v\": 1}, {\"k\": \"b\", \"v\": 2}]}", "a: 1;a=1;b: 2;b=2;")]
     [InlineData("printing", "{{ none }}|{{ true }}|{{ 1.0 }}|{{ [1, 'a', none] }}|{{ {'a': 1} }}|{{ undefined_thing }}", "{\"none\": null}", "None|True|1.0|[1, 'a', None]|{'a': 1}|")]
     [InlineData("breakcontinue", "{% for i in range(10) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ i }}{% endfor %}", "{}", "023")]
+    [InlineData("loopset", "{% for m in messages %}{% if m.role=='system' %}{% set sys=m.content %}{% endif %}{{m.role}}:{{sys}};{% endfor %}", "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"u\"}]}", "system:S;user:;")]
+    [InlineData("loopset2", "{% set x=1 %}{% for i in [1,2] %}{% set x=x+1 %}{{x}}{% endfor %}{{x}}", "{}", "221")]
+    [InlineData("braces in strings", "{{- \"}}\" }}{% set x = '%}' %}{{ x }}", "{}", "}}%}")]
     public void RendersAsJinja(string what, string template, string variables, string expected)
     {
         Assert.False(string.IsNullOrEmpty(what));
@@ -79,5 +82,12 @@ public sealed class ChatTemplateSyntaxTests
         var e = Assert.Throws<PeftDslException>(() =>
             Render("{% macro f() %}{% generation %}x{% endgeneration %}{% endmacro %}{{ f() }}", "{}"));
         Assert.Contains("'{% generation %}' inside a macro or a set block is not supported", e.Message);
+    }
+
+    [Fact]
+    public void ToolsAndDocumentsAreNoneWhenNotGiven()
+    {
+        // transformers passes tools=None and documents=None, so templates that test "is not none" print nothing.
+        Assert.Equal("ok", Render("{% if tools is not none %}[{{ tools|tojson }}]{% endif %}{% if documents is none %}ok{% endif %}", "{}"));
     }
 }

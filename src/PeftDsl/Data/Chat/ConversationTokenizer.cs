@@ -51,12 +51,15 @@ public static class ConversationTokenizer
         var targets = new bool[ids.Length];
         var positions = new TokenPositions(tokenizer, ids, render.Text);
         foreach (var (start, end) in spans.Where(s => s.End > s.Start))
-            for (var t = positions.TokenAt(start); t <= positions.TokenAt(end - 1); t++) targets[t] = true;
+        {
+            var last = positions.TokenAt(end - 1);
+            for (var t = positions.TokenAt(start); t <= last; t++) targets[t] = true;
+        }
         var first = Array.IndexOf(targets, true);
         if (first < 0) throw new PeftDslException("the assistant's turns render as no text, so there is nothing to learn");
-        var last = Array.LastIndexOf(targets, true);
-        while (last > 0 && targets[last - 1]) last--;   // the last assistant turn starts here
-        return new TokenizedExample(conversation.Task, ids[..last], ids[last..], conversation.Source, Targets: targets);
+        var from = Array.LastIndexOf(targets, true);
+        while (from > 0 && targets[from - 1]) from--;   // the last assistant turn starts here
+        return new TokenizedExample(conversation.Task, ids[..from], ids[from..], conversation.Source, Targets: targets);
     }
 
     /// <summary>For each assistant message: from the end of the conversation before it, rendered with the generation

@@ -49,7 +49,8 @@ public sealed class ChatTemplate
     public ChatRender Render(IReadOnlyList<JsonElement> messages, bool addGenerationPrompt, HuggingFace.TokenizerConfig? config = null,
         IReadOnlyDictionary<string, JsonElement>? extra = null)
     {
-        var variables = new Dictionary<string, object?>();
+        // transformers always passes tools and documents (None when absent), so "tools is not none" is false then.
+        var variables = new Dictionary<string, object?> { ["tools"] = null, ["documents"] = null };
         foreach (var (key, value) in extra ?? new Dictionary<string, JsonElement>()) variables[key] = TemplateValues.FromJson(value);
         variables["messages"] = messages.Select(TemplateValues.FromJson).ToList();
         variables["add_generation_prompt"] = addGenerationPrompt;

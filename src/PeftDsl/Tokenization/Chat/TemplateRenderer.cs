@@ -135,6 +135,7 @@ internal sealed class TemplateRenderer
                 items = items.Where(item => { Bind(f.Targets, item); return TemplateValues.Truthy(Evaluate(f.Filter)); }).ToList();
             for (var i = 0; i < items.Count; i++)
             {
+                scopes[^1] = [];   // as Jinja: a set in one iteration is gone in the next
                 Bind(f.Targets, items[i]);
                 scopes[^1]["loop"] = new Dictionary<string, object?>
                 {

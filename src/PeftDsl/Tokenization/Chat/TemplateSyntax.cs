@@ -15,6 +15,24 @@ internal sealed record StatementSegment(string Source, int Line) : Segment(Line)
 /// </summary>
 internal static class TemplateSegments
 {
+    /// <summary>Where <paramref name="close"/> ends a tag, skipping string literals: Mistral's templates print "}}".</summary>
+    private static int CloseOutsideStrings(string template, int from, string close)
+    {
+        char? quote = null;
+        for (var i = from; i < template.Length; i++)
+        {
+            var c = template[i];
+            if (quote is { } q)
+            {
+                if (c == '\\') i++;
+                else if (c == q) quote = null;
+            }
+            else if (c is '\'' or '"') quote = c;
+            else if (string.CompareOrdinal(template, i, close, 0, close.Length) == 0) return i;
+        }
+        return -1;
+    }
+
     public static List<Segment> Split(string template, string name)
     {
         var raw = new List<(char Kind, string Body, bool StripBefore, bool StripAfter, bool KeepBefore, int Line)>();   // Kind: 't', '{', '%', '#'
@@ -32,7 +50,7 @@ internal static class TemplateSegments
             line += Count(template, at, open);
             var kind = template[open + 1];
             var close = kind switch { '{' => "}}", '%' => "%}", _ => "#}" };
-            var end = template.IndexOf(close, open + 2, StringComparison.Ordinal);
+            var end = kind == '#' ? template.IndexOf(close, open + 2, StringComparison.Ordinal) : CloseOutsideStrings(template, open + 2, close);
             if (end < 0) throw new PeftDslException($"{name}: line {line}: '{{{kind}' is never closed by '{close}'");
             var body = template[(open + 2)..end];
             var stripBefore = body.StartsWith('-');
