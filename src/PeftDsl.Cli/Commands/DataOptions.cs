@@ -43,20 +43,30 @@ public sealed class DataOptions
     /// tokenizer's folder. Read only when a data file holds conversations.</summary>
     public Func<ChatTemplate> ChatTemplates(ParseResult parse, string modelDirectory, TextTokenizer tokenizer)
     {
-        var file = parse.GetValue(ChatTemplateFile)?.FullName;
-        if (file is not null && !File.Exists(file)) throw new PeftDslException($"{file}: chat template file not found (--chat-template)");
+        var file = parse.GetValue(ChatTemplateFile);
+        RequireChatTemplate(file);
         ChatTemplate? template = null;
-        return () => template ??= file is not null
-            ? ChatTemplate.Parse(File.ReadAllText(file), file)
-            : ChatTemplate.Of(tokenizer, parse.GetValue(Tokenizer)?.FullName ?? modelDirectory);
+        return () => template ??= ChatTemplateFrom(file, tokenizer, parse.GetValue(Tokenizer)?.FullName ?? modelDirectory);
+    }
+
+    /// <summary>Checked before a model is loaded, so a typo in <c>--chat-template</c> costs nothing.</summary>
+    internal static void RequireChatTemplate(FileInfo? file)
+    {
+        if (file is { Exists: false }) throw new PeftDslException($"{file.FullName}: chat template file not found (--chat-template)");
+    }
+
+    /// <summary><c>--chat-template FILE</c> when given, else the chat template of the tokenizer read from <paramref name="tokenizerDirectory"/>.</summary>
+    internal static ChatTemplate ChatTemplateFrom(FileInfo? file, TextTokenizer tokenizer, string tokenizerDirectory)
+    {
+        RequireChatTemplate(file);
+        return file is not null ? ChatTemplate.Parse(File.ReadAllText(file.FullName), file.FullName) : ChatTemplate.Of(tokenizer, tokenizerDirectory);
     }
 
     /// <summary>The prompt and answer format the data options describe, validated; a malformed template or a bad
     /// <c>--virtual-token-splits</c> is a bad-input error.</summary>
     public DataFormat Format(ParseResult parse)
     {
-        // Checked here, before a model is loaded, so a typo costs nothing.
-        if (parse.GetValue(ChatTemplateFile) is { } chat && !chat.Exists) throw new PeftDslException($"{chat.FullName}: chat template file not found (--chat-template)");
+        RequireChatTemplate(parse.GetValue(ChatTemplateFile));
         return new DataFormat(parse.GetValue(Template), parse.GetValue(AnswerField)!, parse.GetValue(TruncateField),
             VirtualTokenSplits: Splits(parse.GetValue(VirtualTokenSplits))).Validate();
     }
@@ -127,7 +137,6 @@ public sealed class DataOptions
             throw new PeftDslException($"{path} holds conversations, which the chat template renders: --template, --answer-field, --truncate-field " +
                                        "and --virtual-token-splits apply to prompt/answer records only");
         if (chat is null) throw new PeftDslException($"{path} holds conversations, which this command does not read");
-        if (maxLength < 2) throw new PeftDslException($"--max-length must be at least 2, got {maxLength}");
         return ConversationTokenizer.Tokenize(Conversation.Read(path), tokenizer, chat(), maxLength);
     }
 }

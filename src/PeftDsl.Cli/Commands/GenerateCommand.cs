@@ -66,8 +66,8 @@ public static class GenerateCommand
             var messages = parse.GetValue(chat) ?? [];
             if (messages.Length == 0 && (parse.GetValue(system) is not null || parse.GetValue(chatTemplate) is not null))
                 throw new PeftDslException("--system and --chat-template go with --chat MESSAGE");
-            if (parse.GetValue(chatTemplate) is { Exists: false } missing) throw new PeftDslException($"{missing.FullName}: chat template file not found (--chat-template)");
-            var request = messages.Length > 0 ? new ChatRequest(messages, parse.GetValue(system), parse.GetValue(chatTemplate)?.FullName) : null;
+            DataOptions.RequireChatTemplate(parse.GetValue(chatTemplate));
+            var request = messages.Length > 0 ? new ChatRequest(messages, parse.GetValue(system), parse.GetValue(chatTemplate)) : null;
             return Run(parse.GetValue(model)!.FullName, parse.GetValue(prompts) ?? [], parse.GetValue(promptIds) ?? [],
                 options, parse.GetValue(ids), Console.Out, placement.Read(parse), adapter, use, parse.GetValue(tokenizerDir)?.FullName, request);
         }));
@@ -98,8 +98,7 @@ public static class GenerateCommand
                                        "(the template is applied to it), or put the virtual-prompt slots (negative ids) in --prompt-ids yourself");
         if (format is not null && chat is not null)
             throw new PeftDslException($"{adapter}: its prompt task was trained with the template \"{format.Template}\", not in a chat template; give the prompt as --prompt text");
-        var template = chat is null ? null
-            : chat.TemplateFile is { } file ? ChatTemplate.Parse(File.ReadAllText(file), file) : ChatTemplate.Of(tokenizer!, tokenizerDirectory ?? directory);
+        var template = chat is null ? null : DataOptions.ChatTemplateFrom(chat.TemplateFile, tokenizer!, tokenizerDirectory ?? directory);
         var prompts = template is not null ? chat!.Messages.Select(m => ChatPrompt.Encode(template, tokenizer!, m, chat.System)).ToList()
             : texts.Length > 0
             ? texts.Select(t => format is null ? tokenizer!.Encode(t) : ExampleTokenizer.EncodePrompt(tokenizer!, format, new Dictionary<string, string> { [format.InputField] = t })).ToList()
@@ -197,7 +196,7 @@ public static class GenerateCommand
     }
 
     /// <summary><c>--chat</c>: user messages to run in the chat template, with an optional system message and template file.</summary>
-    public sealed record ChatRequest(IReadOnlyList<string> Messages, string? System, string? TemplateFile);
+    public sealed record ChatRequest(IReadOnlyList<string> Messages, string? System, FileInfo? TemplateFile);
 
     private static long[] ParseIds(string text)
     {

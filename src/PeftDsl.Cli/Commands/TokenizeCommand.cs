@@ -59,11 +59,12 @@ public static class TokenizeCommand
             if (node is not JsonObject record) throw new PeftDslException($"{source}:{number}: not a JSON object");
             if (record["text"] is JsonValue text && text.TryGetValue<string>(out var s))
             {
+                var ids = tokenizer.EncodePiece(s);
                 lines.Add(new JsonObject
                 {
-                    ["ids"] = Array(tokenizer.EncodePiece(s)),
+                    ["ids"] = Array(ids),
                     ["ids_with_special"] = Array(tokenizer.Encode(s)),
-                    ["decoded"] = tokenizer.DecodeKeepingSpecial(tokenizer.EncodePiece(s)),
+                    ["decoded"] = tokenizer.DecodeKeepingSpecial(ids),
                 });
             }
             else if (record["messages"] is JsonArray messages)

@@ -22,8 +22,12 @@ namespace PeftDsl.Data.Chat;
 public static class ConversationTokenizer
 {
     /// <summary>Tokenizes every conversation, in order.</summary>
-    public static IReadOnlyList<TokenizedExample> Tokenize(IReadOnlyList<Conversation> conversations, TextTokenizer tokenizer, ChatTemplate template, int maxLength) =>
-        conversations.Select(c => Tokenize(c, tokenizer, template, maxLength)).ToList();
+    /// <param name="maxLength">Most tokens per conversation; at least 2.</param>
+    public static IReadOnlyList<TokenizedExample> Tokenize(IReadOnlyList<Conversation> conversations, TextTokenizer tokenizer, ChatTemplate template, int maxLength)
+    {
+        if (maxLength < 2) throw new PeftDslException($"--max-length must be at least 2, got {maxLength}");
+        return conversations.Select(c => Tokenize(c, tokenizer, template, maxLength)).ToList();
+    }
 
     /// <summary>The conversation's ids, split before the last assistant turn (prompt, answer), with every assistant
     /// token marked in <see cref="TokenizedExample.Targets"/>.</summary>
