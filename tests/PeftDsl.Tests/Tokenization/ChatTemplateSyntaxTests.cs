@@ -30,6 +30,15 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("loopset", "{% for m in messages %}{% if m.role=='system' %}{% set sys=m.content %}{% endif %}{{m.role}}:{{sys}};{% endfor %}", "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"u\"}]}", "system:S;user:;")]
     [InlineData("loopset2", "{% set x=1 %}{% for i in [1,2] %}{% set x=x+1 %}{{x}}{% endfor %}{{x}}", "{}", "221")]
     [InlineData("braces in strings", "{{- \"}}\" }}{% set x = '%}' %}{{ x }}", "{}", "}}%}")]
+    [InlineData("lstrip l1", "{{ 'X' }}  {% if true %}y{% endif %}", "{}", "X  y")]
+    [InlineData("lstrip l2", "{% if true %}  {% if true %}y{% endif %}{% endif %}", "{}", "  y")]
+    [InlineData("lstrip l3", "{% if true %}\n  {% if true %}y{% endif %}{% endif %}", "{}", "y")]
+    [InlineData("lstrip l4", "  {% if true %}y{% endif %}", "{}", "y")]
+    [InlineData("lstrip l5", "a\n  {% if true +%}\nb{% endif %}", "{}", "a\n\nb")]
+    [InlineData("lstrip l6", "{# c #}\n  {% if true %}y{% endif %}", "{}", "y")]
+    [InlineData("lstrip l7", "{% if true -%}\n  {% if true %}y{% endif %}{% endif %}", "{}", "y")]
+    [InlineData("pow", "{{ 2 ** 10 }} {{ 1 ** 9000000000000000000 }} {{ (-1) ** 9000000000000000001 }} {{ 2 ** 62 }} {{ 0 ** 0 }}", "{}", "1024 1 -1 4611686018427387904 1")]
+    [InlineData("range", "{{ range(5, 0, -2) | list }} {{ range(3) | length }}", "{}", "[5, 3, 1] 3")]
     public void RendersAsJinja(string what, string template, string variables, string expected)
     {
         Assert.False(string.IsNullOrEmpty(what));
@@ -49,6 +58,9 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("{% for x in y recursive %}{% endfor %}", "t: line 1: recursive for loops are not supported")]
     [InlineData("{% if x %}", "t: line 1: a block is never closed (expected ")]
     [InlineData("{% endfor %}", "t: line 1: 'endfor' without an open block")]
+    [InlineData("{{ 99999999999999999999 }}", "t: line 1: the integer 99999999999999999999 is too large")]
+    [InlineData("a\n{% break %}", "t: line 2: '{% break %}' outside a for loop")]
+    [InlineData("{% for x in y %}{% macro f() %}{% continue %}{% endmacro %}{% endfor %}", "t: line 1: '{% continue %}' outside a for loop")]
     public void UnsupportedOrBrokenSyntaxIsRefusedWhenParsed(string template, string message)
     {
         var e = Assert.Throws<PeftDslException>(() => ChatTemplate.Parse(template, "t"));
@@ -59,6 +71,9 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("{{ messages[0].content.upper() }}", "'messages[0].content' is undefined")]
     [InlineData("{{ nothing.field }}", "'nothing' is undefined")]
     [InlineData("{{ messages | frobnicate }}", "frobnicate")]
+    [InlineData("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "macro 'f': macros call each other more than 100 deep")]
+    [InlineData("{{ range(100001) | length }}", "range() of 100001 items: the sandbox allows at most 100000")]
+    [InlineData("{{ 2 ** 64 }}", "2 ** 64 is past the 64-bit integers a template can compute")]
     public void MisusedValuesAreOneLineNamingWhat(string template, string message)
     {
         var e = Assert.Throws<PeftDslException>(() => Render(template, """{"messages": [{"role": "user"}]}"""));

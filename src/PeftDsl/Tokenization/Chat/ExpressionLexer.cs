@@ -46,7 +46,8 @@ internal static class ExpressionLexer
                 var text = source[start..i].Replace("_", "");
                 tokens.Add(isFloat
                     ? new(TokenKind.Float, text, double.Parse(text, CultureInfo.InvariantCulture))
-                    : new(TokenKind.Integer, text, long.Parse(text, CultureInfo.InvariantCulture)));
+                    : new(TokenKind.Integer, text, long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n
+                        : throw error($"the integer {text} is too large (at most {long.MaxValue})")));
                 continue;
             }
             if (c is '\'' or '"')

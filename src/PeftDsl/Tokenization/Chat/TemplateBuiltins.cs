@@ -9,6 +9,9 @@ internal static class TemplateBuiltins
 {
     private static List<object?> L(params object?[] items) => [.. items];
 
+    /// <summary>jinja2.sandbox.MAX_RANGE.</summary>
+    private const long MaxRange = 100000;
+
     public static Dictionary<string, object?> Globals(TemplateRenderer r) => new()
     {
         ["namespace"] = (Callable)((args, kwargs) =>
@@ -26,6 +29,9 @@ internal static class TemplateBuiltins
             var n = args.Select(a => a is long l ? l : throw r.Error("range() takes integers")).ToList();
             var (start, stop, step) = n.Count switch { 1 => (0L, n[0], 1L), 2 => (n[0], n[1], 1L), 3 => (n[0], n[1], n[2]), _ => throw r.Error("range() takes 1 to 3 arguments") };
             if (step == 0) throw r.Error("range() step is 0");
+            // Jinja's sandbox (transformers renders in it) refuses ranges past MAX_RANGE.
+            var count = step > 0 ? ((Int128)stop - start + step - 1) / step : ((Int128)start - stop - step - 1) / -(Int128)step;
+            if (count > MaxRange) throw r.Error($"range() of {count} items: the sandbox allows at most {MaxRange}");
             var list = new List<object?>();
             for (var i = start; step > 0 ? i < stop : i > stop; i += step) list.Add(i);
             return list;
@@ -122,8 +128,20 @@ internal static class TemplateBuiltins
         }
         if (Integer(a) is { } bx && Integer(b) is { } by && op == "**" && by >= 0)
         {
-            long power = 1;
-            for (var i = 0L; i < by; i++) power = checked(power * bx);
+            // By squaring: a huge exponent of 0, 1 or -1 must not loop for ever; others overflow soon (one line).
+            long power = 1, factor = bx;
+            try
+            {
+                for (var e = by; e > 0; e >>= 1)
+                {
+                    if ((e & 1) == 1) power = checked(power * factor);
+                    if (e > 1) factor = checked(factor * factor);
+                }
+            }
+            catch (OverflowException)
+            {
+                throw r.Error($"{bx} ** {by} is past the 64-bit integers a template can compute");
+            }
             return power;
         }
         if (Integer(a) is { } x && Integer(b) is { } y && op is "+" or "-" or "*" or "//" or "%")

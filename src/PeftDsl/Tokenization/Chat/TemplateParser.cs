@@ -13,6 +13,7 @@ internal sealed class TemplateParser
     private readonly List<Segment> segments;
     private readonly string name;
     private int position;
+    private int loops;   // for bodies being parsed around the current statement, for break and continue
 
     private TemplateParser(List<Segment> segments, string name) => (this.segments, this.name) = (segments, name);
 
@@ -96,7 +97,17 @@ internal sealed class TemplateParser
                 Expr? filter = tokens.AcceptKeyword("if") ? tokens.ParseOr() : null;
                 if (tokens.AcceptKeyword("recursive")) throw Error(line, "recursive for loops are not supported");
                 tokens.ExpectEnd();
-                var body = Block(["else", "endfor"], out var end);
+                loops++;
+                List<Node> body;
+                (string Keyword, string Args, int Line)? end;
+                try
+                {
+                    body = Block(["else", "endfor"], out end);
+                }
+                finally
+                {
+                    loops--;
+                }
                 var otherwise = end!.Value.Keyword == "else" ? Block(["endfor"], out _) : null;
                 return new ForNode(targets, iterable, filter, body, otherwise, line);
             }
@@ -124,10 +135,22 @@ internal sealed class TemplateParser
                     parameters.Add((parameter, tokens.Accept("=") ? tokens.ParseOr() : null));
                 }
                 tokens.ExpectEnd();
-                return new MacroNode(macro, parameters, Block(["endmacro"], out _), line);
+                // A macro body is not inside the loops around its definition.
+                var outer = loops;
+                loops = 0;
+                try
+                {
+                    return new MacroNode(macro, parameters, Block(["endmacro"], out _), line);
+                }
+                finally
+                {
+                    loops = outer;
+                }
             }
             case "generation":
                 return new GenerationNode(Block(["endgeneration"], out _), line);
+            case "break" or "continue" when loops == 0:
+                throw Error(line, $"'{{% {keyword} %}}' outside a for loop");
             case "break":
                 return new BreakNode(line);
             case "continue":

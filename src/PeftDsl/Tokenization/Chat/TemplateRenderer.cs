@@ -16,6 +16,10 @@ internal sealed class TemplateRenderer
     // Macro calls and set blocks render into the output and cut their text out again: a generation span inside one
     // would point at text that is not where the span says.
     private int capturing;
+    // Python stops runaway recursion with RecursionError; here a macro that keeps calling itself would overflow the
+    // stack and kill the process, so calls are counted.
+    private int macroDepth;
+    private const int MaxMacroDepth = 100;
 
     public TemplateRenderer(string name, Dictionary<string, object?> variables)
     {
@@ -112,14 +116,17 @@ internal sealed class TemplateRenderer
                 : kwargs.TryGetValue(parameter, out var v) ? v
                 : fallback is not null ? Evaluate(fallback) : new Undefined(parameter);
         }
+        if (macroDepth >= MaxMacroDepth) throw Error($"macro '{m.Name}': macros call each other more than {MaxMacroDepth} deep");
         var saved = line;
         scopes.Add(locals);
+        macroDepth++;
         try
         {
             return Capture(() => Run(m.Body));
         }
         finally
         {
+            macroDepth--;
             scopes.RemoveAt(scopes.Count - 1);
             line = saved;
         }

@@ -35,7 +35,7 @@ internal static class TemplateSegments
 
     public static List<Segment> Split(string template, string name)
     {
-        var raw = new List<(char Kind, string Body, bool StripBefore, bool StripAfter, bool KeepBefore, int Line)>();   // Kind: 't', '{', '%', '#'
+        var raw = new List<(char Kind, string Body, bool StripBefore, bool StripAfter, bool KeepBefore, bool KeepAfter, int Line)>();   // Kind: 't', '{', '%', '#'
         var at = 0;
         var line = 1;
         while (at < template.Length)
@@ -43,10 +43,10 @@ internal static class TemplateSegments
             var open = NextOpen(template, at);
             if (open < 0)
             {
-                raw.Add(('t', template[at..], false, false, false, line));
+                raw.Add(('t', template[at..], false, false, false, false, line));
                 break;
             }
-            if (open > at) raw.Add(('t', template[at..open], false, false, false, line));
+            if (open > at) raw.Add(('t', template[at..open], false, false, false, false, line));
             line += Count(template, at, open);
             var kind = template[open + 1];
             var close = kind switch { '{' => "}}", '%' => "%}", _ => "#}" };
@@ -56,18 +56,19 @@ internal static class TemplateSegments
             var stripBefore = body.StartsWith('-');
             var keepBefore = body.StartsWith('+');
             var stripAfter = body.EndsWith('-') && body.Length > (stripBefore ? 1 : 0);
-            body = body[(stripBefore || keepBefore ? 1 : 0)..^(stripAfter || body.EndsWith('+') && body.Length > 1 ? 1 : 0)];
+            var keepAfter = body.EndsWith('+') && body.Length > (keepBefore ? 1 : 0);
+            body = body[(stripBefore || keepBefore ? 1 : 0)..^(stripAfter || keepAfter ? 1 : 0)];
             // {% raw %} … {% endraw %}: the text inside is left as it is.
             if (kind == '%' && body.Trim() == "raw")
             {
                 var endRaw = System.Text.RegularExpressions.Regex.Match(template[(end + 2)..], @"\{%-?\s*endraw\s*-?%\}");
                 if (!endRaw.Success) throw new PeftDslException($"{name}: line {line}: '{{% raw %}}' is never closed");
-                raw.Add(('t', template.Substring(end + 2, endRaw.Index), false, false, false, line));
+                raw.Add(('t', template.Substring(end + 2, endRaw.Index), false, false, false, false, line));
                 line += Count(template, open, end + 2 + endRaw.Index + endRaw.Length);
                 at = end + 2 + endRaw.Index + endRaw.Length;
                 continue;
             }
-            raw.Add((kind, body, stripBefore, stripAfter, keepBefore, line));
+            raw.Add((kind, body, stripBefore, stripAfter, keepBefore, keepAfter, line));
             line += Count(template, open, end + 2);
             at = end + 2;
         }
@@ -82,12 +83,12 @@ internal static class TemplateSegments
             if (i > 0 && raw[i - 1].Kind == 't')
             {
                 if (r.StripBefore) texts[i - 1] = texts[i - 1].TrimEnd();
-                else if (block && !r.KeepBefore) texts[i - 1] = LeftStripBlock(texts[i - 1]);
+                else if (block && !r.KeepBefore) texts[i - 1] = LeftStripBlock(texts[i - 1], StartsLine(raw, i - 1));
             }
             if (i + 1 < raw.Count && raw[i + 1].Kind == 't')
             {
                 if (r.StripAfter) texts[i + 1] = texts[i + 1].TrimStart();
-                else if (block) texts[i + 1] = texts[i + 1].StartsWith("\r\n") ? texts[i + 1][2..] : texts[i + 1].StartsWith('\n') ? texts[i + 1][1..] : texts[i + 1];
+                else if (block && !r.KeepAfter) texts[i + 1] = texts[i + 1].StartsWith("\r\n") ? texts[i + 1][2..] : texts[i + 1].StartsWith('\n') ? texts[i + 1][1..] : texts[i + 1];
             }
         }
         var segments = new List<Segment>();
@@ -103,10 +104,17 @@ internal static class TemplateSegments
         return segments;
     }
 
-    /// <summary>lstrip_blocks: spaces and tabs between a line's start and a block tag go.</summary>
-    private static string LeftStripBlock(string text)
+    /// <summary>Whether text segment <paramref name="j"/> begins a line: it starts the template, or follows a block
+    /// tag whose trim_blocks took the line break (Jinja's lexer tracks the same).</summary>
+    private static bool StartsLine(List<(char Kind, string Body, bool StripBefore, bool StripAfter, bool KeepBefore, bool KeepAfter, int Line)> raw, int j) =>
+        j == 0 || raw[j - 1].Kind is '%' or '#' && !raw[j - 1].KeepAfter && raw[j].Body.StartsWith('\n');
+
+    /// <summary>lstrip_blocks: spaces and tabs between a line's start and a block tag go; a tag that does not start
+    /// its line keeps them.</summary>
+    private static string LeftStripBlock(string text, bool startsLine)
     {
         var lineStart = text.LastIndexOf('\n') + 1;
+        if (lineStart == 0 && !startsLine) return text;
         for (var i = lineStart; i < text.Length; i++)
             if (text[i] is not (' ' or '\t')) return text;
         return text[..lineStart];
