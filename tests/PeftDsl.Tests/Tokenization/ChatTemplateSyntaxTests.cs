@@ -39,6 +39,7 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("lstrip l7", "{% if true -%}\n  {% if true %}y{% endif %}{% endif %}", "{}", "y")]
     [InlineData("pow", "{{ 2 ** 10 }} {{ 1 ** 9000000000000000000 }} {{ (-1) ** 9000000000000000001 }} {{ 2 ** 62 }} {{ 0 ** 0 }}", "{}", "1024 1 -1 4611686018427387904 1")]
     [InlineData("range", "{{ range(5, 0, -2) | list }} {{ range(3) | length }}", "{}", "[5, 3, 1] 3")]
+    [InlineData("tojson2", "{{ x | tojson(separators=(',', ':')) }}|{{ x | tojson(ensure_ascii=True) }}|{{ x | tojson(true, 1) }}|{{ x | tojson(indent=2, separators=(', ', ' = ')) }}|{{ x | tojson(sort_keys=true) }}", "{\"x\": {\"b\": [\"é😀\", 1], \"a\": null}}", "{\"b\":[\"é😀\",1],\"a\":null}|{\"b\": [\"\\u00e9\\ud83d\\ude00\", 1], \"a\": null}|{\n \"b\": [\n  \"\\u00e9\\ud83d\\ude00\",\n  1\n ],\n \"a\": null\n}|{\n  \"b\" = [\n    \"é😀\", \n    1\n  ], \n  \"a\" = null\n}|{\"a\": null, \"b\": [\"é😀\", 1]}")]
     public void RendersAsJinja(string what, string template, string variables, string expected)
     {
         Assert.False(string.IsNullOrEmpty(what));
@@ -73,6 +74,7 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("{{ messages | frobnicate }}", "frobnicate")]
     [InlineData("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "macro 'f': macros call each other more than 100 deep")]
     [InlineData("{{ range(100001) | length }}", "range() of 100001 items: the sandbox allows at most 100000")]
+    [InlineData("{{ nothing | tojson }}", "'nothing' is undefined, and undefined is not JSON serializable")]
     [InlineData("{{ 2 ** 64 }}", "2 ** 64 is past the 64-bit integers a template can compute")]
     public void MisusedValuesAreOneLineNamingWhat(string template, string message)
     {

@@ -238,7 +238,23 @@ internal static class TemplateBuiltins
             case "trim":
                 return Arg(0, "chars", null) is string chars ? TemplateValues.Print(v).Trim(chars.ToCharArray()) : TemplateValues.Print(v).Trim();
             case "tojson":
-                return TemplateValues.ToJson(v, Arg(0, "indent", null) is long n ? (int)n : null, kwargs.TryGetValue("sort_keys", out var sk) && TemplateValues.Truthy(sk));
+            {
+                // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False): json.dumps.
+                if (v is Undefined undefined) throw r.Error($"'{undefined.Name}' is undefined, and undefined is not JSON serializable");
+                var indent = Arg(1, "indent", null) switch
+                {
+                    null => (int?)null,
+                    long n => (int)Math.Max(0, n),
+                    var other => throw r.Error($"tojson: indent must be an integer, got {TemplateValues.TypeName(other)}"),
+                };
+                var separators = Arg(2, "separators", null) switch
+                {
+                    null => indent is null ? (", ", ": ") : (",", ": "),
+                    List<object?> { Count: 2 } pair when pair[0] is string item && pair[1] is string key => (item, key),
+                    var other => throw r.Error($"tojson: separators must be two strings, got {TemplateValues.Print(other)}"),
+                };
+                return TemplateValues.ToJson(v, indent, TemplateValues.Truthy(Arg(3, "sort_keys", false)), TemplateValues.Truthy(Arg(0, "ensure_ascii", false)), separators);
+            }
             case "string":
                 return TemplateValues.Print(v);
             case "upper":

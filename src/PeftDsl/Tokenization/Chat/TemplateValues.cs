@@ -116,8 +116,9 @@ internal static class TemplateValues
 
     /// <summary>transformers' tojson: Python's json.dumps with ensure_ascii off; ", " and ": " between items, or
     /// newlines and <paramref name="indent"/> spaces when given.</summary>
-    public static string ToJson(object? v, int? indent = null, bool sortKeys = false)
+    public static string ToJson(object? v, int? indent = null, bool sortKeys = false, bool ensureAscii = false, (string Item, string Key)? separators = null)
     {
+        var (itemSeparator, keySeparator) = separators ?? (indent is null ? (", ", ": ") : (",", ": "));
         var text = new StringBuilder();
         Write(v, 0);
         return text.ToString();
@@ -151,12 +152,12 @@ internal static class TemplateValues
             }
             for (var i = 0; i < items.Count; i++)
             {
-                if (i > 0) text.Append(indent is null ? ", " : ",");
+                if (i > 0) text.Append(itemSeparator);
                 if (indent is { } n) text.Append('\n').Append(' ', n * (depth + 1));
                 if (items[i].Key is { } key)
                 {
                     String(key);
-                    text.Append(": ");
+                    text.Append(keySeparator);
                 }
                 Write(items[i].Value, depth + 1);
             }
@@ -178,6 +179,7 @@ internal static class TemplateValues
                     case '\b': text.Append("\\b"); break;
                     case '\f': text.Append("\\f"); break;
                     case < ' ': text.Append($"\\u{(int)c:x4}"); break;
+                    case > '~' when ensureAscii: text.Append($"\\u{(int)c:x4}"); break;   // per UTF-16 unit, as Python
                     default: text.Append(c); break;
                 }
             text.Append('"');
