@@ -128,6 +128,21 @@ public sealed class DataOptions
 
     private static long? PositionLimit(Config.ConfigJson config) => config.GetInt("n_positions") ?? config.GetInt("max_position_embeddings");
 
+    /// <summary><see cref="Load(string, DataFormat, TextTokenizer, int, Func{ChatTemplate})"/>, then what only the command knows: every token id is one the model has (a
+    /// tokenizer of another model would fail inside the first step), and <c>--chat-template</c> is not given for
+    /// prompt/answer records, which would leave it silently unused.</summary>
+    public IReadOnlyList<TokenizedExample> Load(ParseResult parse, string path, DataFormat format, TextTokenizer tokenizer, int maxLength,
+        Func<ChatTemplate> chat, long modelVocab)
+    {
+        var examples = Load(path, format, tokenizer, maxLength, chat);
+        if (parse.GetValue(ChatTemplateFile) is { } file && examples.All(e => e.Targets is null))
+            throw new PeftDslException($"--chat-template {file.FullName}: {path} holds prompt/answer records, not conversations (\"messages\"), so no chat template applies");
+        foreach (var e in examples)
+            if (e.Prompt.Concat(e.Answer).Concat(e.Choices?.SelectMany(c => c) ?? []).FirstOrDefault(id => id >= modelVocab, -1) is var id && id >= 0)
+                throw new PeftDslException($"{e.Source}: token id {id} is outside the model's vocabulary of {modelVocab}: the tokenizer ({tokenizer.Source}) is not this model's");
+        return examples;
+    }
+
     /// <summary>Reads and tokenizes a JSONL file: prompt/answer records in <paramref name="format"/>, or conversations
     /// (records with "messages") rendered by <paramref name="chat"/>'s template with the assistant's tokens marked.</summary>
     public static IReadOnlyList<TokenizedExample> Load(string path, DataFormat format, TextTokenizer tokenizer, int maxLength, Func<ChatTemplate>? chat = null)

@@ -44,7 +44,7 @@ public static class EvalCommand
                     : throw new Errors.PeftDslException($"the template's virtual-prompt markers need one prompt task's virtual tokens; --adapter has {(counts.Count == 0 ? "none" : "tasks of " + string.Join(", ", counts) + " tokens")}");
             var maxLength = dataOptions.Length(parse, directory, format.Markers > 0 ? 0 : counts.DefaultIfEmpty(0).Max());
             var tokenizer = dataOptions.LoadTokenizer(parse, directory, lm);
-            var examples = DataOptions.Load(parse.GetValue(data)!.FullName, format, tokenizer, maxLength, dataOptions.ChatTemplates(parse, directory, tokenizer));
+            var examples = dataOptions.Load(parse, parse.GetValue(data)!.FullName, format, tokenizer, maxLength, dataOptions.ChatTemplates(parse, directory, tokenizer), lm.VocabSize);
             var multipleChoice = examples.Any(e => e.Choices is not null);
             var table = new Table { Border = TableBorder.Simple }.AddColumns("task", "examples", "loss", "perplexity", "exact match")
                 .AddColumns(multipleChoice ? ["rank accuracy"] : []);

@@ -21,7 +21,7 @@ public static class TokenizeCommand
     public static Command Create()
     {
         var tokenizer = new Option<DirectoryInfo>("--tokenizer") { Description = "Folder with tokenizer.json (and tokenizer_config.json), or another tokenizer peft reads", Required = true };
-        var input = new Option<FileInfo?>("--input") { Description = "JSONL lines of {\"text\": …}; stdin when left out" };
+        var input = new Option<FileInfo?>("--input") { Description = "JSONL lines of {\"text\": …} or {\"messages\": […], \"add_generation_prompt\": true|false}; stdin when left out" };
         var command = new Command("tokenize", Program.Example("Token ids and decodes of JSONL texts, one JSON line out per line in",
             "peft tokenize --tokenizer models/qwen3 --input texts.jsonl")) { tokenizer, input };
         command.SetAction(parse => Program.Guard(() =>

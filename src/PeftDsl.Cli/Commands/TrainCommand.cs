@@ -250,6 +250,9 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             CheckOutput();
         }
         DataOptions.RequireFiles(Data, Eval);
+        if (Eval is not null && JsonlDataset.HoldsConversations(Eval) != JsonlDataset.HoldsConversations(Data))
+            throw new PeftDslException($"--data {Data} and --eval {Eval} hold different kinds of records (conversations and prompt/answer records); " +
+                                       "evaluate on records of the kind trained on");
         if (writes && Table is { } t) t.CheckFree();
         var format = data.Format(parse);
         if (format.Markers > 0 || format.VirtualTokenSplits is not null)
@@ -265,8 +268,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
         var tokenizer = data.LoadTokenizer(parse, Model, model);
         var chat = data.ChatTemplates(parse, Model, tokenizer);
-        var train = DataOptions.Load(Data, format, tokenizer, maxLength, chat);
-        var held = Eval is null ? null : DataOptions.Load(Eval, format, tokenizer, maxLength, chat);
+        var train = data.Load(parse, Data, format, tokenizer, maxLength, chat, model.VocabSize);
+        var held = Eval is null ? null : data.Load(parse, Eval, format, tokenizer, maxLength, chat, model.VocabSize);
         if (Options.TFewLosses && train.All(e => e.Choices is null))
             throw new PeftDslException($"--tfew: {Data} has no multiple-choice examples (records with \"choices\" and \"label\")");
         manual_seed(Options.Seed);   // the adapter's initial weights are part of the run's seed

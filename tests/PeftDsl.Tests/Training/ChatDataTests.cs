@@ -174,6 +174,41 @@ public sealed class ChatCliTests
     }
 }
 
+/// <summary>What only the command can check about data: the model's vocabulary, an unused --chat-template, and
+/// --eval of another kind than --data.</summary>
+public sealed class ChatCliRefusalTests
+{
+    [Fact]
+    public void MismatchedTokenizerUnusedTemplateAndMixedKindsAreOneLine()
+    {
+        using var dir = TrainCliTests.Workspace();
+        File.WriteAllText(dir.File("chat.jinja"), "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}");
+        File.WriteAllLines(dir.File("chat.jsonl"), TrainCliTests.Words.Select(w => JsonSerializer.Serialize(new
+        {
+            messages = new[] { new { role = "user", content = $"Repeat {w}" }, new { role = "assistant", content = w } },
+        })));
+        string[] Train(params string[] extra) =>
+            ["train", "--model", Fixtures.Base("llama"), "--out", dir.File("run"), "--steps", "2", .. extra];
+
+        // Qwen3's ids run to 151k; the model has 512: refused before a step runs (it failed inside the embedding).
+        var (code, _, stderr) = ParityTests.Peft(Train("--tokenizer", HuggingFaceTokenizerTests.Shared("qwen3"), "--data", dir.File("train.jsonl")));
+        Assert.Equal(2, code);
+        Assert.Contains("train.jsonl:1: token id ", Assert.Single(stderr.TrimEnd().Split('\n')));
+        Assert.Contains("is outside the model's vocabulary of 512", stderr);
+        Assert.False(Directory.Exists(dir.File("run")));
+
+        (code, _, stderr) = ParityTests.Peft(Train("--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"), "--chat-template", dir.File("chat.jinja")));
+        Assert.Equal(2, code);
+        Assert.Contains("holds prompt/answer records, not conversations", Assert.Single(stderr.TrimEnd().Split('\n')));
+
+        (code, _, stderr) = ParityTests.Peft(Train("--tokenizer", dir.File("tok"), "--data", dir.File("chat.jsonl"), "--chat-template", dir.File("chat.jinja"),
+            "--eval", dir.File("dev.jsonl")));
+        Assert.Equal(2, code);
+        Assert.Contains("hold different kinds of records", Assert.Single(stderr.TrimEnd().Split('\n')));
+        Assert.False(Directory.Exists(dir.File("run")));
+    }
+}
+
 /// <summary>peft generate --chat: the prompt is the template's render with the generation prompt, and the reply stops
 /// at the template's end of turn.</summary>
 public sealed class ChatGenerateTests

@@ -87,15 +87,18 @@ public static class ConversationTokenizer
     }
 
     /// <summary>transformers' char_to_token for a tokenizer that decodes its ids back to the text: the token whose
-    /// text holds a character is the first whose decoded prefix reaches past it.</summary>
+    /// text holds a character is the first whose decoded prefix reaches past it. A prefix that ends inside a character
+    /// (byte tokens) decodes to replacement characters, which do not count, so the length only grows along the ids
+    /// and the search cannot land early; such a character belongs to the token that completes it.</summary>
     private sealed class TokenPositions
     {
         private readonly TextTokenizer tokenizer;
         private readonly long[] ids;
+        private readonly string text;
 
         public TokenPositions(TextTokenizer tokenizer, long[] ids, string text)
         {
-            (this.tokenizer, this.ids) = (tokenizer, ids);
+            (this.tokenizer, this.ids, this.text) = (tokenizer, ids, text);
             if (tokenizer.DecodeKeepingSpecial(ids) != text)
                 throw new PeftDslException($"the tokenizer ({tokenizer.Source}) does not decode the rendered conversation's ids back to its text, " +
                                            "so the assistant's tokens cannot be located");
@@ -107,10 +110,18 @@ public static class ConversationTokenizer
             while (low < high)
             {
                 var middle = (low + high) / 2;
-                if (tokenizer.DecodeKeepingSpecial(ids[..(middle + 1)]).Length > character) high = middle;
+                if (DecodedLength(middle + 1) > character) high = middle;
                 else low = middle + 1;
             }
             return low;
+        }
+
+        private int DecodedLength(int tokens)
+        {
+            var decoded = tokenizer.DecodeKeepingSpecial(ids[..tokens]);
+            var length = decoded.Length;
+            while (length > 0 && decoded[length - 1] == '\uFFFD' && (length > text.Length || text[length - 1] != '\uFFFD')) length--;
+            return length;
         }
     }
 }
