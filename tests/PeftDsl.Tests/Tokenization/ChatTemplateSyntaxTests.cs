@@ -40,6 +40,8 @@ public sealed class ChatTemplateSyntaxTests
     [InlineData("pow", "{{ 2 ** 10 }} {{ 1 ** 9000000000000000000 }} {{ (-1) ** 9000000000000000001 }} {{ 2 ** 62 }} {{ 0 ** 0 }}", "{}", "1024 1 -1 4611686018427387904 1")]
     [InlineData("range", "{{ range(5, 0, -2) | list }} {{ range(3) | length }}", "{}", "[5, 3, 1] 3")]
     [InlineData("tojson2", "{{ x | tojson(separators=(',', ':')) }}|{{ x | tojson(ensure_ascii=True) }}|{{ x | tojson(true, 1) }}|{{ x | tojson(indent=2, separators=(', ', ' = ')) }}|{{ x | tojson(sort_keys=true) }}", "{\"x\": {\"b\": [\"é😀\", 1], \"a\": null}}", "{\"b\":[\"é😀\",1],\"a\":null}|{\"b\": [\"\\u00e9\\ud83d\\ude00\", 1], \"a\": null}|{\n \"b\": [\n  \"\\u00e9\\ud83d\\ude00\",\n  1\n ],\n \"a\": null\n}|{\n  \"b\" = [\n    \"é😀\", \n    1\n  ], \n  \"a\" = null\n}|{\"a\": null, \"b\": [\"é😀\", 1]}")]
+    [InlineData("repr", "{{ ['don\\'t', 'a\"b', 'both\\'\"', 'tab\\there', 'back\\\\slash', 'bell\\x07'] }}|{{ {'q': \"don't\"} }}", "{}", "[\"don't\", 'a\"b', 'both\\'\"', 'tab\\there', 'back\\\\slash', 'bell\\x07']|{'q': \"don't\"}")]
+    [InlineData("floats", "{{ x }}", "{\"x\": [1000000000000000.0, 1500000000000000.0, 1000000000000000.1, 1e+16, 1.5e+17, 1e-05, 0.0001, 0.00012345, -2000000000000000.0, 123.0, 0.1, 2.5, -0.0, 1e+300, 5e-324, 123456789.125]}", "[1000000000000000.0, 1500000000000000.0, 1000000000000000.1, 1e+16, 1.5e+17, 1e-05, 0.0001, 0.00012345, -2000000000000000.0, 123.0, 0.1, 2.5, -0.0, 1e+300, 5e-324, 123456789.125]")]
     public void RendersAsJinja(string what, string template, string variables, string expected)
     {
         Assert.False(string.IsNullOrEmpty(what));

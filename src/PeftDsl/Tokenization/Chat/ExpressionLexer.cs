@@ -92,6 +92,10 @@ internal static class ExpressionLexer
                     text.Append((char)code);
                     i += 4;
                     break;
+                case 'x' when i + 2 <= source.Length && int.TryParse(source.AsSpan(i, 2), NumberStyles.HexNumber, null, out var hex):
+                    text.Append((char)hex);
+                    i += 2;
+                    break;
                 case '\n': break;
                 default: text.Append('\\').Append(e); break;
             }

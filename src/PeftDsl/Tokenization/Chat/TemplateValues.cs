@@ -76,25 +76,57 @@ internal static class TemplateValues
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
         double d => PythonFloat(d),
-        string s => top ? s : "'" + s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n") + "'",
+        string s => top ? s : StringRepr(s),
         List<object?> list => "[" + string.Join(", ", list.Select(x => Repr(x))) + "]",
         Dictionary<string, object?> d => "{" + string.Join(", ", d.Select(p => Repr(p.Key) + ": " + Repr(p.Value))) + "}",
         _ => v.ToString() ?? "",
     };
 
+    /// <summary>Python's repr of a str: single quotes unless the text has one and no double quote; backslash
+    /// escapes for the quote, backslashes, line breaks, tabs and other control characters.</summary>
+    private static string StringRepr(string s)
+    {
+        var quote = s.Contains('\'') && !s.Contains('"') ? '"' : '\'';
+        var text = new StringBuilder().Append(quote);
+        foreach (var c in s)
+            text.Append(c switch
+            {
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ when c == quote => "\\" + c,
+                < ' ' or (>= '\u007f' and <= '\u009f') => $"\\x{(int)c:x2}",
+                _ => c.ToString(),
+            });
+        return text.Append(quote).ToString();
+    }
+
+    /// <summary>Python's repr of a float: the shortest digits that read back (as .NET's "R"), written in fixed
+    /// notation when the leading digit's power of ten is in [-4, 16), else as 1.5e+16 (.NET's own switch differs).</summary>
     public static string PythonFloat(double d)
     {
         if (double.IsNaN(d)) return "nan";
         if (double.IsInfinity(d)) return d > 0 ? "inf" : "-inf";
         var r = d.ToString("R", CultureInfo.InvariantCulture);
-        if (r.Contains('E'))
+        var sign = r.StartsWith('-') ? "-" : "";
+        var parts = r.TrimStart('-').Split('E');
+        var exponent = parts.Length > 1 ? int.Parse(parts[1], CultureInfo.InvariantCulture) : 0;
+        var point = parts[0].IndexOf('.') is var p && p >= 0 ? p : parts[0].Length;
+        var digits = parts[0].Replace(".", "");
+        var lead = digits.Length - digits.TrimStart('0').Length;
+        var significant = digits.TrimStart('0').TrimEnd('0');
+        if (significant.Length == 0) return sign + "0.0";
+        var power = point - 1 - lead + exponent;   // of the leading significant digit
+        if (power is >= -4 and < 16)
         {
-            // Python: 1e-05, 1e+20.
-            var parts = r.Split('E');
-            var exponent = int.Parse(parts[1], CultureInfo.InvariantCulture);
-            return $"{parts[0]}e{(exponent < 0 ? "-" : "+")}{Math.Abs(exponent):00}";
+            if (power < 0) return $"{sign}0.{new string('0', -power - 1)}{significant}";
+            var whole = significant.Length > power + 1 ? significant[..(power + 1)] : significant.PadRight(power + 1, '0');
+            var fraction = significant.Length > power + 1 ? significant[(power + 1)..] : "0";
+            return $"{sign}{whole}.{fraction}";
         }
-        return r.Contains('.') ? r : r + ".0";
+        var mantissa = significant.Length > 1 ? $"{significant[0]}.{significant[1..]}" : significant;
+        return $"{sign}{mantissa}e{(power < 0 ? "-" : "+")}{Math.Abs(power):00}";
     }
 
     public static new bool Equals(object? a, object? b) => (a, b) switch
