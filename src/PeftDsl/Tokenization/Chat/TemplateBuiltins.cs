@@ -117,6 +117,8 @@ internal static class TemplateBuiltins
     {
         if (op == "~") return TemplateValues.Print(a) + TemplateValues.Print(b);
         if (op is "==" or "!=") return TemplateValues.Equals(a, b) == (op == "==");
+        // Jinja: an undefined value equals nothing in a list or dict, and holds nothing.
+        if (op is "in" or "not in" && (b is Undefined || a is Undefined && b is List<object?> or Dictionary<string, object?>)) return op == "not in";
         if (a is Undefined ua) throw r.Error($"'{ua.Name}' is undefined");
         if (b is Undefined ub) throw r.Error($"'{ub.Name}' is undefined");
         if (op is "in" or "not in") return Contains(r, b, a) == (op == "in");
@@ -202,8 +204,9 @@ internal static class TemplateBuiltins
         "true" => v is true,
         "false" => v is false,
         "mapping" => v is Dictionary<string, object?>,
-        "iterable" => v is string or List<object?> or Dictionary<string, object?>,
-        "sequence" => v is string or List<object?> or Dictionary<string, object?>,
+        // Jinja's Undefined iterates as empty and has a length, so both tests hold for it.
+        "iterable" => v is string or List<object?> or Dictionary<string, object?> or Undefined,
+        "sequence" => v is string or List<object?> or Dictionary<string, object?> or Undefined,
         "callable" => v is Callable,
         "odd" => v is long l && l % 2 != 0,
         "even" => v is long l && l % 2 == 0,
@@ -223,6 +226,9 @@ internal static class TemplateBuiltins
     public static object? Filter(TemplateRenderer r, string name, object? v, List<object?> args, Dictionary<string, object?> kwargs)
     {
         object? Arg(int i, string key, object? fallback) => i < args.Count ? args[i] : kwargs.TryGetValue(key, out var k) ? k : fallback;
+        // Jinja's Undefined prints as "" and iterates as empty, so these filters give an empty result for it.
+        if (v is Undefined && name is "trim" or "upper" or "lower" or "capitalize" or "title" or "join") return "";
+        if (v is Undefined && name == "items") return new List<object?>();
         if (v is Undefined u && name is not ("default" or "d" or "string" or "length" or "count" or "list" or "tojson"))
             throw r.Error($"'{u.Name}' is undefined");
         switch (name)

@@ -4,8 +4,9 @@ using System.Text.Json;
 
 namespace PeftDsl.Tokenization.Chat;
 
-/// <summary>Jinja's undefined: falsy, prints as nothing, iterates as empty; anything else done with it is an error
-/// that names what was undefined (transformers' sandbox does the same).</summary>
+/// <summary>Jinja's undefined: falsy, prints as nothing, iterates as empty (so it is "iterable", contains nothing and
+/// trims, joins and upper-cases to ""); attributes, calls, arithmetic and the other filters on it are an error that
+/// names what was undefined, a little stricter than Jinja's default Undefined, which transformers uses.</summary>
 internal sealed class Undefined(string name)
 {
     public string Name { get; } = name;
