@@ -9,8 +9,8 @@ namespace PeftDsl.Data.Chat;
 /// conversation, which is encoded as transformers' <c>apply_chat_template(tokenize=True)</c> does (no special tokens
 /// added: the template writes them). The assistant's text is found in one of two ways:
 /// <list type="bullet">
-/// <item>the template's <c>{% generation %}</c> blocks, exactly as transformers' <c>return_assistant_tokens_mask</c>
-/// (what TRL's <c>assistant_only_loss</c> reads);</item>
+/// <item>the template's <c>{% generation %}</c> blocks, by transformers' <c>return_assistant_tokens_mask</c> rule
+/// (what TRL's <c>assistant_only_loss</c> reads), with token positions from decoding rather than offsets;</item>
 /// <item>otherwise, for each assistant message, what the conversation up to it adds to the conversation before it
 /// rendered with the generation prompt: the text the model writes after the prompt it is given at inference. This
 /// needs a template that renders each shorter conversation as a prefix of the whole; one that does not is refused
