@@ -5,6 +5,7 @@ using PeftDsl.Models.GptNeoX;
 using PeftDsl.Models.Llama;
 using PeftDsl.Models.Mistral;
 using PeftDsl.Models.Qwen2;
+using PeftDsl.Models.Qwen3;
 using PeftDsl.Models.T5;
 using PeftDsl.Runtime;
 
@@ -20,6 +21,7 @@ public static class StockModels
         ["gpt_neox"] = GptNeoXForCausalLM.FromPretrained,
         ["mistral"] = MistralForCausalLM.FromPretrained,
         ["qwen2"] = Qwen2ForCausalLM.FromPretrained,
+        ["qwen3"] = Qwen3ForCausalLM.FromPretrained,
     };
 
     private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()

@@ -225,6 +225,21 @@ public sealed class DiagnosticTests
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
         public partial class WindowWithoutCausal;
         """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦QueryNorm = "q_norm")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class QueryNormAlone;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦HeadNormEps = "1e-6")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class EpsWithoutNorms;
+        """)]
+    [InlineData("PEFT005", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", QueryNorm = "q_norm", ⟦KeyNorm = "out")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class KeyNormNamedLikeAProjection;
+        """)]
     [InlineData("PEFT007", """
         [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, ⟦SlidingWindow = "-1")]
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]

@@ -30,6 +30,14 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"public readonly {PeftLinear} {p.Member.Field};");
                 w.Line();
             }
+            if (a.HeadNorms is { } hn)
+            {
+                w.Line($"/// <summary>{hn.Query.Name}: the RMSNorm over each query head, before RoPE.</summary>");
+                w.Line($"public readonly {EmitHelpers.Norm("RmsNorm")} {hn.Query.Field};");
+                w.Line($"/// <summary>{hn.Key.Name}: the RMSNorm over each key head, before RoPE.</summary>");
+                w.Line($"public readonly {EmitHelpers.Norm("RmsNorm")} {hn.Key.Field};");
+                w.Line();
+            }
             if (a.RelativeBias is { } rb)
             {
                 w.Line($"/// <summary>{rb.Member.Name}: the relative-position table, in the first layer only; later layers reuse its bias.</summary>");
@@ -52,6 +60,12 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"this.{p.Member.Field} = new {PeftLinear}({inF}, {outF}, {p.Bias.Expression}, {ProjectionRole}.{p.Role}, layer, {WeightLayout}.{p.Layout}{extra});");
             }
             EmitHelpers.Register(w, a.Projections.Select(p => p.Member));
+            if (a.HeadNorms is { } norms)
+            {
+                w.Line($"this.{norms.Query.Field} = new {EmitHelpers.Norm("RmsNorm")}(headDim, {norms.Eps.Expression});");
+                w.Line($"this.{norms.Key.Field} = new {EmitHelpers.Norm("RmsNorm")}(headDim, {norms.Eps.Expression});");
+                EmitHelpers.Register(w, new[] { norms.Query, norms.Key });
+            }
             if (a.RelativeBias is { } bias)
             {
                 w.Open("if (layer == 0)");
@@ -74,6 +88,11 @@ namespace PeftDsl.Generators.Emit
             {
                 var (inF, outF, _) = Shape(p.Role);
                 w.Line($"{CheckpointKeys}.Linear(keys, prefix + {Literals.String(p.Member.Name)}, {inF}, {outF}, {p.Bias.Expression}, {WeightLayout}.{p.Layout});");
+            }
+            if (a.HeadNorms is { } headNorms)
+            {
+                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Query.Name)}, {NormKind}.RmsNorm, headDim);");
+                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Key.Name)}, {NormKind}.RmsNorm, headDim);");
             }
             if (a.RelativeBias is { } r)
                 w.Line($"if (layer == 0) {CheckpointKeys}.Embedding(keys, prefix + {Literals.String(r.Member.Name)}, {EmitHelpers.Positive(r.Buckets, spec.Name)}, nHead);");
@@ -111,6 +130,11 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"var qkv = {PeftLinear}.ProjectShared(x, ctx.Routing, {string.Join(", ", shared)});");
                 w.Line($"var q = {Attention}.SplitHeads(qkv[0], nHead, headDim);    // (B, nh, T, hs)");
                 EmitKeysValues(w, a, "qkv", 1);
+            }
+            if (a.HeadNorms is { } hn)
+            {
+                w.Line($"q = this.{hn.Query.Field}.forward(q);  // over head_dim, per head");
+                w.Line($"k = this.{hn.Key.Field}.forward(k);");
             }
             if (a.Rotary)
             {

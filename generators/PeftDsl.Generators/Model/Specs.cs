@@ -106,7 +106,11 @@ namespace PeftDsl.Generators.Model
         RelativeBiasSpec? RelativeBias,
         EquatableArray<ProjectionSpec> Projections,
         Binding? SlidingWindow = null,
-        Binding? Dropout = null);
+        Binding? Dropout = null,
+        HeadNormSpec? HeadNorms = null);
+
+    /// <summary>Per-head RMSNorms on queries and keys before RoPE (Qwen3's q_norm, k_norm).</summary>
+    internal sealed record HeadNormSpec(Member Query, Member Key, Binding Eps);
 
     internal sealed record RelativeBiasSpec(Member Member, Binding Buckets, Binding MaxDistance);
 

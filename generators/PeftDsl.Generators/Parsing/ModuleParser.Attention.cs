@@ -45,9 +45,37 @@ namespace PeftDsl.Generators.Parsing
                 diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "SlidingWindow"), type.Name,
                     "SlidingWindow needs Causal = true (the window counts back from each query)");
             var dropout = bindings.Dropout(a, "Dropout");
+            var headNorms = cross ? null : ParseHeadNorms(a);
             if (dim is null || heads is null || diagnostics.HasErrors) return null;
             return new AttentionSpec(dim, heads, kvHeads, headDim, causal, !cross && Bindings.NamedValue(a, "Rotary", false),
-                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window, dropout);
+                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window, dropout, headNorms);
+        }
+
+        /// <summary>QueryNorm and KeyNorm come as a pair: a norm on one side only is no architecture we know.</summary>
+        private HeadNormSpec? ParseHeadNorms(AttributeData a)
+        {
+            var (queryName, keyName) = (Bindings.Named(a, "QueryNorm"), Bindings.Named(a, "KeyNorm"));
+            if (queryName is null && keyName is null)
+            {
+                if (Bindings.Named(a, "HeadNormEps") is not null)
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "HeadNormEps"), type.Name,
+                        "HeadNormEps needs QueryNorm and KeyNorm");
+                return null;
+            }
+            if (queryName is null || keyName is null)
+            {
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, queryName is null ? "KeyNorm" : "QueryNorm"), type.Name,
+                    "QueryNorm and KeyNorm are declared together (per-head norms on both queries and keys)");
+                return null;
+            }
+            var query = Names.Member(queryName, Bindings.Where(a, "QueryNorm"), diagnostics);
+            var key = Names.Member(keyName, Bindings.Where(a, "KeyNorm"), diagnostics);
+            var projectionNames = Components(AttributeNames.Projection).Select(p => p.ConstructorArguments.FirstOrDefault().Value as string).ToList();
+            foreach (var (name, argument) in new[] { (queryName, "QueryNorm"), (keyName, "KeyNorm") })
+                if (projectionNames.Contains(name) || (argument == "KeyNorm" && name == queryName))
+                    diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(a, argument), type.Name, name);
+            var eps = bindings.Optional(a, "HeadNormEps", BindingKind.Real, "1e-6");
+            return query is null || key is null || eps is null ? null : new HeadNormSpec(query, key, eps);
         }
 
         private RelativeBiasSpec? ParseRelativeBias(AttributeData a)

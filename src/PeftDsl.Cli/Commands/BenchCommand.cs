@@ -32,6 +32,7 @@ public static class BenchCommand
         ["t5-small"] = ("t5", """{"vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_heads": 8, "dropout_rate": 0.0}"""),
         ["t5-base"] = ("t5", """{"vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_decoder_layers": 12, "num_heads": 12, "feed_forward_proj": "relu", "tie_word_embeddings": true, "dropout_rate": 0.0}"""),
         ["qwen2.5-1.5b"] = ("qwen2", """{"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768, "rope_theta": 1000000.0, "tie_word_embeddings": true}"""),
+        ["qwen3-1.7b"] = ("qwen3", """{"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1000000.0, "tie_word_embeddings": true}"""),
         ["tinyllama-1.1b"] = ("llama", """{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}"""),
     };
 
@@ -299,6 +300,7 @@ public static class BenchCommand
             "gpt2" => new Gpt2LMHeadModel(Gpt2Config.FromJson(json)),
             "llama" => new LlamaForCausalLM(LlamaConfig.FromJson(json)),
             "qwen2" => new Models.Qwen2.Qwen2ForCausalLM(Models.Qwen2.Qwen2Config.FromJson(json)),
+            "qwen3" => new Models.Qwen3.Qwen3ForCausalLM(Models.Qwen3.Qwen3Config.FromJson(json)),
             _ => new T5ForConditionalGeneration(T5Config.FromJson(json)),
         };
     }

@@ -111,6 +111,14 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
     /// <summary>Binding: dropout on the attention probabilities in training (GPT-2's <c>attn_pdrop</c>, T5's
     /// <c>dropout_rate</c>, Llama's <c>attention_dropout</c>); "0" (the default) for none.</summary>
     public string Dropout { get; set; } = "0";
+
+    /// <summary>Checkpoint name of a per-head RMSNorm on the queries, over head_dim, before RoPE (Qwen3's
+    /// <c>q_norm</c>); declare it with <see cref="KeyNorm"/>.</summary>
+    public string? QueryNorm { get; set; }
+    /// <summary>Checkpoint name of the per-head RMSNorm on the keys (Qwen3's <c>k_norm</c>).</summary>
+    public string? KeyNorm { get; set; }
+    /// <summary>Binding: the epsilon of <see cref="QueryNorm"/> and <see cref="KeyNorm"/>; "1e-6" by default.</summary>
+    public string? HeadNormEps { get; set; }
 }
 
 /// <summary>Decoder cross-attention: queries from the decoder, keys and values from the encoder output

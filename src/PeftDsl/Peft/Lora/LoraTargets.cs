@@ -20,6 +20,7 @@ public static class LoraTargets
         ["llama"] = ["q_proj", "v_proj"],
         ["mistral"] = ["q_proj", "v_proj"],
         ["qwen2"] = ["q_proj", "v_proj"],
+        ["qwen3"] = ["q_proj", "v_proj"],
         ["gpt_neox"] = ["query_key_value"],
         ["t5"] = ["q", "v"],
         ["mt5"] = ["q", "v"],
