@@ -9,6 +9,22 @@ internal static class TemplateBuiltins
 {
     private static List<object?> L(params object?[] items) => [.. items];
 
+    /// <summary>The filters <see cref="Filter"/> computes; a template naming another is refused when read
+    /// (TemplateCheck). ChatTemplateSyntaxTests checks each is handled.</summary>
+    public static readonly HashSet<string> FilterNames =
+    [
+        "length", "count", "trim", "tojson", "string", "upper", "lower", "capitalize", "title", "first", "last", "join", "default", "d",
+        "list", "reverse", "replace", "int", "float", "abs", "safe", "items", "selectattr", "rejectattr", "select", "reject", "map", "unique",
+    ];
+
+    /// <summary>The tests <see cref="Test"/> computes.</summary>
+    public static readonly HashSet<string> TestNames =
+    [
+        "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "iterable", "sequence",
+        "callable", "odd", "even", "divisibleby", "eq", "equalto", "==", "sameas", "ne", "!=", "gt", ">", "ge", ">=", "lt", "<", "le", "<=",
+        "in", "lower", "upper",
+    ];
+
     /// <summary>jinja2.sandbox.MAX_RANGE.</summary>
     private const long MaxRange = 100000;
 

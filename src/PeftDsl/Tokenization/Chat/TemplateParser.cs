@@ -26,6 +26,7 @@ internal sealed class TemplateParser
         var parser = new TemplateParser(TemplateSegments.Split(template, name), name);
         var body = parser.Block([], out var end);
         if (end is not null) throw parser.Error(end.Value.Line, $"'{end.Value.Keyword}' without an open block");
+        TemplateCheck.Run(body, name);
         return body;
     }
 
