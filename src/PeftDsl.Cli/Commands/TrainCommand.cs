@@ -263,7 +263,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         }
         // Marked virtual tokens sit inside each example; otherwise they come in front of it.
         var maxLength = data.Length(parse, Model, format.Markers > 0 ? 0 : Method.VirtualTokens);
-        var options = Options with { RunSettings = Settings(format, maxLength) };
+        var options = Options with { RunSettings = Settings(format, maxLength, parse.GetValue(data.ChatTemplateFile)) };
         if (Resume) Trainer.CheckResumeSettings(Path.Combine(Output, "checkpoint"), options);
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
         var tokenizer = data.LoadTokenizer(parse, Model, model);
@@ -359,7 +359,7 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
     }
 
     /// <summary>The options a resume must repeat, besides the trainer's own: the adapter's and the data's.</summary>
-    private Dictionary<string, string> Settings(DataFormat format, int maxLength)
+    private Dictionary<string, string> Settings(DataFormat format, int maxLength, FileInfo? chatTemplate)
     {
         var settings = new Dictionary<string, string>(Method.Settings)
         {
@@ -370,6 +370,9 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         };
         // Recorded only when given, so runs without markers keep the settings of earlier checkpoints.
         if (format.VirtualTokenSplits is { } splits) settings["--virtual-token-splits"] = string.Join(",", splits);
+        // By content: a resumed run must render its conversations as the first part did, wherever the file now is.
+        if (chatTemplate is not null)
+            settings["--chat-template"] = "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(chatTemplate.FullName)))[..16];
         return settings;
     }
 

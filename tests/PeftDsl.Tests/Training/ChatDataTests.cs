@@ -152,6 +152,13 @@ public sealed class ChatCliTests
             "--chat-template", dir.File("chat.jinja"), "--out", dir.File("run"), "--steps", "2", "--batch", "4");
         Assert.True(code == 0, stderr);
         Assert.Contains($"data {dir.File("chat.jsonl")}: {TrainCliTests.Words.Length} examples", stdout);
+
+        // A resumed run must render as the first part did: a changed template is refused, by its content.
+        File.WriteAllText(dir.File("changed.jinja"), Template.Replace("Bot: ", "Assistant: "));
+        (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("chat.jsonl"),
+            "--chat-template", dir.File("changed.jinja"), "--out", dir.File("run"), "--steps", "4", "--batch", "4", "--resume");
+        Assert.Equal(2, code);
+        Assert.Contains("--chat-template", Assert.Single(stderr.TrimEnd().Split('\n')));
         (code, stdout, stderr) = ParityTests.Peft("eval", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("chat.jsonl"),
             "--chat-template", dir.File("chat.jinja"), "--adapter", dir.File("run"));
         Assert.True(code == 0, stderr);
