@@ -1,9 +1,12 @@
 using PeftDsl.Config;
 using PeftDsl.Errors;
 using PeftDsl.Models.Gpt2;
+using PeftDsl.Models.Gemma2;
+using PeftDsl.Models.Gemma3;
 using PeftDsl.Models.GptNeoX;
 using PeftDsl.Models.Llama;
 using PeftDsl.Models.Mistral;
+using PeftDsl.Models.Phi3;
 using PeftDsl.Models.Qwen2;
 using PeftDsl.Models.Qwen3;
 using PeftDsl.Models.T5;
@@ -22,6 +25,9 @@ public static class StockModels
         ["mistral"] = MistralForCausalLM.FromPretrained,
         ["qwen2"] = Qwen2ForCausalLM.FromPretrained,
         ["qwen3"] = Qwen3ForCausalLM.FromPretrained,
+        ["gemma2"] = Gemma2ForCausalLM.FromPretrained,
+        ["gemma3_text"] = Gemma3ForCausalLM.FromPretrained,
+        ["phi3"] = Phi3ForCausalLM.FromPretrained,
     };
 
     private static readonly Dictionary<string, Func<string, ModelLoadOptions?, Seq2SeqLanguageModel>> Seq2SeqLoaders = new()

@@ -19,6 +19,8 @@ public sealed class DiagnosticTests
             [ConfigKey("maybe")] public int? Maybe { get; init; }
             [ConfigKey("eps")] public double Eps { get; init; } = 1e-5;
             [ConfigKey("use_parallel_residual")] public bool Parallel { get; init; } = true;
+            [ConfigKey("layer_types")] public string[] Types { get; init; } = [];
+            [ConfigKey("short_factor")] public double[] Factors { get; init; } = [];
         }
         [ModelConfig]
         public sealed partial record D { [ConfigKey("hidden")] public int Hidden { get; init; } = 32; }
@@ -235,6 +237,56 @@ public sealed class DiagnosticTests
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
         public partial class EpsWithoutNorms;
         """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦HeadNormKind = NormKind.GemmaRmsNorm)]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class HeadNormKindWithoutNorms;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", QueryNorm = "q_norm", KeyNorm = "k_norm", ⟦HeadNormKind = NormKind.LayerNorm)]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class LayerNormedHeads;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", RelativeBias = "rel", RelativeBuckets = "32", RelativeMaxDistance = "128", ⟦Softcap = "Eps")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class CappedRelativeBias;
+        """)]
+    [InlineData("PEFT029", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦Softcap = "50")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class LiteralCap;
+        """)]
+    [InlineData("PEFT007", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦Softcap = "-1")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class NegativeCap;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Scaled = false, ⟦QueryScalar = "Eps")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class UnscaledWithScalar;
+        """)]
+    [InlineData("PEFT013", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, ⟦LayerTypes = "Types")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class LayerTypesWithoutWindow;
+        """)]
+    [InlineData("PEFT007", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", Causal = true, SlidingWindow = "Hidden", ⟦LayerTypes = "Act")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class LayerTypesNotAList;
+        """)]
+    [InlineData("PEFT013", """
+        [FeedForward(typeof(C), Dim = "Hidden", Inner = "64", Activation = "relu")]
+        [Projection("gate_up", ProjectionRole.GateUp)] [Projection("up", ProjectionRole.Up)] [Projection("down", ProjectionRole.Down)]
+        public partial class ⟦FusedAndSeparateUp;
+        """)]
+    [InlineData("PEFT005", """
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [⟦Sublayer("mlp", typeof(GoodMlp), Norm = "ln", PostNorm = "ln")]
+        public partial class PostNormNamedLikeTheNorm;
+        """)]
     [InlineData("PEFT005", """
         [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", QueryNorm = "q_norm", ⟦KeyNorm = "out")]
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
@@ -278,6 +330,17 @@ public sealed class DiagnosticTests
         [TransformerBlock(typeof(C), Dim = "Hidden")]
         [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
         public partial class GoodBlock;
+        """)]
+    [InlineData("PEFT003", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", RopeType = "longrope", ⟦ShortFactor = "Factors")]
+        [Blocks("h", typeof(GoodBlock2), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class ShortWithoutLong;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock2;
         """)]
     [InlineData("PEFT002", """
         [FeedForward(typeof(C), ⟦Dim = "Hiden", Inner = "64", Activation = "relu")]

@@ -12,6 +12,9 @@ public sealed class EmitterSnapshotTests
     [InlineData("T5", 10)]    // config, root, 2 stacks, 2 blocks, 3 attentions, MLP
     [InlineData("GptNeoX", 6)]
     [InlineData("Mistral", 6)]
+    [InlineData("Gemma2", 6)]  // post-norms, soft-capping, per-layer windows, scaled inputs
+    [InlineData("Gemma3", 6)]  // (1 + w) head norms, local rotary tables, a scaled embedding
+    [InlineData("Phi3", 6)]    // fused qkv_proj and gate_up_proj, longrope
     public void StockModelsGenerateCompilableSource(string family, int fileCount)
     {
         var (run, output) = GeneratorHarness.Run(GeneratorHarness.ModelSources(family));

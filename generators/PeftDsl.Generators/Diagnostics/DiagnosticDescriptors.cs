@@ -56,7 +56,7 @@ namespace PeftDsl.Generators.Diagnostics
             "[{0}] does not belong on a [{1}] class");
 
         public static readonly DiagnosticDescriptor UnsupportedConfigType = Error("PEFT016", "Unsupported config property type",
-            "'{0}' has type {1}; [ConfigKey] supports int, long, float, double, bool and string, and their nullable forms");
+            "'{0}' has type {1}; [ConfigKey] supports int, long, float, double, bool and string, their nullable forms, and string[] and double[]");
 
         public static readonly DiagnosticDescriptor RequiredWithoutKey = Error("PEFT017", "Required config property without a key",
             "Required property '{0}' has no [ConfigKey], so config.json cannot set it");

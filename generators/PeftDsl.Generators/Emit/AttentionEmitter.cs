@@ -22,6 +22,21 @@ namespace PeftDsl.Generators.Emit
                 w.Line($"/// <summary>{sw.Display}: keys more than window − 1 positions back are masked; 0 for none.</summary>");
                 w.Line("private readonly long window;");
             }
+            if (a.LayerTypes is { } lts)
+            {
+                w.Line($"/// <summary>{lts.Display}: whether this layer is a sliding-window one.</summary>");
+                w.Line("private readonly bool slidingLayer;");
+            }
+            if (a.Softcap is { } sc)
+            {
+                w.Line($"/// <summary>{sc.Display}: scores become cap × tanh(scores / cap) before the mask; 0 for none.</summary>");
+                w.Line("private readonly double softcap;");
+            }
+            if (a.QueryScalar is { } qs)
+            {
+                w.Line($"/// <summary>{qs.Display}^-0.5: the score scaling, in place of head_dim^-0.5.</summary>");
+                w.Line("private readonly double scale;");
+            }
             if (a.Dropout is { } ad) EmitHelpers.DropoutField(w, ad, "attentionDropout", "on the attention probabilities");
             w.Line();
             foreach (var p in a.Projections)
@@ -32,10 +47,10 @@ namespace PeftDsl.Generators.Emit
             }
             if (a.HeadNorms is { } hn)
             {
-                w.Line($"/// <summary>{hn.Query.Name}: the RMSNorm over each query head, before RoPE.</summary>");
-                w.Line($"public readonly {EmitHelpers.Norm("RmsNorm")} {hn.Query.Field};");
-                w.Line($"/// <summary>{hn.Key.Name}: the RMSNorm over each key head, before RoPE.</summary>");
-                w.Line($"public readonly {EmitHelpers.Norm("RmsNorm")} {hn.Key.Field};");
+                w.Line($"/// <summary>{hn.Query.Name}: the {hn.Kind} over each query head, before RoPE.</summary>");
+                w.Line($"public readonly {EmitHelpers.Norm(hn.Kind)} {hn.Query.Field};");
+                w.Line($"/// <summary>{hn.Key.Name}: the {hn.Kind} over each key head, before RoPE.</summary>");
+                w.Line($"public readonly {EmitHelpers.Norm(hn.Kind)} {hn.Key.Field};");
                 w.Line();
             }
             if (a.RelativeBias is { } rb)
@@ -49,8 +64,17 @@ namespace PeftDsl.Generators.Emit
             w.Open($"public {spec.Name}({spec.ConfigType} config, int layer) : base(nameof({spec.Name}))");
             w.Line("var (dim, nHead, nKvHead, headDim) = Sizes(config);");
             w.Line("(this.nHead, this.nKvHead, this.headDim) = (nHead, nKvHead, headDim);");
+            if (a.LayerTypes is { } types)
+                w.Line($"this.slidingLayer = {DslChecks}.SlidingLayer({types.Expression}, layer, {Literals.String(types.Display)}, {Literals.String(spec.Name)});");
             if (a.SlidingWindow is { } win)
-                w.Line($"this.window = {DslChecks}.Window({win.Expression}, {Literals.String(win.Display)}, {Literals.String(spec.Name)});");
+            {
+                var windowValue = $"{DslChecks}.Window({win.Expression}, {Literals.String(win.Display)}, {Literals.String(spec.Name)})";
+                w.Line(a.LayerTypes is null ? $"this.window = {windowValue};" : $"this.window = this.slidingLayer ? {windowValue} : 0;");
+            }
+            if (a.Softcap is { } cap)
+                w.Line($"this.softcap = {DslChecks}.Softcap({cap.Expression}, {Literals.String(cap.Display)}, {Literals.String(spec.Name)});");
+            if (a.QueryScalar is { } scalar)
+                w.Line($"this.scale = {DslChecks}.InverseSqrt({scalar.Expression}, {Literals.String(scalar.Display)}, {Literals.String(spec.Name)});");
             if (a.Dropout is { } dropout) w.Line($"this.attentionDropout = {EmitHelpers.Probability(dropout, spec.Name)};");
             foreach (var p in a.Projections)
             {
@@ -62,8 +86,8 @@ namespace PeftDsl.Generators.Emit
             EmitHelpers.Register(w, a.Projections.Select(p => p.Member));
             if (a.HeadNorms is { } norms)
             {
-                w.Line($"this.{norms.Query.Field} = new {EmitHelpers.Norm("RmsNorm")}(headDim, {norms.Eps.Expression});");
-                w.Line($"this.{norms.Key.Field} = new {EmitHelpers.Norm("RmsNorm")}(headDim, {norms.Eps.Expression});");
+                w.Line($"this.{norms.Query.Field} = new {EmitHelpers.Norm(norms.Kind)}(headDim, {norms.Eps.Expression});");
+                w.Line($"this.{norms.Key.Field} = new {EmitHelpers.Norm(norms.Kind)}(headDim, {norms.Eps.Expression});");
                 EmitHelpers.Register(w, new[] { norms.Query, norms.Key });
             }
             if (a.RelativeBias is { } bias)
@@ -91,8 +115,8 @@ namespace PeftDsl.Generators.Emit
             }
             if (a.HeadNorms is { } headNorms)
             {
-                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Query.Name)}, {NormKind}.RmsNorm, headDim);");
-                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Key.Name)}, {NormKind}.RmsNorm, headDim);");
+                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Query.Name)}, {NormKind}.{headNorms.Kind}, headDim);");
+                w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(headNorms.Key.Name)}, {NormKind}.{headNorms.Kind}, headDim);");
             }
             if (a.RelativeBias is { } r)
                 w.Line($"if (layer == 0) {CheckpointKeys}.Embedding(keys, prefix + {Literals.String(r.Member.Name)}, {EmitHelpers.Positive(r.Buckets, spec.Name)}, nHead);");
@@ -138,14 +162,15 @@ namespace PeftDsl.Generators.Emit
             }
             if (a.Rotary)
             {
-                w.Line($"var (cos, sin) = ctx.RotaryTables(headDim, nameof({spec.Name}));");
+                w.Line($"var (cos, sin) = ctx.RotaryTables(headDim, nameof({spec.Name}){(a.LayerTypes is null ? "" : ", local: this.slidingLayer")});");
                 w.Line($"q = {RotaryEmbedding}.Apply(q, cos, sin);");
                 w.Line($"k = {RotaryEmbedding}.Apply(k, cos, sin);");
             }
             w.Line("if (ctx.Cache is { } cache) (k, v) = cache.AppendSelf(this, k, v);  // (B, nkv, past + T, hs)");
             var window = a.SlidingWindow is not null ? ", window: this.window" : "";
             var selfMask = $"ctx.SelfAttentionMask(causal: {(a.Causal ? "true" : "false")}{window})";
-            var scaled = (a.Scaled ? "" : ", scaled: false") + DropoutArgument(a);
+            var scaled = (a.Scaled ? "" : ", scaled: false") + DropoutArgument(a)
+                + (a.QueryScalar is null ? "" : ", scale: this.scale") + (a.Softcap is null ? "" : ", softcap: this.softcap");
             if (a.RelativeBias is { } rb)
             {
                 // The first layer folds the pass's mask into the shared bias once; every layer passes it as the mask.

@@ -25,6 +25,11 @@ namespace PeftDsl.Generators.Emit
                     w.Line($"/// <summary>{s.Norm.Name}: the norm before {users}.</summary>");
                     w.Line($"public readonly {norm} {s.Norm.Field};");
                 }
+                if (s.PostNorm is { } post)
+                {
+                    w.Line($"/// <summary>{post.Name}: the norm on {s.Member.Name}'s output, before the residual add.</summary>");
+                    w.Line($"public readonly {norm} {post.Field};");
+                }
                 w.Line($"/// <summary>{s.Member.Name}: the {(s.Kind switch { ModuleKind.FeedForward => "feed-forward", ModuleKind.CrossAttention => "cross-attention", _ => "self-attention" })} sublayer.</summary>");
                 w.Line($"public readonly {s.Module.FullName} {s.Member.Field};");
             }
@@ -59,10 +64,11 @@ namespace PeftDsl.Generators.Emit
             {
                 if (FirstUse(s)) w.Line($"this.{s.Norm.Field} = new {norm}(dim, {b.NormEps.Expression});");
                 w.Line($"this.{s.Member.Field} = new {s.Module.FullName}(config, layer);");
+                if (s.PostNorm is { } post) w.Line($"this.{post.Field} = new {norm}(dim, {b.NormEps.Expression});");
                 w.Line($"this.{Pascal(s.AdapterSite)} = new {AdapterSite}({Literals.String(s.AdapterSite)}, layer);");
                 if (s.Dropout is { } d) w.Line($"this.{DropoutField(s)} = {EmitHelpers.Probability(d, spec.Name)};");
             }
-            EmitHelpers.Register(w, b.Sublayers.SelectMany(s => new[] { s.Norm, s.Member }).GroupBy(m => m.Name).Select(g => g.First()));
+            EmitHelpers.Register(w, b.Sublayers.SelectMany(s => s.PostNorm is { } p ? new[] { s.Norm, s.Member, p } : new[] { s.Norm, s.Member }).GroupBy(m => m.Name).Select(g => g.First()));
             foreach (var s in b.Sublayers)
                 w.Line($"register_module({Literals.String(s.AdapterSite)}, this.{Pascal(s.AdapterSite)});");
             w.Close();
@@ -80,7 +86,7 @@ namespace PeftDsl.Generators.Emit
                 foreach (var s in b.Sublayers)
                 {
                     w.Line($"{(first ? "var " : "")}h = this.{s.Norm.Field}.forward(x);");
-                    w.Line($"x = x + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward(h, ctx), h, ctx)")};");
+                    w.Line($"x = x + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward({Output(s, "h")}, h, ctx)")};");
                     first = false;
                 }
                 w.Line("return x.MoveToOuterDisposeScope();");
@@ -92,7 +98,7 @@ namespace PeftDsl.Generators.Emit
                 w.Line("var y = x;");
                 foreach (var n in norms) w.Line($"var {Local(n)} = this.{n.Field}.forward(x);");
                 foreach (var s in b.Sublayers)
-                    w.Line($"y = y + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward(this.{s.Member.Field}.forward({Local(s.Norm)}, ctx), {Local(s.Norm)}, ctx)")};");
+                    w.Line($"y = y + {Residual(s, $"this.{Pascal(s.AdapterSite)}.forward({Output(s, Local(s.Norm))}, {Local(s.Norm)}, ctx)")};");
                 w.Line("return y.MoveToOuterDisposeScope();");
             }
             w.Close();
@@ -112,10 +118,18 @@ namespace PeftDsl.Generators.Emit
             {
                 if (FirstUse(s)) w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(s.Norm.Name)}, {NormKind}.{b.NormKind}, dim);");
                 w.Line($"{s.Module.FullName}.DescribeCheckpoint(config, prefix + {Literals.String(s.Member.Name + ".")}, keys, layer);");
+                if (s.PostNorm is { } post) w.Line($"{CheckpointKeys}.Norm(keys, prefix + {Literals.String(post.Name)}, {NormKind}.{b.NormKind}, dim);");
             }
             w.Close();
             w.Close();
             return w.ToString();
+        }
+
+        /// <summary>The sublayer's output on <paramref name="input"/>, through its post-norm when it has one.</summary>
+        private static string Output(SublayerSpec s, string input)
+        {
+            var output = $"this.{s.Member.Field}.forward({input}, ctx)";
+            return s.PostNorm is { } post ? $"this.{post.Field}.forward({output})" : output;
         }
 
         /// <summary>What a sublayer adds to the residual stream: its site's output, through its dropout if it has one.</summary>

@@ -30,7 +30,7 @@ namespace PeftDsl.Generators.Emit
             }
             foreach (var m in spec.Members.Where(m => !m.Required))
             {
-                var type = m.Nullable && m.Type != "string" ? m.Type + "?" : m.Type;
+                var type = m.Nullable && m.Type != "string" && !m.Type.EndsWith("[]") ? m.Type + "?" : m.Type;
                 w.Line($"if (json.Optional<{type}>({Keys(m)}, {Literals.String(spec.Name + "." + m.Name)}, out var v{m.Name}))");
                 w.Line($"    config = config with {{ {Names.Identifier(m.Name)} = v{m.Name} }};");
             }

@@ -81,9 +81,15 @@ namespace PeftDsl.Generators.Emit
             else
             {
                 var gate = f.Projections.FirstOrDefault(p => p.Role == "Gate");
-                var up = f.Projections.First(p => p.Role == "Up").Member.Field;
+                var fused = f.Projections.FirstOrDefault(p => p.Role == "GateUp");
+                var up = f.Projections.FirstOrDefault(p => p.Role == "Up")?.Member.Field;
                 var down = f.Projections.First(p => p.Role == "Down").Member.Field;
-                if (gate is null)
+                if (fused is not null)
+                {
+                    w.Line($"var gateUp = this.{fused.Member.Field}.forward(x, ctx.Routing).chunk(2, -1);  // [gate | up]");
+                    w.Line("var h = this.act(gateUp[0]) * gateUp[1];  // (B, T, inner)");
+                }
+                else if (gate is null)
                 {
                     w.Line($"var h = this.act(this.{up}.forward(x, ctx.Routing));  // (B, T, inner)");
                 }
@@ -121,6 +127,11 @@ namespace PeftDsl.Generators.Emit
             string.Join(", ", new[] { Literals.String(spec.Name), Literals.String(role) }
                 .Concat(f.Projections.Where(p => p.Role == role).Select(p => $"(this.{p.Member.Field}, {Literals.String(p.Member.Name)})")));
 
-        private static (string In, string Out) Shape(string role) => role == "Down" ? ("inner", "dim") : ("dim", "inner");
+        private static (string In, string Out) Shape(string role) => role switch
+        {
+            "Down" => ("inner", "dim"),
+            "GateUp" => ("dim", "2 * inner"),
+            _ => ("dim", "inner"),
+        };
     }
 }

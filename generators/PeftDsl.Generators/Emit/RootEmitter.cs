@@ -15,8 +15,9 @@ namespace PeftDsl.Generators.Emit
         {
             var field = h.Head.Field;
             var scaled = h.Scale.Expression;
-            var tied = $"{LmHead}.Tied({h.TiedEmbedding}, {scaled})";
-            var untied = $"new {LmHead}({h.TiedEmbedding}.Dim, {h.TiedEmbedding}.Count, {scaled})";
+            var softcap = h.Softcap is { } cap ? ", " + cap.Expression : "";
+            var tied = $"{LmHead}.Tied({h.TiedEmbedding}, {scaled}{softcap})";
+            var untied = $"new {LmHead}({h.TiedEmbedding}.Dim, {h.TiedEmbedding}.Count, {scaled}{softcap})";
             switch (h.Tie.Expression)
             {
                 case "true": w.Line($"this.{field} = {tied};"); break;

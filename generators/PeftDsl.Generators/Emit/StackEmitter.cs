@@ -28,6 +28,11 @@ namespace PeftDsl.Generators.Emit
             w.Line($"/// <summary>{s.FinalNorm.Name}: the norm after the last block.</summary>");
             w.Line($"public readonly {norm} {s.FinalNorm.Field};");
             if (s.Rotary is not null) w.Line($"private readonly {RotaryEmbedding} rotary;");
+            if (s.Rotary?.LocalTheta is { } lt)
+            {
+                w.Line($"/// <summary>The sliding-window layers' tables: θ = {lt.Display}, without scaling.</summary>");
+                w.Line($"private readonly {RotaryEmbedding} localRotary;");
+            }
             if (s.Rotary?.MaxPositions is { } mp)
             {
                 w.Line($"/// <summary>{mp.Display}: the positions the checkpoint was trained for.</summary>");
@@ -60,14 +65,19 @@ namespace PeftDsl.Generators.Emit
             else
             {
                 w.Line("var (vocab, dim) = EmbeddingShape(config);");
-                w.Line($"this.{tokens} = new {Embedding}(vocab, dim);");
+                w.Line($"this.{tokens} = new {Embedding}(vocab, dim){(s.EmbeddingScale == "Tokens" ? " { Scaled = true }" : "")};");
             }
             if (s.Positions is { } p) w.Line($"this.{p.Field} = new {Embedding}({EmitHelpers.Positive(s.MaxPositions!, spec.Name)}, dim);");
             if (s.Rotary is { } r)
             {
                 var fraction = r.Fraction.Expression == "1" || r.Fraction.Expression == "1.0" ? "" : $", fraction: {r.Fraction.Expression}";
-                var scaling = r.Scaling is { } sc ? $", scaling: ({string.Join(", ", sc.Select(b => b.Expression))})" : "";
+                var contextSetting = r.MaxPositions is { } mpos ? new[] { $"MaxPositions = {mpos.Expression}" } : new string[0];
+                var scaling = r.Scaling is { } sc
+                    ? $", scaling: new {RopeScaling} {{ {string.Join(", ", sc.Select(b => $"{b.Property} = {b.Value.Expression}").Concat(contextSetting))} }}"
+                    : "";
                 w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)}{fraction}{scaling});");
+                if (r.LocalTheta is { } local)
+                    w.Line($"this.localRotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {local.Expression}, \"default\", {Literals.String(spec.Name)}{fraction});");
                 if (r.MaxPositions is { } maxPositions) w.Line($"this.contextLength = {EmitHelpers.Positive(maxPositions, spec.Name)};");
             }
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");
@@ -97,7 +107,8 @@ namespace PeftDsl.Generators.Emit
             {
                 w.Line("(x, inputs) = this.VirtualPrompts.Prepend(x, inputs);");
             }
-            w.Line($"using var ctx = {ForwardContext}.Create(x, inputs, {(s.Rotary is null ? "null" : "this.rotary")});");
+            if (s.EmbeddingScale == "Inputs") w.Line($"x = {Embedding}.BySqrtDim(x);  // every input, virtual tokens included");
+            w.Line($"using var ctx = {ForwardContext}.Create(x, inputs, {(s.Rotary is null ? "null" : "this.rotary")}{(s.Rotary?.LocalTheta is null ? "" : ", this.localRotary")});");
             if (s.Positions is { } positions)
                 w.Line($"x = x + this.{positions.Field}.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)");
             if (s.EmbeddingDropout is not null) w.Line($"x = {EmitHelpers.Dropout("x", "embeddingDropout")};");

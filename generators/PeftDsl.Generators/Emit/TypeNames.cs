@@ -23,6 +23,7 @@ namespace PeftDsl.Generators.Emit
         public const string Embedding = "global::PeftDsl.Modules.Embedding";
         public const string LmHead = "global::PeftDsl.Modules.LmHead";
         public const string RotaryEmbedding = "global::PeftDsl.Modules.RotaryEmbedding";
+        public const string RopeScaling = "global::PeftDsl.Modules.RopeScaling";
         public const string Attention = "global::PeftDsl.Modules.Attention";
         public const string BaseDropout = "global::PeftDsl.Modules.BaseDropout";
         public const string Activations = "global::PeftDsl.Modules.Activations";

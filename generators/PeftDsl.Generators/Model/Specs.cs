@@ -33,10 +33,13 @@ namespace PeftDsl.Generators.Model
 
     /// <param name="Kind">SelfAttention, CrossAttention or FeedForward: fixes the call and its place in the block.</param>
     /// <param name="Dropout">Dropout on what the sublayer adds to the residual stream, in training; null for none.</param>
-    internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite, Binding? Dropout = null);
+    /// <param name="PostNorm">A norm on the sublayer's output before its adapter site (Gemma 2/3); null for none.</param>
+    internal sealed record SublayerSpec(Member Member, TypeRef Module, ModuleKind Kind, Member Norm, string AdapterSite, Binding? Dropout = null,
+        Member? PostNorm = null);
 
     /// <summary>The LM head. <paramref name="TiedEmbedding"/> is the C# path of the embedding it may share.</summary>
-    internal sealed record HeadSpec(Member Head, Binding Tie, Binding Scale, string TiedEmbedding);
+    /// <param name="Softcap">Final logit soft-capping, or null for none.</param>
+    internal sealed record HeadSpec(Member Head, Binding Tie, Binding Scale, string TiedEmbedding, Binding? Softcap = null);
 
     /// <param name="AlsoReads">Further config.json model_type values the class accepts.</param>
     internal sealed record CausalLmSpec(
@@ -83,12 +86,17 @@ namespace PeftDsl.Generators.Model
         string FinalNormKind,
         Binding FinalNormEps,
         Binding? EmbeddingDropout = null,
-        Binding? FinalDropout = null);
+        Binding? FinalDropout = null,
+        string EmbeddingScale = "None");
 
-    /// <param name="Scaling">llama3's factor, low/high frequency factors and original context, or null.</param>
+    /// <param name="Scaling">The scaled rope types' parameters that are bound (PeftDsl.Modules.RopeScaling's properties), or null.</param>
     /// <param name="MaxPositions">The positions the checkpoint was trained for, or null: generation's soft limit.</param>
-    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<Binding>? Scaling,
-        Binding? MaxPositions = null);
+    /// <param name="LocalTheta">θ of the sliding-window layers' own unscaled tables (Gemma 3), or null.</param>
+    internal sealed record RotarySpec(Binding HeadDim, Binding Theta, Binding RopeType, Binding Fraction, EquatableArray<ScalingBinding>? Scaling,
+        Binding? MaxPositions = null, Binding? LocalTheta = null);
+
+    /// <summary>One bound rope-scaling parameter: the RopeScaling property and its binding.</summary>
+    internal sealed record ScalingBinding(string Property, Binding Value);
 
     /// <param name="Parallel">Every sublayer reads the block input; their outputs are added together.</param>
     internal sealed record BlockSpec(Binding Dim, string NormKind, Binding NormEps, EquatableArray<SublayerSpec> Sublayers, Binding Parallel);
@@ -107,10 +115,14 @@ namespace PeftDsl.Generators.Model
         EquatableArray<ProjectionSpec> Projections,
         Binding? SlidingWindow = null,
         Binding? Dropout = null,
-        HeadNormSpec? HeadNorms = null);
+        HeadNormSpec? HeadNorms = null,
+        Binding? Softcap = null,
+        Binding? QueryScalar = null,
+        Binding? LayerTypes = null);
 
-    /// <summary>Per-head RMSNorms on queries and keys before RoPE (Qwen3's q_norm, k_norm).</summary>
-    internal sealed record HeadNormSpec(Member Query, Member Key, Binding Eps);
+    /// <summary>Per-head norms on queries and keys before RoPE (Qwen3's and Gemma 3's q_norm, k_norm).</summary>
+    /// <param name="Kind">RmsNorm or GemmaRmsNorm.</param>
+    internal sealed record HeadNormSpec(Member Query, Member Key, Binding Eps, string Kind = "RmsNorm");
 
     internal sealed record RelativeBiasSpec(Member Member, Binding Buckets, Binding MaxDistance);
 

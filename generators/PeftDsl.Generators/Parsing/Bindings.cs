@@ -22,6 +22,12 @@ namespace PeftDsl.Generators.Parsing
         Window,
         /// <summary>A dropout probability: a number in [0, 1].</summary>
         Probability,
+        /// <summary>A soft-capping value: a non-negative number, 0 for none.</summary>
+        Softcap,
+        /// <summary>A list of numbers: a double[] member (longrope's short_factor, long_factor).</summary>
+        Factors,
+        /// <summary>Per-layer attention types: a string[] member (transformers' <c>layer_types</c>).</summary>
+        LayerTypes,
     }
 
     /// <summary>Resolves binding strings: a config member name, else a literal of the expected kind.</summary>
@@ -31,7 +37,7 @@ namespace PeftDsl.Generators.Parsing
         public static readonly string[] Activations = { "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish" };
 
         /// <summary>Must match PeftDsl.Modules.RotaryEmbedding.RopeTypes.</summary>
-        public static readonly string[] RopeTypes = { "default", "llama3" };
+        public static readonly string[] RopeTypes = { "default", "llama3", "linear", "longrope", "su" };
 
         private readonly INamedTypeSymbol config;
         private readonly DiagnosticBag diagnostics;
@@ -117,6 +123,14 @@ namespace PeftDsl.Generators.Parsing
                 case BindingKind.Flag:
                     if (value == "true" || value == "false") return new Binding(value, value, null);
                     break;
+                case BindingKind.Softcap:
+                    if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var cap))
+                    {
+                        if (cap >= 0 && !double.IsInfinity(cap)) return new Binding(Literals.Double(cap), value, cap);
+                        diagnostics.Add(DiagnosticDescriptors.BindingType, location, argument, value, "a soft-capping value must be a finite number ≥ 0 (0: none)");
+                        return null;
+                    }
+                    break;
                 case BindingKind.Activation:
                     if (Activations.Contains(value)) return new Binding(Literals.String(value), value, null);
                     diagnostics.Add(DiagnosticDescriptors.UnknownActivation, location, value, string.Join(", ", Activations));
@@ -142,9 +156,11 @@ namespace PeftDsl.Generators.Parsing
             var ok = kind switch
             {
                 BindingKind.Size or BindingKind.TokenId or BindingKind.Window => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64,
-                BindingKind.Real or BindingKind.Probability => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
+                BindingKind.Real or BindingKind.Probability or BindingKind.Softcap => type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64
                     or SpecialType.System_Single or SpecialType.System_Double,
                 BindingKind.Flag => type.SpecialType == SpecialType.System_Boolean,
+                BindingKind.Factors => type is IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_Double },
+                BindingKind.LayerTypes => type is IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_String },
                 _ => type.SpecialType == SpecialType.System_String,
             };
             if (!ok)
@@ -181,6 +197,9 @@ namespace PeftDsl.Generators.Parsing
             BindingKind.Real => "number",
             BindingKind.Probability => "probability (a number in [0, 1])",
             BindingKind.Flag => "true/false",
+            BindingKind.Softcap => "non-negative number (0: none)",
+            BindingKind.Factors => "double[] member",
+            BindingKind.LayerTypes => "string[] member (layer_types: one \"full_attention\" or \"sliding_attention\" per layer)",
             BindingKind.Activation => "activation",
             _ => "rope type (" + string.Join(", ", RopeTypes) + ")",
         };

@@ -105,6 +105,14 @@ namespace PeftDsl.Generators.Parsing
             {
                 nullable = true;
             }
+            // Lists: layer_types (Gemma 2/3, Mistral) and longrope's short/long factors (Phi-3).
+            if (type is IArrayTypeSymbol { Rank: 1 } array)
+                return (array.ElementType.SpecialType switch
+                {
+                    SpecialType.System_String => "string[]",
+                    SpecialType.System_Double => "double[]",
+                    _ => null,
+                }, nullable);
             var name = type.SpecialType switch
             {
                 SpecialType.System_Int32 => "int",

@@ -9,11 +9,11 @@ namespace PeftDsl.Generators.Parsing
     internal sealed partial class ModuleParser
     {
         // Values of PeftDsl.Dsl.ProjectionRole, in declaration order.
-        private static readonly string[] Roles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output", "Gate", "Up", "Down" };
+        private static readonly string[] Roles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output", "Gate", "Up", "Down", "GateUp" };
         private static readonly string[] Layouts = { "Linear", "Conv1D" };
         private static readonly string[] QkvLayouts = { "Blocks", "Interleaved" };
         private static readonly string[] AttentionRoles = { "Qkv", "Query", "Key", "Value", "KeyValue", "Output" };
-        private static readonly string[] FeedForwardRoles = { "Gate", "Up", "Down" };
+        private static readonly string[] FeedForwardRoles = { "Gate", "Up", "Down", "GateUp" };
 
         private static readonly string[] CrossAttentionRoles = { "Query", "Key", "Value", "KeyValue", "Output" };
 
@@ -46,9 +46,25 @@ namespace PeftDsl.Generators.Parsing
                     "SlidingWindow needs Causal = true (the window counts back from each query)");
             var dropout = bindings.Dropout(a, "Dropout");
             var headNorms = cross ? null : ParseHeadNorms(a);
+            var softcap = cross ? null : bindings.Optional(a, "Softcap", BindingKind.Softcap);
+            if (softcap?.Literal is > 0)
+                diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(a, "Softcap"), "Softcap", softcap.Display,
+                    "soft-capped attention logits", "attn_logit_softcapping");
+            if (softcap is not null && relativeBias is not null)
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "Softcap"), type.Name,
+                    "Softcap cannot be combined with RelativeBias (no known architecture caps biased scores)");
+            var queryScalar = cross ? null : bindings.Optional(a, "QueryScalar", BindingKind.Real);
+            if (queryScalar is not null && !Bindings.NamedValue(a, "Scaled", true))
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "QueryScalar"), type.Name,
+                    "QueryScalar sets the score scaling, which Scaled = false turns off; declare one of them");
+            var layerTypes = cross ? null : bindings.Optional(a, "LayerTypes", BindingKind.LayerTypes);
+            if (layerTypes is not null && window is null)
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "LayerTypes"), type.Name,
+                    "LayerTypes picks the layers that apply SlidingWindow; declare SlidingWindow too");
             if (dim is null || heads is null || diagnostics.HasErrors) return null;
             return new AttentionSpec(dim, heads, kvHeads, headDim, causal, !cross && Bindings.NamedValue(a, "Rotary", false),
-                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window, dropout, headNorms);
+                Bindings.NamedValue(a, "Scaled", true), cross, relativeBias, projections.ToEquatableArray(), window, dropout, headNorms,
+                softcap is { Literal: 0.0 } ? null : softcap, queryScalar, layerTypes);
         }
 
         /// <summary>QueryNorm and KeyNorm come as a pair: a norm on one side only is no architecture we know.</summary>
@@ -57,9 +73,10 @@ namespace PeftDsl.Generators.Parsing
             var (queryName, keyName) = (Bindings.Named(a, "QueryNorm"), Bindings.Named(a, "KeyNorm"));
             if (queryName is null && keyName is null)
             {
-                if (Bindings.Named(a, "HeadNormEps") is not null)
-                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "HeadNormEps"), type.Name,
-                        "HeadNormEps needs QueryNorm and KeyNorm");
+                foreach (var argument in new[] { "HeadNormEps", "HeadNormKind" })
+                    if (a.NamedArguments.Any(n => n.Key == argument))
+                        diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, argument), type.Name,
+                            argument + " needs QueryNorm and KeyNorm");
                 return null;
             }
             if (queryName is null || keyName is null)
@@ -75,7 +92,11 @@ namespace PeftDsl.Generators.Parsing
                 if (projectionNames.Contains(name) || (argument == "KeyNorm" && name == queryName))
                     diagnostics.Add(DiagnosticDescriptors.DuplicateName, Bindings.Where(a, argument), type.Name, name);
             var eps = bindings.Optional(a, "HeadNormEps", BindingKind.Real, "1e-6");
-            return query is null || key is null || eps is null ? null : new HeadNormSpec(query, key, eps);
+            var kind = a.NamedArguments.Any(n => n.Key == "HeadNormKind") ? NamedEnum(a, "HeadNormKind", NormKinds, "NormKind") : "RmsNorm";
+            if (kind == "LayerNorm")
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "HeadNormKind"), type.Name,
+                    "HeadNormKind is RmsNorm or GemmaRmsNorm (per-head norms have no bias)");
+            return query is null || key is null || eps is null ? null : new HeadNormSpec(query, key, eps, kind);
         }
 
         private RelativeBiasSpec? ParseRelativeBias(AttributeData a)
@@ -97,11 +118,18 @@ namespace PeftDsl.Generators.Parsing
             var inner = bindings.Required(a, "Inner", BindingKind.Size, type.Name);
             var activation = bindings.Required(a, "Activation", BindingKind.Activation, type.Name);
             var (projections, roles) = ParseProjections(FeedForwardRoles, "[FeedForward]", allowConditional: true);
-            RequireRole(roles, "Up", "an Up projection");
+            if (roles.Contains("GateUp"))
+            {
+                if (roles.Contains("Gate") || roles.Contains("Up"))
+                    Conflict("a fused GateUp projection cannot be combined with separate Gate/Up projections");
+                if (projections.Any(p => p.When is not null))
+                    Conflict("When is not supported beside a fused GateUp projection");
+            }
+            else RequireRole(roles, "Up", "an Up projection (or one fused GateUp)");
             RequireRole(roles, "Down", "a Down projection");
             // A role may repeat when every declaration of it is conditional (T5's wi / wi_1); the generated
             // constructor checks at run time that exactly one is present.
-            ForbidRepeat(roles.Where(r => !projections.Any(p => p.Role == r && p.When is not null)).ToList(), "Gate", "Up", "Down");
+            ForbidRepeat(roles.Where(r => !projections.Any(p => p.Role == r && p.When is not null)).ToList(), "Gate", "Up", "Down", "GateUp");
             var dropout = bindings.Dropout(a, "Dropout");
             if (dim is null || inner is null || activation is null || diagnostics.HasErrors) return null;
             return new FeedForwardSpec(dim, inner, activation, projections.ToEquatableArray(), dropout);

@@ -8,7 +8,7 @@ namespace PeftDsl.Generators.Parsing
 {
     internal sealed partial class ModuleParser
     {
-        private static readonly string[] NormKinds = { "LayerNorm", "RmsNorm" };
+        private static readonly string[] NormKinds = { "LayerNorm", "RmsNorm", "GemmaRmsNorm" };
 
         private BlockSpec? ParseBlock()
         {
@@ -35,6 +35,9 @@ namespace PeftDsl.Generators.Parsing
                 else
                     norm = Names.Member(normName, Bindings.Where(attribute, "Norm"), diagnostics);
                 named.Add((member, attribute));
+                var postNormName = Bindings.Named(attribute, "PostNorm");
+                var postNorm = postNormName is null ? null : Names.Member(postNormName, Bindings.Where(attribute, "PostNorm"), diagnostics);
+                if (postNorm is not null) named.Add((postNorm, attribute));
                 // One norm shared by sublayers (GPT-J, Falcon: parallel) is declared once per sublayer under one name; a
                 // block that is always sequential repeating a norm name is a mistake.
                 if (!(parallel?.Expression != "false" && norm is not null && sublayers.Any(s => s.Norm.Name == norm.Name)))
@@ -42,7 +45,8 @@ namespace PeftDsl.Generators.Parsing
                 if (member is null || module is null || norm is null) continue;
                 var sublayerKind = KindsOf(TypeArgument(attribute, 1)!)[0];
                 var dropout = bindings.Dropout(attribute, "Dropout");
-                sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind], dropout));
+                if (postNormName is not null && postNorm is null) continue;
+                sublayers.Add(new SublayerSpec(member, module, sublayerKind, norm, AdapterSites[sublayerKind], dropout, postNorm));
                 sublayerAttributes.Add(attribute);
             }
             CheckUnique(named);

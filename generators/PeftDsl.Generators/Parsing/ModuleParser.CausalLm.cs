@@ -105,7 +105,13 @@ namespace PeftDsl.Generators.Parsing
                     "TiedTo = \"" + tieTarget + "\" on [LmHead] when Tie is set");
             var tie = bindings.Optional(head, "Tie", BindingKind.Flag, tiedTo is null ? "false" : "true");
             var scale = bindings.Optional(head, "Scale", BindingKind.Flag, "false");
-            return tie is null || scale is null ? null : new HeadSpec(member, tie, scale, tiedEmbedding);
+            var softcap = bindings.Optional(head, "Softcap", BindingKind.Softcap);
+            if (softcap?.Literal is > 0)
+                diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(head, "Softcap"), "Softcap", softcap.Display,
+                    "soft-capped logits", "final_logit_softcapping");
+            if (softcap is null && Bindings.Named(head, "Softcap") is not null) return null;
+            return tie is null || scale is null ? null
+                : new HeadSpec(member, tie, scale, tiedEmbedding, softcap is { Literal: 0.0 } ? null : softcap);
         }
 
         /// <summary>

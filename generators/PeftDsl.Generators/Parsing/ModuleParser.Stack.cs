@@ -19,6 +19,7 @@ namespace PeftDsl.Generators.Parsing
             Binding? vocab = null;
             var shared = false;
             var virtualPrompts = true;
+            var embeddingScale = "None";
             if (tokens is not null)
             {
                 tokenMember = NameArgument(tokens);
@@ -26,6 +27,10 @@ namespace PeftDsl.Generators.Parsing
                 shared = Bindings.NamedValue(tokens, "Shared", false);
                 virtualPrompts = Bindings.NamedValue(tokens, "VirtualPrompts", true);
                 if (!shared) vocab = bindings.Required(tokens, "Vocab", BindingKind.Size, type.Name);
+                embeddingScale = NamedEnum(tokens, "Scale", EmbeddingScales, "EmbeddingScale");
+                if (shared && embeddingScale != "None")
+                    diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(tokens, "Scale"), type.Name,
+                        "Scale is not supported with Shared: the root's shared embedding is not this stack's to scale");
             }
 
             var positions = Single(AttributeNames.PositionEmbedding, required: false);
@@ -52,23 +57,30 @@ namespace PeftDsl.Generators.Parsing
                 if (fraction?.Literal is { } f && !(f > 0 && f <= 1))
                     diagnostics.Add(DiagnosticDescriptors.BindingType, Bindings.Where(rotaryAttribute, "Fraction"), "Fraction", fraction.Display,
                         "the rotated share of a head must be in (0, 1]");
-                var scalingNames = new[] { "ScalingFactor", "LowFreqFactor", "HighFreqFactor", "OriginalMaxPositions" };
-                var given = scalingNames.Where(n => Bindings.Named(rotaryAttribute, n) is not null).ToList();
-                EquatableArray<Binding>? scaling = null;
-                if (given.Count > 0 && given.Count < scalingNames.Length)
-                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, given[0]), type.Name,
-                        "all four llama3 scaling bindings (" + string.Join(", ", scalingNames.Except(given)) + " missing)");
-                else if (given.Count == scalingNames.Length)
+                // The scaled rope types' parameters, each optional: which ones a type needs is the runtime's check (the
+                // type is usually a config value), except for a literal llama3, whose four come together.
+                var scaling = new List<ScalingBinding>();
+                foreach (var (argument, property) in ScalingArguments)
                 {
-                    var bound = scalingNames.Select(n => bindings.Optional(rotaryAttribute, n, BindingKind.Real)).ToList();
-                    if (bound.All(b => b is not null)) scaling = bound.Select(b => b!).ToEquatableArray();
+                    if (Bindings.Named(rotaryAttribute, argument) is null) continue;
+                    var kind = argument is "ShortFactor" or "LongFactor" ? BindingKind.Factors : BindingKind.Real;
+                    if (bindings.Optional(rotaryAttribute, argument, kind) is { } bound) scaling.Add(new ScalingBinding(property, bound));
                 }
+                var llama3Names = new[] { "ScalingFactor", "LowFreqFactor", "HighFreqFactor", "OriginalMaxPositions" };
+                var given = llama3Names.Where(n => Bindings.Named(rotaryAttribute, n) is not null).ToList();
                 if (ropeType?.Display == "llama3" && given.Count == 0)
                     diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, "RopeType"), type.Name,
                         "ScalingFactor, LowFreqFactor, HighFreqFactor and OriginalMaxPositions bindings for RopeType \"llama3\"");
+                else if (ropeType?.Display == "llama3" && given.Count < llama3Names.Length)
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, given[0]), type.Name,
+                        "all four llama3 scaling bindings (" + string.Join(", ", llama3Names.Except(given)) + " missing)");
+                if ((Bindings.Named(rotaryAttribute, "ShortFactor") is null) != (Bindings.Named(rotaryAttribute, "LongFactor") is null))
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, Bindings.Named(rotaryAttribute, "ShortFactor") is null ? "LongFactor" : "ShortFactor"),
+                        type.Name, "ShortFactor and LongFactor together (longrope)");
+                var localTheta = bindings.Optional(rotaryAttribute, "LocalTheta", BindingKind.Real);
                 if (headDim is not null && theta is not null && ropeType is not null && fraction is not null)
-                    rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling,
-                        bindings.Optional(rotaryAttribute, "MaxPositions", BindingKind.Size));
+                    rotary = new RotarySpec(headDim, theta, ropeType, fraction, scaling.Count == 0 ? null : scaling.ToEquatableArray(),
+                        bindings.Optional(rotaryAttribute, "MaxPositions", BindingKind.Size), localTheta);
                 if (headDim?.Literal is { } hd && (fraction?.Literal ?? 1.0) is var share && share > 0 && share <= 1)
                 {
                     var rotated = (long)(hd * share);
@@ -107,11 +119,22 @@ namespace PeftDsl.Generators.Parsing
             CheckUnique(named);
             if (diagnostics.HasErrors) return null;
             return new StackSpec(dim!, tokenMember!, vocab, shared, virtualPrompts, positionMember, maxPositions, rotary,
-                blocksMember!, blockType!, count!, normMember!, normKind, eps!, embeddingDropout, finalDropout);
+                blocksMember!, blockType!, count!, normMember!, normKind, eps!, embeddingDropout, finalDropout, embeddingScale);
         }
 
         /// <summary>Literal sizes that cannot fit are compile-time errors: the rotary head size must be the head size of
         /// every rotary attention whose head size is literal (HeadDim, or Dim / Heads).</summary>
+        // Values of PeftDsl.Dsl.EmbeddingScale, in declaration order.
+        private static readonly string[] EmbeddingScales = { "None", "Tokens", "Inputs" };
+
+        /// <summary>[RotaryEmbedding]'s scaling arguments and the PeftDsl.Modules.RopeScaling properties they set.</summary>
+        private static readonly (string Argument, string Property)[] ScalingArguments =
+        {
+            ("ScalingFactor", "Factor"), ("LowFreqFactor", "LowFreqFactor"), ("HighFreqFactor", "HighFreqFactor"),
+            ("OriginalMaxPositions", "OriginalMaxPositions"), ("ShortFactor", "ShortFactor"), ("LongFactor", "LongFactor"),
+            ("AttentionFactor", "AttentionFactor"),
+        };
+
         private void CheckRotaryHeadSize(INamedTypeSymbol block, AttributeData rotaryAttribute)
         {
             if (LiteralNumber(rotaryAttribute, "HeadDim") is not { } rotary) return;

@@ -33,6 +33,9 @@ public static class BenchCommand
         ["t5-base"] = ("t5", """{"vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_decoder_layers": 12, "num_heads": 12, "feed_forward_proj": "relu", "tie_word_embeddings": true, "dropout_rate": 0.0}"""),
         ["qwen2.5-1.5b"] = ("qwen2", """{"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768, "rope_theta": 1000000.0, "tie_word_embeddings": true}"""),
         ["qwen3-1.7b"] = ("qwen3", """{"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "rope_theta": 1000000.0, "tie_word_embeddings": true}"""),
+        ["gemma2-2b"] = ("gemma2", """{"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "max_position_embeddings": 8192}"""),
+        ["gemma3-1b"] = ("gemma3_text", """{"vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6, "rope_theta": 1000000, "rope_local_base_freq": 10000, "max_position_embeddings": 32768}"""),
+        ["phi3-mini"] = ("phi3", """{"vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096, "sliding_window": 2047, "rms_norm_eps": 1e-05}"""),
         ["tinyllama-1.1b"] = ("llama", """{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}"""),
     };
 
@@ -301,6 +304,9 @@ public static class BenchCommand
             "llama" => new LlamaForCausalLM(LlamaConfig.FromJson(json)),
             "qwen2" => new Models.Qwen2.Qwen2ForCausalLM(Models.Qwen2.Qwen2Config.FromJson(json)),
             "qwen3" => new Models.Qwen3.Qwen3ForCausalLM(Models.Qwen3.Qwen3Config.FromJson(json)),
+            "gemma2" => new Models.Gemma2.Gemma2ForCausalLM(Models.Gemma2.Gemma2Config.FromJson(json)),
+            "gemma3_text" => new Models.Gemma3.Gemma3ForCausalLM(Models.Gemma3.Gemma3Config.FromJson(json)),
+            "phi3" => new Models.Phi3.Phi3ForCausalLM(Models.Phi3.Phi3Config.FromJson(json)),
             _ => new T5ForConditionalGeneration(T5Config.FromJson(json)),
         };
     }

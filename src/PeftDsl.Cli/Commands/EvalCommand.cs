@@ -15,7 +15,7 @@ public static class EvalCommand
     /// data); exit code 0, or 2 for bad input.</summary>
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, T5, mT5)", Required = true };
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3, T5, mT5)", Required = true };
         var data = new Option<FileInfo>("--data") { Description = "Examples, JSONL", Required = true };
         var batch = new Option<int>("--batch") { Description = "Examples per batch", DefaultValueFactory = _ => 8 };
         var command = new Command("eval", Program.Example("Loss, perplexity and exact match of greedy answers on JSONL examples",

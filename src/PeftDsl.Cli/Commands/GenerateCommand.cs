@@ -21,7 +21,7 @@ public static class GenerateCommand
     /// and device options.</summary>
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, T5, mT5)", Required = true };
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3, T5, mT5)", Required = true };
         var prompts = new Option<string[]>("--prompt") { Description = "Prompt text; repeat for a batch", AllowMultipleArgumentsPerToken = false };
         var promptIds = new Option<string[]>("--prompt-ids") { Description = "A prompt as space-separated token ids (no tokenizer needed); repeat for a batch" };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "New tokens per prompt", DefaultValueFactory = _ => 32 };

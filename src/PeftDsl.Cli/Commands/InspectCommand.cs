@@ -21,7 +21,7 @@ public static class InspectCommand
     /// <c>--targets</c>, <c>--r</c>, <c>--dora</c>, <c>--virtual-tokens</c> to preview a new one.</summary>
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, T5, mT5)" };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3, T5, mT5)" };
         var shape = new Option<string?>("--shape") { Description = "Instead of --model, a built-in random-weight shape: " + string.Join(", ", BenchCommand.Shapes.Keys) };
         var method = new Option<string?>("--method") { Description = "Preview a new adapter of this method (lora, ia3, prompt, ptuning, prefix) on --targets, or on peft's default targets" };
         var virtualTokens = new Option<int>("--virtual-tokens") { Description = "prompt/ptuning/prefix preview: virtual tokens", DefaultValueFactory = _ => 20 };

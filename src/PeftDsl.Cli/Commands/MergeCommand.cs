@@ -47,7 +47,7 @@ public static class MergeCommand
     /// <c>--overwrite</c> and <c>--dtype</c>; merging always runs on the CPU.</summary>
     public static Command Create()
     {
-        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, T5, mT5)", Required = true };
+        var model = new Option<DirectoryInfo>("--model") { Description = "Hugging Face checkpoint folder (GPT-2, Llama, GPT-NeoX, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3, T5, mT5)", Required = true };
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder to write the merged model to; it must not exist or be empty unless --overwrite", Required = true };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a folder an earlier peft merge wrote (atomically); a folder holding anything else is refused" };
         var command = new Command("merge", Program.Example("Merge a LoRA adapter into its base model and save a Hugging Face model folder", "peft merge --model models/gpt2 --adapter runs/mine --out models/gpt2-mine")) { model, output, overwrite };

@@ -97,6 +97,10 @@ public sealed class ConfigJson
         return true;
     }
 
+    /// <summary>True when the (dotted) key is present with the value null. A typed property treats null as absent and
+    /// keeps its default; a family whose default is not "none" (Gemma 2's soft-capping) asks this to tell them apart.</summary>
+    public bool IsNull(string key) => TryGetPath(key, out var v) && v.ValueKind == JsonValueKind.Null;
+
     /// <summary>The raw top-level value of a key, if present; for callers that read beyond the typed record.</summary>
     public string? GetString(string key) =>
         TryGet([key], out var v, out _) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
@@ -191,6 +195,10 @@ public sealed class ConfigJson
             _ when target == typeof(float) => e.ValueKind == JsonValueKind.Number ? (float)e.GetDouble() : null,
             _ when target == typeof(bool) => e.ValueKind is JsonValueKind.True or JsonValueKind.False ? e.GetBoolean() : null,
             _ when target == typeof(string) => e.ValueKind == JsonValueKind.String ? e.GetString() : null,
+            _ when target == typeof(string[]) => e.ValueKind == JsonValueKind.Array && e.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String)
+                ? e.EnumerateArray().Select(x => x.GetString()!).ToArray() : null,
+            _ when target == typeof(double[]) => e.ValueKind == JsonValueKind.Array && e.EnumerateArray().All(x => x.ValueKind == JsonValueKind.Number)
+                ? e.EnumerateArray().Select(x => x.GetDouble()).ToArray() : null,
             _ => throw new ConfigException($"{Source}: key '{key}' is bound to {member} of unsupported type {typeof(T).Name}"),
         };
         if (result is null)
@@ -210,6 +218,8 @@ public sealed class ConfigJson
     private static string Describe(Type t) => t == typeof(int) || t == typeof(long) ? "an integer"
         : t == typeof(double) || t == typeof(float) ? "a number"
         : t == typeof(bool) ? "true or false"
+        : t == typeof(string[]) ? "a list of strings"
+        : t == typeof(double[]) ? "a list of numbers"
         : "a string";
 
     /// <summary>Formats a value the way config.json would spell it, for messages.</summary>

@@ -59,6 +59,9 @@ public sealed class LmHeadAttribute(string name) : Attribute
     public string? Tie { get; set; }
     /// <summary>Binding: multiply the hidden states by dim^-0.5 before the head (T5 with tied embeddings).</summary>
     public string Scale { get; set; } = "false";
+    /// <summary>Binding: final logit soft-capping, logits = cap × tanh(logits / cap) (Gemma 2's
+    /// <c>final_logit_softcapping</c>); "0" (the default) for none. Bind a non-nullable member that gives 0 for null.</summary>
+    public string Softcap { get; set; } = "0";
 }
 
 /// <summary>[TransformerStack] Token embedding; also the virtual-prompt site where prompt learning prepends tokens.</summary>
@@ -73,6 +76,10 @@ public sealed class TokenEmbeddingAttribute(string name) : Attribute
     public bool Shared { get; set; }
     /// <summary>Whether prompt learning may prepend virtual tokens here (T5: the encoder yes, the decoder no).</summary>
     public bool VirtualPrompts { get; set; } = true;
+    /// <summary>Multiply the embeddings by √hidden, in their dtype (Gemma): in the embedding module
+    /// (<see cref="EmbeddingScale.Tokens"/>, Gemma 3) or on the stack's input, virtual tokens included
+    /// (<see cref="EmbeddingScale.Inputs"/>, Gemma 2). Not with <see cref="Shared"/>.</summary>
+    public EmbeddingScale Scale { get; set; } = EmbeddingScale.None;
 }
 
 /// <summary>[TransformerStack] Learned absolute positions added to the token embedding (GPT-2's <c>wpe</c>).</summary>
@@ -94,19 +101,34 @@ public sealed class RotaryEmbeddingAttribute : Attribute
     public string HeadDim { get; set; } = "";
     /// <summary>Binding: the base θ.</summary>
     public string Theta { get; set; } = "10000";
-    /// <summary>Binding: the scaling scheme, "default" or "llama3" (which needs the four scaling bindings below).</summary>
+    /// <summary>Binding: the scaling scheme: "default"; "llama3" (which needs the four llama3 bindings below);
+    /// "linear" (<see cref="ScalingFactor"/>); "longrope" or its old name "su" (<see cref="ShortFactor"/>,
+    /// <see cref="LongFactor"/>, <see cref="OriginalMaxPositions"/>, and <see cref="ScalingFactor"/> or
+    /// <see cref="MaxPositions"/>). "dynamic" and "yarn" are not computed.</summary>
     public string RopeType { get; set; } = "default";
     /// <summary>Binding: the rotated share of each head (GPT-NeoX's <c>rotary_pct</c>, <c>partial_rotary_factor</c>);
     /// the first int(head size × fraction) features rotate, the rest pass through.</summary>
     public string Fraction { get; set; } = "1";
-    /// <summary>Binding (rope_type llama3): <c>factor</c>.</summary>
+    /// <summary>Binding (rope_type llama3, linear, longrope): <c>factor</c>.</summary>
     public string? ScalingFactor { get; set; }
     /// <summary>Binding (rope_type llama3): <c>low_freq_factor</c>.</summary>
     public string? LowFreqFactor { get; set; }
     /// <summary>Binding (rope_type llama3): <c>high_freq_factor</c>.</summary>
     public string? HighFreqFactor { get; set; }
-    /// <summary>Binding (rope_type llama3): <c>original_max_position_embeddings</c>.</summary>
+    /// <summary>Binding (rope_type llama3, longrope): <c>original_max_position_embeddings</c>.</summary>
     public string? OriginalMaxPositions { get; set; }
+    /// <summary>Binding, a <c>double[]</c> member (rope_type longrope): <c>short_factor</c>, one per rotated pair, used
+    /// while a pass stays within the original context.</summary>
+    public string? ShortFactor { get; set; }
+    /// <summary>Binding, a <c>double[]</c> member (rope_type longrope): <c>long_factor</c>, used by a pass that reaches
+    /// past the original context.</summary>
+    public string? LongFactor { get; set; }
+    /// <summary>Binding (rope_type longrope): <c>attention_factor</c>, which multiplies cos and sin; 0 or absent derives
+    /// it as transformers does.</summary>
+    public string? AttentionFactor { get; set; }
+    /// <summary>Binding: θ of separate, unscaled tables for the sliding-window attention layers (Gemma 3's
+    /// <c>rope_local_base_freq</c>); without it every layer uses the same tables.</summary>
+    public string? LocalTheta { get; set; }
     /// <summary>Binding: the positions the checkpoint was trained for (<c>max_position_embeddings</c>; after Llama 3's
     /// scaling, the scaled context). Rotary positions go on past it, but the model never saw them: generation refuses
     /// to go past unless asked. Optional; without it generation is unbounded.</summary>
@@ -154,6 +176,10 @@ public sealed class SublayerAttribute(string name, Type module) : Attribute
     public Type Module { get; } = module;
     /// <summary>Checkpoint name of the norm in front of the sublayer.</summary>
     public string Norm { get; set; } = "";
+    /// <summary>Checkpoint name of a norm on the sublayer's output, before its adapter site and the residual add:
+    /// x + Adapter(PostNorm(Sublayer(Norm(x)))) (Gemma 2/3's <c>post_attention_layernorm</c> and
+    /// <c>post_feedforward_layernorm</c>). It is of the block's norm kind.</summary>
+    public string? PostNorm { get; set; }
 
     /// <summary>Binding: dropout on what the sublayer adds to the residual stream (its output after the adapter site),
     /// in training (GPT-2's <c>resid_pdrop</c>, T5's <c>dropout_rate</c>, GPT-NeoX's <c>hidden_dropout</c>); "0" (the

@@ -22,6 +22,9 @@ public enum ProjectionRole
     Up,
     /// <summary>The MLP output projection (NeMo: <c>mlp_fc2</c>).</summary>
     Down,
+    /// <summary>Fused gate and up projections, as Phi-3's <c>gate_up_proj</c>: out = 2 × inner, ordered [gate | up];
+    /// the MLP computes act(gate) × up (NeMo: <c>mlp_fc1</c>).</summary>
+    GateUp,
 }
 
 /// <summary>How a fused query/key/value projection orders its output.</summary>
@@ -50,4 +53,20 @@ public enum NormKind
     LayerNorm,
     /// <summary>RMSNorm: no mean, no bias, statistics in fp32 (Llama, T5).</summary>
     RmsNorm,
+    /// <summary>Gemma's RMSNorm: x / rms(x) × (1 + weight), all in fp32 (Gemma 2 and 3); the stored weight is zeros for a
+    /// scale of one.</summary>
+    GemmaRmsNorm,
+}
+
+/// <summary>Whether and where the token embeddings are multiplied by √hidden (Gemma). The two places differ for
+/// prompt learning, whose virtual tokens join between them.</summary>
+public enum EmbeddingScale
+{
+    /// <summary>No scaling.</summary>
+    None,
+    /// <summary>The embedding module scales its own output (Gemma 3's scaled word embedding): virtual tokens enter
+    /// unscaled, and prompt initialisation from vocabulary rows starts from scaled rows, as peft does.</summary>
+    Tokens,
+    /// <summary>The stack scales everything that enters it (Gemma 2's model forward): virtual tokens are scaled too.</summary>
+    Inputs,
 }

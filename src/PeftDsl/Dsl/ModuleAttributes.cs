@@ -119,6 +119,22 @@ public sealed class SelfAttentionAttribute(Type config) : Attribute
     public string? KeyNorm { get; set; }
     /// <summary>Binding: the epsilon of <see cref="QueryNorm"/> and <see cref="KeyNorm"/>; "1e-6" by default.</summary>
     public string? HeadNormEps { get; set; }
+    /// <summary>The kind of <see cref="QueryNorm"/> and <see cref="KeyNorm"/>: RmsNorm (Qwen3, the default) or GemmaRmsNorm
+    /// (Gemma 3).</summary>
+    public NormKind HeadNormKind { get; set; } = NormKind.RmsNorm;
+
+    /// <summary>Binding: attention logit soft-capping before the mask and softmax, scores = cap × tanh(scores / cap)
+    /// (Gemma 2's <c>attn_logit_softcapping</c>); "0" (the default) for none. SDPA cannot cap, so a capped layer runs
+    /// its own attention kernel. Bind a non-nullable member that gives 0 for null.</summary>
+    public string Softcap { get; set; } = "0";
+    /// <summary>Binding: scale scores by QueryScalar^-0.5 instead of head_dim^-0.5 (Gemma's
+    /// <c>query_pre_attn_scalar</c>).</summary>
+    public string? QueryScalar { get; set; }
+    /// <summary>Binding, a <c>string[]</c> member: each layer's attention type, as transformers' <c>layer_types</c>
+    /// ("full_attention" or "sliding_attention"; give the family's default rule in the config record). Only
+    /// "sliding_attention" layers apply <see cref="SlidingWindow"/>, which must be declared, and use the stack's
+    /// local rotary tables when it has them (<c>[RotaryEmbedding(LocalTheta)]</c>).</summary>
+    public string? LayerTypes { get; set; }
 }
 
 /// <summary>Decoder cross-attention: queries from the decoder, keys and values from the encoder output

@@ -40,11 +40,23 @@ public static class Attention
     /// <param name="v">(B, hkv, Tk, hd)</param>
     /// <param name="bias">(1 or B, h, Tq, Tk) added to the scores, or null.</param>
     /// <param name="dropout">Dropout on the attention probabilities (the caller passes 0 outside training).</param>
+    /// <param name="scale">The score scaling when it is not 1/√hd (Gemma's <c>query_pre_attn_scalar</c>^-0.5); 0 for the
+    /// usual one. SDPA cannot take it, so the queries are pre-multiplied.</param>
+    /// <param name="softcap">Attention logit soft-capping (Gemma 2); 0 for none. SDPA cannot cap, so a capped layer
+    /// runs <see cref="SoftCapped"/>.</param>
     /// <returns>(B, h, Tq, hd)</returns>
-    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null, double dropout = 0.0)
+    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, AttentionMask mask, bool scaled = true, Tensor? bias = null, double dropout = 0.0,
+        double scale = 0, double softcap = 0)
     {
         using var scope = NewDisposeScope();
-        if (!scaled) q = q * Math.Sqrt(q.shape[^1]);
+        var hd = q.shape[^1];
+        if (softcap > 0)
+        {
+            if (bias is not null) throw new ArgumentException("soft-capped attention takes no position bias", nameof(bias));
+            return SoftCapped(q, k, v, mask, scale > 0 ? scale : scaled ? 1.0 / Math.Sqrt(hd) : 1.0, softcap, dropout).MoveToOuterDisposeScope();
+        }
+        if (scale > 0) q = q * (scale * Math.Sqrt(hd));
+        else if (!scaled) q = q * Math.Sqrt(hd);
         var repeats = q.shape[1] / k.shape[1];
         if (repeats > 1 && bias is null && q.shape[2] == 1 && (!mask.IsCausal || k.shape[2] == 1))
             return GroupedDecodeStep(q, k, v, mask.Mask, repeats, dropout).MoveToOuterDisposeScope();
@@ -66,6 +78,33 @@ public static class Attention
             y = nn.functional.scaled_dot_product_attention(q, k, v, scores.to(q.dtype), dropout, false);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Attention with soft-capped logits, as transformers' eager Gemma 2 attention computes it: scores = q·kᵀ × scale,
+    /// then cap × tanh(scores / cap), then the mask, then softmax in fp32 cast back to the queries' dtype.
+    /// </summary>
+    /// <param name="q">(B, h, Tq, hd)</param>
+    /// <param name="k">(B, hkv, Tk, hd)</param>
+    /// <param name="v">(B, hkv, Tk, hd)</param>
+    /// <returns>(B, h, Tq, hd)</returns>
+    public static Tensor SoftCapped(Tensor q, Tensor k, Tensor v, AttentionMask mask, double scale, double softcap, double dropout = 0.0)
+    {
+        using var scope = NewDisposeScope();
+        var repeats = q.shape[1] / k.shape[1];
+        if (repeats > 1)
+        {
+            k = k.repeat_interleave(repeats, dim: 1);                           // (B, h, Tk, hd)
+            v = v.repeat_interleave(repeats, dim: 1);
+        }
+        long tq = q.shape[2], tk = k.shape[2];
+        var scores = q.matmul(k.transpose(2, 3)) * scale;                       // (B, h, Tq, Tk)
+        scores = (scores / softcap).tanh() * softcap;
+        var allowed = mask.Mask ?? (mask.IsCausal ? ones(tq, tk, dtype: ScalarType.Bool, device: q.device).tril(tk - tq) : null);
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), MinValue(scores.dtype));
+        var probabilities = scores.softmax(-1, ScalarType.Float32).to(q.dtype);
+        if (dropout > 0) probabilities = nn.functional.dropout(probabilities, dropout, training: true);
+        return probabilities.matmul(v).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -26,12 +26,25 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
     /// <summary>Width of each row: the hidden size C.</summary>
     public long Dim { get; }
 
-    /// <summary>(…) ids → (…, dim).</summary>
+    /// <summary>Multiply every looked-up row by √dim in the table's dtype (Gemma 3's scaled word embedding); the
+    /// saved table stays unscaled.</summary>
+    public bool Scaled { get; init; }
+
+    /// <summary>(…) ids → (…, dim), scaled when <see cref="Scaled"/>.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var shape = ids.shape.Append(Dim).ToArray();
-        return weight.index_select(0, ids.reshape(-1)).view(shape).MoveToOuterDisposeScope();
+        var rows = weight.index_select(0, ids.reshape(-1)).view(shape);
+        return (Scaled ? BySqrtDim(rows) : rows).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>(…, C) × √C, with the multiplier rounded to <paramref name="x"/>'s dtype first as transformers' Gemma does
+    /// (in bf16, √3072 = 55.43 becomes 55.5).</summary>
+    public static Tensor BySqrtDim(Tensor x)
+    {
+        using var multiplier = tensor(Math.Sqrt(x.shape[^1]), dtype: x.dtype, device: x.device);
+        return x * multiplier;
     }
 
     /// <summary>Learned position embeddings for <paramref name="positions"/>, none of which reaches
@@ -52,15 +65,18 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     private readonly double scale;
 
     /// <summary>An untied head with its own [vocab, dim] weight.</summary>
-    public LmHead(long dim, long vocab, bool scaled = false) : base(nameof(LmHead))
+    /// <param name="softcap">Final logit soft-capping (<see cref="Softcap"/>); 0 for none.</param>
+    public LmHead(long dim, long vocab, bool scaled = false, double softcap = 0) : base(nameof(LmHead))
     {
+        Softcap = softcap;
         weight = OwnedParameter.Of(empty(vocab, dim));
         register_parameter("weight", weight);
         scale = scaled ? Math.Pow(dim, -0.5) : 1.0;
     }
 
-    private LmHead(Embedding embedding, bool scaled) : base(nameof(LmHead))
+    private LmHead(Embedding embedding, bool scaled, double softcap) : base(nameof(LmHead))
     {
+        Softcap = softcap;
         tiedTo = embedding;
         scale = scaled ? Math.Pow(embedding.Dim, -0.5) : 1.0;
     }
@@ -71,7 +87,7 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>A head that reuses <paramref name="embedding"/>'s weight; it owns no parameter.</summary>
-    public static LmHead Tied(Embedding embedding, bool scaled = false) => new(embedding, scaled);
+    public static LmHead Tied(Embedding embedding, bool scaled = false, double softcap = 0) => new(embedding, scaled, softcap);
 
     /// <summary>The untied head's [vocab, dim] weight (<c>lm_head.weight</c>); null when tied, since the embedding's is used.</summary>
     public readonly Parameter? weight;
@@ -82,12 +98,26 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// <summary>Number of output classes (vocabulary entries).</summary>
     public long VocabSize => tiedTo?.Count ?? weight!.shape[0];
 
-    /// <summary>(…, dim) hidden states → (…, vocab) logits, scaled by dim^-0.5 first when the head was built scaled.</summary>
+    /// <summary>Final logit soft-capping (Gemma 2's <c>final_logit_softcapping</c>): logits become cap × tanh(logits / cap);
+    /// 0 for none.</summary>
+    public double Softcap
+    {
+        get => softcap;
+        private init => softcap = value >= 0 && double.IsFinite(value) ? value
+            : throw new ConfigException($"final logit soft-capping must be a finite number ≥ 0 (0: none), not {value}");
+    }
+
+    private readonly double softcap;
+
+    /// <summary>(…, dim) hidden states → (…, vocab) logits, scaled by dim^-0.5 first when the head was built scaled,
+    /// and soft-capped when <see cref="Softcap"/> is set.</summary>
     public override Tensor forward(Tensor x)
     {
         var w = tiedTo?.weight ?? weight!;
-        if (scale == 1.0) return nn.functional.linear(x, w);
-        using var scaled = x * scale;
-        return nn.functional.linear(scaled, w);
+        if (scale == 1.0 && softcap == 0) return nn.functional.linear(x, w);
+        using var scope = NewDisposeScope();
+        var logits = nn.functional.linear(scale == 1.0 ? x : x * scale, w);
+        if (softcap > 0) logits = (logits / softcap).tanh_() * softcap;
+        return logits.MoveToOuterDisposeScope();
     }
 }

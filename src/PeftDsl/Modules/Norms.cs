@@ -64,3 +64,35 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
+
+/// <summary>
+/// Gemma's RMSNorm: x / rms(x) × (1 + weight). Unlike <see cref="RmsNorm"/>, the whole computation, the weight's
+/// product included, is in fp32 and only the result is cast back (transformers' Gemma2RMSNorm/Gemma3RMSNorm), which
+/// differs in bf16. The stored weight is the offset from one, so a fresh norm is zeros.
+/// </summary>
+public sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
+{
+    /// <summary>A Gemma RMSNorm over the last dimension of size <paramref name="dim"/>, weight zeros (a scale of one).</summary>
+    /// <param name="eps">Added to the mean square (<c>rms_norm_eps</c>).</param>
+    public GemmaRmsNorm(long dim, double eps) : base(nameof(GemmaRmsNorm))
+    {
+        Eps = eps;
+        weight = OwnedParameter.Of(zeros(dim));
+        register_parameter("weight", weight);
+    }
+
+    /// <summary>The [dim] scale minus one.</summary>
+    public readonly Parameter weight;
+
+    /// <summary>Added to the mean square before the reciprocal square root.</summary>
+    public double Eps { get; }
+
+    /// <summary>(…, dim) → (…, dim) in <paramref name="x"/>'s dtype; computed in fp32.</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var x32 = x.to(ScalarType.Float32);
+        var normed = x32 * (x32.pow(2).mean([-1], keepdim: true) + Eps).rsqrt();
+        return (normed * (weight.to(ScalarType.Float32) + 1.0)).to(x.dtype).MoveToOuterDisposeScope();
+    }
+}

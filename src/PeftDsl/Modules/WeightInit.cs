@@ -49,6 +49,9 @@ public static class WeightInitializer
                 case RmsNorm norm:
                     nn.init.ones_(norm.weight);
                     break;
+                case GemmaRmsNorm norm:
+                    nn.init.zeros_(norm.weight);
+                    break;
             }
         }
     }

@@ -60,7 +60,7 @@ public static class SiteNames
         ProjectionRole.Qkv or ProjectionRole.Query or ProjectionRole.Key or ProjectionRole.Value
             or ProjectionRole.KeyValue => AttentionQkv,
         ProjectionRole.Output => AttentionDense,
-        ProjectionRole.Gate or ProjectionRole.Up => MlpFc1,
+        ProjectionRole.Gate or ProjectionRole.Up or ProjectionRole.GateUp => MlpFc1,
         ProjectionRole.Down => MlpFc2,
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
     };

@@ -71,6 +71,38 @@ public static class DslChecks
         return value;
     }
 
+    /// <summary>Returns a soft-capping value: finite and not negative, 0 for none.</summary>
+    /// <exception cref="ConfigException">The value is negative or not finite.</exception>
+    public static double Softcap(double value, string key, string module)
+    {
+        if (!(value >= 0) || double.IsInfinity(value))
+            throw new ConfigException($"{module}: {key} = {value} must be a finite number ≥ 0 (0 or null: no soft-capping)");
+        return value;
+    }
+
+    /// <summary>The attention scaling 1/√<paramref name="value"/> (Gemma's <c>query_pre_attn_scalar</c>).</summary>
+    /// <exception cref="ConfigException">The value is not a positive finite number.</exception>
+    public static double InverseSqrt(double value, string key, string module)
+    {
+        if (!(value > 0) || double.IsInfinity(value))
+            throw new ConfigException($"{module}: {key} = {value} must be a positive number");
+        return 1.0 / Math.Sqrt(value);
+    }
+
+    /// <summary>Whether layer <paramref name="layer"/> is a sliding-window layer, from transformers' <c>layer_types</c>.</summary>
+    /// <exception cref="ConfigException">The list is too short, or names an attention type other than full or sliding.</exception>
+    public static bool SlidingLayer(string[] types, int layer, string key, string module)
+    {
+        if (layer >= types.Length)
+            throw new ConfigException($"{module}: {key} has {types.Length} entries, but layer {layer} needs one (one per layer)");
+        return types[layer] switch
+        {
+            "sliding_attention" => true,
+            "full_attention" => false,
+            var other => throw new ConfigException($"{module}: {key}[{layer}] is \"{other}\"; computed are \"full_attention\" and \"sliding_attention\""),
+        };
+    }
+
     /// <summary>Returns the key/value head count for grouped-query attention: positive, and dividing <paramref name="heads"/>.</summary>
     /// <exception cref="ConfigException">The count is not positive or the query heads are not a multiple of it.</exception>
     public static long KvHeads(long heads, string headsKey, long kvHeads, string kvKey, string module)

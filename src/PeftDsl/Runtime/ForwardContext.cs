@@ -50,13 +50,17 @@ public sealed class ForwardContext : IDisposable
     /// declares rotary embeddings.</summary>
     public (Tensor Cos, Tensor SignedSin)? Rotary { get; }
 
+    /// <summary>The sliding-window layers' own tables (Gemma 3's <c>rope_local_base_freq</c>), when the stack declares them.</summary>
+    public (Tensor Cos, Tensor SignedSin)? LocalRotary { get; private init; }
+
     private long rotaryHeadDim;
 
     /// <summary>The rotary tables for an attention whose heads are <paramref name="headDim"/> wide: the stack's
     /// [RotaryEmbedding] must be for that head size (when both are bound to config values, only the run can tell).</summary>
-    public (Tensor Cos, Tensor SignedSin) RotaryTables(long headDim, string module)
+    /// <param name="local">A sliding-window layer: it takes the stack's local tables when there are any.</param>
+    public (Tensor Cos, Tensor SignedSin) RotaryTables(long headDim, string module, bool local = false)
     {
-        if (Rotary is not { } tables)
+        if ((local && LocalRotary is not null ? LocalRotary : Rotary) is not { } tables)
             throw new InvalidOperationException("rotary tables missing: the stack declares no [RotaryEmbedding]");
         if (rotaryHeadDim != headDim)
             throw new ConfigException($"{module}: the stack's rotary embedding is for heads of {rotaryHeadDim}, but this attention's heads are " +
@@ -128,7 +132,8 @@ public sealed class ForwardContext : IDisposable
     }
 
     /// <param name="hidden">(B, T, C) embeddings; fixes batch, length, device and dtype.</param>
-    public static ForwardContext Create(Tensor hidden, StackInputs inputs, RotaryEmbedding? rotary)
+    /// <param name="localRotary">The sliding-window layers' own rotary embedding, or null when they share <paramref name="rotary"/>.</param>
+    public static ForwardContext Create(Tensor hidden, StackInputs inputs, RotaryEmbedding? rotary, RotaryEmbedding? localRotary = null)
     {
         long batch = hidden.shape[0], length = hidden.shape[1];
         var past = inputs.Cache?.PastLength ?? 0;
@@ -162,18 +167,22 @@ public sealed class ForwardContext : IDisposable
         if (inputs.Routing?.RowSlots is { } slots && slots.shape[0] != batch)
             throw new PeftDslException($"adapter names are given for {slots.shape[0]} rows, but the batch has {batch}");
         var tables = rotary?.Tables(positions, hidden.dtype);
+        var localTables = localRotary?.Tables(positions, hidden.dtype);
         Tensor? encoderKeyMask = inputs.EncoderMask?.to(ScalarType.Bool, device).view(batch, 1, 1, -1);
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
             tables is { } t ? (t.Cos.unsqueeze(1), t.SignedSin.unsqueeze(1)) : null,
-            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) { rotaryHeadDim = rotary?.HeadDim ?? 0, BaseDropout = inputs.BaseDropout };
+            inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) {
+                rotaryHeadDim = rotary?.HeadDim ?? 0, BaseDropout = inputs.BaseDropout,
+                LocalRotary = localTables is { } l ? (l.Cos.unsqueeze(1), l.SignedSin.unsqueeze(1)) : null,
+            };
         positions.MoveToOuterDisposeScope();
         keyMask?.MoveToOuterDisposeScope();
         causalMask?.MoveToOuterDisposeScope();
         encoderKeyMask?.MoveToOuterDisposeScope();
-        if (context.Rotary is { } r)
+        foreach (var r in new[] { context.Rotary, context.LocalRotary })
         {
-            r.Cos.MoveToOuterDisposeScope();
-            r.SignedSin.MoveToOuterDisposeScope();
+            r?.Cos.MoveToOuterDisposeScope();
+            r?.SignedSin.MoveToOuterDisposeScope();
         }
         return context;
     }

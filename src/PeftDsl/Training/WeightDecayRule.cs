@@ -27,6 +27,6 @@ public static partial class WeightDecayRule
     /// <summary>The handles of every parameter of a norm module (LayerNorm, RMSNorm) in <paramref name="model"/>.</summary>
     public static IReadOnlySet<IntPtr> NormParameters(nn.Module model) =>
         Checkpoints.CheckpointLayout.ModulesWithRoot(model)
-            .Where(m => m.Module is Modules.LayerNorm or Modules.RmsNorm or TorchSharp.Modules.LayerNorm)
+            .Where(m => m.Module is Modules.LayerNorm or Modules.RmsNorm or Modules.GemmaRmsNorm or TorchSharp.Modules.LayerNorm)
             .SelectMany(m => m.Module.parameters(recurse: false)).Select(p => p.Handle).ToHashSet();
 }

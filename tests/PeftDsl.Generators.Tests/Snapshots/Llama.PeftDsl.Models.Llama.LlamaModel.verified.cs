@@ -29,7 +29,7 @@ partial class LlamaModel : global::TorchSharp.torch.nn.Module<global::TorchSharp
     {
         var (vocab, dim) = EmbeddingShape(config);
         this.embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim);
-        this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel", scaling: (config.RopeFactor, config.RopeLowFreqFactor, config.RopeHighFreqFactor, config.RopeOriginalMaxPositions));
+        this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "HeadDim", "LlamaModel"), config.RopeTheta, config.RopeType, "LlamaModel", scaling: new global::PeftDsl.Modules.RopeScaling { Factor = config.RopeFactor, LowFreqFactor = config.RopeLowFreqFactor, HighFreqFactor = config.RopeHighFreqFactor, OriginalMaxPositions = config.RopeOriginalMaxPositions, MaxPositions = config.MaxPositions });
         this.contextLength = global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "max_position_embeddings", "LlamaModel");
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "LlamaModel");
         var blocks = new global::PeftDsl.Models.Llama.LlamaDecoderLayer[count];

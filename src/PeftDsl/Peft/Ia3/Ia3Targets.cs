@@ -26,6 +26,8 @@ public static class Ia3Targets
         ["mistral"] = (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
         ["qwen2"] = (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
         ["qwen3"] = (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
+        ["gemma2"] = (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
+        ["gemma3_text"] = (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
         ["gpt_neox"] = (["query_key_value", "dense_4h_to_h"], ["dense_4h_to_h"]),
         ["t5"] = (["k", "v", "wo"], ["wo"]),
         // peft's feed-forward list for mt5 is empty: wi_1 is scaled on its output, unlike t5's wo on its input.

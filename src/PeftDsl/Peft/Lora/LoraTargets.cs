@@ -21,6 +21,8 @@ public static class LoraTargets
         ["mistral"] = ["q_proj", "v_proj"],
         ["qwen2"] = ["q_proj", "v_proj"],
         ["qwen3"] = ["q_proj", "v_proj"],
+        ["gemma2"] = ["q_proj", "v_proj"],
+        ["gemma3_text"] = ["q_proj", "v_proj"],
         ["gpt_neox"] = ["query_key_value"],
         ["t5"] = ["q", "v"],
         ["mt5"] = ["q", "v"],

@@ -116,10 +116,11 @@ public sealed partial class PromptTable
                     throw new PeftDslException($"{source}: an init text token id is outside the vocabulary of {embedding.Count}");
                 // peft: repeat the ids to cover the virtual tokens, then cut to length.
                 var ids = Enumerable.Range(0, n).Select(i => initTextIds[i % initTextIds.Count]).ToArray();
-                return embedding.weight.index_select(0, tensor(ids, dtype: ScalarType.Int64, device: embedding.weight.device)).to(Dtype).clone();
+                // Through the module, as peft calls word_embeddings(ids): a scaled embedding (Gemma 3) gives scaled rows.
+                return embedding.forward(tensor(ids, dtype: ScalarType.Int64, device: embedding.weight.device)).to(Dtype).clone();
             case PromptInit.SampleVocab:
                 var sampled = randint(0, embedding.Count, [n], dtype: ScalarType.Int64, device: embedding.weight.device);
-                return embedding.weight.index_select(0, sampled).to(Dtype).clone();
+                return embedding.forward(sampled).to(Dtype).clone();
             default:
                 return config.Method == PromptMethod.PrefixTuning
                     ? randn(n, config.RowWidth, dtype: Dtype, device: Device)
