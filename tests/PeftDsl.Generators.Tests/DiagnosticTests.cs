@@ -257,6 +257,11 @@ public sealed class DiagnosticTests
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
         public partial class LiteralCap;
         """)]
+    [InlineData("PEFT029", """
+        [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦QueryScalar = "144")]
+        [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
+        public partial class LiteralQueryScalar;
+        """)]
     [InlineData("PEFT007", """
         [SelfAttention(typeof(C), Dim = "Hidden", Heads = "Heads", ⟦Softcap = "-1")]
         [Projection("qkv", ProjectionRole.Qkv)] [Projection("out", ProjectionRole.Output)]
@@ -341,6 +346,28 @@ public sealed class DiagnosticTests
         [TransformerBlock(typeof(C), Dim = "Hidden")]
         [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
         public partial class GoodBlock2;
+        """)]
+    [InlineData("PEFT003", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", ⟦RopeType = "linear")]
+        [Blocks("h", typeof(GoodBlock3), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class LinearWithoutFactor;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock3;
+        """)]
+    [InlineData("PEFT013", """
+        [TransformerStack(typeof(C), Dim = "Hidden")]
+        [TokenEmbedding("wte", Vocab = "100")]
+        [RotaryEmbedding(HeadDim = "8", ⟦LocalTheta = "Eps")]
+        [Blocks("h", typeof(GoodBlock4), Count = "2")]
+        [FinalNorm("ln_f", NormKind.RmsNorm)]
+        public partial class LocalTablesNobodyReads;
+        [TransformerBlock(typeof(C), Dim = "Hidden")]
+        [Sublayer("mlp", typeof(GoodMlp), Norm = "ln")]
+        public partial class GoodBlock4;
         """)]
     [InlineData("PEFT002", """
         [FeedForward(typeof(C), ⟦Dim = "Hiden", Inner = "64", Activation = "relu")]

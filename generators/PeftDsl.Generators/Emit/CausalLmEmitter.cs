@@ -50,6 +50,9 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <inheritdoc/>");
             w.Line($"public override long? ContextLength => this.{body}.ContextLength;");
             w.Line();
+            w.Line("/// <inheritdoc/>");
+            w.Line($"public override long? LongRopeFrom => this.{body}.LongRopeFrom;");
+            w.Line();
 
             RootEmitter.FromPretrained(w, spec, c.ModelType, c.AlsoReads);
             RootEmitter.CheckpointKeys(w, spec, c.Head, $"{c.BodyType.FullName}.EmbeddingShape(config)",

@@ -47,6 +47,9 @@ namespace PeftDsl.Generators.Emit
             w.Line("/// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>");
             w.Line(s.Rotary?.MaxPositions is not null ? "public long? ContextLength => this.contextLength;" : "public long? ContextLength => this.PositionLimit;");
             w.Line();
+            w.Line("/// <summary>longrope's original context, past which a pass takes the long factors; null for other position schemes.</summary>");
+            w.Line(s.Rotary is not null ? "public long? LongRopeFrom => this.rotary.LongFactorsFrom;" : "public long? LongRopeFrom => null;");
+            w.Line();
             if (s.VirtualPrompts)
             {
                 w.Line($"/// <summary>Where prompt learning prepends virtual tokens to the {s.TokenEmbedding.Name} output (registered as virtual_prompt).</summary>");

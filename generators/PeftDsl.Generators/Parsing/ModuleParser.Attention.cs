@@ -54,6 +54,9 @@ namespace PeftDsl.Generators.Parsing
                 diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "Softcap"), type.Name,
                     "Softcap cannot be combined with RelativeBias (no known architecture caps biased scores)");
             var queryScalar = cross ? null : bindings.Optional(a, "QueryScalar", BindingKind.Real);
+            if (queryScalar?.Literal is not null)
+                diagnostics.Add(DiagnosticDescriptors.LiteralComputation, Bindings.Where(a, "QueryScalar"), "QueryScalar", queryScalar.Display,
+                    "the attention scaling", "query_pre_attn_scalar");
             if (queryScalar is not null && !Bindings.NamedValue(a, "Scaled", true))
                 diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(a, "QueryScalar"), type.Name,
                     "QueryScalar sets the score scaling, which Scaled = false turns off; declare one of them");

@@ -74,6 +74,12 @@ namespace PeftDsl.Generators.Parsing
                 else if (ropeType?.Display == "llama3" && given.Count < llama3Names.Length)
                     diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, given[0]), type.Name,
                         "all four llama3 scaling bindings (" + string.Join(", ", llama3Names.Except(given)) + " missing)");
+                if (ropeType?.Display == "linear" && Bindings.Named(rotaryAttribute, "ScalingFactor") is null)
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, "RopeType"), type.Name,
+                        "a ScalingFactor binding for RopeType \"linear\"");
+                if (ropeType?.Display is "longrope" or "su" && Bindings.Named(rotaryAttribute, "ShortFactor") is null && Bindings.Named(rotaryAttribute, "LongFactor") is null)
+                    diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, "RopeType"), type.Name,
+                        "ShortFactor, LongFactor and OriginalMaxPositions bindings for RopeType \"longrope\"");
                 if ((Bindings.Named(rotaryAttribute, "ShortFactor") is null) != (Bindings.Named(rotaryAttribute, "LongFactor") is null))
                     diagnostics.Add(DiagnosticDescriptors.MissingComponent, Bindings.Where(rotaryAttribute, Bindings.Named(rotaryAttribute, "ShortFactor") is null ? "LongFactor" : "ShortFactor"),
                         type.Name, "ShortFactor and LongFactor together (longrope)");
@@ -102,6 +108,8 @@ namespace PeftDsl.Generators.Parsing
                 count = bindings.Required(blocks, "Count", BindingKind.Size, type.Name);
                 if (blockType is not null && rotaryAttribute is null) CheckNoRotaryAttention(TypeArgument(blocks, 1)!, blocks);
                 if (blockType is not null && rotaryAttribute is not null) CheckRotaryHeadSize(TypeArgument(blocks, 1)!, rotaryAttribute);
+                if (blockType is not null && rotaryAttribute is not null && Bindings.Named(rotaryAttribute, "LocalTheta") is not null)
+                    CheckLocalTablesUsed(TypeArgument(blocks, 1)!, rotaryAttribute);
             }
 
             var finalNorm = Single(AttributeNames.FinalNorm, required: true);
@@ -122,8 +130,6 @@ namespace PeftDsl.Generators.Parsing
                 blocksMember!, blockType!, count!, normMember!, normKind, eps!, embeddingDropout, finalDropout, embeddingScale);
         }
 
-        /// <summary>Literal sizes that cannot fit are compile-time errors: the rotary head size must be the head size of
-        /// every rotary attention whose head size is literal (HeadDim, or Dim / Heads).</summary>
         // Values of PeftDsl.Dsl.EmbeddingScale, in declaration order.
         private static readonly string[] EmbeddingScales = { "None", "Tokens", "Inputs" };
 
@@ -134,6 +140,21 @@ namespace PeftDsl.Generators.Parsing
             ("OriginalMaxPositions", "OriginalMaxPositions"), ("ShortFactor", "ShortFactor"), ("LongFactor", "LongFactor"),
             ("AttentionFactor", "AttentionFactor"),
         };
+
+        /// <summary>Literal sizes that cannot fit are compile-time errors: the rotary head size must be the head size of
+        /// every rotary attention whose head size is literal (HeadDim, or Dim / Heads).</summary>
+        /// <summary>LocalTheta builds tables only sliding-window layers read: without a rotary attention that declares
+        /// LayerTypes nothing would read them, and the θ the declaration names would silently not apply.</summary>
+        private void CheckLocalTablesUsed(INamedTypeSymbol block, AttributeData rotaryAttribute)
+        {
+            var used = AttributesOf(block, AttributeNames.Sublayer)
+                .Select(s => TypeArgument(s, 1))
+                .Select(m => m is null ? null : AttributesOf(m, AttributeNames.Kinds[ModuleKind.SelfAttention]).FirstOrDefault())
+                .Any(a => a is not null && Bindings.NamedValue(a, "Rotary", false) && Bindings.Named(a, "LayerTypes") is not null);
+            if (!used)
+                diagnostics.Add(DiagnosticDescriptors.ConflictingProjections, Bindings.Where(rotaryAttribute, "LocalTheta"), type.Name,
+                    "LocalTheta gives sliding-window layers their own tables, but no rotary attention of the blocks declares LayerTypes");
+        }
 
         private void CheckRotaryHeadSize(INamedTypeSymbol block, AttributeData rotaryAttribute)
         {

@@ -62,7 +62,7 @@ public abstract class DecodingSession : IDisposable
 internal sealed class CausalDecodingSession : DecodingSession
 {
     private readonly CausalLanguageModel model;
-    private readonly KvCache? cache;
+    private KvCache? cache;
     private Tensor ids;
     private Tensor mask;
     private bool started;
@@ -91,8 +91,16 @@ internal sealed class CausalDecodingSession : DecodingSession
         {
             var column = appended!.view(-1, 1);
             mask = Keep(cat([mask, ones_like(column)], 1), mask);
-            if (cache is null) ids = Keep(cat([ids, column], 1), ids);
+            ids = Keep(cat([ids, column], 1), ids);
             input = cache is null ? ids : column;
+            // longrope switches to its long factors once a pass reaches past the original context; transformers'
+            // Phi-3 generation then drops the cache (keys rotated with the short factors) and recomputes it all.
+            if (cache is not null && model.LongRopeFrom is { } switchAt && cache.PastLength == switchAt)
+            {
+                cache.Dispose();
+                cache = new KvCache();
+                input = ids;
+            }
         }
         // Only the last position's logits are sampled, so only it goes through the head.
         var logits = model.Logits(input, mask, cache, routing, lastPositionOnly: true);    // (B, 1, V)

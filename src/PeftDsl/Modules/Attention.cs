@@ -55,8 +55,9 @@ public static class Attention
             if (bias is not null) throw new ArgumentException("soft-capped attention takes no position bias", nameof(bias));
             return SoftCapped(q, k, v, mask, scale > 0 ? scale : scaled ? 1.0 / Math.Sqrt(hd) : 1.0, softcap, dropout).MoveToOuterDisposeScope();
         }
-        if (scale > 0) q = q * (scale * Math.Sqrt(hd));
-        else if (!scaled) q = q * Math.Sqrt(hd);
+        // A scale that is 1/√hd (Gemma's query_pre_attn_scalar equal to head_dim) is SDPA's own: no extra multiply.
+        if (scale > 0 && Math.Abs(scale * Math.Sqrt(hd) - 1) > 1e-12) q = q * (scale * Math.Sqrt(hd));
+        else if (scale <= 0 && !scaled) q = q * Math.Sqrt(hd);
         var repeats = q.shape[1] / k.shape[1];
         if (repeats > 1 && bias is null && q.shape[2] == 1 && (!mask.IsCausal || k.shape[2] == 1))
             return GroupedDecodeStep(q, k, v, mask.Mask, repeats, dropout).MoveToOuterDisposeScope();

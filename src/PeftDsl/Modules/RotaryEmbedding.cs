@@ -90,6 +90,9 @@ public sealed class RotaryEmbedding
         return (shortFactors, longFactors, (long)s.OriginalMaxPositions, attention);
     }
 
+    /// <summary>longrope's original context: a pass reaching past it uses the long factors; null for other rope types.</summary>
+    public long? LongFactorsFrom => longInvFreq is null ? null : longFrom;
+
     /// <summary>The full head size the tables were built for; attention layers check that theirs is the same.</summary>
     public long HeadDim { get; }
 

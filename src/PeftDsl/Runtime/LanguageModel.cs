@@ -34,6 +34,11 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
     /// names none (T5's relative positions). Generation refuses to go past it unless asked.</summary>
     public virtual long? ContextLength => PositionLimit;
 
+    /// <summary>longrope's original context (Phi-3.5, Phi-4-mini), past which a pass uses the long factors; null otherwise.
+    /// Cached decoding that reaches it recomputes the whole sequence once, as transformers' Phi-3 generation does, so
+    /// that the cached keys are not left rotated by the short factors.</summary>
+    public virtual long? LongRopeFrom => null;
+
     /// <summary>config.json's <c>model_type</c> this class reads.</summary>
     public abstract string ModelType { get; }
 

@@ -53,6 +53,9 @@ partial class Gpt2LMHeadModel : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? ContextLength => this.transformer.ContextLength;
 
+    /// <inheritdoc/>
+    public override long? LongRopeFrom => this.transformer.LongRopeFrom;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static Gpt2LMHeadModel FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

@@ -22,6 +22,9 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
     /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
     public long? ContextLength => this.PositionLimit;
 
+    /// <summary>longrope's original context, past which a pass takes the long factors; null for other position schemes.</summary>
+    public long? LongRopeFrom => null;
+
     /// <summary>Where prompt learning prepends virtual tokens to the wte output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 

@@ -53,6 +53,9 @@ partial class GptNeoXForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? ContextLength => this.gpt_neox.ContextLength;
 
+    /// <inheritdoc/>
+    public override long? LongRopeFrom => this.gpt_neox.LongRopeFrom;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static GptNeoXForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

@@ -21,6 +21,9 @@ partial class MistralModel : global::TorchSharp.torch.nn.Module<global::TorchSha
     /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
     public long? ContextLength => this.contextLength;
 
+    /// <summary>longrope's original context, past which a pass takes the long factors; null for other position schemes.</summary>
+    public long? LongRopeFrom => this.rotary.LongFactorsFrom;
+
     /// <summary>Where prompt learning prepends virtual tokens to the embed_tokens output (registered as virtual_prompt).</summary>
     public readonly global::PeftDsl.Peft.VirtualPromptSite VirtualPrompts = new();
 

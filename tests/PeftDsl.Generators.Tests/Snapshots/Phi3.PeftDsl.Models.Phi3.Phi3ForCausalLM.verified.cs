@@ -53,6 +53,9 @@ partial class Phi3ForCausalLM : global::PeftDsl.Runtime.CausalLanguageModel
     /// <inheritdoc/>
     public override long? ContextLength => this.model.ContextLength;
 
+    /// <inheritdoc/>
+    public override long? LongRopeFrom => this.model.LongRopeFrom;
+
     /// <summary>Loads a Hugging Face folder (config.json + model.safetensors or shards), strictly.</summary>
     public static Phi3ForCausalLM FromPretrained(string directory, global::PeftDsl.Runtime.ModelLoadOptions? options = null)
     {

@@ -22,6 +22,9 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
     /// <summary>Positions the checkpoint was trained for: the learned positions, or the rotary embedding's bound context; null when not declared.</summary>
     public long? ContextLength => this.PositionLimit;
 
+    /// <summary>longrope's original context, past which a pass takes the long factors; null for other position schemes.</summary>
+    public long? LongRopeFrom => null;
+
     /// <summary>The stack's modules, sized from <paramref name="config"/>.</summary>
     public T5DecoderStack(global::PeftDsl.Models.T5.T5Config config, global::PeftDsl.Modules.Embedding sharedEmbedding) : base(nameof(T5DecoderStack))
     {

@@ -115,6 +115,22 @@ public sealed class Phi3Tests
         Assert.True((model.Logits(shortIds) - Forward(p, shortIds, ShortFactors, 1.0)).abs().max().item<float>() > 1e-3);
     }
 
+    /// <summary>Cached greedy decoding that crosses the original context equals decoding without a cache (every pass
+    /// recomputed: short factors up to the original context, long ones past it). transformers' Phi-3 generation drops
+    /// the cache at the crossing for this; without that, the cached keys would stay rotated by the short factors.</summary>
+    [Fact]
+    public void CachedGenerationAcrossTheOriginalContextRecomputesWithLongFactors()
+    {
+        using var model = new Phi3ForCausalLM(Phi3Config.FromJson(ConfigJson.Parse(Config(LongRope), "config.json")));
+        Randomise(model);
+        Assert.Equal(4L, model.LongRopeFrom);
+        long[][] prompts = [[5, 17, 3]];
+        var options = new Generation.GenerationOptions { MaxNewTokens = 9, IgnoreMaxPositions = true };
+        var cached = Generation.TextGenerator.Generate(model, prompts, options);
+        var uncached = Generation.TextGenerator.Generate(model, prompts, options with { UseCache = false });
+        Assert.Equal(uncached[0], cached[0]);
+    }
+
     [Fact]
     public void BadRopeSettingsAreRefusedByName()
     {
