@@ -20,7 +20,7 @@ namespace PeftDsl.Cli.Commands;
 /// and without the KV cache, on a built-in random model shape or a checkpoint. Numbers are for the machine it runs on;
 /// docs/bench.md records measured ones.
 /// </summary>
-public static class BenchCommand
+public static partial class BenchCommand
 {
     /// <summary>Random-weight shapes; the names say what they imitate. The base model's dropout is 0, as in
     /// bench/gpu/hf_reference.py's configs, so both sides time the same step.</summary>
@@ -56,9 +56,10 @@ public static class BenchCommand
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA/DoRA targets, space- or comma-separated, as --targets of train: module names or dotted suffixes, NeMo site names, attention, mlp, all; or one re:REGEX (default all)", AllowMultipleArgumentsPerToken = true };
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
+        var packing = new Option<bool>("--packing") { Description = "Also time the training step on --batch examples of mixed lengths (1/8 to all of --length), one to a row and packed" };
         var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
         {
-            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, json,
+            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, packing, json,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -66,7 +67,7 @@ public static class BenchCommand
             parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse),
             PeftBench.From(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount),
                 parse.GetValue(mixed), parse.GetValue(virtualTokens)),
-            parse.GetValue(json)?.FullName)));
+            parse.GetValue(json)?.FullName, parse.GetValue(packing))));
         return command;
     }
 
@@ -107,17 +108,18 @@ public static class BenchCommand
     /// <summary>Runs the benchmark on a built-in <paramref name="shape"/>, or on the checkpoint in <paramref name="directory"/>
     /// when given: timed steps after a warm-up, one line per figure written to <paramref name="output"/>, and the figures as JSON
     /// to <paramref name="jsonPath"/> when given. Returns 0; bad sizes or options throw a bad-input error.</summary>
+    /// <param name="packing">Also time the step on examples of mixed lengths, padded and packed (<see cref="PackingStep"/>).</param>
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null)
+        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null, bool packing = false)
     {
         // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
         // peft train does; rank 0 reports.
         return JobRanks.Run(ranks => Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null,
-            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks));
+            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks, packing));
     }
 
     private static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks)
+        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks, bool packing)
     {
         placement ??= ModelLoadOptions.Default;
         peft ??= PeftBench.None;
@@ -137,6 +139,7 @@ public static class BenchCommand
             if (placement.Device is { } d) ((nn.Module)model).to(d);
         }
         var device = placement.Device ?? CPU;
+        if (packing) CheckPacking(model, peft);
         var vocab = model.VocabSize;
         // Sizes no run can use are refused before anything is allocated (an allocation failure would end in native frames).
         // Virtual tokens take positions: in front of every sequence (prompt tuning, P-tuning) or in the cache (prefix
@@ -174,12 +177,17 @@ public static class BenchCommand
         var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
         var allReduceMs = ranks.Size > 1 && allReduce.Count > 1 ? Median(allReduce.Skip(1).ToList()) * 1000 : (double?)null;
+        var packed = packing ? PackingStep(model, peft, batch, length, steps, device, onDevice) : null;
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
         output.WriteLine($"training step    {tokens / train,10:N0} tokens/s  {train * 1000,9:F1} ms/step (forward, backward, AdamW on " +
                          (peft.Method != "none" ? "the trainable flat buffer)" : "every parameter)"));
         if (allReduceMs is { } reduce)
             output.WriteLine($"all-reduce       {reduce,9:F2} ms/step of the training step, {ranks.Size} ranks ({(nccl is null ? "MPI" : "NCCL")}), the flat gradient buffer " +
                              $"({((nn.Module)model).parameters().Where(p => p.requires_grad).Sum(p => p.NumberOfElements) * 4 / 1e6:F1} MB)");
+        if (packed is { } p)
+            output.WriteLine($"mixed lengths    {p.RealTokens / p.PaddedSeconds,10:N0} real tokens/s one to a row ({p.PaddedRows} x {p.PaddedLength}), " +
+                             $"{p.RealTokens / p.PackedSeconds:N0} packed ({p.PackedRows} x {p.PackedLength}): {p.PaddedSeconds / p.PackedSeconds:F2}x " +
+                             $"({p.RealTokens} tokens in {batch} examples of {p.Shortest}–{p.Longest})");
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
         if (memory is not null)
@@ -207,6 +215,11 @@ public static class BenchCommand
                 ["peak_bytes"] = memory?.PeakBytes, ["generate_new_tokens_per_s"] = generation,
                 // Median time of the step's gradient all-reduce over ranks; null for one process.
                 ["ranks"] = ranks.Size, ["allreduce_ms"] = allReduceMs,
+                ["packing"] = packed is { } pk ? new Dictionary<string, object>
+                {
+                    ["real_tokens"] = pk.RealTokens, ["padded_step_ms"] = pk.PaddedSeconds * 1000, ["packed_step_ms"] = pk.PackedSeconds * 1000,
+                    ["padded_rows"] = pk.PaddedRows, ["packed_rows"] = pk.PackedRows,
+                } : null,
             }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         return 0;
     }

@@ -58,6 +58,7 @@ public static class TrainCommand
         var patience = new Option<int>("--patience") { Description = "Early stop after this many evaluations without improvement (0: off)", DefaultValueFactory = _ => 0 };
         var metric = new Option<string>("--metric") { Description = "What early stopping follows: loss or exact_match", DefaultValueFactory = _ => "loss" };
         var tfew = new Option<bool>("--tfew") { Description = "T-Few: on multiple-choice examples ({\"input\", \"choices\", \"label\"}) add the length-normalised and unlikelihood losses over the choices" };
+        var packing = new Option<bool>("--packing") { Description = "Pack several short examples into each row of a batch (decoder-only models): positions restart and attention stays within each example, so the loss is the same with less padding" };
         var fullLoss = new Option<bool>("--full-loss") { Description = "Take the loss on prompt tokens too (default: answer tokens only, NeMo's answer_only_loss)" };
         var task = new Option<string?>("--task") { Description = "prompt/ptuning/prefix: also add the trained task to --table under this name" };
         var table = new Option<DirectoryInfo?>("--table") { Description = "Multi-task prompt table folder that --task is added to (created if new; other tasks stay as they are)" };
@@ -67,7 +68,7 @@ public static class TrainCommand
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, baseDropout, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, packing, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
             adapterDim, adapterActivation, adapterNorm, adapterSites, adapterPlacement, adapterTie,
         };
         lora.AddTo(command);
@@ -170,6 +171,7 @@ public static class TrainCommand
                 },
                 AnswerOnlyLoss = !parse.GetValue(fullLoss),
                 TFewLosses = parse.GetValue(tfew),
+                Packing = parse.GetValue(packing),
             }.Validate();
             var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
                 parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite)) { Table = tableEntry };
@@ -254,6 +256,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             throw new PeftDslException($"--data {Data} and --eval {Eval} hold different kinds of records (conversations and prompt/answer records); " +
                                        "evaluate on records of the kind trained on");
         if (writes && Table is { } t) t.CheckFree();
+        if (Options.Packing && Method.PromptPart is not null)
+            throw new PeftDslException("--packing cannot be combined with prompt learning: the virtual tokens would be prepended to a packed row, not to each example");
         var format = data.Format(parse);
         if (format.Markers > 0 || format.VirtualTokenSplits is not null)
         {
@@ -266,6 +270,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
         var options = Options with { RunSettings = Settings(format, maxLength, parse.GetValue(data.ChatTemplateFile)) };
         if (Resume) Trainer.CheckResumeSettings(Path.Combine(Output, "checkpoint"), options);
         using var model = (LanguageModel)StockModels.LoadGenerative(Model, placement);
+        if (Options.Packing && model is Seq2SeqLanguageModel)
+            throw new PeftDslException($"--packing is for decoder-only models; {Model} is an encoder-decoder ({model.ModelType}), whose encoder and decoder rows pack differently");
         var tokenizer = data.LoadTokenizer(parse, Model, model);
         var chat = data.ChatTemplates(parse, Model, tokenizer);
         var train = data.Load(parse, Data, format, tokenizer, maxLength, chat, model.VocabSize);

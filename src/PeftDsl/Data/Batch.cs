@@ -9,7 +9,9 @@ namespace PeftDsl.Data;
 /// (transformers' convention: the loss shifts them). Seq2seq: the prompt feeds the encoder, the decoder reads the
 /// answer shifted right after the start token, and the labels are the answer. Labels are -100 where no loss is taken.
 /// </summary>
-public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels, Tensor? DecoderInputIds, long LossTokens) : IDisposable
+/// <param name="Packed">Causal rows holding several examples each (<see cref="CausalPacked"/>), or null.</param>
+public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels, Tensor? DecoderInputIds, long LossTokens,
+    PackedSequences? Packed = null) : IDisposable
 {
     /// <summary>The batch size B (rows of <c>InputIds</c>).</summary>
     public long Rows => InputIds.shape[0];
@@ -21,6 +23,7 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
         AttentionMask.Dispose();
         Labels.Dispose();
         DecoderInputIds?.Dispose();
+        Packed?.Dispose();
     }
 
     /// <param name="answerOnly">NeMo's answer_only_loss: prompt tokens take no loss; in a conversation, TRL's
@@ -51,6 +54,63 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
             }
         }
         return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens);
+    }
+
+    /// <summary>
+    /// The same examples as <see cref="Causal"/>, packed: first-fit in order of decreasing length into rows as long as
+    /// the longest example, so short examples share a row instead of each padding to that length. Each example keeps
+    /// its positions and sees only itself (<see cref="PackedSequences"/>), and its first token takes no loss, as it
+    /// takes none alone: the loss and its token count are those of the unpacked batch.
+    /// </summary>
+    public static Batch CausalPacked(IReadOnlyList<TokenizedExample> examples, bool answerOnly, Device device, long pad = 0)
+    {
+        var capacity = examples.Max(e => e.Length);
+        var rows = new List<List<TokenizedExample>>();
+        var used = new List<int>();
+        foreach (var e in examples.OrderByDescending(e => e.Length))
+        {
+            var row = used.FindIndex(u => u + e.Length <= capacity);
+            if (row < 0)
+            {
+                rows.Add([]);
+                used.Add(0);
+                row = rows.Count - 1;
+            }
+            rows[row].Add(e);
+            used[row] += e.Length;
+        }
+        var ids = new long[rows.Count, capacity];
+        var mask = new long[rows.Count, capacity];
+        var labels = new long[rows.Count, capacity];
+        var segments = new long[rows.Count, capacity];
+        var positions = new long[rows.Count, capacity];
+        long lossTokens = 0;
+        for (var r = 0; r < rows.Count; r++)
+        {
+            for (var col = 0; col < capacity; col++) (ids[r, col], labels[r, col]) = (pad, Losses.IgnoreIndex);
+            var offset = 0;
+            for (var k = 0; k < rows[r].Count; k++)
+            {
+                var e = rows[r][k];
+                for (var i = 0; i < e.Length; i++)
+                {
+                    var inPrompt = i < e.Prompt.Length;
+                    var id = inPrompt ? e.Prompt[i] : e.Answer[i - e.Prompt.Length];
+                    var target = e.Targets is { } t ? !answerOnly || t[i] : !(answerOnly && inPrompt);
+                    var col = offset + i;
+                    ids[r, col] = id;
+                    mask[r, col] = 1;
+                    segments[r, col] = k + 1;
+                    positions[r, col] = i;
+                    // Nothing of this example precedes its first token: it is no target, as in its own row.
+                    labels[r, col] = i > 0 && target && id >= 0 ? id : Losses.IgnoreIndex;
+                    if (labels[r, col] != Losses.IgnoreIndex) lossTokens++;
+                }
+                offset += e.Length;
+            }
+        }
+        return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens,
+            new PackedSequences(tensor(segments, device: device), tensor(positions, device: device)));
     }
 
     /// <summary>An encoder-decoder batch: <c>InputIds</c>/<c>AttentionMask</c> (B, S) hold the right-padded prompts,

@@ -40,14 +40,16 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
     /// <param name="labels">(B, T) int64 targets (usually the input ids) with -100 where no loss is taken.</param>
     /// <param name="adapterNames">One adapter name per row (<c>__base__</c> for none), as peft's
     /// <c>adapter_names</c>; null uses the active adapters for every row. Works in training too.</param>
+    /// <param name="packed">Several examples per row (<see cref="PackedSequences"/>); their labels must already take no
+    /// loss at each example's first token. Not with prompt learning.</param>
     public CausalLMOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? labels = null,
-        IReadOnlyList<string>? adapterNames = null)
+        IReadOnlyList<string>? adapterNames = null, PackedSequences? packed = null)
     {
         Require2D(inputIds, "input_ids");
         if (labels is not null && !labels.shape.SequenceEqual(inputIds.shape))
             throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
         using var scope = NewDisposeScope();
-        var logits = Logits(inputIds, attentionMask, null, Route(adapterNames, inputIds));
+        var logits = Logits(inputIds, attentionMask, null, Route(adapterNames, inputIds), packed: packed);
         // Virtual-prompt slots (negative ids) are not tokens to predict.
         if (labels is not null) labels = labels.masked_fill(inputIds.lt(0), Losses.IgnoreIndex);
         // Virtual tokens add positions at the front of the logits; they take no loss (peft's -100 labels).
@@ -64,18 +66,21 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
     /// <param name="attentionMask">(B, past + T) over real tokens only, or null.</param>
     /// <param name="routing">The call's adapter routing; null uses the active adapters.</param>
     /// <param name="lastPositionOnly">Project only the last position (decoding): the head is the largest matmul.</param>
+    /// <param name="packed">Several examples per row; not with a cache or virtual tokens.</param>
     /// <returns>(B, T, V), or (B, 1, V) with <paramref name="lastPositionOnly"/>.</returns>
     public Tensor Logits(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, AdapterRouting? routing = null,
-        bool lastPositionOnly = false)
+        bool lastPositionOnly = false, PackedSequences? packed = null)
     {
         using var scope = NewDisposeScope();
         routing ??= Route(null, inputIds);
         var first = cache is null || cache.PastLength == 0;
         // After the first pass, only virtual positions put in front concern later steps (slots are ordinary positions).
         var prompts = first || cache!.VirtualLength > 0 ? VirtualTokens(routing, inputIds, rows: first) : null;
+        if (prompts is not null && packed is not null)
+            throw new PeftDslException("packed rows cannot take virtual tokens: a prompt would be prepended to the row, not to each example; train prompt learning without --packing");
         if (prompts is null)
         {
-            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout));  // (B, T, C)
+            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout, Packed: packed));  // (B, T, C)
             return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
         }
         (cache, var temporary, var mask) = EnterVirtual(prompts, attentionMask, cache, inputIds);

@@ -156,7 +156,13 @@ public sealed class ForwardContext : IDisposable
         {
             positions = arange(past, total, dtype: ScalarType.Int64, device: device).unsqueeze(0);
         }
-        if (keyMask is not null || (past > 0 && length > 1))
+        if (inputs.Packed is { } packed)
+        {
+            packed.Check(batch, length, past);
+            positions = packed.Positions.to(device);
+            causalMask = packed.Mask(device);
+        }
+        else if (keyMask is not null || (past > 0 && length > 1))
         {
             // Query i sits at absolute position past + i and sees keys up to it. It always sees itself, so a fully
             // padded row never makes softmax NaN; padding is never a key for real tokens, so their outputs hold.

@@ -12,5 +12,8 @@ namespace PeftDsl.Runtime;
 /// <param name="Prompts">Virtual tokens the stack's virtual-prompt site writes before the token embeddings (the mask
 /// already covers them); null for none. The root fills it for the stack that takes the prompt.</param>
 /// <param name="BaseDropout">The root's <see cref="LanguageModel.BaseDropout"/>: null keeps the configured rates.</param>
+/// <param name="Packed">Several examples per row (<c>--packing</c>): positions restart per example and attention stays
+/// inside it; null for one example per row.</param>
 public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null,
-    KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null, double? BaseDropout = null);
+    KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null, double? BaseDropout = null,
+    PackedSequences? Packed = null);

@@ -40,6 +40,10 @@ public sealed class Trainer
                                        "batch, so the batch needs at least one example per rank");
         if (ranks.Size > 1 && options.TFewLosses)
             throw new PeftDslException("--tfew is not yet computed across ranks: run it as one process");
+        if (options.Packing && model is not CausalLanguageModel)
+            throw new PeftDslException($"--packing is for decoder-only models; {model.ModelType} is an encoder-decoder");
+        if (options.Packing && model.Prompts.Active is not null)
+            throw new PeftDslException("--packing cannot be combined with prompt learning: virtual tokens or a prefix would belong to a packed row, not to each example");
         this.model = model;
         this.tokenizer = tokenizer;
         this.train = train;
@@ -252,12 +256,13 @@ public sealed class Trainer
 
     private Batch MakeBatch(IReadOnlyList<TokenizedExample> examples, Device device) => model is Seq2SeqLanguageModel seq2seq
         ? Batch.Seq2Seq(examples, seq2seq.DecoderStartTokenId, device)
+        : options.Packing ? Batch.CausalPacked(examples, options.AnswerOnlyLoss, device)
         : Batch.Causal(examples, options.AnswerOnlyLoss, device, firstIsTarget: model.Prompts.PrependsTo(examples));
 
     /// <summary>The mean loss of a batch over its loss tokens.</summary>
     internal static Tensor Loss(LanguageModel model, Batch batch, IReadOnlyList<string>? adapterNames = null) => model switch
     {
-        CausalLanguageModel causal => causal.Forward(batch.InputIds, batch.AttentionMask, batch.Labels, adapterNames).Loss!,
+        CausalLanguageModel causal => causal.Forward(batch.InputIds, batch.AttentionMask, batch.Labels, adapterNames, batch.Packed).Loss!,
         Seq2SeqLanguageModel seq2seq => seq2seq.Forward(batch.InputIds, batch.AttentionMask, batch.DecoderInputIds!, batch.Labels, adapterNames).Loss!,
         _ => throw new InvalidOperationException(),
     };
@@ -279,7 +284,7 @@ public sealed class Trainer
 
     /// <summary>What a checkpoint that does not record a setting was trained with: the base model's dropout was not
     /// computed before <c>--base-dropout</c> existed.</summary>
-    private static readonly Dictionary<string, string> SettingsBeforeTheyWereRecorded = new() { ["--base-dropout"] = "0" };
+    private static readonly Dictionary<string, string> SettingsBeforeTheyWereRecorded = new() { ["--base-dropout"] = "0", ["--packing"] = "no" };
 
     /// <summary>Refuses a resume whose settings differ from the checkpoint's, before anything is built from them (a
     /// method's tensors, the data at another length).</summary>

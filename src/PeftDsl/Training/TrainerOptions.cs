@@ -60,6 +60,9 @@ public sealed record TrainerOptions
     /// <summary>Report a step event every n optimizer steps, and at the last (<c>--log-every</c>).</summary>
     public int LogEvery { get; init; } = 10;
 
+    /// <summary>Pack each micro-batch's causal examples several to a row (<c>--packing</c>): less padding, the same loss.</summary>
+    public bool Packing { get; init; }
+
     /// <summary>Evaluate every n steps (0: only at the end).</summary>
     public int EvalEvery { get; init; }
 
@@ -91,6 +94,7 @@ public sealed record TrainerOptions
             ["--base-dropout"] = BaseDropout is { } p ? N(p) : "config",
             ["--full-loss"] = AnswerOnlyLoss ? "no" : "yes",
             ["--metric"] = Metric == EvalMetric.Loss ? "loss" : "exact_match",
+            ["--packing"] = Packing ? "yes" : "no",
         };
         return settings;
     }
