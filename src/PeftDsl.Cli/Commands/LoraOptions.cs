@@ -29,16 +29,32 @@ public sealed class LoraOptions
     /// <summary><c>--rslora</c>: scale the update by alpha / √r instead of alpha / r.</summary>
     public Option<bool> RsLora { get; } = new("--rslora") { Description = "rsLoRA: scale by alpha / √r" };
 
+    /// <summary><c>--trainable-tokens</c>: token ids whose embedding rows (and a tied head's) train with the adapter
+    /// (peft's <c>trainable_token_indices</c>), for new special tokens such as a chat template's.</summary>
+    public Option<string[]> TrainableTokens { get; } = new("--trainable-tokens")
+    {
+        Description = "Token ids, space- or comma-separated, whose input-embedding rows (and a tied head's) train with the adapter (peft's trainable_token_indices), e.g. new special tokens of a chat template",
+        AllowMultipleArgumentsPerToken = true,
+    };
+
     /// <summary>Adds the LoRA options (<c>--r</c>, <c>--alpha</c>, <c>--lora-dropout</c>, <c>--targets</c>, <c>--dora</c>,
     /// <c>--rslora</c>) to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }) command.Options.Add(option);
+        foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens }) command.Options.Add(option);
     }
 
     /// <summary>The LoRA options given on the command line, to refuse them with another method.</summary>
     public IEnumerable<string> Given(ParseResult parse) =>
-        new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
+        new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
+
+    private static IReadOnlyList<long> TokenIds(string[] values)
+    {
+        var parts = values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        if (parts.Count == 0) throw new PeftDslException("--trainable-tokens: give at least one token id");
+        return parts.Select(p => long.TryParse(p, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id)
+            ? id : throw new PeftDslException($"--trainable-tokens: '{p}' is not a token id (a whole number ≥ 0)")).ToList();
+    }
 
     /// <summary>The LoRA configuration the options describe; a non-positive rank or alpha, a dropout outside [0, 1) or an
     /// empty <c>--targets</c> is a bad-input error.</summary>
@@ -61,6 +77,7 @@ public sealed class LoraOptions
             TargetPattern = pattern,
             UseDora = parse.GetValue(Dora),
             UseRsLora = parse.GetValue(RsLora),
-        }.Validate("--r/--alpha/--lora-dropout");
+            TrainableTokenIndices = parse.GetResult(TrainableTokens) is { Implicit: false } ? TokenIds(parse.GetValue(TrainableTokens) ?? []) : null,
+        }.Validate("--r/--alpha/--lora-dropout/--trainable-tokens");
     }
 }

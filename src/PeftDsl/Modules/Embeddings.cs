@@ -30,12 +30,42 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
     /// saved table stays unscaled.</summary>
     public bool Scaled { get; init; }
 
-    /// <summary>(…) ids → (…, dim), scaled when <see cref="Scaled"/>.</summary>
+    /// <summary>Children are registered explicitly (<c>weight</c>, <c>token_adapter</c>), not by field reflection.</summary>
+    protected override void RegisterComponents()
+    {
+    }
+
+    /// <summary>LoRA's trainable tokens (<c>trainable_token_indices</c>) on this table, registered as <c>token_adapter</c>;
+    /// null until an adapter asks for them.</summary>
+    public Peft.Lora.TrainableTokens? TokenAdapter { get; private set; }
+
+    /// <summary>The table's trainable-token module, created on first use.</summary>
+    internal Peft.Lora.TrainableTokens TokenAdapterFor(Func<IEnumerable<string>> applying)
+    {
+        if (TokenAdapter is null)
+        {
+            TokenAdapter = new Peft.Lora.TrainableTokens(Count, applying);
+            register_module("token_adapter", TokenAdapter);
+        }
+        return TokenAdapter;
+    }
+
+    /// <summary>Removes the trainable-token module once no adapter has rows in it.</summary>
+    internal void DropTokenAdapterIfEmpty()
+    {
+        if (TokenAdapter is not { Adapters.Count: 0 } empty) return;
+        _internal_submodules.Remove("token_adapter");
+        empty.Dispose();
+        TokenAdapter = null;
+    }
+
+    /// <summary>(…) ids → (…, dim), with any trainable tokens' rows in place, then scaled when <see cref="Scaled"/>.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var shape = ids.shape.Append(Dim).ToArray();
         var rows = weight.index_select(0, ids.reshape(-1)).view(shape);
+        if (TokenAdapter is { } tokens) rows = tokens.Replace(rows, ids);
         return (Scaled ? BySqrtDim(rows) : rows).MoveToOuterDisposeScope();
     }
 
@@ -114,9 +144,13 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var w = tiedTo?.weight ?? weight!;
-        if (scale == 1.0 && softcap == 0) return nn.functional.linear(x, w);
+        var tokens = tiedTo?.TokenAdapter;
+        if (scale == 1.0 && softcap == 0 && tokens is null) return nn.functional.linear(x, w);
         using var scope = NewDisposeScope();
-        var logits = nn.functional.linear(scale == 1.0 ? x : x * scale, w);
+        var input = scale == 1.0 ? x : x * scale;
+        var logits = nn.functional.linear(input, w);
+        // A head tied to the embedding shares its trainable tokens' rows, as peft ties them.
+        if (tokens is not null) logits = tokens.Logits(logits, input);
         if (softcap > 0) logits = (logits / softcap).tanh_() * softcap;
         return logits.MoveToOuterDisposeScope();
     }

@@ -154,6 +154,7 @@ public sealed class AdapterRegistry
         if (merged.Contains(name))
             throw new PeftDslException($"adapter '{name}' is merged into the weights: call Unmerge() before deleting it");
         foreach (var (_, linear) in Linears()) linear.Lora.Remove(name);
+        RemoveTokens(name);
         configs.Remove(name);
         order.Remove(name);
         // As peft's delete_adapter: when the last active adapter goes, the first remaining one becomes active.
@@ -173,6 +174,8 @@ public sealed class AdapterRegistry
         if (!Enabled) throw new PeftDslException("adapters are disabled: Enable() before merging");
         foreach (var (_, linear) in Linears())
             foreach (var n in names) linear.Lora.Merge(n);
+        if (TokenTable() is { TokenAdapter: { } tokens } table)
+            foreach (var n in names.Where(tokens.Adapters.Contains)) tokens.MergeInto(n, table.weight);
         merged.UnionWith(names);
     }
 
@@ -180,6 +183,8 @@ public sealed class AdapterRegistry
     public void Unmerge()
     {
         foreach (var (_, linear) in Linears()) linear.Lora.Unmerge();
+        if (TokenTable() is { TokenAdapter: { } tokens } table)
+            foreach (var n in order.Where(n => merged.Contains(n) && tokens.Adapters.Contains(n)).Reverse()) tokens.RestoreInto(n, table.weight);
         merged.Clear();
     }
 
@@ -196,6 +201,7 @@ public sealed class AdapterRegistry
                 linear.Lora.Remove(name);
             }
         }
+        foreach (var name in order) RemoveTokens(name);
         configs.Clear();
         order.Clear();
         active.Clear();
@@ -243,11 +249,13 @@ public sealed class AdapterRegistry
                     linear.Lora.Add(name, new LoraSettings(t.Rank, config.Scaling(t.Rank, t.Alpha), config.Dropout,
                         config.DropoutPosition, config.UseDora), a, b);
             }
+            if (config.TrainableTokenIndices is { } tokens) AddTokens(name, config, tokens, source, initialize);
         }
         catch (Exception e)
         {
             // Half an adapter must not stay behind: a retry would find its tensors on the first projections.
             foreach (var t in targets) t.Linear.Lora.Remove(name);
+            RemoveTokens(name);
             if (e is PeftDslException) throw;
             throw new PeftDslException($"{source}: could not create adapter '{name}' ({e.GetType().Name}: {e.Message.Split('\n')[0]}); " +
                                        "a rank this large may not fit in memory", e);
@@ -273,8 +281,58 @@ public sealed class AdapterRegistry
         }
         if (merged.Count > 0)
             throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
+        if (TokenTable()?.TokenAdapter is { Adapters.Count: > 0 })
+            throw new PeftDslException("adapter_names cannot be used with trainable tokens (trainable_token_indices): the embedding's rows are not routed per row yet");
         // Disabled means the base model, whatever the rows name (peft checks disable_adapters first too).
         return Enabled ? AdapterRouting.PerRow(rowAdapters, device) : AdapterRouting.None;
+    }
+
+    /// <summary>The input embedding trainable tokens replace rows of: the table the virtual-prompt site reads (a
+    /// decoder-only model's token embedding); null for a model without one.</summary>
+    private Modules.Embedding? TokenTable()
+    {
+        if (model is not CausalLanguageModel) return null;
+        var site = model.Sites().FirstOrDefault(s => s.Kind == SiteKind.VirtualPrompt);
+        return site is null ? null
+            : CheckpointLayout.ModulesWithRoot(model).FirstOrDefault(m => m.Path == site.ModulePath).Module as Modules.Embedding;
+    }
+
+    /// <summary>The adapter's trainable tokens: rows of the input embedding, copies of the rows they replace
+    /// (<paramref name="initialize"/>) or zeros that a file fills.</summary>
+    private void AddTokens(string name, LoraConfig config, IReadOnlyList<long> tokens, string source, bool initialize)
+    {
+        if (model is not CausalLanguageModel)
+            throw new PeftDslException($"{source}: trainable_token_indices is supported on decoder-only models, not on {model.ModelType}");
+        var table = TokenTable() ?? throw new PeftDslException($"{source}: trainable_token_indices needs the model's input embedding, which {model.GetName()} does not declare");
+        var path = model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath;
+        if (config.TrainableTokenModule is { } module && path != module && !path.EndsWith("." + module, StringComparison.Ordinal))
+            throw new PeftDslException($"{source}: trainable_token_indices names module '{module}', but trainable tokens go on the input embedding {path} only");
+        if (tokens.FirstOrDefault(t => t >= table.Count) is var outside && outside >= table.Count)
+            throw new PeftDslException($"{source}: trainable_token_indices holds {outside}, outside the vocabulary of {table.Count}");
+        using var scope = NewDisposeScope();
+        var ids = tokens.ToArray();
+        using var noGrad = no_grad();
+        var original = table.weight.index_select(0, tensor(ids, dtype: ScalarType.Int64, device: table.weight.device)).clone();
+        var dtype = AdapterDType(table.weight.dtype);
+        var rows = initialize ? original.to(dtype).clone() : zeros(ids.Length, table.Dim, dtype: dtype, device: table.weight.device);
+        table.TokenAdapterFor(() => Enabled ? active.Where(a => !merged.Contains(a)).ToList() : []).Add(name, ids, rows, original);
+    }
+
+    /// <summary>The adapter's trainable-token rows and their checkpoint path (the input embedding's), when it has any.</summary>
+    internal (string Path, Tensor Rows)? TokenRows(string name) =>
+        TokenTable() is { TokenAdapter: { } tokens } && tokens.Adapters.Contains(name)
+            ? (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, tokens.Rows(name))
+            : null;
+
+    /// <summary>Where a config's trainable tokens would go: the input embedding's path and row width; null without one.</summary>
+    internal (string Path, long Dim)? TokenTableShape() =>
+        TokenTable() is { } table ? (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, table.Dim) : null;
+
+    private void RemoveTokens(string name)
+    {
+        if (TokenTable() is not { TokenAdapter: { } tokens } table) return;
+        tokens.Remove(name);
+        table.DropTokenAdapterIfEmpty();
     }
 
     /// <summary>Adapters train in fp32 on a bf16/fp16 base, as peft's <c>autocast_adapter_dtype</c> keeps them.</summary>

@@ -83,6 +83,12 @@ public static class ParameterSelection
             // IA3's ia3_l holds its vectors directly, named after their adapter (peft's ParameterDict).
             var vectors = module is Ia3.Ia3Vectors;
             if (vectors) (method, ownerPath) = (PeftMethod.Ia3, path[..path.LastIndexOf('.')]);
+            // LoRA's trainable tokens hold their rows directly too, named after their adapter (peft's ParameterDict).
+            if (path.EndsWith(".token_adapter.trainable_tokens_delta", StringComparison.Ordinal))
+            {
+                vectors = true;
+                (method, ownerPath) = (PeftMethod.Lora, null);
+            }
             PeftSite? site = module is IPeftSiteOwner o ? o.Sites(path).FirstOrDefault(s => s.Kind == SiteKind.Linear)
                 : ownerPath is null ? null : owners.FirstOrDefault(w => w.Prefix == ownerPath + ".").Site;
             foreach (var (name, p) in module.named_parameters(recurse: false))

@@ -25,7 +25,10 @@ public static class LoraAdapterFile
     private const string Prefix = "base_model.model.";
 
     /// <summary>The key suffixes of the tensors PeftDsl reads from a LoRA file.</summary>
-    private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"];
+    private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector", TokenSuffix];
+
+    /// <summary>peft's key for trainable tokens' rows, after the embedding's path (the adapter name removed).</summary>
+    private const string TokenSuffix = ".token_adapter.trainable_tokens_delta";
 
     /// <summary>The adapters of a folder as peft saves them: <c>default</c> at the top, others in subfolders.</summary>
     public static IReadOnlyList<(string Name, string Folder)> AdaptersIn(string directory)
@@ -65,11 +68,17 @@ public static class LoraAdapterFile
         // Shapes are checked against the file before anything is allocated, so a config that lies about r (1e9)
         // is refused instead of attempting a huge allocation.
         var targets = LoraTargets.Resolve(config, registry.Linears(), model.ConfigModelType, configPath);
-        AdapterFolder.CheckFits(reader, weightsPath, Expected(targets, config.UseDora), Why);
+        var expected = Expected(targets, config.UseDora);
+        if (config.TrainableTokenIndices is { } tokens && registry.TokenTableShape() is { } table)
+            expected[Prefix + table.Path + TokenSuffix] = ([tokens.Count, table.Dim], $"{tokens.Count} trainable tokens × dim {table.Dim}");
+        AdapterFolder.CheckFits(reader, weightsPath, expected, Why);
         registry.Inject(name, config, configPath, initialize: false);
         try
         {
             Fill(reader, targets, name);
+            if (registry.TokenRows(name) is { } rows)
+                using (no_grad())
+                    Copy(reader, Prefix + rows.Path + TokenSuffix, rows.Rows);
         }
         catch
         {
@@ -101,6 +110,8 @@ public static class LoraAdapterFile
             tensors[Prefix + path + ".lora_B.weight"] = linear.Lora.B(name).detach();
             if (linear.Lora.Magnitude(name) is { } m) tensors[Prefix + path + ".lora_magnitude_vector"] = m.detach();
         }
+        // Trainable tokens: once, under the embedding (peft does not save a tied head's copy).
+        if (registry.TokenRows(name) is { } tokenRows) tensors[Prefix + tokenRows.Path + TokenSuffix] = tokenRows.Rows.detach();
         // Each file appears whole (written beside, then renamed), also when this runs outside an atomic folder write.
         AdapterFolder.Write(folder, LoraConfigJson.Write(saved), tensors);
     }

@@ -93,6 +93,14 @@ public sealed record LoraConfig
     /// <summary>NeMo's init for B; overrides <see cref="InitLoraWeights"/> for B when set.</summary>
     public NemoInit? BInit { get; init; }
 
+    /// <summary>peft's <c>trainable_token_indices</c>: token ids whose rows of the input embedding (and of a head tied to it)
+    /// train beside the adapter (<see cref="TrainableTokens"/>); null for none.</summary>
+    public IReadOnlyList<long>? TrainableTokenIndices { get; init; }
+
+    /// <summary>The module <see cref="TrainableTokenIndices"/> names when the config gives them as peft's dict form
+    /// (<c>{"embed_tokens": [...]}</c>); null for the list form, which means the input embedding.</summary>
+    public string? TrainableTokenModule { get; init; }
+
     /// <summary>peft <c>task_type</c>: <c>CAUSAL_LM</c> or <c>SEQ_2_SEQ_LM</c> (null: not recorded).</summary>
     public string? TaskType { get; init; }
 
@@ -123,6 +131,14 @@ public sealed record LoraConfig
             throw new PeftDslException($"{source}: layers_pattern is set without layers_to_transform");
         if (TargetPattern is not null && LayersToTransform is not null)
             throw new PeftDslException($"{source}: layers_to_transform cannot be used with a regex target_modules (peft refuses it too): put the layers in the regex");
+        if (TrainableTokenIndices is { } tokens)
+        {
+            if (tokens.Count == 0) throw new PeftDslException($"{source}: trainable_token_indices is empty");
+            if (tokens.FirstOrDefault(t => t < 0) is var negative && negative < 0)
+                throw new PeftDslException($"{source}: trainable_token_indices holds {negative}; token ids are not negative");
+            if (tokens.Distinct().Count() != tokens.Count)
+                throw new PeftDslException($"{source}: trainable_token_indices names a token twice");
+        }
         if (UseDora && DropoutPosition == DropoutPosition.Post)
             throw new PeftDslException($"{source}: DoRA applies dropout to its input only; dropout_position 'post' is not defined for it");
         return this;

@@ -41,7 +41,6 @@ public static class LoraConfigJson
         ["modules_to_save"] = null,
         ["monteclora_config"] = null,
         ["target_parameters"] = null,   // an empty list is accepted too (see IsDefault)
-        ["trainable_token_indices"] = null,
         ["use_bdlora"] = null,
         ["use_qalora"] = false,
         ["velora_config"] = null,
@@ -66,7 +65,7 @@ public static class LoraConfigJson
     {
         "alpha_pattern", "base_model_name_or_path", "bias", "exclude_modules", "fan_in_fan_out", "init_lora_weights",
         "layers_pattern", "layers_to_transform", "lora_alpha", "lora_dropout", "peft_type", "r", "rank_pattern",
-        "target_modules", "task_type", "use_dora", "use_rslora", DropoutPositionField, AInitField, BInitField,
+        "target_modules", "task_type", "use_dora", "use_rslora", "trainable_token_indices", DropoutPositionField, AInitField, BInitField,
     };
 
     /// <summary>Reads a LoRA adapter_config.json; errors name the file and the field.</summary>
@@ -117,8 +116,11 @@ public static class LoraConfigJson
         // peft expands the string "all-linear" itself; as a list entry it is our shorthand for the same.
         if (targetPattern is { } all && all.Equals("all-linear", StringComparison.OrdinalIgnoreCase)) (targets, targetPattern) = (["all-linear"], null);
         var (excluded, excludePattern) = NamesOrPattern(json, "exclude_modules", source);
+        var (tokenModule, tokenIds) = TokenIndices(json["trainable_token_indices"], source);
         return new LoraConfig
         {
+            TrainableTokenIndices = tokenIds,
+            TrainableTokenModule = tokenModule,
             R = Int(json, "r", source) ?? 8,
             Alpha = Number(json, "lora_alpha", source) ?? 8,
             Dropout = Number(json, "lora_dropout", source) ?? 0,
@@ -186,6 +188,10 @@ public static class LoraConfigJson
         fields["rank_pattern"] = new JsonObject(config.RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         fields["target_modules"] = config.TargetPattern is { } tp ? tp : targets is { } t ? new JsonArray(t.Select(x => (JsonNode?)x).ToArray()) : null;
         fields["task_type"] = config.TaskType;
+        fields["trainable_token_indices"] = config.TrainableTokenIndices is not { } tokenIds ? null
+            : config.TrainableTokenModule is { } module
+                ? new JsonObject { [module] = new JsonArray(tokenIds.Select(i => (JsonNode?)i).ToArray()) }
+                : new JsonArray(tokenIds.Select(i => (JsonNode?)i).ToArray());
         fields["use_dora"] = config.UseDora;
         fields["use_rslora"] = config.UseRsLora;
         if (config.DropoutPosition == DropoutPosition.Post) fields[DropoutPositionField] = "post";
@@ -193,6 +199,27 @@ public static class LoraConfigJson
         if (config.BInit is { } b) fields[BInitField] = b.ToString().ToLowerInvariant();
         var root = new JsonObject(fields.Select(f => KeyValuePair.Create(f.Key, f.Value)));
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>peft's <c>trainable_token_indices</c>: a list of token ids (the input embedding), or a dict from one
+    /// module name to its list. Several modules are refused by name.</summary>
+    private static (string? Module, IReadOnlyList<long>? Ids) TokenIndices(JsonNode? node, string source)
+    {
+        static IReadOnlyList<long> Ids(JsonNode? list, string source) => list is JsonArray a && a.All(x => x is JsonValue v && v.TryGetValue<long>(out _))
+            ? a.Select(x => x!.GetValue<long>()).ToList()
+            : throw new PeftDslException($"{source}: trainable_token_indices must be a list of token ids or a dict from a module name to one; found {Show(list)}");
+        switch (node)
+        {
+            case null:
+                return (null, null);
+            case JsonObject o when o.Count == 1:
+                var (module, ids) = o.First();
+                return (module, Ids(ids, source));
+            case JsonObject o:
+                throw new PeftDslException($"{source}: trainable_token_indices names {o.Count} modules ({string.Join(", ", o.Select(p => p.Key))}); trainable tokens on more than the input embedding (and a head tied to it) are not supported");
+            default:
+                return (null, Ids(node, source));
+        }
     }
 
     // peft writes lora_alpha as the int it usually is; keep integers integral.
