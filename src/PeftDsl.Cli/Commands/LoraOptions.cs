@@ -37,16 +37,30 @@ public sealed class LoraOptions
         AllowMultipleArgumentsPerToken = true,
     };
 
+    /// <summary><c>--modules-to-save</c>: modules trained whole beside the adapter (peft's <c>modules_to_save</c>): the input
+    /// embedding and an untied LM head.</summary>
+    public Option<string[]> ModulesToSave { get; } = new("--modules-to-save")
+    {
+        Description = "Modules trained whole beside the adapter, space- or comma-separated (peft's modules_to_save): the input embedding (embed_tokens) and an untied LM head (lm_head)",
+        AllowMultipleArgumentsPerToken = true,
+    };
+
     /// <summary>Adds the LoRA options (<c>--r</c>, <c>--alpha</c>, <c>--lora-dropout</c>, <c>--targets</c>, <c>--dora</c>,
     /// <c>--rslora</c>) to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens }) command.Options.Add(option);
+        foreach (var option in new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens, ModulesToSave }) command.Options.Add(option);
     }
 
     /// <summary>The LoRA options given on the command line, to refuse them with another method.</summary>
     public IEnumerable<string> Given(ParseResult parse) =>
-        new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
+        new Option[] { Rank, Alpha, Dropout, Targets, Dora, RsLora, TrainableTokens, ModulesToSave }.Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name);
+
+    private static IReadOnlyList<string> ModuleNames(string[] values)
+    {
+        var names = values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct().ToList();
+        return names.Count > 0 ? names : throw new PeftDslException("--modules-to-save: give at least one module name (embed_tokens, lm_head)");
+    }
 
     private static IReadOnlyList<long> TokenIds(string[] values)
     {
@@ -78,6 +92,7 @@ public sealed class LoraOptions
             UseDora = parse.GetValue(Dora),
             UseRsLora = parse.GetValue(RsLora),
             TrainableTokenIndices = parse.GetResult(TrainableTokens) is { Implicit: false } ? TokenIds(parse.GetValue(TrainableTokens) ?? []) : null,
-        }.Validate("--r/--alpha/--lora-dropout/--trainable-tokens");
+            ModulesToSave = parse.GetResult(ModulesToSave) is { Implicit: false } ? ModuleNames(parse.GetValue(ModulesToSave) ?? []) : null,
+        }.Validate("--r/--alpha/--lora-dropout/--trainable-tokens/--modules-to-save");
     }
 }

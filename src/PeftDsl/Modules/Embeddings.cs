@@ -59,12 +59,37 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
         TokenAdapter = null;
     }
 
-    /// <summary>(…) ids → (…, dim), with any trainable tokens' rows in place, then scaled when <see cref="Scaled"/>.</summary>
+    /// <summary>LoRA's <c>modules_to_save</c> copies of this table, registered as <c>modules_to_save</c>; null until an
+    /// adapter asks for one.</summary>
+    public Peft.Lora.ModulesToSave? SavedCopies { get; private set; }
+
+    /// <summary>The table's <c>modules_to_save</c> module, created on first use.</summary>
+    internal Peft.Lora.ModulesToSave SavedCopiesFor(Func<IEnumerable<string>> applying) =>
+        SavedCopies ??= Registered(new Peft.Lora.ModulesToSave(applying));
+
+    private Peft.Lora.ModulesToSave Registered(Peft.Lora.ModulesToSave copies)
+    {
+        register_module("modules_to_save", copies);
+        return copies;
+    }
+
+    /// <summary>Removes the <c>modules_to_save</c> module once no adapter has a copy in it.</summary>
+    internal void DropSavedCopiesIfEmpty()
+    {
+        if (SavedCopies is not { Adapters.Count: 0 } empty) return;
+        _internal_submodules.Remove("modules_to_save");
+        empty.Dispose();
+        SavedCopies = null;
+    }
+
+    /// <summary>(…) ids → (…, dim) from the active adapter's saved copy or the table, with any trainable tokens' rows in
+    /// place, then scaled when <see cref="Scaled"/>.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var shape = ids.shape.Append(Dim).ToArray();
-        var rows = weight.index_select(0, ids.reshape(-1)).view(shape);
+        var table = SavedCopies?.Current() ?? weight;
+        var rows = table.index_select(0, ids.reshape(-1)).view(shape);
         if (TokenAdapter is { } tokens) rows = tokens.Replace(rows, ids);
         return (Scaled ? BySqrtDim(rows) : rows).MoveToOuterDisposeScope();
     }
@@ -116,6 +141,29 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     {
     }
 
+    /// <summary>LoRA's <c>modules_to_save</c> copies of an untied head's weight; null until an adapter asks for one.</summary>
+    public Peft.Lora.ModulesToSave? SavedCopies { get; private set; }
+
+    /// <summary>The head's <c>modules_to_save</c> module, created on first use.</summary>
+    internal Peft.Lora.ModulesToSave SavedCopiesFor(Func<IEnumerable<string>> applying)
+    {
+        if (SavedCopies is null)
+        {
+            SavedCopies = new Peft.Lora.ModulesToSave(applying);
+            register_module("modules_to_save", SavedCopies);
+        }
+        return SavedCopies;
+    }
+
+    /// <summary>Removes the <c>modules_to_save</c> module once no adapter has a copy in it.</summary>
+    internal void DropSavedCopiesIfEmpty()
+    {
+        if (SavedCopies is not { Adapters.Count: 0 } empty) return;
+        _internal_submodules.Remove("modules_to_save");
+        empty.Dispose();
+        SavedCopies = null;
+    }
+
     /// <summary>A head that reuses <paramref name="embedding"/>'s weight; it owns no parameter.</summary>
     public static LmHead Tied(Embedding embedding, bool scaled = false, double softcap = 0) => new(embedding, scaled, softcap);
 
@@ -143,7 +191,7 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// and soft-capped when <see cref="Softcap"/> is set.</summary>
     public override Tensor forward(Tensor x)
     {
-        var w = tiedTo?.weight ?? weight!;
+        var w = SavedCopies?.Current() ?? tiedTo?.weight ?? weight!;
         var tokens = tiedTo?.TokenAdapter;
         if (scale == 1.0 && softcap == 0 && tokens is null) return nn.functional.linear(x, w);
         using var scope = NewDisposeScope();

@@ -155,6 +155,7 @@ public sealed class AdapterRegistry
             throw new PeftDslException($"adapter '{name}' is merged into the weights: call Unmerge() before deleting it");
         foreach (var (_, linear) in Linears()) linear.Lora.Remove(name);
         RemoveTokens(name);
+        RemoveSavedCopies(name);
         configs.Remove(name);
         order.Remove(name);
         // As peft's delete_adapter: when the last active adapter goes, the first remaining one becomes active.
@@ -201,7 +202,15 @@ public sealed class AdapterRegistry
                 linear.Lora.Remove(name);
             }
         }
-        foreach (var name in order) RemoveTokens(name);
+        // A saved copy in use becomes the module's weight, as peft's merge_and_unload keeps the trained copy.
+        foreach (var (_, module, weight) in SavedModules())
+            if (module.SavedCopies?.Current() is { } trained)
+                using (no_grad()) weight.copy_(trained);
+        foreach (var name in order)
+        {
+            RemoveTokens(name);
+            RemoveSavedCopies(name);
+        }
         configs.Clear();
         order.Clear();
         active.Clear();
@@ -250,12 +259,14 @@ public sealed class AdapterRegistry
                         config.DropoutPosition, config.UseDora), a, b);
             }
             if (config.TrainableTokenIndices is { } tokens) AddTokens(name, config, tokens, source, initialize);
+            if (config.ModulesToSave is { } saved) AddSavedCopies(name, config, saved, source, initialize);
         }
         catch (Exception e)
         {
             // Half an adapter must not stay behind: a retry would find its tensors on the first projections.
             foreach (var t in targets) t.Linear.Lora.Remove(name);
             RemoveTokens(name);
+            RemoveSavedCopies(name);
             if (e is PeftDslException) throw;
             throw new PeftDslException($"{source}: could not create adapter '{name}' ({e.GetType().Name}: {e.Message.Split('\n')[0]}); " +
                                        "a rank this large may not fit in memory", e);
@@ -281,8 +292,8 @@ public sealed class AdapterRegistry
         }
         if (merged.Count > 0)
             throw new PeftDslException("adapter_names cannot be used while adapters are merged: call Unmerge() first");
-        if (TokenTable()?.TokenAdapter is { Adapters.Count: > 0 })
-            throw new PeftDslException("adapter_names cannot be used with trainable tokens (trainable_token_indices): the embedding's rows are not routed per row yet");
+        if (TokenTable()?.TokenAdapter is { Adapters.Count: > 0 } || SavedModules().Any(m => m.Module.SavedCopies is { Adapters.Count: > 0 }))
+            throw new PeftDslException("adapter_names cannot be used with trainable tokens or modules_to_save: the embedding's and head's weights are not routed per row yet");
         // Disabled means the base model, whatever the rows name (peft checks disable_adapters first too).
         return Enabled ? AdapterRouting.PerRow(rowAdapters, device) : AdapterRouting.None;
     }
@@ -327,6 +338,87 @@ public sealed class AdapterRegistry
     /// <summary>Where a config's trainable tokens would go: the input embedding's path and row width; null without one.</summary>
     internal (string Path, long Dim)? TokenTableShape() =>
         TokenTable() is { } table ? (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, table.Dim) : null;
+
+    /// <summary>The modules <c>modules_to_save</c> can copy: the input embedding and an untied LM head, with their paths.</summary>
+    private IEnumerable<(string Path, ISavedCopies Module, Tensor Weight)> SavedModules()
+    {
+        if (TokenTable() is { } table)
+            yield return (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, new EmbeddingCopies(table), table.weight);
+        if (model is CausalLanguageModel { OutputHead: { IsTied: false, weight: { } w } head })
+        {
+            var path = CheckpointLayout.ModulesWithRoot(model).FirstOrDefault(m => ReferenceEquals(m.Module, head)).Path;
+            if (path is not null) yield return (path, new HeadCopies(head), w);
+        }
+    }
+
+    /// <summary>The adapter's <c>modules_to_save</c>: a trainable copy of each named module (the embedding, an untied head).</summary>
+    private void AddSavedCopies(string name, LoraConfig config, IReadOnlyList<string> names, string source, bool initialize)
+    {
+        if (model is not CausalLanguageModel causal)
+            throw new PeftDslException($"{source}: modules_to_save is supported on decoder-only models, not on {model.ModelType}");
+        var candidates = SavedModules().ToList();
+        foreach (var entry in names.Distinct())
+        {
+            bool Names(string path) => path == entry || path.EndsWith("." + entry, StringComparison.Ordinal);
+            var match = candidates.FirstOrDefault(c => Names(c.Path));
+            if (match.Module is null)
+            {
+                if (causal.OutputHead.IsTied && entry is "lm_head")
+                    throw new PeftDslException($"{source}: modules_to_save names the LM head, which is tied to the input embedding; a trained copy would untie " +
+                                               "them (peft warns about this). Train new tokens with trainable_token_indices, which keeps the tie");
+                throw new PeftDslException($"{source}: modules_to_save names '{entry}'; only the input embedding and an untied LM head can be saved whole " +
+                                           $"({string.Join(", ", candidates.Select(c => c.Path))})");
+            }
+            if (match.Module is EmbeddingCopies && causal.OutputHead.IsTied)
+                throw new PeftDslException($"{source}: modules_to_save names the input embedding {match.Path}, which the LM head is tied to; a trained copy would " +
+                                           "untie them (peft warns about this). Train new tokens with trainable_token_indices, which keeps the tie");
+            if (match.Module is EmbeddingCopies && config.TrainableTokenIndices is not null)
+                throw new PeftDslException($"{source}: the input embedding {match.Path} is in modules_to_save and has trainable_token_indices; it is trained whole or by rows, not both (peft refuses it too)");
+            using var noGrad = no_grad();
+            var copy = initialize ? match.Weight.to(AdapterDType(match.Weight.dtype)).clone() : zeros_like(match.Weight, dtype: AdapterDType(match.Weight.dtype));
+            match.Module.For(() => Enabled ? active.ToList() : []).Add(name, copy);
+        }
+    }
+
+    private void RemoveSavedCopies(string name)
+    {
+        foreach (var (_, module, _) in SavedModules())
+        {
+            module.SavedCopies?.Remove(name);
+            module.DropIfEmpty();
+        }
+    }
+
+    /// <summary>The adapter's saved copies with their checkpoint paths (for the adapter file).</summary>
+    internal IEnumerable<(string Path, Tensor Weight)> SavedCopies(string name) =>
+        SavedModules().Where(m => m.Module.SavedCopies?.Adapters.Contains(name) == true).Select(m => (m.Path, (Tensor)m.Module.SavedCopies!.Weight(name)));
+
+    /// <summary>Where a config's modules_to_save would go: each named module's path and weight shape.</summary>
+    internal IEnumerable<(string Path, long[] Shape)> SavedCopyShapes(LoraConfig config) =>
+        config.ModulesToSave is not { } names ? []
+            : SavedModules().Where(m => names.Any(n => m.Path == n || m.Path.EndsWith("." + n, StringComparison.Ordinal))).Select(m => (m.Path, m.Weight.shape));
+
+    /// <summary>The embedding's and the head's <c>modules_to_save</c> slot, seen alike.</summary>
+    private interface ISavedCopies
+    {
+        ModulesToSave? SavedCopies { get; }
+        ModulesToSave For(Func<IEnumerable<string>> applying);
+        void DropIfEmpty();
+    }
+
+    private sealed record EmbeddingCopies(Modules.Embedding Table) : ISavedCopies
+    {
+        public ModulesToSave? SavedCopies => Table.SavedCopies;
+        public ModulesToSave For(Func<IEnumerable<string>> applying) => Table.SavedCopiesFor(applying);
+        public void DropIfEmpty() => Table.DropSavedCopiesIfEmpty();
+    }
+
+    private sealed record HeadCopies(LmHead Head) : ISavedCopies
+    {
+        public ModulesToSave? SavedCopies => Head.SavedCopies;
+        public ModulesToSave For(Func<IEnumerable<string>> applying) => Head.SavedCopiesFor(applying);
+        public void DropIfEmpty() => Head.DropSavedCopiesIfEmpty();
+    }
 
     private void RemoveTokens(string name)
     {

@@ -105,6 +105,8 @@ public static class ParameterSelection
         ["lora_magnitude_vector"] = PeftMethod.Lora,
         ["prompt_encoder"] = PeftMethod.PromptLearning,
         ["bottleneck"] = PeftMethod.Adapter,
+        // LoRA's modules_to_save: whole copies of the embedding or head (modules_to_save.{adapter}.weight).
+        ["modules_to_save"] = PeftMethod.Lora,
     };
 
     private static (PeftMethod Method, string? Adapter, string? OwnerPath) MethodOf(string path)

@@ -31,6 +31,9 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
     /// <summary>The LM head (tied or untied).</summary>
     protected abstract LmHead Head { get; }
 
+    /// <summary>The LM head, for the PEFT methods that train it (<c>modules_to_save</c>).</summary>
+    internal LmHead OutputHead => Head;
+
     /// <summary>(B, T) ids → (B, T', C) final hidden states of the body.</summary>
     protected abstract Tensor Hidden(Tensor inputIds, StackInputs inputs);
 

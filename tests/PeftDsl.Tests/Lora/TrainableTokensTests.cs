@@ -8,6 +8,8 @@ using PeftDsl.Models.T5;
 using PeftDsl.Peft;
 using PeftDsl.Peft.Lora;
 using PeftDsl.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -127,7 +129,7 @@ public sealed class TrainableTokensTests
     }
 
     [Fact]
-    public void TrainTakesTrainableTokensFromTheCommandLine()
+    public void TrainTakesTrainableTokensAndModulesToSaveFromTheCommandLine()
     {
         using var dir = Training.TrainCliTests.Workspace();
         var (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
@@ -136,8 +138,86 @@ public sealed class TrainableTokensTests
         using (var reader = SafetensorsReader.Open(dir.File("run/adapter_model.safetensors")))
             Assert.Contains("base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta", reader.Entries.Keys);
         (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
+            "--out", dir.File("whole"), "--steps", "1", "--batch", "4", "--modules-to-save", "lm_head");
+        Assert.True(code == 0, stderr);
+        using (var reader = SafetensorsReader.Open(dir.File("whole/adapter_model.safetensors")))
+            Assert.Contains("base_model.model.lm_head.weight", reader.Entries.Keys);
+        (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
             "--out", dir.File("bad"), "--steps", "2", "--trainable-tokens", "3,x");
         Assert.Equal(2, code);
         Assert.Contains("--trainable-tokens: 'x' is not a token id", stderr);
+    }
+}
+
+/// <summary>peft's <c>modules_to_save</c> for the input embedding and an untied LM head: a whole trainable copy per
+/// adapter, used while it is active, saved under the module's own key, and kept by merge-and-unload.</summary>
+public sealed class ModulesToSaveTests
+{
+    private static readonly Tensor Ids = tensor(new long[] { 3, 5, 7, 9, 11, 5 }).unsqueeze(0);
+
+    private static Parameter Named(nn.Module model, string name) => model.named_parameters().First(p => p.name == name).parameter;
+
+    [Fact]
+    public void CopiesReplaceTheEmbeddingAndHeadTrainAndSaveAsPeftDoes()
+    {
+        using var dir = new TempDir();
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        var baseLogits = model.Logits(Ids).detach();
+        model.Adapters.Add("default", new LoraConfig { R = 2, TargetModules = ["q_proj"], ModulesToSave = ["embed_tokens", "lm_head"] });
+        var embedding = Named(model, "model.embed_tokens.modules_to_save.default.weight");
+        var head = Named(model, "lm_head.modules_to_save.default.weight");
+        Assert.True(embedding.requires_grad && head.requires_grad);
+        Assert.False(Named(model, "model.embed_tokens.weight").requires_grad);
+        using (no_grad()) Assert.True(model.Logits(Ids).allclose(baseLogits, 0, 0));
+
+        model.Forward(Ids, labels: Ids).Loss!.backward();
+        Assert.True(embedding.grad!.abs().sum().item<float>() > 0 && head.grad!.abs().sum().item<float>() > 0);
+        using (no_grad())
+        {
+            embedding.add_(randn(embedding.shape) * 0.1);
+            head.add_(randn(head.shape) * 0.1);
+        }
+        using var _ = no_grad();
+        var trained = model.Logits(Ids);
+        Assert.True((trained - baseLogits).abs().max().item<float>() > 1e-3);
+
+        model.Adapters.Save(dir.Path);
+        using (var reader = SafetensorsReader.Open(dir.File("adapter_model.safetensors")))
+        {
+            Assert.Contains("base_model.model.model.embed_tokens.weight", reader.Entries.Keys);
+            Assert.Contains("base_model.model.lm_head.weight", reader.Entries.Keys);
+        }
+        Assert.Equal("""["embed_tokens","lm_head"]""", JsonNode.Parse(File.ReadAllText(dir.File("adapter_config.json")))!["modules_to_save"]!.ToJsonString());
+        using var loaded = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        loaded.Adapters.Load(dir.Path);
+        Assert.True(loaded.Logits(Ids).allclose(trained, 1e-5, 1e-6));
+
+        // Merge-and-unload keeps the trained copies as the model's weights (and frees the copies).
+        var trainedTable = embedding.detach().clone();
+        model.Adapters.MergeAndUnload();
+        Assert.True(Named(model, "model.embed_tokens.weight").allclose(trainedTable, 0, 0));
+        Assert.DoesNotContain(model.named_parameters(), p => p.name.Contains("modules_to_save"));
+        Assert.True(model.Logits(Ids).allclose(trained, 1e-5, 1e-5));
+    }
+
+    [Fact]
+    public void WhatWouldUntieOrIsNotTheEmbeddingOrHeadIsRefused()
+    {
+        manual_seed(4);
+        using var tied = new Qwen2ForCausalLM(Qwen2Config.FromJson(ConfigJson.Parse("""
+            {"vocab_size": 32, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, "tie_word_embeddings": true}
+            """, "config.json")));
+        var e = Assert.Throws<PeftDslException>(() => tied.Adapters.Add("a", new LoraConfig { R = 2, TargetModules = ["q_proj"], ModulesToSave = ["embed_tokens"] }));
+        Assert.Contains("which the LM head is tied to; a trained copy would untie them", e.Message);
+        e = Assert.Throws<PeftDslException>(() => tied.Adapters.Add("a", new LoraConfig { R = 2, TargetModules = ["q_proj"], ModulesToSave = ["lm_head"] }));
+        Assert.Contains("the LM head, which is tied to the input embedding", e.Message);
+        Assert.Empty(tied.Adapters.Names);
+        Assert.DoesNotContain(tied.named_parameters(), p => p.name.Contains("modules_to_save"));
+
+        using var model = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"));
+        e = Assert.Throws<PeftDslException>(() => model.Adapters.Add("a", new LoraConfig { R = 2, TargetModules = ["q_proj"], ModulesToSave = ["score"] }));
+        Assert.Equal("LoraConfig: modules_to_save names 'score'; only the input embedding and an untied LM head can be saved whole (model.embed_tokens, lm_head)", e.Message);
+        e = Assert.Throws<PeftDslException>(() => model.Adapters.Add("a", new LoraConfig { R = 2, TargetModules = ["q_proj"], ModulesToSave = ["embed_tokens"], TrainableTokenIndices = [3] }));
+        Assert.Contains("trained whole or by rows, not both", e.Message);
     }
 }

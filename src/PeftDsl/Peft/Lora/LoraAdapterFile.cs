@@ -25,7 +25,7 @@ public static class LoraAdapterFile
     private const string Prefix = "base_model.model.";
 
     /// <summary>The key suffixes of the tensors PeftDsl reads from a LoRA file.</summary>
-    private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector", TokenSuffix];
+    private static readonly string[] Suffixes = [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector", TokenSuffix, ".weight"];
 
     /// <summary>peft's key for trainable tokens' rows, after the embedding's path (the adapter name removed).</summary>
     private const string TokenSuffix = ".token_adapter.trainable_tokens_delta";
@@ -71,14 +71,18 @@ public static class LoraAdapterFile
         var expected = Expected(targets, config.UseDora);
         if (config.TrainableTokenIndices is { } tokens && registry.TokenTableShape() is { } table)
             expected[Prefix + table.Path + TokenSuffix] = ([tokens.Count, table.Dim], $"{tokens.Count} trainable tokens × dim {table.Dim}");
+        foreach (var (path, shape) in registry.SavedCopyShapes(config))
+            expected[Prefix + path + ".weight"] = (shape, "modules_to_save: the whole module");
         AdapterFolder.CheckFits(reader, weightsPath, expected, Why);
         registry.Inject(name, config, configPath, initialize: false);
         try
         {
             Fill(reader, targets, name);
-            if (registry.TokenRows(name) is { } rows)
-                using (no_grad())
-                    Copy(reader, Prefix + rows.Path + TokenSuffix, rows.Rows);
+            using (no_grad())
+            {
+                if (registry.TokenRows(name) is { } rows) Copy(reader, Prefix + rows.Path + TokenSuffix, rows.Rows);
+                foreach (var (path, weight) in registry.SavedCopies(name)) Copy(reader, Prefix + path + ".weight", weight);
+            }
         }
         catch
         {
@@ -112,6 +116,8 @@ public static class LoraAdapterFile
         }
         // Trainable tokens: once, under the embedding (peft does not save a tied head's copy).
         if (registry.TokenRows(name) is { } tokenRows) tensors[Prefix + tokenRows.Path + TokenSuffix] = tokenRows.Rows.detach();
+        // modules_to_save: the whole copy, under the module's own key, as peft saves it.
+        foreach (var (path, weight) in registry.SavedCopies(name)) tensors[Prefix + path + ".weight"] = weight.detach();
         // Each file appears whole (written beside, then renamed), also when this runs outside an atomic folder write.
         AdapterFolder.Write(folder, LoraConfigJson.Write(saved), tensors);
     }

@@ -101,6 +101,10 @@ public sealed record LoraConfig
     /// (<c>{"embed_tokens": [...]}</c>); null for the list form, which means the input embedding.</summary>
     public string? TrainableTokenModule { get; init; }
 
+    /// <summary>peft's <c>modules_to_save</c>: modules trained whole beside the adapter, as a copy per adapter
+    /// (<see cref="ModulesToSave"/>): the input embedding and the LM head, by name or path suffix; null for none.</summary>
+    public IReadOnlyList<string>? ModulesToSave { get; init; }
+
     /// <summary>peft <c>task_type</c>: <c>CAUSAL_LM</c> or <c>SEQ_2_SEQ_LM</c> (null: not recorded).</summary>
     public string? TaskType { get; init; }
 

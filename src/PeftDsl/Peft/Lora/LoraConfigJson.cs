@@ -38,7 +38,6 @@ public static class LoraConfigJson
         ["lora_bias"] = false,
         ["lora_ga_config"] = null,
         ["megatron_config"] = null,
-        ["modules_to_save"] = null,
         ["monteclora_config"] = null,
         ["target_parameters"] = null,   // an empty list is accepted too (see IsDefault)
         ["use_bdlora"] = null,
@@ -65,7 +64,7 @@ public static class LoraConfigJson
     {
         "alpha_pattern", "base_model_name_or_path", "bias", "exclude_modules", "fan_in_fan_out", "init_lora_weights",
         "layers_pattern", "layers_to_transform", "lora_alpha", "lora_dropout", "peft_type", "r", "rank_pattern",
-        "target_modules", "task_type", "use_dora", "use_rslora", "trainable_token_indices", DropoutPositionField, AInitField, BInitField,
+        "target_modules", "task_type", "use_dora", "use_rslora", "trainable_token_indices", "modules_to_save", DropoutPositionField, AInitField, BInitField,
     };
 
     /// <summary>Reads a LoRA adapter_config.json; errors name the file and the field.</summary>
@@ -121,6 +120,12 @@ public static class LoraConfigJson
         {
             TrainableTokenIndices = tokenIds,
             TrainableTokenModule = tokenModule,
+            ModulesToSave = NamesOrPattern(json, "modules_to_save", source) switch
+            {
+                ({ Count: > 0 } list, _) => list,
+                (_, { } pattern) => throw new PeftDslException($"{source}: modules_to_save must be a list of module names, not the string '{pattern}'"),
+                _ => null,
+            },
             R = Int(json, "r", source) ?? 8,
             Alpha = Number(json, "lora_alpha", source) ?? 8,
             Dropout = Number(json, "lora_dropout", source) ?? 0,
@@ -188,6 +193,7 @@ public static class LoraConfigJson
         fields["rank_pattern"] = new JsonObject(config.RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         fields["target_modules"] = config.TargetPattern is { } tp ? tp : targets is { } t ? new JsonArray(t.Select(x => (JsonNode?)x).ToArray()) : null;
         fields["task_type"] = config.TaskType;
+        fields["modules_to_save"] = config.ModulesToSave is { } saved ? new JsonArray(saved.Select(m => (JsonNode?)m).ToArray()) : null;
         fields["trainable_token_indices"] = config.TrainableTokenIndices is not { } tokenIds ? null
             : config.TrainableTokenModule is { } module
                 ? new JsonObject { [module] = new JsonArray(tokenIds.Select(i => (JsonNode?)i).ToArray()) }
