@@ -63,7 +63,8 @@ public static class StockModels
         if (CausalLoaders.TryGetValue(modelType, out var causal)) return causal(directory, options);
         if (Seq2SeqLoaders.TryGetValue(modelType, out var seq2seq)) return seq2seq(directory, options);
         throw new ConfigException(
-            $"{directory}: model_type '{modelType}' is not supported (supported: {string.Join(", ", CausalLoaders.Keys.Concat(Seq2SeqLoaders.Keys))})");
+            $"{Path.Combine(directory, "config.json")}: model_type '{modelType}' is not supported (supported: {string.Join(", ", CausalLoaders.Keys.Concat(Seq2SeqLoaders.Keys))})" +
+            (modelType == "gemma3" ? "; Gemma 3's multimodal checkpoints are not, but a text-only gemma3_text folder is" : ""));
     }
 
     /// <summary>Loads an encoder-decoder checkpoint whose family is one of <see cref="Seq2SeqModelTypes"/>.</summary>
@@ -83,6 +84,7 @@ public static class StockModels
         return CausalLoaders.TryGetValue(modelType, out var load)
             ? load(directory, options)
             : throw new ConfigException(
-                $"{directory}: model_type '{modelType}' is not a supported causal LM (supported: {string.Join(", ", CausalLoaders.Keys)})");
+                $"{Path.Combine(directory, "config.json")}: model_type '{modelType}' is not a supported causal LM (supported: {string.Join(", ", CausalLoaders.Keys)})" +
+                (modelType == "gemma3" ? "; Gemma 3's multimodal checkpoints are not, but a text-only gemma3_text folder is" : ""));
     }
 }

@@ -80,7 +80,7 @@ namespace PeftDsl.Generators.Emit
                     : "";
                 w.Line($"this.rotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {r.Theta.Expression}, {r.RopeType.Expression}, {Literals.String(spec.Name)}{fraction}{scaling});");
                 if (r.LocalTheta is { } local)
-                    w.Line($"this.localRotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {local.Expression}, \"default\", {Literals.String(spec.Name)}{fraction});");
+                    w.Line($"this.localRotary = new {RotaryEmbedding}({EmitHelpers.Positive(r.HeadDim, spec.Name)}, {local.Expression}, \"default\", {Literals.String(spec.Name)}{fraction}, thetaKey: {Literals.String(local.Display)});");
                 if (r.MaxPositions is { } maxPositions) w.Line($"this.contextLength = {EmitHelpers.Positive(maxPositions, spec.Name)};");
             }
             w.Line($"var count = {EmitHelpers.Positive(s.Count, spec.Name)};");

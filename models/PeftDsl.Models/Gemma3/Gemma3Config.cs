@@ -31,14 +31,14 @@ public sealed partial record Gemma3Config
     /// <summary><c>rms_norm_eps</c>: the norms' epsilon; 1e-6 by default.</summary>
     [ConfigKey("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     /// <summary>The global layers' RoPE base: <c>rope_theta</c> (5.x: <c>rope_parameters.full_attention.rope_theta</c>); 1e6 by default.</summary>
-    [ConfigKey("rope_parameters.full_attention.rope_theta", "rope_theta")] public double RopeTheta { get; init; } = 1_000_000.0;
+    [ConfigKey("rope_theta", "rope_parameters.full_attention.rope_theta")] public double RopeTheta { get; init; } = 1_000_000.0;
     /// <summary>The global layers' rope type: <c>default</c> or <c>linear</c> (Gemma 3 4B and larger use linear, factor 8).</summary>
     [ConfigKey("rope_parameters.full_attention.rope_type", "rope_scaling.rope_type", "rope_scaling.type", Computes = new object[] { "default", "linear" })]
     public string RopeType { get; init; } = "default";
     /// <summary>The global layers' <c>linear</c> factor.</summary>
     [ConfigKey("rope_parameters.full_attention.factor", "rope_scaling.factor")] public double RopeFactor { get; init; }
     /// <summary>The sliding layers' RoPE base: <c>rope_local_base_freq</c> (5.x: <c>rope_parameters.sliding_attention.rope_theta</c>); 10000 by default.</summary>
-    [ConfigKey("rope_parameters.sliding_attention.rope_theta", "rope_local_base_freq")] public double LocalRopeTheta { get; init; } = 10000.0;
+    [ConfigKey("rope_local_base_freq", "rope_parameters.sliding_attention.rope_theta")] public double LocalRopeTheta { get; init; } = 10000.0;
     /// <summary>The sliding layers' rope type: only <c>default</c> is computed.</summary>
     [ConfigKey("rope_parameters.sliding_attention.rope_type", Computes = new object[] { "default" })] public string LocalRopeType { get; init; } = "default";
     /// <summary><c>query_pre_attn_scalar</c>: scores are scaled by its inverse square root; 256 by default.</summary>

@@ -125,6 +125,9 @@ public static partial class BenchCommand
         peft ??= PeftBench.None;
         if (batch <= 0 || length < 2 || steps <= 0 || newTokens < 0)
             throw new PeftDslException("bench: --batch and --steps must be positive, --length at least 2, --new-tokens 0 or more");
+        // Checked before the run: a path that cannot be written would otherwise fail only after every timing.
+        if (jsonPath is not null && Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } jsonFolder && !Directory.Exists(jsonFolder))
+            throw new PeftDslException($"--json {jsonPath}: the folder {jsonFolder} does not exist");
         if (peft.Adapters <= 0 || (!peft.IsLora && (peft.Mixed || peft.Adapters > 1)))
             throw new PeftDslException("bench: --adapters must be positive; --adapters and --mixed need --method lora or dora");
         manual_seed(0);
@@ -187,7 +190,8 @@ public static partial class BenchCommand
         if (packed is { } p)
             output.WriteLine($"mixed lengths    {p.RealTokens / p.PaddedSeconds,10:N0} real tokens/s one to a row ({p.PaddedRows} x {p.PaddedLength}), " +
                              $"{p.RealTokens / p.PackedSeconds:N0} packed ({p.PackedRows} x {p.PackedLength}): {p.PaddedSeconds / p.PackedSeconds:F2}x " +
-                             $"({p.RealTokens} tokens in {batch} examples of {p.Shortest}–{p.Longest})");
+                             $"({p.RealTokens} tokens in {batch} example{(batch == 1 ? "" : "s")} of {p.Shortest}–{p.Longest})" +
+                             (p.PackedRows == p.PaddedRows ? "; no two examples fit one row, so nothing was packed and the ratio is noise" : ""));
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
         if (memory is not null)

@@ -47,7 +47,8 @@ public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
     public override string Describe => $"LoRA r={Lora.R} alpha={Lora.Alpha.ToString(CultureInfo.InvariantCulture)}";
 
     /// <inheritdoc/>
-    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(Name, Lora, "--targets/--r");
+    public override void Add(LanguageModel model, TextTokenizer tokenizer) => model.Adapters.Add(Name, Lora,
+        "--targets/--r" + (Lora.TrainableTokenIndices is null ? "" : "/--trainable-tokens") + (Lora.ModulesToSave is null ? "" : "/--modules-to-save"));
 
     // The checkpoint lays LoRA adapters out as peft does: "default" at the top, others in a subfolder of their name.
     /// <inheritdoc/>
@@ -59,15 +60,25 @@ public sealed record LoraMethod(LoraConfig Lora) : TrainMethod
     public override void WriteAdapter(LanguageModel model, string folder) => model.Adapters.WriteFiles(folder, Name);
 
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    public override IReadOnlyDictionary<string, string> Settings
     {
-        ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
-        ["--alpha"] = Lora.Alpha.ToString("R", CultureInfo.InvariantCulture),
-        ["--lora-dropout"] = Lora.Dropout.ToString("R", CultureInfo.InvariantCulture),
-        ["--targets"] = Lora.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
-        ["--dora"] = Lora.UseDora ? "yes" : "no",
-        ["--rslora"] = Lora.UseRsLora ? "yes" : "no",
-    };
+        get
+        {
+            var settings = new Dictionary<string, string>
+            {
+                ["--r"] = Lora.R.ToString(CultureInfo.InvariantCulture),
+                ["--alpha"] = Lora.Alpha.ToString("R", CultureInfo.InvariantCulture),
+                ["--lora-dropout"] = Lora.Dropout.ToString("R", CultureInfo.InvariantCulture),
+                ["--targets"] = Lora.TargetModules is { } t ? string.Join(",", t) : "(the model's default)",
+                ["--dora"] = Lora.UseDora ? "yes" : "no",
+                ["--rslora"] = Lora.UseRsLora ? "yes" : "no",
+            };
+            // Recorded only when given, so checkpoints from before these options keep their settings.
+            if (Lora.TrainableTokenIndices is { } tokens) settings["--trainable-tokens"] = string.Join(",", tokens);
+            if (Lora.ModulesToSave is { } saved) settings["--modules-to-save"] = string.Join(",", saved);
+            return settings;
+        }
+    }
 }
 
 /// <summary>IA3 with peft's semantics: vectors on the targets' outputs, or inputs for the feed-forward ones.</summary>

@@ -29,7 +29,9 @@ public sealed class RotaryEmbedding
 
     /// <param name="fraction">The rotated share of the head (1 for full rotary).</param>
     /// <param name="scaling">The scaled rope types' parameters (llama3, linear, longrope); null for none.</param>
-    public RotaryEmbedding(long headDim, double theta, string ropeType, string source, double fraction = 1.0, RopeScaling? scaling = null)
+    /// <param name="thetaKey">The config key of <paramref name="theta"/>, for the message when it is not positive.</param>
+    public RotaryEmbedding(long headDim, double theta, string ropeType, string source, double fraction = 1.0, RopeScaling? scaling = null,
+        string thetaKey = "rope_theta")
     {
         if (Array.IndexOf(RopeTypes, ropeType) < 0)
             throw new ConfigException($"{source}: rope_type '{ropeType}' is not supported (supported: {string.Join(", ", RopeTypes)})" +
@@ -40,7 +42,7 @@ public sealed class RotaryEmbedding
         var rotaryDim = (long)(headDim * fraction);
         if (headDim <= 0 || rotaryDim <= 0 || rotaryDim % 2 != 0)
             throw new ConfigException($"{source}: rotary size {rotaryDim} (head size {headDim} × fraction {fraction}) must be a positive even number");
-        if (!(theta > 0)) throw new ConfigException($"{source}: rope_theta must be positive, got {theta}");
+        if (!(theta > 0)) throw new ConfigException($"{source}: {thetaKey} must be positive, got {theta}");
         HeadDim = headDim;
         RotaryDim = rotaryDim;
         // In fp32 torch ops, as transformers computes its inv_freq buffer, so that the tables agree bit for bit.

@@ -25,13 +25,13 @@ partial record Gemma3Config
             config = config with { HiddenActivation = vHiddenActivation };
         if (json.Optional<double>(new[] { "rms_norm_eps" }, "Gemma3Config.RmsNormEps", out var vRmsNormEps))
             config = config with { RmsNormEps = vRmsNormEps };
-        if (json.Optional<double>(new[] { "rope_parameters.full_attention.rope_theta", "rope_theta" }, "Gemma3Config.RopeTheta", out var vRopeTheta))
+        if (json.Optional<double>(new[] { "rope_theta", "rope_parameters.full_attention.rope_theta" }, "Gemma3Config.RopeTheta", out var vRopeTheta))
             config = config with { RopeTheta = vRopeTheta };
         if (json.Optional<string>(new[] { "rope_parameters.full_attention.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, "Gemma3Config.RopeType", out var vRopeType))
             config = config with { RopeType = vRopeType };
         if (json.Optional<double>(new[] { "rope_parameters.full_attention.factor", "rope_scaling.factor" }, "Gemma3Config.RopeFactor", out var vRopeFactor))
             config = config with { RopeFactor = vRopeFactor };
-        if (json.Optional<double>(new[] { "rope_parameters.sliding_attention.rope_theta", "rope_local_base_freq" }, "Gemma3Config.LocalRopeTheta", out var vLocalRopeTheta))
+        if (json.Optional<double>(new[] { "rope_local_base_freq", "rope_parameters.sliding_attention.rope_theta" }, "Gemma3Config.LocalRopeTheta", out var vLocalRopeTheta))
             config = config with { LocalRopeTheta = vLocalRopeTheta };
         if (json.Optional<string>(new[] { "rope_parameters.sliding_attention.rope_type" }, "Gemma3Config.LocalRopeType", out var vLocalRopeType))
             config = config with { LocalRopeType = vLocalRopeType };
@@ -60,7 +60,7 @@ partial record Gemma3Config
         json.RequireComputed(new[] { "rope_parameters.full_attention.rope_type", "rope_scaling.rope_type", "rope_scaling.type" }, config.RopeType, new object?[] { "default", "linear" }, "Gemma3Config.RopeType");
         json.RequireComputed(new[] { "rope_parameters.sliding_attention.rope_type" }, config.LocalRopeType, new object?[] { "default" }, "Gemma3Config.LocalRopeType");
         json.RequireComputed(new[] { "use_bidirectional_attention" }, config.Bidirectional, new object?[] { false }, "Gemma3Config.Bidirectional");
-        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_activation", "rms_norm_eps", "rope_parameters.full_attention.rope_theta", "rope_theta", "rope_parameters.full_attention.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.full_attention.factor", "rope_scaling.factor", "rope_parameters.sliding_attention.rope_theta", "rope_local_base_freq", "rope_parameters.sliding_attention.rope_type", "query_pre_attn_scalar", "sliding_window", "layer_types", "sliding_window_pattern", "final_logit_softcapping", "attn_logit_softcapping", "attention_bias", "attention_dropout", "max_position_embeddings", "tie_word_embeddings", "use_bidirectional_attention" }, "Gemma3Config");
+        json.RefuseUncomputed(new[] { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_activation", "rms_norm_eps", "rope_theta", "rope_parameters.full_attention.rope_theta", "rope_parameters.full_attention.rope_type", "rope_scaling.rope_type", "rope_scaling.type", "rope_parameters.full_attention.factor", "rope_scaling.factor", "rope_local_base_freq", "rope_parameters.sliding_attention.rope_theta", "rope_parameters.sliding_attention.rope_type", "query_pre_attn_scalar", "sliding_window", "layer_types", "sliding_window_pattern", "final_logit_softcapping", "attn_logit_softcapping", "attention_bias", "attention_dropout", "max_position_embeddings", "tie_word_embeddings", "use_bidirectional_attention" }, "Gemma3Config");
         config.OnBound(json);
         return config;
     }

@@ -12,7 +12,7 @@ partial class Gemma3Model : global::TorchSharp.torch.nn.Module<global::TorchShar
     /// <summary>norm: the norm after the last block.</summary>
     public readonly global::PeftDsl.Modules.GemmaRmsNorm norm;
     private readonly global::PeftDsl.Modules.RotaryEmbedding rotary;
-    /// <summary>The sliding-window layers' tables: θ = rope_parameters.sliding_attention.rope_theta, without scaling.</summary>
+    /// <summary>The sliding-window layers' tables: θ = rope_local_base_freq, without scaling.</summary>
     private readonly global::PeftDsl.Modules.RotaryEmbedding localRotary;
     /// <summary>max_position_embeddings: the positions the checkpoint was trained for.</summary>
     private readonly long contextLength;
@@ -35,7 +35,7 @@ partial class Gemma3Model : global::TorchSharp.torch.nn.Module<global::TorchShar
         var (vocab, dim) = EmbeddingShape(config);
         this.embed_tokens = new global::PeftDsl.Modules.Embedding(vocab, dim) { Scaled = true };
         this.rotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "head_dim", "Gemma3Model"), config.RopeTheta, config.RopeType, "Gemma3Model", scaling: new global::PeftDsl.Modules.RopeScaling { Factor = config.RopeFactor, MaxPositions = config.MaxPositions });
-        this.localRotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "head_dim", "Gemma3Model"), config.LocalRopeTheta, "default", "Gemma3Model");
+        this.localRotary = new global::PeftDsl.Modules.RotaryEmbedding(global::PeftDsl.Runtime.DslChecks.Positive(config.HeadDim, "head_dim", "Gemma3Model"), config.LocalRopeTheta, "default", "Gemma3Model", thetaKey: "rope_local_base_freq");
         this.contextLength = global::PeftDsl.Runtime.DslChecks.Positive(config.MaxPositions, "max_position_embeddings", "Gemma3Model");
         var count = global::PeftDsl.Runtime.DslChecks.Positive(config.Layers, "num_hidden_layers", "Gemma3Model");
         var blocks = new global::PeftDsl.Models.Gemma3.Gemma3DecoderLayer[count];

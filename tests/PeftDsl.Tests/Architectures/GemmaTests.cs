@@ -256,6 +256,9 @@ public sealed class GemmaTests
         Assert.Contains("\"dynamic\"", e.Message);
         e = Assert.Throws<ConfigException>(() => Gemma3Config.FromJson(ConfigJson.Parse("""{"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "use_bidirectional_attention": true}""", "config.json")));
         Assert.Contains("use_bidirectional_attention", e.Message);
+        var local = Gemma3Config.FromJson(ConfigJson.Parse("""{"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 8, "rope_local_base_freq": 0}""", "config.json"));
+        e = Assert.Throws<ConfigException>(() => new Gemma3ForCausalLM(local with { VocabSize = 16 }));
+        Assert.Equal("Gemma3Model: rope_local_base_freq must be positive, got 0", e.Message);
     }
 
     [Fact]

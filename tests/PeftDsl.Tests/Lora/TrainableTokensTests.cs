@@ -137,6 +137,11 @@ public sealed class TrainableTokensTests
         Assert.True(code == 0, stderr);
         using (var reader = SafetensorsReader.Open(dir.File("run/adapter_model.safetensors")))
             Assert.Contains("base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta", reader.Entries.Keys);
+        // A resume trains the rows it started with, or is refused.
+        (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
+            "--out", dir.File("run"), "--steps", "2", "--batch", "4", "--trainable-tokens", "3 5", "--resume");
+        Assert.Equal(2, code);
+        Assert.Contains("--trainable-tokens 3,4 → 3,5", stderr);
         (code, _, stderr) = ParityTests.Peft("train", "--model", Fixtures.Base("llama"), "--tokenizer", dir.File("tok"), "--data", dir.File("train.jsonl"),
             "--out", dir.File("whole"), "--steps", "1", "--batch", "4", "--modules-to-save", "lm_head");
         Assert.True(code == 0, stderr);
