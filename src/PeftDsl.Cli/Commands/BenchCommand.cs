@@ -169,6 +169,9 @@ public static partial class BenchCommand
             _ => throw new InvalidOperationException(),
         };
         var tokens = (double)batch * length;
+        // On the CPU the peak is the resident high-water mark over the timed part: reset here, read after the steps.
+        var onCpu = device.type == DeviceType.CPU;
+        var peakReset = onCpu && ProcessMemory.ResetPeak();
         model.eval();
         var (forward, forwardHost) = TimeWithHost(steps, device, () => { using var s = NewDisposeScope(); using var g = no_grad(); Loss(); });
         ((nn.Module)model).train();
@@ -179,6 +182,7 @@ public static partial class BenchCommand
         var step = TrainStep((nn.Module)model, peft.Method != "none", Loss, onDevice, device, allReduce);
         var (train, trainHost) = TimeWithHost(steps, device, step.Step);
         step.Dispose();
+        var hostPeak = onCpu ? ProcessMemory.PeakResidentBytes() : null;
         var allReduceMs = ranks.Size > 1 && allReduce.Count > 1 ? Median(allReduce.Skip(1).ToList()) * 1000 : (double?)null;
         var packed = packing ? PackingStep(model, peft, batch, length, steps, device, onDevice) : null;
         output.WriteLine($"forward          {tokens / forward,10:N0} tokens/s  {forward * 1000,9:F1} ms/step (median of {steps})");
@@ -194,6 +198,9 @@ public static partial class BenchCommand
                              (p.PackedRows == p.PaddedRows ? "; no two examples fit one row, so nothing was packed and the ratio is noise" : ""));
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
+        if (hostPeak is { } peak)
+            output.WriteLine($"peak resident    {peak / (double)(1L << 30),10:F2} GiB (VmHWM " +
+                             (peakReset ? "over the timed forward and training steps)" : "since the process started: it could not be reset)"));
         if (memory is not null)
             output.WriteLine($"peak GPU memory  {memory.PeakBytes / (double)(1L << 30),10:F2} GiB (NVML: what the run added to the device's use, CUDA context included)");
         var generation = new Dictionary<string, double>();
@@ -215,8 +222,10 @@ public static partial class BenchCommand
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
-                // TorchSharp 0.107 exposes no CUDA memory statistics: NVML's device use, sampled (null without a GPU).
-                ["peak_bytes"] = memory?.PeakBytes, ["generate_new_tokens_per_s"] = generation,
+                // GPU: NVML's device use, sampled (TorchSharp 0.107 exposes no CUDA memory statistics); CPU: VmHWM.
+                ["peak_bytes"] = memory?.PeakBytes ?? hostPeak,
+                ["peak_bytes_source"] = memory is not null ? "nvml" : hostPeak is null ? null : peakReset ? "vmhwm_timed" : "vmhwm_process",
+                ["generate_new_tokens_per_s"] = generation,
                 // Median time of the step's gradient all-reduce over ranks; null for one process.
                 ["ranks"] = ranks.Size, ["allreduce_ms"] = allReduceMs,
                 ["packing"] = packed is { } pk ? new Dictionary<string, object>

@@ -28,12 +28,20 @@ public sealed class MetricsLog : IDisposable
     /// <summary>The <c>metrics.jsonl</c> file being written.</summary>
     public string Path { get; }
 
+    /// <summary>Adds <c>peak_rss_bytes</c>, the process's resident high-water mark so far (host memory; a GPU's is not
+    /// included), where the system reports it.</summary>
+    private static Dictionary<string, object> WithPeak(Dictionary<string, object> line, long? peak)
+    {
+        if (peak is { } bytes) line["peak_rss_bytes"] = bytes;
+        return line;
+    }
+
     /// <summary>Appends the event's JSON line, flushed at once; only step and evaluation events are logged.</summary>
     public void Write(TrainingEvent e)
     {
         var line = e switch
         {
-            StepEvent s => new Dictionary<string, object> { ["step"] = s.Step, ["epoch"] = s.Epoch, ["loss"] = Round(s.Loss), ["lr"] = s.LearningRate, ["tokens_per_s"] = Math.Round(s.TokensPerSecond, 1), ["grad_norm"] = Round(s.GradNorm) },
+            StepEvent s => WithPeak(new Dictionary<string, object> { ["step"] = s.Step, ["epoch"] = s.Epoch, ["loss"] = Round(s.Loss), ["lr"] = s.LearningRate, ["tokens_per_s"] = Math.Round(s.TokensPerSecond, 1), ["grad_norm"] = Round(s.GradNorm) }, s.PeakResidentBytes),
             EvalEvent v => new Dictionary<string, object> { ["step"] = v.Step, ["eval_loss"] = Round(v.Result.Loss), ["eval_perplexity"] = Round(v.Result.Perplexity), ["eval_exact_match"] = Round(v.Result.ExactMatch), ["best"] = v.Best },
             _ => null,
         };

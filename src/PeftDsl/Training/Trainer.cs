@@ -108,7 +108,8 @@ public sealed class Trainer
                 ? state with { Step = state.Step + 1, Epoch = state.Epoch + 1, BatchInEpoch = 0 }
                 : state with { Step = state.Step + 1, BatchInEpoch = next };
             if (ranks.Rank == 0 && (state.Step % options.LogEvery == 0 || state.Step == TotalSteps))
-                Progress?.Invoke(new StepEvent(state.Step, TotalSteps, state.Epoch, loss, lr, tokens / clock.Elapsed.TotalSeconds, norm));
+                Progress?.Invoke(new StepEvent(state.Step, TotalSteps, state.Epoch, loss, lr, tokens / clock.Elapsed.TotalSeconds, norm,
+                    Runtime.ProcessMemory.PeakResidentBytes()));
 
             var evaluate = eval is not null && (state.Step == TotalSteps || options.EvalEvery > 0 && state.Step % options.EvalEvery == 0);
             if (evaluate)

@@ -6,7 +6,9 @@ namespace PeftDsl.Training;
 public abstract record TrainingEvent(int Step);
 
 /// <summary>An optimizer step: its mean loss over answer tokens, the learning rate it used, and throughput.</summary>
-public sealed record StepEvent(int Step, int TotalSteps, int Epoch, double Loss, double LearningRate, double TokensPerSecond, double GradNorm)
+/// <param name="PeakResidentBytes">The process's resident high-water mark so far (Linux <c>VmHWM</c>), or null.</param>
+public sealed record StepEvent(int Step, int TotalSteps, int Epoch, double Loss, double LearningRate, double TokensPerSecond, double GradNorm,
+    long? PeakResidentBytes = null)
     : TrainingEvent(Step);
 
 /// <summary>An evaluation on the held-out examples, after an optimizer step.</summary>

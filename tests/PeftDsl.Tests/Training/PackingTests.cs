@@ -99,6 +99,10 @@ public sealed class PackingTests
         (code, _, stderr) = ParityTests.Peft(Run("packed", "llama", "--packing"));
         Assert.True(code == 0, stderr);
         var (plain, packed) = (Losses("plain"), Losses("packed"));
+        // Every step line also carries the process's resident high-water mark (Linux).
+        if (OperatingSystem.IsLinux())
+            Assert.All(File.ReadAllLines(dir.File("packed/metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("loss", out _)),
+                e => Assert.True(e.GetProperty("peak_rss_bytes").GetInt64() > 50L << 20));
         Assert.Equal(3, packed.Length);
         for (var i = 0; i < 3; i++) Assert.Equal(plain[i], packed[i], 3);
 
