@@ -56,10 +56,11 @@ public static partial class BenchCommand
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "LoRA/DoRA targets, space- or comma-separated, as --targets of train: module names or dotted suffixes, NeMo site names, attention, mlp, all; or one re:REGEX (default all)", AllowMultipleArgumentsPerToken = true };
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
+        var plainLoss = new Option<bool>("--plain-loss") { Description = "Compute the causal loss from the whole (B, T, V) logits, as before chunking (to compare memory and time with the default chunked loss)" };
         var packing = new Option<bool>("--packing") { Description = "Also time the training step on --batch examples of mixed lengths (1/8 to all of --length), one to a row and packed" };
         var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
         {
-            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, packing, json,
+            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, packing, plainLoss, json,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -67,7 +68,7 @@ public static partial class BenchCommand
             parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse),
             PeftBench.From(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount),
                 parse.GetValue(mixed), parse.GetValue(virtualTokens)),
-            parse.GetValue(json)?.FullName, parse.GetValue(packing))));
+            parse.GetValue(json)?.FullName, parse.GetValue(packing), parse.GetValue(plainLoss))));
         return command;
     }
 
@@ -110,16 +111,16 @@ public static partial class BenchCommand
     /// to <paramref name="jsonPath"/> when given. Returns 0; bad sizes or options throw a bad-input error.</summary>
     /// <param name="packing">Also time the step on examples of mixed lengths, padded and packed (<see cref="PackingStep"/>).</param>
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null, bool packing = false)
+        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null, bool packing = false, bool plainLoss = false)
     {
         // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
         // peft train does; rank 0 reports.
         return JobRanks.Run(ranks => Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null,
-            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks, packing));
+            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks, packing, plainLoss));
     }
 
     private static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks, bool packing)
+        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks, bool packing, bool plainLoss)
     {
         placement ??= ModelLoadOptions.Default;
         peft ??= PeftBench.None;
@@ -151,20 +152,26 @@ public static partial class BenchCommand
         if (model is CausalLanguageModel { PositionLimit: { } limit } && prepended + length + newTokens > limit)
             throw new PeftDslException($"bench: --length {length} plus --new-tokens {newTokens}" + (peft.IsPrompt ? $" plus --virtual-tokens {peft.VirtualTokens}" : "") +
                                        $" exceed the model's {limit} positions");
-        var logitsGiB = (double)batch * length * vocab * 4 / (1L << 30);
+        // The chunked loss never holds the whole logits, but one layer's hidden states must fit all the same.
         var memoryGiB = (double)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30);
-        if (device.type == DeviceType.CPU && logitsGiB > memoryGiB)
-            throw new PeftDslException($"bench: --batch {batch} × --length {length} × vocabulary {vocab} needs {logitsGiB:F1} GiB for the fp32 logits alone; " +
-                                       $"this machine has {memoryGiB:F1} GiB");
+        var wholeLogits = plainLoss || model is not CausalLanguageModel;
+        var width = wholeLogits ? vocab : ((nn.Module)model).parameters().Where(p => p.dim() == 2 && p.shape[0] == vocab).Select(p => p.shape[1]).DefaultIfEmpty(1).First();
+        var neededGiB = (double)batch * length * width * 4 / (1L << 30);
+        if (device.type == DeviceType.CPU && neededGiB > memoryGiB)
+            throw new PeftDslException(wholeLogits
+                ? $"bench: --batch {batch} × --length {length} × vocabulary {vocab} needs {neededGiB:F1} GiB for the fp32 logits alone; this machine has {memoryGiB:F1} GiB"
+                : $"bench: --batch {batch} × --length {length} × hidden size {width} needs {neededGiB:F1} GiB for one layer's fp32 hidden states alone; this machine has {memoryGiB:F1} GiB");
         var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64, device: device);
         var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
         var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);
-        output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads");
+        output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads" +
+                         (model is CausalLanguageModel ? (plainLoss ? ", plain loss (whole logits)" : ", chunked loss") : ""));
         var rows = Attach((LanguageModel)model, peft, batch, output);
 
         Tensor Loss() => model switch
         {
-            CausalLanguageModel causal => causal.Forward(ids, labels: ids, adapterNames: rows).Loss!,
+            // As training computes it: chunked, the (B, T, V) logits never exist; --plain-loss materialises them.
+            CausalLanguageModel causal => plainLoss ? causal.Forward(ids, labels: ids, adapterNames: rows).Loss! : causal.Loss(ids, null, ids, rows),
             Seq2SeqLanguageModel seq2seq => seq2seq.Forward(ids, null, decoderIds, decoderIds, adapterNames: rows).Loss!,
             _ => throw new InvalidOperationException(),
         };
@@ -219,6 +226,7 @@ public static partial class BenchCommand
             File.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["shape"] = directory ?? shape, ["method"] = peft.Method, ["device"] = device.ToString(),
+                ["loss"] = model is CausalLanguageModel && !plainLoss ? "chunked" : "plain",
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,

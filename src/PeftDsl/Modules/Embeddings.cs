@@ -170,6 +170,11 @@ public sealed class LmHead : nn.Module<Tensor, Tensor>
     /// <summary>The untied head's [vocab, dim] weight (<c>lm_head.weight</c>); null when tied, since the embedding's is used.</summary>
     public readonly Parameter? weight;
 
+    /// <summary>The tensors a gradient of the logits reaches that train: the head's weight or saved copies, or, tied, the
+    /// embedding's weight and trainable tokens (<c>ChunkedLoss</c> takes their gradients chunk by chunk).</summary>
+    internal IEnumerable<Parameter> TrainableTensors() =>
+        parameters().Concat(tiedTo?.parameters() ?? []).Where(p => p.requires_grad);
+
     /// <summary>True when the head reuses the token embedding's weight and owns no parameter.</summary>
     public bool IsTied => tiedTo is not null;
 

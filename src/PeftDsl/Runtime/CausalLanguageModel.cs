@@ -72,8 +72,37 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
     /// <param name="packed">Several examples per row; not with a cache or virtual tokens.</param>
     /// <returns>(B, T, V), or (B, 1, V) with <paramref name="lastPositionOnly"/>.</returns>
     public Tensor Logits(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, AdapterRouting? routing = null,
-        bool lastPositionOnly = false, PackedSequences? packed = null)
+        bool lastPositionOnly = false, PackedSequences? packed = null) =>
+        Pass(inputIds, attentionMask, cache, routing, lastPositionOnly, packed, throughHead: true);
+
+    /// <summary>
+    /// The mean next-token loss, as <see cref="Forward"/> computes it, with the LM head and the cross-entropy taken in
+    /// chunks of positions (<see cref="ChunkedLoss"/>): at most one chunk's logits exist at a time, forward or backward,
+    /// where the whole (B, T, V) tensor would otherwise dominate memory (4 × 2048 × 262,144 fp32 logits are 8.6 GB).
+    /// The loss and the gradients are the plain path's. Training and evaluation use it.
+    /// </summary>
+    /// <param name="chunk">Positions per chunk; null picks about 256 MiB of fp32 logits per chunk.</param>
+    public Tensor Loss(Tensor inputIds, Tensor? attentionMask, Tensor labels, IReadOnlyList<string>? adapterNames = null,
+        PackedSequences? packed = null, long? chunk = null)
     {
+        Require2D(inputIds, "input_ids");
+        if (!labels.shape.SequenceEqual(inputIds.shape))
+            throw new PeftDslException($"labels have shape [{string.Join(", ", labels.shape)}], expected [{string.Join(", ", inputIds.shape)}]");
+        if (chunk is <= 0) throw new PeftDslException($"the loss chunk must be a positive number of positions, got {chunk}");
+        using var scope = NewDisposeScope();
+        var hidden = Pass(inputIds, attentionMask, null, Route(adapterNames, inputIds), false, packed, throughHead: false);
+        labels = labels.masked_fill(inputIds.lt(0), Losses.IgnoreIndex);
+        var virtualPositions = hidden.shape[1] - inputIds.shape[1];
+        if (virtualPositions > 0)
+            labels = cat([full(labels.shape[0], virtualPositions, Losses.IgnoreIndex, dtype: labels.dtype, device: labels.device), labels], 1);
+        return ChunkedLoss.Compute(Head, hidden, labels, chunk ?? ChunkedLoss.DefaultChunk(VocabSize)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The stack's output for the pass, through the head when <paramref name="throughHead"/>.</summary>
+    private Tensor Pass(Tensor inputIds, Tensor? attentionMask, KvCache? cache, AdapterRouting? routing, bool lastPositionOnly,
+        PackedSequences? packed, bool throughHead)
+    {
+        Tensor Out(Tensor h) => throughHead ? Head.forward(lastPositionOnly ? h.narrow(1, -1, 1) : h) : h;
         using var scope = NewDisposeScope();
         routing ??= Route(null, inputIds);
         var first = cache is null || cache.PastLength == 0;
@@ -84,7 +113,7 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
         if (prompts is null)
         {
             var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout, Packed: packed));  // (B, T, C)
-            return Head.forward(lastPositionOnly ? plain.narrow(1, -1, 1) : plain).MoveToOuterDisposeScope();
+            return Out(plain).MoveToOuterDisposeScope();
         }
         (cache, var temporary, var mask) = EnterVirtual(prompts, attentionMask, cache, inputIds);
         try
@@ -93,7 +122,7 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
             if (first) cache?.CheckPrefixUsed();
             // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.
             if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.AddVirtual(prompts.Count);
-            return Head.forward(lastPositionOnly ? h.narrow(1, -1, 1) : h).MoveToOuterDisposeScope();
+            return Out(h).MoveToOuterDisposeScope();
         }
         finally
         {

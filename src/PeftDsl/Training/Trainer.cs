@@ -177,11 +177,14 @@ public sealed class Trainer
         var total = zeros(1, device: device);
         foreach (var batch in batches)
         {
+            // Each micro-batch's activations and outputs are freed before the next runs: in the step's scope they all
+            // stayed alive until the step ended, so peak memory grew with --accumulate.
+            using var micro = NewDisposeScope();
+            using var owned = batch;
             if (batch.LossTokens == 0) continue;
             var loss = Loss(model, batch) * ((double)batch.LossTokens / lossTokens);
             loss.backward();
             total.add_(loss.detach());
-            batch.Dispose();
         }
         if (options.TFewLosses)
         {
@@ -263,7 +266,8 @@ public sealed class Trainer
     /// <summary>The mean loss of a batch over its loss tokens.</summary>
     internal static Tensor Loss(LanguageModel model, Batch batch, IReadOnlyList<string>? adapterNames = null) => model switch
     {
-        CausalLanguageModel causal => causal.Forward(batch.InputIds, batch.AttentionMask, batch.Labels, adapterNames, batch.Packed).Loss!,
+        // Chunked: the (B, T, V) logits never exist (ChunkedLoss); the loss and gradients are Forward's.
+        CausalLanguageModel causal => causal.Loss(batch.InputIds, batch.AttentionMask, batch.Labels, adapterNames, batch.Packed),
         Seq2SeqLanguageModel seq2seq => seq2seq.Forward(batch.InputIds, batch.AttentionMask, batch.DecoderInputIds!, batch.Labels, adapterNames).Loss!,
         _ => throw new InvalidOperationException(),
     };
