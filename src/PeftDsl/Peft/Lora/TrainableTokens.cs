@@ -103,7 +103,7 @@ public sealed class TrainableTokens : nn.Module, IPeftTensors
     /// <summary>A [vocab] table: the adapter's row for each of its tokens, −1 elsewhere; built once per device.</summary>
     private Tensor Slots(string adapter, Device device)
     {
-        if (slots.TryGetValue(adapter, out var table) && table.device == device) return table;
+        if (slots.TryGetValue(adapter, out var table) && table.device_type == device.type && table.device_index == device.index) return table;
         table?.Dispose();
         var values = Enumerable.Repeat(-1L, (int)vocab).ToArray();
         var ids = indices[adapter];
