@@ -58,13 +58,13 @@ public sealed class LoraOptions
 
     private static IReadOnlyList<string> ModuleNames(string[] values)
     {
-        var names = values.SelectMany(v => v.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct().ToList();
+        var names = LoraTargets.Items(values).Distinct().ToList();
         return names.Count > 0 ? names : throw new PeftDslException("--modules-to-save: give at least one module name (embed_tokens, lm_head)");
     }
 
     private static IReadOnlyList<long> TokenIds(string[] values)
     {
-        var parts = values.SelectMany(v => v.Split([',', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        var parts = LoraTargets.Items(values).ToList();
         if (parts.Count == 0) throw new PeftDslException("--trainable-tokens: give at least one token id");
         if (parts.Count != parts.Distinct().Count()) throw new PeftDslException("--trainable-tokens: a token id is given twice");
         return parts.Select(p => long.TryParse(p, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id)

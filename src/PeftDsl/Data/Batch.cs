@@ -47,7 +47,7 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
                 mask[row, col] = inside ? 1 : 0;
                 // Virtual-prompt slots (negative ids) are not tokens to predict.
                 // A conversation marks its assistant tokens itself (they are spread over several turns).
-                var target = e.Targets is { } t ? !answerOnly || (inside && t[col]) : !(answerOnly && inPrompt);
+                var target = inside && IsTarget(e, col, answerOnly);
                 labels[row, col] = inside && target && ids[row, col] >= 0 ? ids[row, col] : Losses.IgnoreIndex;
                 // The first position is a target only after virtual tokens: otherwise nothing precedes it.
                 if ((col > 0 || firstIsTarget) && labels[row, col] != Losses.IgnoreIndex) lossTokens++;
@@ -96,7 +96,7 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
                 {
                     var inPrompt = i < e.Prompt.Length;
                     var id = inPrompt ? e.Prompt[i] : e.Answer[i - e.Prompt.Length];
-                    var target = e.Targets is { } t ? !answerOnly || t[i] : !(answerOnly && inPrompt);
+                    var target = IsTarget(e, i, answerOnly);
                     var col = offset + i;
                     ids[r, col] = id;
                     mask[r, col] = 1;
@@ -112,6 +112,12 @@ public sealed record Batch(Tensor InputIds, Tensor AttentionMask, Tensor Labels,
         return new Batch(tensor(ids, device: device), tensor(mask, device: device), tensor(labels, device: device), null, lossTokens,
             new PackedSequences(tensor(segments, device: device), tensor(positions, device: device)));
     }
+
+    /// <summary>Whether token <paramref name="i"/> of an example takes the loss: every token with the full loss; with the
+    /// answer-only loss, the answer's (NeMo's answer_only_loss) or, in a conversation, the assistant's (TRL's
+    /// assistant_only_loss, marked in <c>Targets</c>).</summary>
+    private static bool IsTarget(TokenizedExample e, int i, bool answerOnly) =>
+        !answerOnly || (e.Targets is { } t ? t[i] : i >= e.Prompt.Length);
 
     /// <summary>An encoder-decoder batch: <c>InputIds</c>/<c>AttentionMask</c> (B, S) hold the right-padded prompts,
     /// <c>DecoderInputIds</c> (B, T) the answers shifted right after <paramref name="decoderStart"/>, and <c>Labels</c>

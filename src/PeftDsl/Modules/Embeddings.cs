@@ -64,13 +64,14 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
     public Peft.Lora.ModulesToSave? SavedCopies { get; private set; }
 
     /// <summary>The table's <c>modules_to_save</c> module, created on first use.</summary>
-    internal Peft.Lora.ModulesToSave SavedCopiesFor(Func<IEnumerable<string>> applying) =>
-        SavedCopies ??= Registered(new Peft.Lora.ModulesToSave(applying));
-
-    private Peft.Lora.ModulesToSave Registered(Peft.Lora.ModulesToSave copies)
+    internal Peft.Lora.ModulesToSave SavedCopiesFor(Func<IEnumerable<string>> applying)
     {
-        register_module("modules_to_save", copies);
-        return copies;
+        if (SavedCopies is null)
+        {
+            SavedCopies = new Peft.Lora.ModulesToSave(applying);
+            register_module("modules_to_save", SavedCopies);
+        }
+        return SavedCopies;
     }
 
     /// <summary>Removes the <c>modules_to_save</c> module once no adapter has a copy in it.</summary>

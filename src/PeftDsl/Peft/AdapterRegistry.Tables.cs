@@ -12,15 +12,12 @@ namespace PeftDsl.Peft;
 // tied head) and modules_to_save (whole copies of the embedding or an untied head).
 public sealed partial class AdapterRegistry
 {
-    /// <summary>The input embedding trainable tokens replace rows of: the table the virtual-prompt site reads (a
-    /// decoder-only model's token embedding); null for a model without one.</summary>
-    private Modules.Embedding? TokenTable()
-    {
-        if (model is not CausalLanguageModel) return null;
-        var site = model.Sites().FirstOrDefault(s => s.Kind == SiteKind.VirtualPrompt);
-        return site is null ? null
-            : CheckpointLayout.ModulesWithRoot(model).FirstOrDefault(m => m.Path == site.ModulePath).Module as Modules.Embedding;
-    }
+    /// <summary>The input embedding trainable tokens replace rows of, with its path: the table the virtual-prompt site
+    /// reads (a decoder-only model's token embedding); null for a model without one.</summary>
+    private (string Path, Modules.Embedding Table)? InputTable() =>
+        model is CausalLanguageModel && InputEmbedding.Find(model) is ({ } path, { } table) ? (path, table) : null;
+
+    private Modules.Embedding? TokenTable() => InputTable()?.Table;
 
     /// <summary>The adapter's trainable tokens: rows of the input embedding, copies of the rows they replace
     /// (<paramref name="initialize"/>) or zeros that a file fills.</summary>
@@ -28,8 +25,7 @@ public sealed partial class AdapterRegistry
     {
         if (model is not CausalLanguageModel)
             throw new PeftDslException($"{source}: trainable_token_indices is supported on decoder-only models, not on {model.ModelType}");
-        var table = TokenTable() ?? throw new PeftDslException($"{source}: trainable_token_indices needs the model's input embedding, which {model.GetName()} does not declare");
-        var path = model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath;
+        var (path, table) = InputTable() ?? throw new PeftDslException($"{source}: trainable_token_indices needs the model's input embedding, which {model.GetName()} does not declare");
         if (config.TrainableTokenModule is { } module && path != module && !path.EndsWith("." + module, StringComparison.Ordinal))
             throw new PeftDslException($"{source}: trainable_token_indices names module '{module}', but trainable tokens go on the input embedding {path} only");
         if (tokens.FirstOrDefault(t => t >= table.Count) is var outside && outside >= table.Count)
@@ -45,23 +41,21 @@ public sealed partial class AdapterRegistry
 
     /// <summary>The adapter's trainable-token rows and their checkpoint path (the input embedding's), when it has any.</summary>
     internal (string Path, Tensor Rows)? TokenRows(string name) =>
-        TokenTable() is { TokenAdapter: { } tokens } && tokens.Adapters.Contains(name)
-            ? (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, tokens.Rows(name))
-            : null;
+        InputTable() is ({ } path, { TokenAdapter: { } tokens }) && tokens.Adapters.Contains(name) ? (path, tokens.Rows(name)) : null;
 
     /// <summary>Where a config's trainable tokens would go: the input embedding's path and row width; null without one.</summary>
     internal (string Path, long Dim)? TokenTableShape() =>
-        TokenTable() is { } table ? (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, table.Dim) : null;
+        InputTable() is ({ } path, { } table) ? (path, table.Dim) : null;
 
     /// <summary>The modules <c>modules_to_save</c> can copy: the input embedding and an untied LM head, with their paths.</summary>
     private IEnumerable<(string Path, ISavedCopies Module, Tensor Weight)> SavedModules()
     {
-        if (TokenTable() is { } table)
-            yield return (model.Sites().First(s => s.Kind == SiteKind.VirtualPrompt).ModulePath, new EmbeddingCopies(table), table.weight);
+        if (InputTable() is ({ } tablePath, { } table))
+            yield return (tablePath, new EmbeddingCopies(table), table.weight);
         if (model is CausalLanguageModel { OutputHead: { IsTied: false, weight: { } w } head })
         {
-            var path = CheckpointLayout.ModulesWithRoot(model).FirstOrDefault(m => ReferenceEquals(m.Module, head)).Path;
-            if (path is not null) yield return (path, new HeadCopies(head), w);
+            var headPath = CheckpointLayout.ModulesWithRoot(model).FirstOrDefault(m => ReferenceEquals(m.Module, head)).Path;
+            if (headPath is not null) yield return (headPath, new HeadCopies(head), w);
         }
     }
 

@@ -63,12 +63,17 @@ public static class LoraTargets
             _ = FullMatch(pattern, "");   // refuses an invalid expression now, naming it
             return (null, pattern);
         }
-        var items = raw.SelectMany(v => v.Split([',', ' ', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+        var items = Items(raw).ToList();
         if (items.Count == 0) throw new PeftDslException($"{source} names no module; leave it out for the model's default targets");
         if (items.FirstOrDefault(i => i.StartsWith(RegexPrefix, StringComparison.Ordinal)) is { } late)
             throw new PeftDslException($"{source}: a regular expression ({late}) is the whole target; give it alone, or list names instead");
         return (items.Distinct().ToList(), null);
     }
+
+    /// <summary>The entries of a list option given as separate values, or in one value separated by commas, spaces or
+    /// tabs (<c>--targets</c>, <c>--trainable-tokens</c>, <c>--modules-to-save</c>).</summary>
+    public static IEnumerable<string> Items(IEnumerable<string> raw) =>
+        raw.SelectMany(v => v.Split([',', ' ', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     /// <summary>The target list a config means for a model type (peft's defaults when it names none).</summary>
     public static IReadOnlyList<string>? EffectiveTargets(LoraConfig config, string modelType, string source)

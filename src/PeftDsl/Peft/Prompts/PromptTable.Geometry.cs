@@ -9,19 +9,12 @@ namespace PeftDsl.Peft.Prompts;
 public sealed partial class PromptTable
 {
     /// <summary>The token embedding the virtual-prompt site follows.</summary>
-    private Modules.Embedding InputEmbedding()
+    private Modules.Embedding InputEmbedding() => Peft.InputEmbedding.Find(model) switch
     {
-        var site = model.Sites().FirstOrDefault(s => s.Kind == SiteKind.VirtualPrompt)
-            ?? throw new PeftDslException($"{model.GetName()} declares no virtual-prompt site, so prompt learning cannot attach");
-        var modules = Checkpoints.CheckpointLayout.ModulesWithRoot(model).ToList();
-        if (modules.FirstOrDefault(m => m.Path == site.ModulePath).Module is Modules.Embedding registered) return registered;
-        // A shared embedding (T5's encoder.embed_tokens is the root's `shared`) is registered once, under the root's
-        // name; the stack keeps it in the field the generator names after the checkpoint segment.
-        var dot = site.ModulePath.LastIndexOf('.');
-        var owner = modules.FirstOrDefault(m => m.Path == (dot < 0 ? "" : site.ModulePath[..dot])).Module;
-        return owner?.GetType().GetField(site.ModulePath[(dot + 1)..])?.GetValue(owner) as Modules.Embedding
-            ?? throw new PeftDslException($"{model.GetName()}: the virtual-prompt site {site.ModulePath} is not a token embedding");
-    }
+        null => throw new PeftDslException($"{model.GetName()} declares no virtual-prompt site, so prompt learning cannot attach"),
+        ({ } path, null) => throw new PeftDslException($"{model.GetName()}: the virtual-prompt site {path} is not a token embedding"),
+        (_, { } table) => table,
+    };
 
     /// <summary>Fills the geometry from the model, as peft's <c>_prepare_prompt_learning_config</c> does.</summary>
     private PromptConfig Complete(PromptConfig config, string source)
