@@ -6,12 +6,16 @@ namespace PeftDsl.Tests.Training;
 
 /// <summary>The resident high-water mark that bench reports on the CPU and train logs: it follows real allocations and
 /// can be reset to the current size.</summary>
+[Collection(ResidentMemory.Name)]
 public sealed class ProcessMemoryTests
 {
     [Fact]
     public void ThePeakFollowsAnAllocationAndResetsToTheCurrentSize()
     {
         if (!OperatingSystem.IsLinux()) return;   // /proc is Linux's; elsewhere both read null
+        // Tensors other tests left to finalizers are freed now, not in the middle of the measurement.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         Assert.True(ProcessMemory.ResetPeak());
         var before = ProcessMemory.PeakResidentBytes()!.Value;
         Assert.True(before >= ProcessMemory.ResidentBytes()! - (64L << 20));
