@@ -115,7 +115,7 @@ namespace PeftDsl.Generators.Emit
             if (s.Positions is { } positions)
                 w.Line($"x = x + this.{positions.Field}.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)");
             if (s.EmbeddingDropout is not null) w.Line($"x = {EmitHelpers.Dropout("x", "embeddingDropout")};");
-            w.Line($"foreach (var block in this.{s.Blocks.Field}) x = block.forward(x, ctx);");
+            w.Line($"foreach (var block in this.{s.Blocks.Field}) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing");
             var final = $"this.{s.FinalNorm.Field}.forward(x)";
             w.Line($"return {(s.FinalDropout is null ? final : EmitHelpers.Dropout(final, "finalDropout"))}.MoveToOuterDisposeScope();");
             w.Close();

@@ -59,6 +59,7 @@ public static class TrainCommand
         var metric = new Option<string>("--metric") { Description = "What early stopping follows: loss or exact_match", DefaultValueFactory = _ => "loss" };
         var tfew = new Option<bool>("--tfew") { Description = "T-Few: on multiple-choice examples ({\"input\", \"choices\", \"label\"}) add the length-normalised and unlikelihood losses over the choices" };
         var packing = new Option<bool>("--packing") { Description = "Pack several short examples into each row of a batch (decoder-only models): positions restart and attention stays within each example, so the loss is the same with less padding" };
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each transformer block in backward instead of keeping its activations: less memory, about one more forward per step, the same gradients (not with prefix tuning)" };
         var fullLoss = new Option<bool>("--full-loss") { Description = "Take the loss on prompt tokens too (default: answer tokens only, NeMo's answer_only_loss)" };
         var task = new Option<string?>("--task") { Description = "prompt/ptuning/prefix: also add the trained task to --table under this name" };
         var table = new Option<DirectoryInfo?>("--table") { Description = "Multi-task prompt table folder that --task is added to (created if new; other tasks stay as they are)" };
@@ -68,7 +69,7 @@ public static class TrainCommand
             "peft train --model models/gpt2 --data train.jsonl --eval dev.jsonl --out runs/mine --r 8 --epochs 3"))
         {
             model, data, eval, output, method, steps, epochs, batch, accumulate, lr, warmup, schedule, weightDecay, baseDropout, clip, seed,
-            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, packing, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
+            logEvery, evalEvery, saveEvery, patience, metric, fullLoss, packing, checkpointing, tfew, task, table, resume, overwrite, feedforward, ia3Placement,
             adapterDim, adapterActivation, adapterNorm, adapterSites, adapterPlacement, adapterTie,
         };
         lora.AddTo(command);
@@ -172,6 +173,7 @@ public static class TrainCommand
                 AnswerOnlyLoss = !parse.GetValue(fullLoss),
                 TFewLosses = parse.GetValue(tfew),
                 Packing = parse.GetValue(packing),
+                GradientCheckpointing = parse.GetValue(checkpointing),
             }.Validate();
             var run = new TrainRun(parse.GetValue(model)!.FullName, parse.GetValue(data)!.FullName, parse.GetValue(eval)?.FullName,
                 parse.GetValue(output)!.FullName, chosen, options, parse.GetValue(resume), parse.GetValue(overwrite)) { Table = tableEntry };
@@ -256,6 +258,8 @@ public sealed record TrainRun(string Model, string Data, string? Eval, string Ou
             throw new PeftDslException($"--data {Data} and --eval {Eval} hold different kinds of records (conversations and prompt/answer records); " +
                                        "evaluate on records of the kind trained on");
         if (writes && Table is { } t) t.CheckFree();
+        if (Options.GradientCheckpointing && Method.PromptPart is { Prompt.Method: Peft.Prompts.PromptMethod.PrefixTuning })
+            throw new PeftDslException("--gradient-checkpointing cannot be combined with --method prefix: the prefix's keys and values reach every layer through the KV cache, which a recomputed block would read twice");
         if (Options.Packing && Method.PromptPart is not null)
             throw new PeftDslException("--packing cannot be combined with prompt learning: the virtual tokens would be prepended to a packed row, not to each example");
         var format = data.Format(parse);

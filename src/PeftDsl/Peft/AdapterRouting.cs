@@ -81,6 +81,14 @@ public sealed class AdapterRouting
                 BottleneckActive = BottleneckActive, BottleneckRows = BottleneckRows,
             };
 
+    /// <summary>This routing with another handle on its row slots (a checkpointed block's own, which outlives the
+    /// caller's dispose scope).</summary>
+    internal AdapterRouting WithRowSlots(Tensor? rowSlots) =>
+        rowSlots is null ? this : new(Active, Distinct, rowSlots)
+        {
+            PromptRows = PromptRows, Ia3Active = Ia3Active, Ia3Rows = Ia3Rows, BottleneckActive = BottleneckActive, BottleneckRows = BottleneckRows,
+        };
+
     /// <summary>The same adapters for every row.</summary>
     internal static AdapterRouting Uniform(IReadOnlyList<string> active) => active.Count == 0 ? None : new(active, null, null);
 

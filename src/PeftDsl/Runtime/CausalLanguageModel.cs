@@ -112,13 +112,13 @@ public abstract class CausalLanguageModel(string name) : LanguageModel(name)
             throw new PeftDslException("packed rows cannot take virtual tokens: a prompt would be prepended to the row, not to each example; train prompt learning without --packing");
         if (prompts is null)
         {
-            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout, Packed: packed));  // (B, T, C)
+            var plain = Hidden(inputIds, new StackInputs(attentionMask, Cache: cache, Routing: routing, BaseDropout: BaseDropout, Packed: packed, Checkpoint: GradientCheckpointing));  // (B, T, C)
             return Out(plain).MoveToOuterDisposeScope();
         }
         (cache, var temporary, var mask) = EnterVirtual(prompts, attentionMask, cache, inputIds);
         try
         {
-            var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts, BaseDropout: BaseDropout));  // (B, P + T, C) on a prompt's first pass
+            var h = Hidden(prompts.TokenIds ?? inputIds, new StackInputs(mask, Cache: cache, Routing: routing, Prompts: prompts, BaseDropout: BaseDropout, Checkpoint: GradientCheckpointing));  // (B, P + T, C) on a prompt's first pass
             if (first) cache?.CheckPrefixUsed();
             // The prompt rows went into the cache with this pass's tokens; the caller advances by its own tokens.
             if (prompts.Embeddings is not null && cache is not null && temporary is null) cache.AddVirtual(prompts.Count);

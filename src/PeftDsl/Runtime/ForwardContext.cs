@@ -83,6 +83,40 @@ public sealed class ForwardContext : IDisposable
     /// <summary>Replaces every configured base-model dropout rate in training when set (<see cref="Modules.BaseDropout"/>).</summary>
     public double? BaseDropout { get; private init; }
 
+    /// <summary>Blocks run through <see cref="ActivationCheckpoint"/> in training (<see cref="StackInputs.Checkpoint"/>).</summary>
+    public bool Checkpointing { get; private init; }
+
+    /// <summary>Runs one block of the stack: plainly, or checkpointed when <see cref="Checkpointing"/> is on and
+    /// gradients are recorded.</summary>
+    public Tensor RunBlock(nn.Module<Tensor, ForwardContext, Tensor> block, Tensor x) =>
+        Checkpointing ? ActivationCheckpoint.Run(block, x, this) : block.forward(x, this);
+
+    // A checkpointed block's copy owns aliases of the tensors above, so that they outlive the stack's dispose scope
+    // until the block's recompute in backward; the stack's own context owns none of them.
+    private bool ownsTensors;
+
+    /// <summary>A copy of this context for one checkpointed block's recompute: the same values under handles of its
+    /// own, disposed with it. It never checkpoints again, and <paramref name="encoderHidden"/> replaces the encoder
+    /// output (the recompute's detached input).</summary>
+    internal ForwardContext ForReplay(Tensor? encoderHidden)
+    {
+        static Tensor? Own(Tensor? t) => t?.alias().DetachFromDisposeScope();
+        static (Tensor, Tensor)? OwnPair((Tensor Cos, Tensor SignedSin)? p) => p is { } q ? (Own(q.Cos)!, Own(q.SignedSin)!) : null;
+        return new ForwardContext(Length, PastLength, Own(Positions)!, Own(KeyMask), Own(CausalMask), OwnPair(Rotary), encoderHidden,
+            Own(EncoderKeyMask), Cache, Routing.WithRowSlots(Own(Routing.RowSlots)))
+        {
+            rotaryHeadDim = rotaryHeadDim, BaseDropout = BaseDropout, LocalRotary = OwnPair(LocalRotary), ownsTensors = true,
+            positionBias = Own(positionBias), windowMask = Own(windowMask), windowMaskSize = windowMaskSize,
+        };
+    }
+
+    /// <summary>After a checkpointed block ran on <paramref name="replay"/>: the position bias it computed (T5's first
+    /// layer) becomes the stack's, for the blocks after it.</summary>
+    internal void AdoptPositionBias(ForwardContext replay)
+    {
+        if (positionBias is null && replay.positionBias is { } bias) positionBias = bias.alias().DetachFromDisposeScope();
+    }
+
     /// <summary>The mask a self-attention layer passes to SDPA.</summary>
     /// <param name="window">Sliding-window attention (Mistral's <c>sliding_window</c>): a query at absolute index i sees
     /// keys j with i − window &lt; j ≤ i, as transformers masks it (indices count every position, padding and virtual
@@ -178,7 +212,7 @@ public sealed class ForwardContext : IDisposable
         var context = new ForwardContext(length, past, positions, keyMask, causalMask,
             tables is { } t ? (t.Cos.unsqueeze(1), t.SignedSin.unsqueeze(1)) : null,
             inputs.EncoderHidden, encoderKeyMask, inputs.Cache, inputs.Routing ?? AdapterRouting.None) {
-                rotaryHeadDim = rotary?.HeadDim ?? 0, BaseDropout = inputs.BaseDropout,
+                rotaryHeadDim = rotary?.HeadDim ?? 0, BaseDropout = inputs.BaseDropout, Checkpointing = inputs.Checkpoint,
                 LocalRotary = localTables is { } l ? (l.Cos.unsqueeze(1), l.SignedSin.unsqueeze(1)) : null,
             };
         positions.MoveToOuterDisposeScope();
@@ -194,11 +228,15 @@ public sealed class ForwardContext : IDisposable
     }
 
     /// <summary>Frees what the context made itself (the shared position bias and the window mask); the other tensors
-    /// belong to the stack's dispose scope.</summary>
+    /// belong to the stack's dispose scope, except in a <see cref="ForReplay"/> copy, which owns them all.</summary>
     public void Dispose()
     {
         positionBias?.Dispose();
         windowMask?.Dispose();
+        if (!ownsTensors) return;
+        foreach (var t in new[] { Positions, KeyMask, CausalMask, Rotary?.Cos, Rotary?.SignedSin, LocalRotary?.Cos, LocalRotary?.SignedSin,
+                                  EncoderHidden, EncoderKeyMask, Routing.RowSlots })
+            t?.Dispose();
     }
 }
 

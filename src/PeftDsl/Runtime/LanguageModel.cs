@@ -74,6 +74,13 @@ public abstract class LanguageModel(string name) : nn.Module(name), Generation.I
         }
     }
 
+    /// <summary>
+    /// Activation checkpointing (<c>--gradient-checkpointing</c>): in training with gradients, every transformer block
+    /// keeps only its input and runs again in backward, trading one more forward for the activations inside the blocks
+    /// (<see cref="ActivationCheckpoint"/>). Gradients are those of the plain run. Off by default.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>The adapters attached to this model: add, load, save, activate, merge, delete.</summary>
     public AdapterRegistry Adapters => adapters ??= new AdapterRegistry(this);
 

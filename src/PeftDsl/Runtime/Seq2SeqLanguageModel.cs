@@ -41,7 +41,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
         routing ??= Route(null, inputIds);
         var prompts = RoutesPrefix(routing) ? null : VirtualTokens(routing, inputIds, rows: true);
         var mask = prompts is null ? attentionMask : prompts.ExtendMask(attentionMask, inputIds.shape[0], inputIds.shape[1], inputIds.device);
-        return EncoderHidden(prompts?.TokenIds ?? inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts, BaseDropout: BaseDropout)).MoveToOuterDisposeScope();
+        return EncoderHidden(prompts?.TokenIds ?? inputIds, new StackInputs(mask, Routing: routing, Prompts: prompts, BaseDropout: BaseDropout, Checkpoint: GradientCheckpointing)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The mask over <see cref="Encode"/>'s output for cross-attention: the caller's (B, S) mask over real
@@ -77,7 +77,7 @@ public abstract class Seq2SeqLanguageModel(string name) : LanguageModel(name)
             (cache, temporary, decoderMask) = EnterVirtual(VirtualTokens(routing, decoderIds, rows: first)!, decoderMask, cache, decoderIds);
         try
         {
-            var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing, BaseDropout: BaseDropout);
+            var inputs = new StackInputs(decoderMask, encoderHidden, encoderMask, cache, routing, BaseDropout: BaseDropout, Checkpoint: GradientCheckpointing);
             var h = DecoderHidden(decoderIds, inputs);  // (B, T, C)
             if (first && cache is not null && cache.VirtualLength > 0) cache.CheckPrefixUsed();
             if (lastPositionOnly) h = h.narrow(1, -1, 1);

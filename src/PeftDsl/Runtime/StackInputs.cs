@@ -14,6 +14,8 @@ namespace PeftDsl.Runtime;
 /// <param name="BaseDropout">The root's <see cref="LanguageModel.BaseDropout"/>: null keeps the configured rates.</param>
 /// <param name="Packed">Several examples per row (<c>--packing</c>): positions restart per example and attention stays
 /// inside it; null for one example per row.</param>
+/// <param name="Checkpoint">The root's <see cref="LanguageModel.GradientCheckpointing"/>: in training with gradients, each
+/// block keeps only its input and is recomputed in backward (<see cref="ActivationCheckpoint"/>).</param>
 public sealed record StackInputs(Tensor? AttentionMask = null, Tensor? EncoderHidden = null, Tensor? EncoderMask = null,
     KvCache? Cache = null, AdapterRouting? Routing = null, Peft.Prompts.VirtualTokens? Prompts = null, double? BaseDropout = null,
-    PackedSequences? Packed = null);
+    PackedSequences? Packed = null, bool Checkpoint = false);

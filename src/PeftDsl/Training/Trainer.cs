@@ -44,6 +44,9 @@ public sealed class Trainer
             throw new PeftDslException($"--packing is for decoder-only models; {model.ModelType} is an encoder-decoder");
         if (options.Packing && model.Prompts.Active is not null)
             throw new PeftDslException("--packing cannot be combined with prompt learning: virtual tokens or a prefix would belong to a packed row, not to each example");
+        if (options.GradientCheckpointing && model.Prompts.Active is { } task && model.Prompts[task].Method == Peft.Prompts.PromptMethod.PrefixTuning)
+            throw new PeftDslException("--gradient-checkpointing cannot be combined with prefix tuning: its keys and values reach every layer " +
+                                       "through the KV cache, which a recomputed block would read twice");
         this.model = model;
         this.tokenizer = tokenizer;
         this.train = train;
@@ -84,6 +87,7 @@ public sealed class Trainer
         EvalResult? last = null, best = null;
         var stop = "finished";
         model.BaseDropout = options.BaseDropout;
+        model.GradientCheckpointing = options.GradientCheckpointing;
         model.train();
         while (state.Step < TotalSteps)
         {
@@ -183,7 +187,7 @@ public sealed class Trainer
             using var owned = batch;
             if (batch.LossTokens == 0) continue;
             var loss = Loss(model, batch) * ((double)batch.LossTokens / lossTokens);
-            loss.backward();
+            Autograd.Backward(loss);
             total.add_(loss.detach());
         }
         if (options.TFewLosses)
@@ -197,7 +201,7 @@ public sealed class Trainer
                 using var scores = MultipleChoice.Score(model, e.Prompt, e.Choices!);
                 var (unlikely, _) = MultipleChoice.UnlikelihoodTerms(scores, e.Label);
                 var extra = MultipleChoice.LengthNormalizedLoss(scores, e.Label) / chosen.Count + unlikely / wrongTokens;
-                extra.backward();
+                Autograd.Backward(extra);
                 total.add_(extra.detach());
             }
         }

@@ -63,6 +63,11 @@ public sealed record TrainerOptions
     /// <summary>Pack each micro-batch's causal examples several to a row (<c>--packing</c>): less padding, the same loss.</summary>
     public bool Packing { get; init; }
 
+    /// <summary>Recompute each transformer block in backward instead of keeping its activations
+    /// (<c>--gradient-checkpointing</c>): less memory, one more forward per step, the same gradients. Not part of
+    /// <see cref="Settings"/>: a resumed run may turn it on or off.</summary>
+    public bool GradientCheckpointing { get; init; }
+
     /// <summary>Evaluate every n steps (0: only at the end).</summary>
     public int EvalEvery { get; init; }
 

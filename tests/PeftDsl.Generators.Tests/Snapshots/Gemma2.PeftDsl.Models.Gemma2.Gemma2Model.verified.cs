@@ -55,7 +55,7 @@ partial class Gemma2Model : global::TorchSharp.torch.nn.Module<global::TorchShar
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         x = global::PeftDsl.Modules.Embedding.BySqrtDim(x);  // every input, virtual tokens included
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
-        foreach (var block in this.layers) x = block.forward(x, ctx);
+        foreach (var block in this.layers) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return this.norm.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -57,7 +57,7 @@ partial class Gemma3Model : global::TorchSharp.torch.nn.Module<global::TorchShar
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary, this.localRotary);
-        foreach (var block in this.layers) x = block.forward(x, ctx);
+        foreach (var block in this.layers) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return this.norm.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -58,7 +58,7 @@ partial class Gpt2Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         x = x + this.wpe.Positions(ctx.Positions, ctx.PastLength + ctx.Length);  // (B, T, C)
         x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
-        foreach (var block in this.h) x = block.forward(x, ctx);
+        foreach (var block in this.h) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return this.ln_f.forward(x).MoveToOuterDisposeScope();
     }
 

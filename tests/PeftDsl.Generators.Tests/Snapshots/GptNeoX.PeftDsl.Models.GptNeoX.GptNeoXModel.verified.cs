@@ -58,7 +58,7 @@ partial class GptNeoXModel : global::TorchSharp.torch.nn.Module<global::TorchSha
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
         x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
-        foreach (var block in this.layers) x = block.forward(x, ctx);
+        foreach (var block in this.layers) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return this.final_layer_norm.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -54,7 +54,7 @@ partial class Phi3Model : global::TorchSharp.torch.nn.Module<global::TorchSharp.
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, this.rotary);
-        foreach (var block in this.layers) x = block.forward(x, ctx);
+        foreach (var block in this.layers) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return this.norm.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -50,7 +50,7 @@ partial class T5DecoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
         var x = this.embed_tokens.forward(inputIds);  // (B, T, C)
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
-        foreach (var block in this.block) x = block.forward(x, ctx);
+        foreach (var block in this.block) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return global::PeftDsl.Modules.BaseDropout.Apply(this.final_layer_norm.forward(x), this.finalDropout, this.training, ctx).MoveToOuterDisposeScope();
     }
 

@@ -55,7 +55,7 @@ partial class T5EncoderStack : global::TorchSharp.torch.nn.Module<global::TorchS
         (x, inputs) = this.VirtualPrompts.Prepend(x, inputs);
         using var ctx = global::PeftDsl.Runtime.ForwardContext.Create(x, inputs, null);
         x = global::PeftDsl.Modules.BaseDropout.Apply(x, this.embeddingDropout, this.training, ctx);
-        foreach (var block in this.block) x = block.forward(x, ctx);
+        foreach (var block in this.block) x = ctx.RunBlock(block, x);  // recomputed in backward under gradient checkpointing
         return global::PeftDsl.Modules.BaseDropout.Apply(this.final_layer_norm.forward(x), this.finalDropout, this.training, ctx).MoveToOuterDisposeScope();
     }
 

@@ -88,7 +88,8 @@ public sealed class MpiTrainingTests
         string[] eval = ["--eval", dir.File("dev.jsonl"), "--eval-every", "5", "--batch", "4"];
         var (code1, _, err1) = ParityTests.Peft(Train(dir, "one", ["--steps", "5", .. eval]));
         Assert.True(code1 == 0, err1);
-        var (code2, stdout2, err2) = Mpi((2, Train(dir, "two", ["--steps", "5", .. eval])));
+        // The two ranks also recompute their blocks in backward (activation checkpointing): the same gradients either way.
+        var (code2, stdout2, err2) = Mpi((2, Train(dir, "two", ["--steps", "5", "--gradient-checkpointing", .. eval])));
         Assert.True(code2 == 0, err2);
         Assert.Contains("ranks: 2 (MPI)", stdout2);
         Assert.Single(stdout2.Split('\n'), l => l.StartsWith("finished after 5 steps"));   // rank 0 alone reports
