@@ -8,7 +8,9 @@ using PeftDsl.Models;
 using PeftDsl.Models.Gpt2;
 using PeftDsl.Models.Llama;
 using PeftDsl.Models.T5;
+using PeftDsl.Modules;
 using PeftDsl.Peft;
+using PeftDsl.Quantization;
 using PeftDsl.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -36,6 +38,7 @@ public static partial class BenchCommand
         ["gemma2-2b"] = ("gemma2", """{"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "max_position_embeddings": 8192}"""),
         ["gemma3-1b"] = ("gemma3_text", """{"vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512, "sliding_window_pattern": 6, "rope_theta": 1000000, "rope_local_base_freq": 10000, "max_position_embeddings": 32768}"""),
         ["phi3-mini"] = ("phi3", """{"vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096, "sliding_window": 2047, "rms_norm_eps": 1e-05}"""),
+        ["llama3-8b"] = ("llama", """{"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "rope_theta": 500000.0}"""),
         ["tinyllama-1.1b"] = ("llama", """{"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}"""),
     };
 
@@ -57,10 +60,11 @@ public static partial class BenchCommand
         var adapterCount = new Option<int>("--adapters") { Description = "How many LoRA adapters to attach", DefaultValueFactory = _ => 1 };
         var mixed = new Option<bool>("--mixed") { Description = "Route the rows of each batch through the adapters in turn (a mixed-adapter batch)" };
         var plainLoss = new Option<bool>("--plain-loss") { Description = "Compute the causal loss from the whole (B, T, V) logits, as before chunking (to compare memory and time with the default chunked loss)" };
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each block in backward instead of keeping its activations, as peft train --gradient-checkpointing does" };
         var packing = new Option<bool>("--packing") { Description = "Also time the training step on --batch examples of mixed lengths (1/8 to all of --length), one to a row and packed" };
         var command = new Command("bench", Program.Example("Measure forward, training-step and generation throughput", "peft bench --shape gpt2-tiny --lora-r 16 --adapters 4 --mixed"))
         {
-            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, packing, plainLoss, json,
+            shape, model, batch, length, steps, newTokens, method, loraRank, loraTargets, adapterCount, mixed, virtualTokens, packing, plainLoss, checkpointing, json,
         };
         var placement = new ModelOptions();
         placement.AddTo(command);
@@ -68,7 +72,7 @@ public static partial class BenchCommand
             parse.GetValue(batch), parse.GetValue(length), parse.GetValue(steps), parse.GetValue(newTokens), Console.Out, placement.Read(parse),
             PeftBench.From(parse.GetValue(method)!, parse.GetValue(loraRank), parse.GetValue(loraTargets), parse.GetValue(adapterCount),
                 parse.GetValue(mixed), parse.GetValue(virtualTokens)),
-            parse.GetValue(json)?.FullName, parse.GetValue(packing), parse.GetValue(plainLoss))));
+            parse.GetValue(json)?.FullName, parse.GetValue(packing), parse.GetValue(plainLoss), parse.GetValue(checkpointing))));
         return command;
     }
 
@@ -110,17 +114,20 @@ public static partial class BenchCommand
     /// when given: timed steps after a warm-up, one line per figure written to <paramref name="output"/>, and the figures as JSON
     /// to <paramref name="jsonPath"/> when given. Returns 0; bad sizes or options throw a bad-input error.</summary>
     /// <param name="packing">Also time the step on examples of mixed lengths, padded and packed (<see cref="PackingStep"/>).</param>
+    /// <param name="checkpointing">Activation checkpointing in the training step (<see cref="LanguageModel.GradientCheckpointing"/>).</param>
     public static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null, bool packing = false, bool plainLoss = false)
+        ModelLoadOptions? placement = null, PeftBench? peft = null, string? jsonPath = null, bool packing = false, bool plainLoss = false,
+        bool checkpointing = false)
     {
         // Under mpiexec.mpich every rank runs the same bench and the PEFT step sums the gradient over ranks, as
         // peft train does; rank 0 reports.
         return JobRanks.Run(ranks => Run(shape, directory, batch, length, steps, newTokens, ranks.Rank == 0 ? output : TextWriter.Null,
-            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks, packing, plainLoss));
+            placement, peft, ranks.Rank == 0 ? jsonPath : null, ranks, packing, plainLoss, checkpointing));
     }
 
     private static int Run(string shape, string? directory, int batch, int length, int steps, int newTokens, TextWriter output,
-        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks, bool packing, bool plainLoss)
+        ModelLoadOptions? placement, PeftBench? peft, string? jsonPath, Distributed.ICommunicator ranks, bool packing, bool plainLoss,
+        bool checkpointing)
     {
         placement ??= ModelLoadOptions.Default;
         peft ??= PeftBench.None;
@@ -135,15 +142,14 @@ public static partial class BenchCommand
         // Peak GPU memory through NVML, sampled from before the model reaches the device.
         using var memory = placement.Device is { type: DeviceType.CUDA } gpu ? Bench.GpuMemorySampler.Start(Math.Max(0, (int)gpu.index)) : null;
         using var scope = NewDisposeScope();
-        var model = directory is not null ? StockModels.LoadGenerative(directory, placement) : Build(shape);
+        var model = directory is not null ? StockModels.LoadGenerative(directory, placement) : Build(shape, WeightInit.None);
         using var _ = (nn.Module)model;
-        if (directory is null)
-        {
-            ((nn.Module)model).to(placement.DType);
-            if (placement.Device is { } d) ((nn.Module)model).to(d);
-        }
+        if (directory is null) Fill((nn.Module)model, shape, placement);
         var device = placement.Device ?? CPU;
         if (packing) CheckPacking(model, peft);
+        if (checkpointing && peft.Method == "prefix")
+            throw new PeftDslException("bench: --gradient-checkpointing cannot be combined with --method prefix: the prefix's keys and values reach every layer through the KV cache, which a recomputed block would read twice");
+        ((LanguageModel)model).GradientCheckpointing = checkpointing;
         var vocab = model.VocabSize;
         // Sizes no run can use are refused before anything is allocated (an allocation failure would end in native frames).
         // Virtual tokens take positions: in front of every sequence (prompt tuning, P-tuning) or in the cache (prefix
@@ -163,9 +169,13 @@ public static partial class BenchCommand
                 : $"bench: --batch {batch} × --length {length} × hidden size {width} needs {neededGiB:F1} GiB for one layer's fp32 hidden states alone; this machine has {memoryGiB:F1} GiB");
         var ids = randint(0, vocab, [batch, length], dtype: ScalarType.Int64, device: device);
         var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
-        var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements);
+        // A 4-bit projection's weight tensor is empty: its values are counted from its quantized shape.
+        var fourBits = FourBitModel.Projections((nn.Module)model).Where(l => l.FourBit is not null).ToList();
+        var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements) + fourBits.Sum(l => l.FourBit!.Shape.Aggregate(1L, (a, b) => a * b));
         output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads" +
-                         (model is CausalLanguageModel ? (plainLoss ? ", plain loss (whole logits)" : ", chunked loss") : ""));
+                         (placement.Quantize is { } fb ? $", {FourBitCodes.Name(fb.Type)}{(fb.DoubleQuant ? " (double quant)" : "")} projections in {FourBitModel.Bytes((nn.Module)model) / (double)(1L << 30):F2} GiB" : "") +
+                         (model is CausalLanguageModel ? (plainLoss ? ", plain loss (whole logits)" : ", chunked loss") : "") +
+                         (checkpointing ? ", gradient checkpointing" : ""));
         var rows = Attach((LanguageModel)model, peft, batch, output);
 
         Tensor Loss() => model switch
@@ -227,6 +237,8 @@ public static partial class BenchCommand
             {
                 ["shape"] = directory ?? shape, ["method"] = peft.Method, ["device"] = device.ToString(),
                 ["loss"] = model is CausalLanguageModel && !plainLoss ? "chunked" : "plain",
+                ["gradient_checkpointing"] = checkpointing,
+                ["quantize"] = placement.Quantize is { } qz ? FourBitCodes.Name(qz.Type) + (qz.DoubleQuant ? "+double" : "") : null,
                 ["dtype"] = placement.DType.ToString(), ["batch"] = batch, ["length"] = length,
                 ["forward_ms"] = forward * 1000, ["train_step_ms"] = train * 1000, ["tokens_per_s"] = tokens / train,
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
@@ -259,7 +271,7 @@ public static partial class BenchCommand
             {
                 using var s = NewDisposeScope();
                 flat.ZeroGrad();
-                loss().backward();
+                Autograd.Backward(loss());
                 if (ranks.Size > 1)
                 {
                     // Timed on its own: the device's queue is drained first, so the clock holds the all-reduce only.
@@ -278,7 +290,7 @@ public static partial class BenchCommand
         {
             using var s = NewDisposeScope();
             optimizer.zero_grad();
-            loss().backward();
+            Autograd.Backward(loss());
             optimizer.step();
         }, () => optimizer.Dispose());
     }
@@ -327,22 +339,41 @@ public static partial class BenchCommand
     private static long Trainable(LanguageModel model) => model.TrainableParameters().Sum(p => p.Parameter.NumberOfElements);
 
     /// <summary>A built-in random-weight model of the named shape (fp32, on the CPU).</summary>
-    internal static IGenerativeModel Build(string shape)
+    /// <param name="init"><c>None</c> leaves the weights unwritten (so not yet resident) for <see cref="Fill"/>.</param>
+    internal static IGenerativeModel Build(string shape, WeightInit init = WeightInit.Normal)
     {
         if (!Shapes.TryGetValue(shape, out var s))
             throw new PeftDslException($"bench: unknown shape '{shape}' (known: {string.Join(", ", Shapes.Keys)})");
         var json = ConfigJson.Parse(s.Json, "bench shape " + shape);
         return s.ModelType switch
         {
-            "gpt2" => new Gpt2LMHeadModel(Gpt2Config.FromJson(json)),
-            "llama" => new LlamaForCausalLM(LlamaConfig.FromJson(json)),
-            "qwen2" => new Models.Qwen2.Qwen2ForCausalLM(Models.Qwen2.Qwen2Config.FromJson(json)),
-            "qwen3" => new Models.Qwen3.Qwen3ForCausalLM(Models.Qwen3.Qwen3Config.FromJson(json)),
-            "gemma2" => new Models.Gemma2.Gemma2ForCausalLM(Models.Gemma2.Gemma2Config.FromJson(json)),
-            "gemma3_text" => new Models.Gemma3.Gemma3ForCausalLM(Models.Gemma3.Gemma3Config.FromJson(json)),
-            "phi3" => new Models.Phi3.Phi3ForCausalLM(Models.Phi3.Phi3Config.FromJson(json)),
-            _ => new T5ForConditionalGeneration(T5Config.FromJson(json)),
+            "gpt2" => new Gpt2LMHeadModel(Gpt2Config.FromJson(json), init),
+            "llama" => new LlamaForCausalLM(LlamaConfig.FromJson(json), init),
+            "qwen2" => new Models.Qwen2.Qwen2ForCausalLM(Models.Qwen2.Qwen2Config.FromJson(json), init),
+            "qwen3" => new Models.Qwen3.Qwen3ForCausalLM(Models.Qwen3.Qwen3Config.FromJson(json), init),
+            "gemma2" => new Models.Gemma2.Gemma2ForCausalLM(Models.Gemma2.Gemma2Config.FromJson(json), init),
+            "gemma3_text" => new Models.Gemma3.Gemma3ForCausalLM(Models.Gemma3.Gemma3Config.FromJson(json), init),
+            "phi3" => new Models.Phi3.Phi3ForCausalLM(Models.Phi3.Phi3Config.FromJson(json), init),
+            _ => new T5ForConditionalGeneration(T5Config.FromJson(json), init),
         };
+    }
+
+    /// <summary>
+    /// Gives a built, unwritten random model its weights in the placement's dtype and device, refusing first, in one
+    /// line, a model whose weights alone exceed the machine's memory. With <c>--quantize</c> the projections are filled
+    /// and quantized one at a time (<see cref="FourBitModel.FillAtRandom"/>), so the full-precision model never exists.
+    /// </summary>
+    private static void Fill(nn.Module model, string shape, ModelLoadOptions placement)
+    {
+        var needed = FourBitModel.EstimateBytes(model, placement.DType, placement.Quantize);
+        MemoryCheck.RequireFits(needed, $"bench --shape {shape} ({model.parameters().Sum(p => p.NumberOfElements) / 1e9:F2}B parameters, " +
+                                        $"{placement.DType}{(placement.Quantize is { } q ? $", {FourBitCodes.Name(q.Type)} projections" : "")})", placement.Device);
+        var device = placement.Device ?? CPU;
+        var projections = placement.Quantize is null ? [] : FourBitModel.EmptyProjections(model);
+        model.to(placement.DType);
+        model.to(device);
+        WeightInitializer.Apply(model, WeightInit.Normal);   // emptied projections have nothing to fill
+        if (placement.Quantize is { } fourBit) FourBitModel.FillAtRandom(projections, fourBit, placement.DType, device);
     }
 
     /// <summary>The median seconds per call over <paramref name="steps"/> calls, after one untimed warm-up. On a GPU

@@ -88,7 +88,7 @@ public static class InspectCommand
         if (adapter is not null && (targets is not null || preview is not null)) throw new PeftDslException("give either --adapter or a preview (--method/--targets), not both");
         if (rank <= 0) throw new PeftDslException($"--r must be a positive rank, got {rank}");
         using var model = (LanguageModel)(directory.StartsWith("shape:", StringComparison.Ordinal)
-            ? BenchCommand.Build(directory["shape:".Length..])
+            ? BenchCommand.Build(directory["shape:".Length..], Modules.WeightInit.None)   // counted, never run: left unwritten
             : StockModels.LoadGenerative(directory));
         // A rank above every projection's size adds nothing and could ask for gigabytes.
         var widest = model.Adapters.Linears().Max(l => Math.Max(l.Linear.InFeatures, l.Linear.OutFeatures));

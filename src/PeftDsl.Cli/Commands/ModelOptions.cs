@@ -15,15 +15,39 @@ public sealed class ModelOptions
     /// <summary><c>--dtype</c>: <c>fp32</c>, <c>bf16</c> or <c>fp16</c>, for weights and compute (default <c>fp32</c>).</summary>
     public Option<string> DType { get; } = new("--dtype") { Description = "fp32, bf16 or fp16 (weights and compute)", DefaultValueFactory = _ => "fp32" };
 
-    /// <summary>Adds <c>--device</c> and <c>--dtype</c> to <paramref name="command"/>.</summary>
+    /// <summary><c>--quantize</c>: <c>nf4</c> or <c>fp4</c> 4-bit projections (QLoRA's base), or <c>none</c>.</summary>
+    public Option<string> Quantize { get; } = new("--quantize") { Description = "Load the attention and MLP projections in 4 bits as bitsandbytes does: nf4 or fp4 (QLoRA's base; --dtype is then the compute dtype), or none", DefaultValueFactory = _ => "none" };
+
+    /// <summary><c>--double-quant</c>: also quantize the 4-bit blocks' scales (bitsandbytes' double quantization).</summary>
+    public Option<bool> DoubleQuant { get; } = new("--double-quant") { Description = "With --quantize: also quantize the blocks' scales to 8 bits (bnb_4bit_use_double_quant)" };
+
+    /// <summary>Adds <c>--device</c>, <c>--dtype</c>, <c>--quantize</c> and <c>--double-quant</c> to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
         command.Options.Add(Device);
         command.Options.Add(DType);
+        command.Options.Add(Quantize);
+        command.Options.Add(DoubleQuant);
     }
 
-    /// <summary>The model placement given by <c>--device</c> and <c>--dtype</c>, checked as <see cref="Parse"/> does.</summary>
-    public ModelLoadOptions Read(ParseResult parse) => Parse(parse.GetValue(Device)!, parse.GetValue(DType)!);
+    /// <summary>The model placement given by <c>--device</c>, <c>--dtype</c>, <c>--quantize</c> and <c>--double-quant</c>,
+    /// checked as <see cref="Parse"/> does.</summary>
+    public ModelLoadOptions Read(ParseResult parse) =>
+        Parse(parse.GetValue(Device)!, parse.GetValue(DType)!) with { Quantize = ParseQuantize(parse.GetValue(Quantize)!, parse.GetValue(DoubleQuant)) };
+
+    /// <summary><c>--quantize</c> and <c>--double-quant</c> as load options: null for <c>none</c>.</summary>
+    public static Quantization.FourBitOptions? ParseQuantize(string quantize, bool doubleQuant)
+    {
+        var type = quantize.ToLowerInvariant() switch
+        {
+            "none" => (Quantization.FourBitType?)null,
+            "nf4" => Quantization.FourBitType.Nf4,
+            "fp4" => Quantization.FourBitType.Fp4,
+            _ => throw new PeftDslException($"--quantize: '{quantize}' is not one of nf4, fp4, none (8-bit and other schemes are not supported)"),
+        };
+        if (type is null && doubleQuant) throw new PeftDslException("--double-quant quantizes the 4-bit scales: it needs --quantize nf4 or fp4");
+        return type is { } t ? new Quantization.FourBitOptions(t, doubleQuant) : null;
+    }
 
     /// <summary>Turns a device (<c>cpu</c>, <c>cuda</c>, <c>cuda:N</c>) and a dtype (<c>fp32</c>/<c>float32</c>,
     /// <c>bf16</c>/<c>bfloat16</c>, <c>fp16</c>/<c>float16</c>) into load options; an unknown value, or CUDA asked for where it

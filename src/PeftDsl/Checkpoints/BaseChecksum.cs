@@ -18,6 +18,15 @@ public static class BaseChecksum
             using var cpu = t.Target.detach().cpu().contiguous();
             hash.AppendData(cpu.bytes);
         }
+        // A 4-bit weight's bytes are its packed codes and quantization state (its full-precision tensor is empty).
+        foreach (var linear in model.modules().OfType<Modules.PeftLinear>())
+            if (linear.FourBit is { } q)
+                foreach (var part in new[] { q.Packed, q.Absmax, q.Code, q.NestedAbsmax, q.NestedCode })
+                    if (part is not null)
+                    {
+                        using var cpu = part.cpu().contiguous();
+                        hash.AppendData(cpu.bytes);
+                    }
     }
 
     /// <summary>The first 16 hex digits of the checksum, for a log line.</summary>

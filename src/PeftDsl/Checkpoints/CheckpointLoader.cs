@@ -28,7 +28,8 @@ public static class CheckpointLoader
     /// <param name="rules">The family's tolerated differences (tied keys, stale buffers, a missing body prefix).</param>
     /// <exception cref="CheckpointMismatchException">Keys are missing or unexpected, a shape differs, or a float weight is
     /// stored as integers; the message lists them.</exception>
-    public static void Load(nn.Module model, CheckpointFolder folder, CheckpointRules rules)
+    /// <param name="loaded">Called after each tensor is copied in (4-bit loading quantizes it there and frees it).</param>
+    public static void Load(nn.Module model, CheckpointFolder folder, CheckpointRules rules, Action<CheckpointTensor>? loaded = null)
     {
         var tensors = CheckpointLayout.Tensors(model);
         var fileKeys = folder.Keys.ToHashSet(StringComparer.Ordinal);
@@ -71,6 +72,7 @@ public static class CheckpointLoader
             var source = folder.Read(resolve(t.Key));
             if (t.Transposed) source = source.t();
             t.Target.copy_(source.to(t.Target.dtype, t.Target.device));
+            loaded?.Invoke(t);
         }
     }
 

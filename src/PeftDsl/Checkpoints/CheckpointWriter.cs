@@ -17,6 +17,7 @@ public static class CheckpointWriter
         var parent = Path.GetDirectoryName(Path.GetFullPath(path));
         if (parent is not null && !Directory.Exists(parent))
             throw new Errors.CheckpointException($"{path}: the folder {parent} does not exist");
+        foreach (var linear in model.modules().OfType<Modules.PeftLinear>()) linear.RequireFullPrecision("saving the base weights");
         using var scope = NewDisposeScope();
         var tensors = CheckpointLayout.Tensors(model)
             .ToDictionary(t => t.Key, t => t.Transposed ? t.Target.detach().t() : t.Target.detach());

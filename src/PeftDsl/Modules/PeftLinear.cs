@@ -87,7 +87,33 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
     /// <returns>(…, out)</returns>
     public override Tensor forward(Tensor x, AdapterRouting routing) =>
         !Ia3.IsEmpty && Ia3.Acts(routing) ? Ia3.Forward(x, routing)
-        : Lora.IsEmpty || routing.IsBaseOnly ? nn.functional.linear(x, weight, bias) : Lora.Forward(x, routing);
+        : Lora.IsEmpty || routing.IsBaseOnly ? BaseForward(x) : Lora.Forward(x, routing);
+
+    /// <summary>The base projection alone: <c>F.linear</c>, or the 4-bit matmul when the weight is quantized.</summary>
+    public Tensor BaseForward(Tensor x) =>
+        FourBit is { } q ? Quantization.FourBitLinear.Forward(x, q, bias) : nn.functional.linear(x, weight, bias);
+
+    /// <summary>The base weight in 4 bits (QLoRA's base, <c>--quantize</c>), or null when <see cref="weight"/> holds it.
+    /// While quantized, <see cref="weight"/> is empty (0 elements, the compute dtype).</summary>
+    public Quantization.FourBitWeight? FourBit { get; private set; }
+
+    /// <summary>Quantizes the base weight to 4 bits and frees the full-precision one, which must be frozen.</summary>
+    public void QuantizeTo4Bit(Quantization.FourBitType type, bool doubleQuant)
+    {
+        if (FourBit is not null) throw new InvalidOperationException("the weight is already quantized");
+        if (!Lora.IsEmpty || !Ia3.IsEmpty)
+            throw new Errors.PeftDslException("quantize the base before adding adapters: their layers read the full-precision weight");
+        using var noGrad = no_grad();
+        FourBit = Quantization.FourBitWeight.Quantize(weight, type, doubleQuant);
+        weight.set_(empty(0, dtype: weight.dtype, device: weight.device));
+    }
+
+    /// <summary>Refuses what does not yet run on a 4-bit weight, naming it.</summary>
+    internal void RequireFullPrecision(string what)
+    {
+        if (FourBit is not null)
+            throw new Errors.PeftDslException($"{what} is not supported on a 4-bit base yet (--quantize): load the model without it");
+    }
 
     /// <summary>
     /// Projects one input through several projections (q/k/v on the same normalized input, gate/up of a gated MLP).

@@ -173,6 +173,7 @@ public sealed partial class AdapterRegistry
                 throw new PeftDslException($"adapter '{n}' is not active; only active adapters can be merged (SetActive first)");
         }
         if (!Enabled) throw new PeftDslException("adapters are disabled: Enable() before merging");
+        foreach (var (_, linear) in Linears()) linear.RequireFullPrecision("merging adapters");
         foreach (var (_, linear) in Linears())
             foreach (var n in names) linear.Lora.Merge(n);
         if (TokenTable() is { TokenAdapter: { } tokens } table)
@@ -243,6 +244,8 @@ public sealed partial class AdapterRegistry
         var targets = LoraTargets.Resolve(config, Linears(), model.ConfigModelType, source, strictTargets);
         if (targets.FirstOrDefault(t => !t.Linear.Ia3.IsEmpty) is { } both)
             throw new PeftDslException($"{source}: {both.Path} already carries an IA3 adapter; LoRA and IA3 on one projection are not combined yet");
+        if (config.UseDora)
+            foreach (var t in targets) t.Linear.RequireFullPrecision($"{source}: DoRA ({t.Path})");
         try
         {
             foreach (var t in targets)

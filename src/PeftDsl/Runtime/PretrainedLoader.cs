@@ -38,9 +38,28 @@ public static class PretrainedLoader
         }
         try
         {
-            model.to(options.DType);
-            CheckpointLoader.Load(model, folder, RulesOf(model));
-            if (options.Device is { } device) model.to(device);
+            // Built unwritten, so counting costs nothing; refused here rather than killed partway through the load.
+            MemoryCheck.RequireFits(Quantization.FourBitModel.EstimateBytes(model, options.DType, options.Quantize), directory, options.Device);
+            if (options.Quantize is { } fourBit)
+            {
+                // The projections are converted and placed empty, then each is read, quantized on the device and
+                // freed, so the full-precision model never exists at once.
+                var shapes = Quantization.FourBitModel.EmptyProjections(model);
+                model.to(options.DType);
+                if (options.Device is { } target) model.to(target);
+                Quantization.FourBitModel.Reallocate(shapes, options.DType, options.Device ?? CPU);
+                var byWeight = shapes.ToDictionary(s => s.Linear.weight.Handle, s => s.Linear);
+                CheckpointLoader.Load(model, folder, RulesOf(model), t =>
+                {
+                    if (byWeight.TryGetValue(t.Target.Handle, out var linear)) linear.QuantizeTo4Bit(fourBit.Type, fourBit.DoubleQuant);
+                });
+            }
+            else
+            {
+                model.to(options.DType);
+                CheckpointLoader.Load(model, folder, RulesOf(model));
+                if (options.Device is { } device) model.to(device);
+            }
             if (model is LanguageModel root && actual is not null) root.ConfigModelType = actual;
             // As transformers' from_pretrained: a loaded model runs inference until train() is called, so an
             // adapter's dropout does not act by accident.

@@ -178,6 +178,7 @@ public sealed class Ia3Registry
     private IReadOnlyList<Ia3Target> Prepare(string name, ref Ia3Config config, string source)
     {
         PromptsCheck(name);
+        foreach (var (_, linear) in Linears()) linear.RequireFullPrecision($"{source}: IA3");
         config = config.Validate(source) with { TaskType = model is Seq2SeqLanguageModel ? "SEQ_2_SEQ_LM" : "CAUSAL_LM" };
         IReadOnlyList<Ia3Target> targets;
         if (config.Placement == Ia3Placement.Nemo)

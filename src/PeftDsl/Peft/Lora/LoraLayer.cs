@@ -92,7 +92,7 @@ public sealed class LoraLayer
     /// <summary>The base projection plus every routed adapter's contribution.</summary>
     public Tensor Forward(Tensor x, AdapterRouting routing)
     {
-        var result = F.linear(x, owner.weight, owner.bias);
+        var result = owner.BaseForward(x);
         if (routing.IsMixed) return MixedBatchLora.Add(this, x, result, routing, owner.training);
         foreach (var adapter in routing.Active)
         {

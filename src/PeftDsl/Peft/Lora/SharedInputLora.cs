@@ -38,7 +38,7 @@ internal static class SharedInputLora
                 outputs[i] = p.forward(x, routing);
                 continue;
             }
-            var result = F.linear(x, p.weight, p.bias);
+            var result = p.BaseForward(x);
             var scaling = p.Lora.Settings(adapter).Scaling;
             var part = parts[index];
             outputs[i] = result.dtype == part.dtype ? result.add(part, scaling) : (result + part * scaling).to(result.dtype);
