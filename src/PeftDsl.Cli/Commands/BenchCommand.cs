@@ -145,6 +145,8 @@ public static partial class BenchCommand
         var model = directory is not null ? StockModels.LoadGenerative(directory, placement) : Build(shape, WeightInit.None);
         using var _ = (nn.Module)model;
         if (directory is null) Fill((nn.Module)model, shape, placement);
+        // What building or loading the model cost in host memory: the resident high-water mark so far (the process's).
+        var buildPeak = ProcessMemory.PeakResidentBytes();
         var device = placement.Device ?? CPU;
         if (packing) CheckPacking(model, peft);
         if (checkpointing && peft.Method == "prefix")
@@ -215,6 +217,8 @@ public static partial class BenchCommand
                              (p.PackedRows == p.PaddedRows ? "; no two examples fit one row, so nothing was packed and the ratio is noise" : ""));
         if (device.type == DeviceType.CUDA)
             output.WriteLine($"host queue time  forward {forwardHost * 1000:F1} ms, training step {trainHost * 1000:F1} ms (of {forward * 1000:F1} and {train * 1000:F1} ms: close means host-bound)");
+        if (buildPeak is { } built)
+            output.WriteLine($"peak while built {built / (double)(1L << 30),10:F2} GiB (VmHWM from the start until the model was built or loaded)");
         if (hostPeak is { } peak)
             output.WriteLine($"peak resident    {peak / (double)(1L << 30),10:F2} GiB (VmHWM " +
                              (peakReset ? "over the timed forward and training steps)" : "since the process started: it could not be reset)"));
@@ -244,6 +248,7 @@ public static partial class BenchCommand
                 ["forward_host_ms"] = forwardHost * 1000, ["train_step_host_ms"] = trainHost * 1000,
                 // GPU: NVML's device use, sampled (TorchSharp 0.107 exposes no CUDA memory statistics); CPU: VmHWM.
                 ["peak_bytes"] = memory?.PeakBytes ?? hostPeak,
+                ["build_peak_bytes"] = buildPeak,
                 ["peak_bytes_source"] = memory is not null ? "nvml" : hostPeak is null ? null : peakReset ? "vmhwm_timed" : "vmhwm_process",
                 ["generate_new_tokens_per_s"] = generation,
                 // Median time of the step's gradient all-reduce over ranks; null for one process.

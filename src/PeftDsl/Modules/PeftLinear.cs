@@ -104,6 +104,7 @@ public sealed class PeftLinear : nn.Module<Tensor, AdapterRouting, Tensor>, IChe
         if (!Lora.IsEmpty || !Ia3.IsEmpty)
             throw new Errors.PeftDslException("quantize the base before adding adapters: their layers read the full-precision weight");
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope();   // set_ returns a new handle on the weight: freed here, not by the GC
         FourBit = Quantization.FourBitWeight.Quantize(weight, type, doubleQuant);
         weight.set_(empty(0, dtype: weight.dtype, device: weight.device));
     }

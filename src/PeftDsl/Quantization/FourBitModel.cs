@@ -32,6 +32,7 @@ public static class FourBitModel
     {
         using var noGrad = no_grad();
         var shapes = Projections(model).Select(l => (l, l.weight.shape)).ToList();
+        using var scope = NewDisposeScope();
         foreach (var (linear, _) in shapes) linear.weight.set_(empty(0, dtype: linear.weight.dtype, device: linear.weight.device));
         return shapes;
     }
@@ -41,6 +42,7 @@ public static class FourBitModel
     public static void Reallocate(IReadOnlyList<(PeftLinear Linear, long[] Shape)> shapes, ScalarType dtype, Device device)
     {
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
         foreach (var (linear, shape) in shapes) linear.weight.set_(empty(shape, dtype: dtype, device: device));
     }
 
@@ -50,12 +52,16 @@ public static class FourBitModel
     {
         foreach (var (linear, shape) in shapes)
         {
+            // In-place ops return new handles on the weight: the scope frees them at once, or the GC would keep each
+            // full-precision weight alive until it ran.
+            using var scope = NewDisposeScope();
             using (no_grad())
             {
                 linear.weight.set_(empty(shape, dtype: dtype, device: device));
                 nn.init.normal_(linear.weight, 0, WeightInitializer.Std);
             }
             linear.QuantizeTo4Bit(options.Type, options.DoubleQuant);
+            Runtime.NativeHeap.Trim();   // else glibc keeps every freed weight resident until the end (NativeHeap)
         }
     }
 

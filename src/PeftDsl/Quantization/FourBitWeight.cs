@@ -92,31 +92,46 @@ public sealed class FourBitWeight : IDisposable
         return result;
     }
 
-    /// <summary>The weight in <paramref name="dtype"/>, as <c>dequantize_4bit</c> gives it (computed in fp32).</summary>
+    private Tensor? pairs;
+
+    /// <summary>(256, 2) fp32: the two code values of every byte, high nibble first, made once per weight.</summary>
+    private Tensor Pairs()
+    {
+        if (pairs is not null) return pairs;
+        using var scope = NewDisposeScope();
+        var bytes = arange(256, dtype: ScalarType.Int64, device: Code.device);
+        pairs = stack([Code.index_select(0, bytes.div(16, rounding_mode: RoundingMode.floor)), Code.index_select(0, bytes.remainder(16))], 1)
+            .DetachFromDisposeScope();
+        return pairs;
+    }
+
+    /// <summary>The weight in <paramref name="dtype"/>, as <c>dequantize_4bit</c> gives it (code × absmax in fp32, then
+    /// cast). Four kernels: bytes to indices, one look-up of both nibbles' values, the in-place scaling, the cast (four
+    /// more decode double-quantized scales). The temporaries are int32 indices and fp32 values: 2.5 times the fp32
+    /// weight's bytes at most, and only one weight's at a time.</summary>
     public Tensor Dequantize(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var n = Shape.Aggregate(1L, (a, b) => a * b);
-        var bytes = Packed.reshape(-1).to(ScalarType.Int64);
-        var codes = stack([bytes.div(16, rounding_mode: RoundingMode.floor), bytes.remainder(16)], 1).reshape(-1).narrow(0, 0, n);
-        var values = Code.index_select(0, codes);
+        var values = Pairs().index_select(0, Packed.reshape(-1).to(ScalarType.Int32)).view(-1);
+        if (values.shape[0] != n) values = values.narrow(0, 0, n).contiguous();
         var scales = AbsmaxValues();
         var full = n / BlockSize * BlockSize;
-        var scaled = values.narrow(0, 0, full).view(-1, BlockSize).mul(scales.narrow(0, 0, full / BlockSize).unsqueeze(1)).reshape(-1);
-        if (full < n) scaled = cat([scaled, values.narrow(0, full, n - full) * scales[full / BlockSize]]);
-        return scaled.view(Shape).to(dtype).MoveToOuterDisposeScope();
+        values.narrow(0, 0, full).view(-1, BlockSize).mul_(scales.narrow(0, 0, full / BlockSize).unsqueeze(1));
+        if (full < n) values.narrow(0, full, n - full).mul_(scales[full / BlockSize]);
+        return values.view(Shape).to(dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>The fp32 absmax of every block: stored, or decoded from double quantization.</summary>
     private Tensor AbsmaxValues()
     {
         if (!IsNested) return Absmax;
-        var values = NestedCode!.index_select(0, Absmax.to(ScalarType.Int64));
+        var values = NestedCode!.index_select(0, Absmax.to(ScalarType.Int32));
         var n = values.shape[0];
         var full = n / NestedBlockSize * NestedBlockSize;
-        var decoded = values.narrow(0, 0, full).view(-1, NestedBlockSize).mul(NestedAbsmax!.narrow(0, 0, full / NestedBlockSize).unsqueeze(1)).reshape(-1);
-        if (full < n) decoded = cat([decoded, values.narrow(0, full, n - full) * NestedAbsmax![full / NestedBlockSize]]);
-        return decoded + Offset;
+        values.narrow(0, 0, full).view(-1, NestedBlockSize).mul_(NestedAbsmax!.narrow(0, 0, full / NestedBlockSize).unsqueeze(1));
+        if (full < n) values.narrow(0, full, n - full).mul_(NestedAbsmax![full / NestedBlockSize]);
+        return values.add_(Offset);
     }
 
     /// <summary>bitsandbytes' blockwise quantization of a flat fp32 tensor against a code book: absmax per block (the
@@ -146,6 +161,6 @@ public sealed class FourBitWeight : IDisposable
     /// <summary>Frees the packed codes and the quantization state.</summary>
     public void Dispose()
     {
-        foreach (var t in new[] { Packed, Absmax, Code, NestedAbsmax, NestedCode }) t?.Dispose();
+        foreach (var t in new[] { Packed, Absmax, Code, NestedAbsmax, NestedCode, pairs }) t?.Dispose();
     }
 }

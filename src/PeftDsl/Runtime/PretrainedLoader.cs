@@ -51,7 +51,9 @@ public static class PretrainedLoader
                 var byWeight = shapes.ToDictionary(s => s.Linear.weight.Handle, s => s.Linear);
                 CheckpointLoader.Load(model, folder, RulesOf(model), t =>
                 {
-                    if (byWeight.TryGetValue(t.Target.Handle, out var linear)) linear.QuantizeTo4Bit(fourBit.Type, fourBit.DoubleQuant);
+                    if (!byWeight.TryGetValue(t.Target.Handle, out var linear)) return;
+                    linear.QuantizeTo4Bit(fourBit.Type, fourBit.DoubleQuant);
+                    NativeHeap.Trim();   // else glibc keeps every freed weight resident until the end (NativeHeap)
                 });
             }
             else

@@ -143,6 +143,23 @@ public sealed class FourBitTests
     }
 
     [Fact]
+    public void ABf16ProjectionOnTheCpuIsAnFp32MatmulOfTheRoundedOperandsRoundedOnce()
+    {
+        manual_seed(7);
+        using var q = FourBitWeight.Quantize(randn(16, 64) * 0.1, FourBitType.Nf4, doubleQuant: false);
+        using var dense = q.Dequantize(ScalarType.BFloat16).to(ScalarType.Float32);   // bitsandbytes' bf16 weight, widened
+        var x = randn(3, 64).to(ScalarType.BFloat16).requires_grad_(true);
+        var y = FourBitLinear.Forward(x, q, null);
+        Assert.Equal(ScalarType.BFloat16, y.dtype);
+        using var expected = nn.functional.linear(x.detach().to(ScalarType.Float32), dense).to(ScalarType.BFloat16);
+        Assert.True(y.detach().eq(expected).all().item<bool>());
+        var g = randn(3, 16).to(ScalarType.BFloat16);
+        Autograd.Backward((y * g).sum());
+        using var expectedGrad = (g.to(ScalarType.Float32).matmul(dense)).to(ScalarType.BFloat16);
+        Assert.True(x.grad!.allclose(expectedGrad, 1e-2, 1e-3));
+    }
+
+    [Fact]
     public void LoraOnAFourBitBaseHasTheGradientsOfLoraOnTheDequantizedWeights()
     {
         using var quantized = LlamaForCausalLM.FromPretrained(Fixtures.Base("llama"), new ModelLoadOptions(Quantize: new FourBitOptions(FourBitType.Nf4, true)));
