@@ -173,7 +173,7 @@ public static partial class BenchCommand
         var decoderIds = randint(0, vocab, [batch, Math.Max(2, length / 4)], dtype: ScalarType.Int64, device: device);
         // A 4-bit projection's weight tensor is empty: its values are counted from its quantized shape.
         var fourBits = FourBitModel.Projections((nn.Module)model).Where(l => l.FourBit is not null).ToList();
-        var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements) + fourBits.Sum(l => l.FourBit!.Shape.Aggregate(1L, (a, b) => a * b));
+        var parameters = ((nn.Module)model).parameters().Sum(p => p.NumberOfElements) + fourBits.Sum(l => l.FourBit!.Elements);
         output.WriteLine($"model {directory ?? shape}: {parameters / 1e6:F1}M parameters, {placement.DType} on {device}, batch {batch} x {length} tokens, {get_num_threads()} CPU threads" +
                          (placement.Quantize is { } fb ? $", {FourBitCodes.Name(fb.Type)}{(fb.DoubleQuant ? " (double quant)" : "")} projections in {FourBitModel.Bytes((nn.Module)model) / (double)(1L << 30):F2} GiB" : "") +
                          (model is CausalLanguageModel ? (plainLoss ? ", plain loss (whole logits)" : ", chunked loss") : "") +

@@ -32,6 +32,9 @@ public sealed class FourBitWeight : IDisposable
     /// <summary>The weight's shape ([out, in] for a linear layer).</summary>
     public long[] Shape { get; }
 
+    /// <summary>Values in the weight (the product of <see cref="Shape"/>).</summary>
+    public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
+
     /// <summary>The dtype the weight had before quantization (bitsandbytes' <c>quant_state.dtype</c>).</summary>
     public ScalarType DType { get; }
 
@@ -112,13 +115,10 @@ public sealed class FourBitWeight : IDisposable
     public Tensor Dequantize(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var n = Shape.Aggregate(1L, (a, b) => a * b);
+        var n = Elements;
         var values = Pairs().index_select(0, Packed.reshape(-1).to(ScalarType.Int32)).view(-1);
         if (values.shape[0] != n) values = values.narrow(0, 0, n).contiguous();
-        var scales = AbsmaxValues();
-        var full = n / BlockSize * BlockSize;
-        values.narrow(0, 0, full).view(-1, BlockSize).mul_(scales.narrow(0, 0, full / BlockSize).unsqueeze(1));
-        if (full < n) values.narrow(0, full, n - full).mul_(scales[full / BlockSize]);
+        ScaleBlocks(values, AbsmaxValues(), BlockSize);
         return values.view(Shape).to(dtype).MoveToOuterDisposeScope();
     }
 
@@ -127,11 +127,17 @@ public sealed class FourBitWeight : IDisposable
     {
         if (!IsNested) return Absmax;
         var values = NestedCode!.index_select(0, Absmax.to(ScalarType.Int32));
-        var n = values.shape[0];
-        var full = n / NestedBlockSize * NestedBlockSize;
-        values.narrow(0, 0, full).view(-1, NestedBlockSize).mul_(NestedAbsmax!.narrow(0, 0, full / NestedBlockSize).unsqueeze(1));
-        if (full < n) values.narrow(0, full, n - full).mul_(NestedAbsmax![full / NestedBlockSize]);
+        ScaleBlocks(values, NestedAbsmax!, NestedBlockSize);
         return values.add_(Offset);
+    }
+
+    /// <summary>Multiplies each block of <paramref name="blockSize"/> flat values (the last may be shorter) by its scale, in place.</summary>
+    private static void ScaleBlocks(Tensor values, Tensor scales, int blockSize)
+    {
+        var n = values.shape[0];
+        var full = n / blockSize * blockSize;
+        values.narrow(0, 0, full).view(-1, blockSize).mul_(scales.narrow(0, 0, full / blockSize).unsqueeze(1));
+        if (full < n) values.narrow(0, full, n - full).mul_(scales[full / blockSize]);
     }
 
     /// <summary>bitsandbytes' blockwise quantization of a flat fp32 tensor against a code book: absmax per block (the
